@@ -1,0 +1,246 @@
+//! Customers: who contacts the center, and how they are found again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+
+/// Longest id accepted for any object, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = 256;
+pub const MAX_PHONES: usize = 8;
+pub const MAX_PHONE_LEN: usize = 32;
+pub const MAX_EMAILS: usize = 8;
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_LANGUAGE_LEN: usize = 35;
+pub const MAX_ATTRIBUTES: usize = 64;
+pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
+pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
+
+/// Service tier; higher tiers get a priority boost in routing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tier {
+    #[default]
+    Standard,
+    Gold,
+    Platinum,
+}
+
+/// The fields a client sets on a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerInput {
+    pub id: String,
+    pub name: String,
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub tier: Tier,
+    /// BCP 47 language tag, e.g. `en-GB`; empty when unknown.
+    pub language: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A stored customer: the client's fields plus what the cluster keeps about them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub input: CustomerInput,
+    /// Accepted changes so far; a duplicate application of one write would show here.
+    pub version: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Idempotency key of the last applied upsert, so a retry is recognised.
+    pub last_request_id: Option<String>,
+}
+
+impl Customer {
+    pub fn id(&self) -> &str {
+        &self.input.id
+    }
+}
+
+/// Checks that `id` is a usable object id: non-empty, bounded, printable ASCII without
+/// spaces. `field` names the field in the error.
+pub fn validate_id(field: &str, id: &str) -> Result<(), DomainError> {
+    if id.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(DomainError::invalid(
+            field,
+            format!("{} bytes, at most {MAX_ID_LEN} allowed", id.len()),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!("character {c:?} not allowed (letters, digits and - _ . : @ only)"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_len(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.len() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("{} bytes, at most {max} allowed", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+impl CustomerInput {
+    /// Checks every field against its limits. Called at the service edge before proposing
+    /// and again inside `apply`, so a bad command in the log still changes nothing.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate_id("customer.id", &self.id)?;
+        if self.name.trim().is_empty() {
+            return Err(DomainError::invalid("customer.name", "must not be empty"));
+        }
+        validate_len("customer.name", &self.name, MAX_NAME_LEN)?;
+        if self.phones.len() > MAX_PHONES {
+            return Err(DomainError::invalid(
+                "customer.phones",
+                format!("{} entries, at most {MAX_PHONES} allowed", self.phones.len()),
+            ));
+        }
+        for (i, phone) in self.phones.iter().enumerate() {
+            let field = format!("customer.phones[{i}]");
+            validate_len(&field, phone, MAX_PHONE_LEN)?;
+            let digits = phone.chars().filter(char::is_ascii_digit).count();
+            if digits < 3
+                || !phone
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))
+            {
+                return Err(DomainError::invalid(
+                    field,
+                    "expected a phone number (digits, + - ( ) and spaces)",
+                ));
+            }
+        }
+        if self.emails.len() > MAX_EMAILS {
+            return Err(DomainError::invalid(
+                "customer.emails",
+                format!("{} entries, at most {MAX_EMAILS} allowed", self.emails.len()),
+            ));
+        }
+        for (i, email) in self.emails.iter().enumerate() {
+            let field = format!("customer.emails[{i}]");
+            validate_len(&field, email, MAX_EMAIL_LEN)?;
+            let valid = email
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+                && !email.contains(char::is_whitespace);
+            if !valid {
+                return Err(DomainError::invalid(field, "expected an email address"));
+            }
+        }
+        validate_len("customer.language", &self.language, MAX_LANGUAGE_LEN)?;
+        if self.attributes.len() > MAX_ATTRIBUTES {
+            return Err(DomainError::invalid(
+                "customer.attributes",
+                format!(
+                    "{} entries, at most {MAX_ATTRIBUTES} allowed",
+                    self.attributes.len()
+                ),
+            ));
+        }
+        for (key, value) in &self.attributes {
+            if key.is_empty() {
+                return Err(DomainError::invalid(
+                    "customer.attributes",
+                    "keys must not be empty",
+                ));
+            }
+            validate_len("customer.attributes key", key, MAX_ATTRIBUTE_KEY_LEN)?;
+            validate_len(&format!("customer.attributes[{key}]"), value, MAX_ATTRIBUTE_VALUE_LEN)?;
+        }
+        Ok(())
+    }
+
+    /// Phone numbers reduced to `+` and digits, so `+44 20 7946-0000` and
+    /// `+442079460000` find the same customer.
+    pub fn normalized_phones(&self) -> impl Iterator<Item = String> + '_ {
+        self.phones.iter().map(|p| normalize_phone(p))
+    }
+
+    pub fn normalized_emails(&self) -> impl Iterator<Item = String> + '_ {
+        self.emails.iter().map(|e| normalize_email(e))
+    }
+}
+
+pub fn normalize_phone(phone: &str) -> String {
+    phone
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '+')
+        .collect()
+}
+
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> CustomerInput {
+        CustomerInput {
+            id: "c-1".into(),
+            name: "Ada Lovelace".into(),
+            phones: vec!["+44 20 7946 0000".into()],
+            emails: vec!["ada@example.com".into()],
+            tier: Tier::Gold,
+            language: "en-GB".into(),
+            attributes: BTreeMap::from([("account".into(), "A-17".into())]),
+        }
+    }
+
+    fn field_of(err: DomainError) -> String {
+        match err {
+            DomainError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_complete_customer() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let cases: Vec<(fn(&mut CustomerInput), &str)> = vec![
+            (|c| c.id.clear(), "customer.id"),
+            (|c| c.id = "x".repeat(MAX_ID_LEN + 1), "customer.id"),
+            (|c| c.id = "has space".into(), "customer.id"),
+            (|c| c.name = "  ".into(), "customer.name"),
+            (|c| c.name = "n".repeat(MAX_NAME_LEN + 1), "customer.name"),
+            (|c| c.phones.push("call me".into()), "customer.phones[1]"),
+            (|c| c.phones = vec!["1".into(); MAX_PHONES + 1], "customer.phones"),
+            (|c| c.emails = vec!["nobody".into()], "customer.emails[0]"),
+            (|c| c.language = "x".repeat(100), "customer.language"),
+            (
+                |c| {
+                    c.attributes.insert("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_LEN + 1));
+                },
+                "customer.attributes[k]",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut input = valid();
+            mutate(&mut input);
+            assert_eq!(field_of(input.validate().unwrap_err()), field);
+        }
+    }
+
+    #[test]
+    fn phones_and_emails_normalize() {
+        assert_eq!(normalize_phone("+44 (20) 7946-0000"), "+442079460000");
+        assert_eq!(normalize_email(" Ada@Example.COM "), "ada@example.com");
+    }
+}

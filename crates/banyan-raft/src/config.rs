@@ -1,0 +1,49 @@
+//! Raft timers and policies as configuration.
+
+use std::time::Duration;
+
+/// Timers that decide how fast a Banyan core notices a lost leader. Within one site the
+/// defaults elect a new leader well under a second after the old one dies. Across sites,
+/// the heartbeat must exceed the round trip plus a follower's log flush: in openraft 0.9
+/// an append RPC times out after one heartbeat interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTimers {
+    pub heartbeat: Duration,
+    /// Lower bound of the randomized election timeout; the upper bound is twice this.
+    pub election_timeout: Duration,
+    /// Entries applied between snapshots.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTimers {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_every: 20_000,
+        }
+    }
+}
+
+impl RaftTimers {
+    /// The openraft configuration for these timers, validated.
+    pub fn to_openraft(&self, cluster_name: &str) -> Result<openraft::Config, String> {
+        let millis = |d: Duration| d.as_millis().max(1) as u64;
+        let config = openraft::Config {
+            cluster_name: cluster_name.to_owned(),
+            heartbeat_interval: millis(self.heartbeat),
+            election_timeout_min: millis(self.election_timeout),
+            election_timeout_max: 2 * millis(self.election_timeout),
+            // Large enough for a multi-megabyte snapshot chunk on a busy machine.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            snapshot_max_chunk_size: 1024 * 1024,
+            // Keep some log behind the snapshot, so a briefly lagging follower catches up
+            // from the log instead of a full snapshot.
+            max_in_snapshot_log_to_keep: self.snapshot_every.min(5_000),
+            max_payload_entries: 512,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())
+    }
+}

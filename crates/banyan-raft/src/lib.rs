@@ -1,0 +1,40 @@
+//! Banyan's consensus layer: the openraft type configuration, Raft storage on sled, and the
+//! gRPC Raft transport. Every other crate reaches openraft through this one, so a move to
+//! a later openraft line touches only this crate.
+//!
+//! ```text
+//!  client write ──> Raft (openraft) ──append──> LogStore ──> sled tree "log" ─┐
+//!                        │                         └─ one flusher task: flush()┘
+//!                        │ committed entries
+//!                        v
+//!                   StateMachine ──apply──> banyan_domain::State (in memory)
+//!                        └─ snapshots ──> sled tree "snapshot" (generation, then switch)
+//!  peers <── RaftTransport gRPC (network.rs client, service.rs server) ──> peers
+//! ```
+//!
+//! # Layout
+//! * [`types`]: the openraft type configuration and aliases used across Banyan.
+//! * [`codec`]: the versioned binary encoding of log entries, snapshots and RPC payloads.
+//! * [`log_store`]: `RaftLogStorage` on sled; appends are flushed before they are reported.
+//! * [`state_machine`]: `RaftStateMachine`: the domain state, snapshots on sled.
+//! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
+//! * [`service`]: the gRPC server side of the transport.
+//! * [`store`]: opens one node's sled database and both stores over it.
+//! * [`config`]: Raft timers as configuration.
+
+pub mod codec;
+pub mod config;
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod store;
+pub mod types;
+
+pub use config::RaftTimers;
+pub use log_store::LogStore;
+pub use network::{LinkControl, NetworkFactory};
+pub use service::RaftTransportService;
+pub use state_machine::{AppliedState, StateMachineStore};
+pub use store::{open_stores, StoreError};
+pub use types::*;

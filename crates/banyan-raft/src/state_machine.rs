@@ -1,0 +1,362 @@
+//! `RaftStateMachine`: applies committed entries to the in-memory domain state, and keeps
+//! snapshots of it on sled.
+//!
+//! The domain state lives in memory because routing needs its ordered indexes there. It
+//! is made durable by the log and by snapshots: on start the last snapshot is loaded and
+//! openraft re-applies the committed log after it.
+//!
+//! Snapshots are written as a new generation (chunks under a fresh generation number,
+//! flushed), then the `current` pointer is switched in one write and flushed, and only
+//! then are older generations deleted. A crash at any point leaves either the old or the
+//! new snapshot whole, never a mix.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use banyan_domain::State;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::codec;
+use crate::types::{
+    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const KEY_CURRENT: &[u8] = b"current";
+const CHUNK_SIZE: usize = 1024 * 1024;
+
+/// The state machine's view of the world at its last applied entry.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub domain: State,
+}
+
+/// Read access to the applied state, shared with the node's services.
+#[derive(Clone)]
+pub struct AppliedState {
+    state: Arc<RwLock<Applied>>,
+    applied_index: watch::Receiver<u64>,
+}
+
+impl AppliedState {
+    /// Reads the applied state. Hold the guard briefly: applying waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The last applied log index (0 before anything was applied).
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_index.borrow()
+    }
+
+    /// Waits until the state machine has applied `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied_index.clone();
+        // The sender lives as long as the state machine; if it is gone, so is the node.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+}
+
+/// Where a snapshot generation sits and what it covers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotPointer {
+    generation: u64,
+    chunks: u64,
+    meta: SnapshotMeta,
+}
+
+/// The state machine of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    /// (generation, chunk number), big-endian → snapshot bytes.
+    snapshots: sled::Tree,
+    /// `current` → [`SnapshotPointer`].
+    meta: sled::Tree,
+    state: Arc<RwLock<Applied>>,
+    applied_tx: watch::Sender<u64>,
+    applied_rx: watch::Receiver<u64>,
+    next_generation: AtomicU64,
+    /// Snapshots built here, for metrics.
+    built: AtomicU64,
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+fn chunk_key(generation: u64, chunk: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&generation.to_be_bytes());
+    key[8..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+impl StateMachineStore {
+    /// Opens the snapshot trees of `db` and loads the current snapshot, if any.
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let snapshots = db
+            .open_tree("snapshot")
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let meta = db
+            .open_tree("snapshot_meta")
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let (applied_tx, applied_rx) = watch::channel(0);
+        let store = Self {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                snapshots,
+                meta,
+                state: Arc::default(),
+                applied_tx,
+                applied_rx,
+                next_generation: AtomicU64::new(1),
+                built: AtomicU64::new(0),
+            }),
+        };
+        if let Some(pointer) = store.pointer()? {
+            store
+                .inner
+                .next_generation
+                .store(pointer.generation + 1, Ordering::Relaxed);
+            let bytes = store.read_generation(&pointer)?;
+            store.load(&pointer.meta, &bytes)?;
+            // Generations left behind by a crash between switch and cleanup.
+            store.delete_generations_except(pointer.generation)?;
+        }
+        Ok(store)
+    }
+
+    /// A read handle on the applied state.
+    pub fn applied_state(&self) -> AppliedState {
+        AppliedState {
+            state: self.inner.state.clone(),
+            applied_index: self.inner.applied_rx.clone(),
+        }
+    }
+
+    /// Snapshots built by this node since it started.
+    pub fn snapshots_built(&self) -> u64 {
+        self.inner.built.load(Ordering::Relaxed)
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pointer(&self) -> Result<Option<SnapshotPointer>, StorageError> {
+        match self
+            .inner
+            .meta
+            .get(KEY_CURRENT)
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?
+        {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| snap_err(ErrorVerb::Read, e)),
+        }
+    }
+
+    fn read_generation(&self, pointer: &SnapshotPointer) -> Result<Vec<u8>, StorageError> {
+        let mut bytes = Vec::new();
+        for chunk in 0..pointer.chunks {
+            let part = self
+                .inner
+                .snapshots
+                .get(chunk_key(pointer.generation, chunk))
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?
+                .ok_or_else(|| {
+                    snap_err(
+                        ErrorVerb::Read,
+                        std::io::Error::other(format!(
+                            "snapshot generation {} lacks chunk {chunk}",
+                            pointer.generation
+                        )),
+                    )
+                })?;
+            bytes.extend_from_slice(&part);
+        }
+        Ok(bytes)
+    }
+
+    /// Replaces the in-memory state with a decoded snapshot.
+    fn load(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StorageError> {
+        let domain: State = codec::decode(bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        *self.write_state() = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            domain,
+        };
+        self.inner.applied_tx.send_replace(index);
+        Ok(())
+    }
+
+    /// Writes `bytes` as a new generation and switches to it.
+    async fn persist(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StorageError> {
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let mut batch = sled::Batch::default();
+        let mut chunks = 0u64;
+        for part in bytes.chunks(CHUNK_SIZE) {
+            batch.insert(&chunk_key(generation, chunks), part);
+            chunks += 1;
+        }
+        self.inner
+            .snapshots
+            .apply_batch(batch)
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.flush().await?;
+        let pointer = SnapshotPointer {
+            generation,
+            chunks,
+            meta: meta.clone(),
+        };
+        self.inner
+            .meta
+            .insert(KEY_CURRENT, codec::encode(&pointer))
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.flush().await?;
+        self.delete_generations_except(generation)
+    }
+
+    fn delete_generations_except(&self, keep: u64) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for item in self.inner.snapshots.iter().keys() {
+            let key = item.map_err(|e| snap_err(ErrorVerb::Delete, e))?;
+            let generation = u64::from_be_bytes(key[..8].try_into().unwrap_or_default());
+            if generation != keep {
+                batch.remove(key);
+            }
+        }
+        self.inner
+            .snapshots
+            .apply_batch(batch)
+            .map_err(|e| snap_err(ErrorVerb::Delete, e))
+    }
+
+    async fn flush(&self) -> Result<(), StorageError> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e)))?
+            .map(drop)
+            .map_err(|e| snap_err(ErrorVerb::Write, e))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (meta, bytes) = {
+            let state = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+            let generation = self.inner.next_generation.load(Ordering::Relaxed);
+            let snapshot_id = match state.last_applied {
+                Some(id) => format!("{}-{}-{generation}", id.leader_id.term, id.index),
+                None => format!("0-0-{generation}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+                snapshot_id,
+            };
+            (meta, codec::encode(&state.domain))
+        };
+        self.persist(&meta, &bytes).await?;
+        self.inner.built.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut last_index = None;
+        {
+            let mut state = self.write_state();
+            for entry in entries {
+                state.last_applied = Some(entry.log_id);
+                last_index = Some(entry.log_id.index);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Ok(Vec::new()),
+                    EntryPayload::Normal(command) => state.domain.apply(&command),
+                    EntryPayload::Membership(membership) => {
+                        state.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(Vec::new())
+                    }
+                };
+                responses.push(response);
+            }
+        }
+        if let Some(index) = last_index {
+            self.inner.applied_tx.send_replace(index);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        // Decode before persisting: a malformed snapshot must not replace a good one.
+        codec::decode::<State>(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        self.persist(meta, &bytes).await?;
+        self.load(meta, &bytes)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(pointer) = self.pointer()? else {
+            return Ok(None);
+        };
+        let bytes = self.read_generation(&pointer)?;
+        Ok(Some(Snapshot {
+            meta: pointer.meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
