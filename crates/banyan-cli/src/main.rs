@@ -1,1 +1,51 @@
-fn main() {}
+//! `banyan`: one binary for every role. `banyan core` runs a core node, `banyan ctl`
+//! operates a cluster, `banyan demo` shows one running, `banyan bench` measures it.
+//! Every flag can also be set with an environment variable `BANYAN_<FLAG>`.
+
+mod bench;
+mod core_cmd;
+mod ctl;
+mod demo;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "banyan", version, about = "Banyan: a multi-site contact-center cluster")]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, env = "BANYAN_LOG_FORMAT", default_value = "text")]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a core node (a Raft voter holding the global state).
+    Core(core_cmd::CoreArgs),
+    /// Operate a running cluster: status, membership, customers.
+    Ctl(ctl::CtlArgs),
+    /// Start a 3-node core in this process, write customers, and show what happened.
+    Demo(demo::DemoArgs),
+    /// Measure write throughput, latency and the write pause after a leader kill.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Commands whose output is the answer log only warnings unless RUST_LOG says otherwise.
+    let quiet = !matches!(cli.command, Command::Core(_));
+    logging::init(cli.log_format, quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Core(args) => core_cmd::run(args).await,
+            Command::Ctl(args) => ctl::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}

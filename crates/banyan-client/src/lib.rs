@@ -1,1 +1,330 @@
-//! placeholder
+//! A typed Banyan client that finds the leader and retries what is safe to retry.
+//!
+//! Give it every node's address. It sends each call to the node it last found useful;
+//! on `UNAVAILABLE` it follows the leader address a node puts in the `x-banyan-leader`
+//! metadata, or tries the next node, with a short pause, until the call's overall
+//! deadline. Writes carry an idempotency key (`request_id`, generated when the caller gives
+//! none), so a retry of a write whose first attempt did commit does not apply it twice.
+//!
+//! Used by `banyan ctl`, branches, drills, benchmarks and tests.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use banyan_proto::v1::cluster_client::ClusterClient;
+use banyan_proto::v1::contact_center_client::ContactCenterClient;
+use banyan_proto::v1::{
+    AddLearnerRequest, AddVoterRequest, ClusterStatus, Customer, FindCustomersRequest,
+    FindCustomersResponse, GetCustomerRequest, MembershipResponse, ReadConsistency,
+    RemoveNodeRequest, StatusRequest, UpsertCustomerRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Response, Status};
+
+/// Metadata key in which a non-leader names the leader's address.
+pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
+
+/// How long and how often a call is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Deadline of one attempt.
+    pub attempt_timeout: Duration,
+    /// Deadline of the whole call, retries included.
+    pub total_timeout: Duration,
+    /// Pause between attempts.
+    pub pause: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(15),
+            pause: Duration::from_millis(50),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt, no retries: for tools that report exactly what one node said.
+    pub fn once(timeout: Duration) -> Self {
+        Self {
+            attempt_timeout: timeout,
+            total_timeout: timeout,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no endpoints given")]
+    NoEndpoints,
+    #[error("bad endpoint {0:?}: {1}")]
+    BadEndpoint(String, String),
+}
+
+struct Target {
+    addr: String,
+    channel: Channel,
+}
+
+/// A client of a Banyan cluster. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    targets: Mutex<Vec<Target>>,
+    /// Index into `targets` of the node calls go to first.
+    current: AtomicUsize,
+    policy: RetryPolicy,
+}
+
+fn channel(addr: &str) -> Result<Channel, ClientError> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| ClientError::BadEndpoint(addr.to_owned(), e.to_string()))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// A fresh idempotency key, unique across processes and time.
+pub fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "r{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether a failed attempt may be tried again (on this or another node).
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted
+    )
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` (`host:port`); connects lazily.
+    pub fn new<S: AsRef<str>>(
+        endpoints: impl IntoIterator<Item = S>,
+        policy: RetryPolicy,
+    ) -> Result<Self, ClientError> {
+        let targets = endpoints
+            .into_iter()
+            .map(|addr| {
+                let addr = addr.as_ref().trim().to_owned();
+                Ok(Target {
+                    channel: channel(&addr)?,
+                    addr,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        if targets.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                targets: Mutex::new(targets),
+                current: AtomicUsize::new(0),
+                policy,
+            }),
+        })
+    }
+
+    /// The address calls currently go to first.
+    pub fn current_endpoint(&self) -> String {
+        let targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets[self.inner.current.load(Ordering::Relaxed) % targets.len()]
+            .addr
+            .clone()
+    }
+
+    fn pick(&self) -> Channel {
+        let targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets[self.inner.current.load(Ordering::Relaxed) % targets.len()]
+            .channel
+            .clone()
+    }
+
+    /// After a failed attempt: go to the leader the node named, or to the next node.
+    fn redirect(&self, status: &Status) {
+        let mut targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let leader = status
+            .metadata()
+            .get(LEADER_ADDR_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(leader) = leader {
+            if let Some(i) = targets.iter().position(|t| t.addr == leader) {
+                self.inner.current.store(i, Ordering::Relaxed);
+                return;
+            }
+            if let Ok(channel) = channel(&leader) {
+                targets.push(Target {
+                    addr: leader,
+                    channel,
+                });
+                self.inner.current.store(targets.len() - 1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let next = (self.inner.current.load(Ordering::Relaxed) + 1) % targets.len();
+        self.inner.current.store(next, Ordering::Relaxed);
+    }
+
+    /// Runs `call` against the current node, retrying per the policy.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let policy = self.inner.policy;
+        let deadline = Instant::now() + policy.total_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = policy.attempt_timeout.min(left);
+            let status = match tokio::time::timeout(attempt, call(self.pick(), attempt)).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => status,
+                Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
+            };
+            if !retryable(&status) || Instant::now() + policy.pause >= deadline {
+                return Err(status);
+            }
+            tracing::debug!(code = ?status.code(), message = status.message(), "retrying");
+            self.redirect(&status);
+            tokio::time::sleep(policy.pause).await;
+        }
+    }
+
+    /// Creates or updates a customer. With `request_id` `None`, one fresh key is made for
+    /// this call and reused by all its retries, so they apply at most once.
+    pub async fn upsert_customer(
+        &self,
+        customer: Customer,
+        request_id: Option<String>,
+    ) -> Result<Customer, Status> {
+        let request = UpsertCustomerRequest {
+            customer: Some(customer),
+            request_id: request_id.unwrap_or_else(new_request_id),
+        };
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ContactCenterClient::new(channel).upsert_customer(request).await }
+        })
+        .await
+    }
+
+    pub async fn get_customer(
+        &self,
+        id: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Customer, Status> {
+        let request = GetCustomerRequest {
+            id: id.to_owned(),
+            consistency: consistency.into(),
+        };
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ContactCenterClient::new(channel).get_customer(request).await }
+        })
+        .await
+    }
+
+    pub async fn find_customers(
+        &self,
+        request: FindCustomersRequest,
+    ) -> Result<FindCustomersResponse, Status> {
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ContactCenterClient::new(channel).find_customers(request).await }
+        })
+        .await
+    }
+
+    /// Every customer, page by page, as the answering node sees them.
+    pub async fn all_customers(&self, consistency: ReadConsistency) -> Result<Vec<Customer>, Status> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .find_customers(FindCustomersRequest {
+                    limit: 1000,
+                    page_token,
+                    consistency: consistency.into(),
+                    ..Default::default()
+                })
+                .await?;
+            all.extend(page.customers);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Status as the current node sees it.
+    pub async fn status(&self) -> Result<ClusterStatus, Status> {
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(StatusRequest {});
+            request.set_timeout(timeout);
+            async move { ClusterClient::new(channel).status(request).await }
+        })
+        .await
+    }
+
+    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<MembershipResponse, Status> {
+        let request = AddLearnerRequest {
+            node_id,
+            addr: addr.to_owned(),
+        };
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ClusterClient::new(channel).add_learner(request).await }
+        })
+        .await
+    }
+
+    pub async fn add_voter(&self, node_id: u64, addr: &str) -> Result<MembershipResponse, Status> {
+        let request = AddVoterRequest {
+            node_id,
+            addr: addr.to_owned(),
+        };
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ClusterClient::new(channel).add_voter(request).await }
+        })
+        .await
+    }
+
+    pub async fn remove_node(&self, node_id: u64) -> Result<MembershipResponse, Status> {
+        let request = RemoveNodeRequest { node_id };
+        self.call(|channel, timeout| {
+            let mut request = tonic::Request::new(request.clone());
+            request.set_timeout(timeout);
+            async move { ClusterClient::new(channel).remove_node(request).await }
+        })
+        .await
+    }
+}

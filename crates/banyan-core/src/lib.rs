@@ -1,1 +1,31 @@
-//! placeholder
+//! A Banyan core node: one Raft voter of the core cluster and the gRPC services it serves.
+//!
+//! ```text
+//!  gRPC client ──> ContactCenter / Cluster ──(leader?)──> Raft::client_write ──> log, quorum
+//!                        │ no: forward once to the leader, or UNAVAILABLE + leader address
+//!  peer nodes  <──> RaftTransport (banyan-raft)
+//! ```
+//!
+//! # Layout
+//! * [`config`]: the node's configuration, validated once.
+//! * [`node`]: starts Raft over the sled stores, bootstraps, proposes, reads, shuts down.
+//! * [`server`]: serves every gRPC service of the node on one listener.
+//! * [`contact_center`]: the public `ContactCenter` service.
+//! * [`cluster`]: the `Cluster` service: status and membership.
+//! * [`forward`]: sends a request that needs the leader on to the leader.
+//! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
+//! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
+
+pub mod cluster;
+pub mod config;
+pub mod contact_center;
+pub mod convert;
+pub mod errors;
+pub mod forward;
+pub mod node;
+pub mod server;
+
+pub use config::{CoreConfig, ConfigError};
+pub use banyan_raft::{LinkControl, RaftTimers};
+pub use node::CoreNode;
+pub use server::{serve, RunningNode};

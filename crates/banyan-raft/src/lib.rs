@@ -36,5 +36,5 @@ pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use service::RaftTransportService;
 pub use state_machine::{AppliedState, StateMachineStore};
-pub use store::{open_stores, StoreError};
+pub use store::{open_stores, Database, StoreError};
 pub use types::*;

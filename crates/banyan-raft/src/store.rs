@@ -10,17 +10,41 @@ use crate::types::StorageError;
 pub enum StoreError {
     #[error("opening the database at {path}: {source}")]
     Open { path: String, source: sled::Error },
+    #[error("flushing the database: {0}")]
+    Flush(String),
     #[error("loading the state machine: {0}")]
     StateMachine(#[from] StorageError),
 }
 
+/// A node's sled database, kept opaque so sled stays behind this crate.
+#[derive(Clone)]
+pub struct Database(sled::Db);
+
+impl Database {
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let db = self.0.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Flush(e.to_string()))?
+            .map(drop)
+            .map_err(|e| StoreError::Flush(e.to_string()))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.0.size_on_disk().unwrap_or(0)
+    }
+}
+
 /// Opens (or creates) the node's database under `dir` and both stores over it. Must run on
 /// a tokio runtime: the log store starts its flusher task there.
-pub fn open_stores(dir: &Path) -> Result<(sled::Db, LogStore, StateMachineStore), StoreError> {
+pub fn open_stores(dir: &Path) -> Result<(Database, LogStore, StateMachineStore), StoreError> {
     let open_err = |source| StoreError::Open {
         path: dir.display().to_string(),
         source,
     };
+    std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
     let db = sled::Config::new()
         .path(dir.join("sled"))
         // Durability comes from explicit flushes; sled's own timer flush is not needed.
@@ -29,7 +53,7 @@ pub fn open_stores(dir: &Path) -> Result<(sled::Db, LogStore, StateMachineStore)
         .map_err(open_err)?;
     let log = LogStore::open(&db).map_err(open_err)?;
     let sm = StateMachineStore::open(&db)?;
-    Ok((db, log, sm))
+    Ok((Database(db), log, sm))
 }
 
 #[cfg(test)]

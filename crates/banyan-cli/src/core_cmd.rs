@@ -1,0 +1,111 @@
+//! `banyan core`: runs one core node until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use banyan_core::node::system_clock;
+use banyan_core::{serve, CoreConfig, CoreNode};
+use banyan_core::{LinkControl, RaftTimers};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct CoreArgs {
+    /// This node's id: a positive integer, unique in the cluster, never reused.
+    #[arg(long, env = "BANYAN_ID")]
+    pub id: u64,
+    /// Address peers and clients use to reach this node (host:port).
+    #[arg(long, env = "BANYAN_ADDR")]
+    pub addr: String,
+    /// Where to listen, when it differs from --addr (e.g. 0.0.0.0:7001 in a container).
+    /// Default: --addr when it is an IP address, else 0.0.0.0 on --addr's port.
+    #[arg(long, env = "BANYAN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for this node's database (created if missing).
+    #[arg(long, env = "BANYAN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Voters of a new cluster: `1=host:port,2=host:port,3=host:port`. Safe to pass on
+    /// every start: a node that is already initialized ignores it.
+    #[arg(long, env = "BANYAN_INIT")]
+    pub init: Option<String>,
+    /// Raft heartbeat interval; across sites, above the round trip plus a disk flush.
+    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+    /// Minimum election timeout (the maximum is twice this).
+    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub election_timeout: Duration,
+    /// Log entries applied between snapshots.
+    #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
+    pub snapshot_every: u64,
+}
+
+fn listen_addr(args: &CoreArgs) -> anyhow::Result<SocketAddr> {
+    if let Some(listen) = args.listen {
+        return Ok(listen);
+    }
+    if let Ok(addr) = args.addr.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = args
+        .addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .context("--addr: expected host:port")?;
+    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen_addr(&args)?)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    // With port 0 the advertised address is the one actually bound.
+    let advertise = match args.addr.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => listener.local_addr()?.to_string(),
+        _ => args.addr.clone(),
+    };
+    let timers = RaftTimers {
+        heartbeat: args.heartbeat,
+        election_timeout: args.election_timeout,
+        snapshot_every: args.snapshot_every,
+    };
+    let config = CoreConfig::validate(
+        args.id,
+        &advertise,
+        args.data_dir.clone(),
+        args.init.as_deref(),
+        timers,
+    )?;
+    let node = CoreNode::start(&config, LinkControl::default(), system_clock())
+        .await
+        .context("starting the node")?;
+    let running = serve(node, listener)?;
+    tracing::info!(
+        node_id = config.id,
+        addr = %advertise,
+        listen = %running.addr,
+        data_dir = %config.data_dir.display(),
+        "banyan core serving"
+    );
+    shutdown_signal().await;
+    tracing::info!(node_id = config.id, "shutting down");
+    running.shutdown().await;
+    tracing::info!(node_id = config.id, "stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (orchestrators) or SIGINT (a terminal).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,431 @@
+//! `banyan ctl`: operate a running cluster from the command line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use banyan_client::{Client, RetryPolicy};
+use banyan_proto::v1::{
+    ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency, Role,
+    Tier,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// Node(s) to talk to: host:port, or a comma-separated list.
+    #[arg(long, env = "BANYAN_ENDPOINT", value_delimiter = ',', required = true)]
+    endpoint: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up after this long (retries included).
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// Every member's role, term, leader, log, commit, applied and replication lag.
+    Status,
+    /// Add a node as a learner (it receives the log but does not vote).
+    AddLearner {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        addr: String,
+    },
+    /// Make a node a voter (adding it first if --addr is given and it is new).
+    AddVoter {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long, default_value = "")]
+        addr: String,
+    },
+    /// Remove a voter or learner from the cluster.
+    RemoveNode {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Customers: upsert, get, find.
+    #[command(subcommand)]
+    Customers(CustomerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CustomerCommand {
+    /// Create or update a customer.
+    Upsert {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "phone")]
+        phones: Vec<String>,
+        #[arg(long = "email")]
+        emails: Vec<String>,
+        #[arg(long, value_enum, default_value = "standard")]
+        tier: TierArg,
+        #[arg(long, default_value = "")]
+        language: String,
+        /// key=value, repeatable.
+        #[arg(long = "attr", value_parser = parse_attr)]
+        attributes: Vec<(String, String)>,
+        /// Idempotency key; generated when absent.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show one customer.
+    Get {
+        id: String,
+        /// Read the answering node's state instead of confirming with the leader.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Find customers by phone, email, name prefix or tier.
+    Find {
+        #[arg(long, default_value = "")]
+        phone: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long, default_value = "")]
+        name_prefix: String,
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TierArg {
+    Standard,
+    Gold,
+    Platinum,
+}
+
+impl From<TierArg> for Tier {
+    fn from(t: TierArg) -> Self {
+        match t {
+            TierArg::Standard => Tier::Standard,
+            TierArg::Gold => Tier::Gold,
+            TierArg::Platinum => Tier::Platinum,
+        }
+    }
+}
+
+fn parse_attr(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+fn consistency(local: bool) -> ReadConsistency {
+    if local {
+        ReadConsistency::Local
+    } else {
+        ReadConsistency::Linearizable
+    }
+}
+
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let policy = RetryPolicy {
+        attempt_timeout: args.timeout.min(Duration::from_secs(5)),
+        total_timeout: args.timeout,
+        pause: Duration::from_millis(100),
+    };
+    let client = Client::new(&args.endpoint, policy)?;
+    let status_err = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
+    match args.command {
+        CtlCommand::Status => {
+            let report = collect_status(&client, args.timeout).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_status(&report);
+            }
+        }
+        CtlCommand::AddLearner { node_id, addr } => {
+            let reply = client.add_learner(node_id, &addr).await.map_err(status_err)?;
+            print_membership(&reply, args.json)?;
+        }
+        CtlCommand::AddVoter { node_id, addr } => {
+            let reply = client.add_voter(node_id, &addr).await.map_err(status_err)?;
+            print_membership(&reply, args.json)?;
+        }
+        CtlCommand::RemoveNode { node_id } => {
+            let reply = client.remove_node(node_id).await.map_err(status_err)?;
+            print_membership(&reply, args.json)?;
+        }
+        CtlCommand::Customers(command) => customers(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+    }
+    Ok(())
+}
+
+async fn customers(
+    client: &Client,
+    command: CustomerCommand,
+    json: bool,
+) -> Result<(), tonic::Status> {
+    let customers = match command {
+        CustomerCommand::Upsert {
+            id,
+            name,
+            phones,
+            emails,
+            tier,
+            language,
+            attributes,
+            request_id,
+        } => {
+            let customer = Customer {
+                id,
+                name,
+                phones,
+                emails,
+                tier: Tier::from(tier).into(),
+                language,
+                attributes: attributes.into_iter().collect(),
+                ..Default::default()
+            };
+            vec![client.upsert_customer(customer, request_id).await?]
+        }
+        CustomerCommand::Get { id, local } => {
+            vec![client.get_customer(&id, consistency(local)).await?]
+        }
+        CustomerCommand::Find {
+            phone,
+            email,
+            name_prefix,
+            tier,
+            limit,
+            page_token,
+            local,
+        } => {
+            let reply = client
+                .find_customers(FindCustomersRequest {
+                    phone,
+                    email,
+                    name_prefix,
+                    tier: tier.map_or(0, |t| Tier::from(t).into()),
+                    limit,
+                    page_token,
+                    consistency: consistency(local).into(),
+                })
+                .await?;
+            if !reply.next_page_token.is_empty() && !json {
+                eprintln!("more results: --page-token {}", reply.next_page_token);
+            }
+            reply.customers
+        }
+    };
+    print_customers(&customers, json);
+    Ok(())
+}
+
+fn customer_json(c: &Customer) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "name": c.name,
+        "phones": c.phones,
+        "emails": c.emails,
+        "tier": Tier::try_from(c.tier).map_or("unknown", |t| t.as_str_name()),
+        "language": c.language,
+        "attributes": c.attributes.iter().collect::<BTreeMap<_, _>>(),
+        "version": c.version,
+        "created_at_ms": c.created_at_ms,
+        "updated_at_ms": c.updated_at_ms,
+    })
+}
+
+fn print_customers(customers: &[Customer], json: bool) {
+    if json {
+        let all: Vec<_> = customers.iter().map(customer_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["id", "name", "tier", "phones", "emails", "version"]);
+    for c in customers {
+        table.add_row([
+            c.id.clone(),
+            c.name.clone(),
+            Tier::try_from(c.tier).map_or("?", |t| t.as_str_name()).trim_start_matches("TIER_").to_owned(),
+            c.phones.join(", "),
+            c.emails.join(", "),
+            c.version.to_string(),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_membership(reply: &MembershipResponse, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "voters": reply.voters,
+                "learners": reply.learners,
+                "log_index": reply.log_index,
+            }))?
+        );
+    } else {
+        println!(
+            "voters: {:?}  learners: {:?}  (membership at log index {})",
+            reply.voters, reply.learners, reply.log_index
+        );
+    }
+    Ok(())
+}
+
+/// One member as `ctl status` reports it: its own view, plus the leader's view of its lag.
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+    /// `leader`, `follower`, `candidate`, `learner`, `shutdown` or `unreachable`.
+    pub role: String,
+    pub term: Option<u64>,
+    pub leader: Option<u64>,
+    pub last_log: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    /// Entries behind the leader's last log, as the leader sees it.
+    pub replication_lag: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub answered_by: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: usize,
+    pub members: usize,
+    pub nodes: Vec<NodeRow>,
+}
+
+fn role_name(role: i32) -> String {
+    Role::try_from(role)
+        .map_or("unknown", |r| r.as_str_name())
+        .trim_start_matches("ROLE_")
+        .to_lowercase()
+}
+
+async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<StatusReport> {
+    let first = client
+        .status()
+        .await
+        .map_err(|s| anyhow::anyhow!("status from {}: {}", client.current_endpoint(), s.message()))?;
+    if first.nodes.is_empty() {
+        bail!("node {} is not part of an initialized cluster yet", first.node_id);
+    }
+    let per_node = first.nodes.iter().map(|n| {
+        let addr = n.addr.clone();
+        async move {
+            let one = Client::new([&addr], RetryPolicy::once(timeout.min(Duration::from_secs(2))))
+                .context("endpoint")?;
+            one.status().await.map_err(|s| anyhow::anyhow!("{}", s.message()))
+        }
+    });
+    let views: Vec<anyhow::Result<ClusterStatus>> = futures::future::join_all(per_node).await;
+    let leader_view = views
+        .iter()
+        .filter_map(|v| v.as_ref().ok())
+        .find(|v| v.role == Role::Leader as i32);
+    let leader = leader_view.map(|v| v.node_id).or((first.leader_id != 0).then_some(first.leader_id));
+    let nodes = first
+        .nodes
+        .iter()
+        .zip(&views)
+        .map(|(member, view)| {
+            let lag = leader_view
+                .and_then(|l| l.nodes.iter().find(|n| n.id == member.id))
+                .filter(|n| n.lag_known)
+                .map(|n| n.replication_lag);
+            match view {
+                Ok(v) => NodeRow {
+                    id: member.id,
+                    addr: member.addr.clone(),
+                    voter: member.voter,
+                    role: role_name(v.role),
+                    term: Some(v.term),
+                    leader: (v.leader_id != 0).then_some(v.leader_id),
+                    last_log: Some(v.last_log_index),
+                    committed: Some(v.committed_index),
+                    applied: Some(v.applied_index),
+                    snapshot: Some(v.snapshot_index),
+                    replication_lag: lag,
+                    error: None,
+                },
+                Err(e) => NodeRow {
+                    id: member.id,
+                    addr: member.addr.clone(),
+                    voter: member.voter,
+                    role: "unreachable".into(),
+                    term: None,
+                    leader: None,
+                    last_log: None,
+                    committed: None,
+                    applied: None,
+                    snapshot: None,
+                    replication_lag: lag,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect();
+    Ok(StatusReport {
+        answered_by: first.node_id,
+        leader,
+        term: leader_view.map_or(first.term, |l| l.term),
+        voters: first.nodes.iter().filter(|n| n.voter).count(),
+        members: first.nodes.len(),
+        nodes,
+    })
+}
+
+fn print_status(report: &StatusReport) {
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "node", "addr", "member", "role", "term", "leader", "last log", "committed", "applied",
+        "lag",
+    ]);
+    for n in &report.nodes {
+        table.add_row([
+            n.id.to_string(),
+            n.addr.clone(),
+            if n.voter { "voter" } else { "learner" }.to_owned(),
+            n.role.clone(),
+            opt(n.term),
+            opt(n.leader),
+            opt(n.last_log),
+            opt(n.committed),
+            opt(n.applied),
+            opt(n.replication_lag),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "leader: {}   term: {}   voters: {}   members: {}",
+        opt(report.leader),
+        report.term,
+        report.voters,
+        report.members
+    );
+}

@@ -1,0 +1,236 @@
+//! The `Cluster` service: status of the node and the cluster, and membership changes.
+//!
+//! Membership changes need the leader; a follower forwards them once, like writes.
+
+use std::collections::BTreeSet;
+
+use banyan_proto::v1::cluster_client::ClusterClient;
+use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
+use banyan_proto::v1::{
+    AddLearnerRequest, AddVoterRequest, ClusterStatus, MembershipResponse, NodeStatus,
+    RemoveNodeRequest, Role, StatusRequest,
+};
+use banyan_raft::{NodeId, ServerState};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::config::check_addr;
+use crate::errors::ServiceError;
+use crate::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
+use crate::node::CoreNode;
+
+#[derive(Clone)]
+pub struct ClusterService {
+    node: CoreNode,
+    forwarder: Forwarder,
+}
+
+impl ClusterService {
+    pub fn new(node: CoreNode, forwarder: Forwarder) -> Self {
+        Self { node, forwarder }
+    }
+
+    pub fn into_server(self) -> ClusterServer<Self> {
+        ClusterServer::new(self)
+    }
+
+    fn membership(&self) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let metrics = self.node.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<_> = membership.voter_ids().collect();
+        let learners = membership.learner_ids().collect();
+        (voters, learners)
+    }
+
+    fn membership_reply(&self, log_index: u64) -> Response<MembershipResponse> {
+        let (voters, learners) = self.membership();
+        Response::new(MembershipResponse {
+            voters: voters.into_iter().collect(),
+            learners: learners.into_iter().collect(),
+            log_index,
+        })
+    }
+
+    /// The leader's channel when `error` says another node leads and the request was not
+    /// forwarded yet; otherwise the status to return.
+    fn forward_target(&self, error: ServiceError, already_forwarded: bool) -> Result<Channel, Status> {
+        match error {
+            ServiceError::NotLeader(hint) if !already_forwarded => {
+                self.forwarder.leader_channel(&hint)
+            }
+            other => Err(other.into()),
+        }
+    }
+}
+
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
+fn check_node_id(id: NodeId) -> Result<(), Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument("node_id: must be a positive integer"));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        let metrics = self.node.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let last_log_index = metrics.last_log_index.unwrap_or(0);
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|m| m.map_or(0, |log_id| log_id.index));
+                let role = if *id == metrics.id {
+                    role_of(metrics.state)
+                } else if Some(*id) == metrics.current_leader {
+                    Role::Leader
+                } else if voters.contains(id) {
+                    Role::Follower
+                } else {
+                    Role::Learner
+                };
+                NodeStatus {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                    role: role.into(),
+                    matched_index: matched.unwrap_or(0),
+                    replication_lag: matched.map_or(0, |m| last_log_index.saturating_sub(m)),
+                    lag_known: matched.is_some(),
+                }
+            })
+            .collect();
+        let leader_addr = metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id))
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Ok(Response::new(ClusterStatus {
+            node_id: metrics.id,
+            role: role_of(metrics.state).into(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader.unwrap_or(0),
+            leader_addr,
+            last_log_index,
+            committed_index: self.node.committed_index(),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            purged_index: metrics.purged.map_or(0, |l| l.index),
+            nodes,
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack.unwrap_or(0),
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let already_forwarded = was_forwarded(&request);
+        let timeout = caller_timeout(&request);
+        let message = request.into_inner();
+        check_node_id(message.node_id)?;
+        check_addr(&message.addr).map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+        let (voters, _) = self.membership();
+        if voters.contains(&message.node_id) {
+            return Err(Status::failed_precondition(format!(
+                "node_id: node {} is already a voter",
+                message.node_id
+            )));
+        }
+        match self.node.add_learner(message.node_id, &message.addr).await {
+            Ok(index) => Ok(self.membership_reply(index)),
+            Err(e) => {
+                let leader = self.forward_target(e, already_forwarded)?;
+                ClusterClient::new(leader)
+                    .add_learner(forwarded(message, timeout))
+                    .await
+            }
+        }
+    }
+
+    async fn add_voter(
+        &self,
+        request: Request<AddVoterRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let already_forwarded = was_forwarded(&request);
+        let timeout = caller_timeout(&request);
+        let message = request.into_inner();
+        check_node_id(message.node_id)?;
+        let (voters, learners) = self.membership();
+        if voters.contains(&message.node_id) {
+            return Ok(self.membership_reply(0));
+        }
+        if !learners.contains(&message.node_id) && message.addr.is_empty() {
+            return Err(Status::not_found(format!(
+                "node_id: node {} is not a learner; give its addr to add it",
+                message.node_id
+            )));
+        }
+        if !message.addr.is_empty() {
+            check_addr(&message.addr).map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+        }
+        let result = async {
+            if !learners.contains(&message.node_id) {
+                self.node.add_learner(message.node_id, &message.addr).await?;
+            }
+            self.node.promote(message.node_id).await
+        }
+        .await;
+        match result {
+            Ok(index) => Ok(self.membership_reply(index)),
+            Err(e) => {
+                let leader = self.forward_target(e, already_forwarded)?;
+                ClusterClient::new(leader)
+                    .add_voter(forwarded(message, timeout))
+                    .await
+            }
+        }
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let already_forwarded = was_forwarded(&request);
+        let timeout = caller_timeout(&request);
+        let message = request.into_inner();
+        check_node_id(message.node_id)?;
+        let (voters, learners) = self.membership();
+        let voter = voters.contains(&message.node_id);
+        if !voter && !learners.contains(&message.node_id) {
+            return Err(Status::not_found(format!(
+                "node_id: node {} is not a member of the cluster",
+                message.node_id
+            )));
+        }
+        if voter && voters.len() == 1 {
+            return Err(Status::failed_precondition(
+                "node_id: cannot remove the last voter",
+            ));
+        }
+        match self.node.remove(message.node_id, voter).await {
+            Ok(index) => Ok(self.membership_reply(index)),
+            Err(e) => {
+                let leader = self.forward_target(e, already_forwarded)?;
+                ClusterClient::new(leader)
+                    .remove_node(forwarded(message, timeout))
+                    .await
+            }
+        }
+    }
+}

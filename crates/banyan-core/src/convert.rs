@@ -1,0 +1,87 @@
+//! Proto ↔ domain conversions: the only module that knows both. Malformed enum values and
+//! missing messages become domain errors naming the field.
+
+use banyan_domain::customer::validate_id;
+use banyan_domain::{Customer, CustomerInput, DomainError, Tier};
+use banyan_proto::v1;
+
+pub fn tier_from_proto(field: &str, value: i32) -> Result<Option<Tier>, DomainError> {
+    match v1::Tier::try_from(value) {
+        Ok(v1::Tier::Unspecified) => Ok(None),
+        Ok(v1::Tier::Standard) => Ok(Some(Tier::Standard)),
+        Ok(v1::Tier::Gold) => Ok(Some(Tier::Gold)),
+        Ok(v1::Tier::Platinum) => Ok(Some(Tier::Platinum)),
+        Err(_) => Err(DomainError::invalid(field, format!("unknown tier {value}"))),
+    }
+}
+
+pub fn tier_to_proto(tier: Tier) -> v1::Tier {
+    match tier {
+        Tier::Standard => v1::Tier::Standard,
+        Tier::Gold => v1::Tier::Gold,
+        Tier::Platinum => v1::Tier::Platinum,
+    }
+}
+
+/// The customer fields of an upsert, validated.
+pub fn customer_input(customer: Option<v1::Customer>) -> Result<CustomerInput, DomainError> {
+    let c = customer.ok_or_else(|| DomainError::invalid("customer", "is required"))?;
+    let input = CustomerInput {
+        tier: tier_from_proto("customer.tier", c.tier)?.unwrap_or_default(),
+        id: c.id,
+        name: c.name,
+        phones: c.phones,
+        emails: c.emails,
+        language: c.language,
+        attributes: c.attributes.into_iter().collect(),
+    };
+    input.validate()?;
+    Ok(input)
+}
+
+/// An optional idempotency key: empty means none.
+pub fn request_id(value: String) -> Result<Option<String>, DomainError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    validate_id("request_id", &value)?;
+    Ok(Some(value))
+}
+
+pub fn customer_to_proto(customer: &Customer) -> v1::Customer {
+    let input = &customer.input;
+    v1::Customer {
+        id: input.id.clone(),
+        name: input.name.clone(),
+        phones: input.phones.clone(),
+        emails: input.emails.clone(),
+        tier: tier_to_proto(input.tier).into(),
+        language: input.language.clone(),
+        attributes: input.attributes.clone().into_iter().collect(),
+        version: customer.version,
+        created_at_ms: customer.created_at_ms,
+        updated_at_ms: customer.updated_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_tier_names_the_field() {
+        let err = customer_input(Some(v1::Customer {
+            id: "c1".into(),
+            name: "Ada".into(),
+            tier: 42,
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("customer.tier"));
+    }
+
+    #[test]
+    fn missing_customer_is_named() {
+        assert!(customer_input(None).unwrap_err().to_string().contains("customer"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Sends a request that needs the leader on to the leader, once.
+//!
+//! A follower that receives a write (or a linearizable read) forwards it to the leader it
+//! knows, marking it as forwarded. A forwarded request is never forwarded again: if the
+//! leader moved meanwhile, the caller gets `UNAVAILABLE` with the new leader's address and
+//! retries there, so a request cannot bounce between nodes during an election.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::errors::{not_leader_status, LeaderHint};
+
+/// Marks a request that a node already forwarded.
+pub const FORWARDED_KEY: &str = "x-banyan-forwarded";
+
+/// Cached channels to the nodes requests are forwarded to.
+#[derive(Clone, Default)]
+pub struct Forwarder {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Forwarder {
+    /// A channel to the leader named by `hint`, or the `UNAVAILABLE` status to return when
+    /// the leader is unknown.
+    pub fn leader_channel(&self, hint: &LeaderHint) -> Result<Channel, Status> {
+        let addr = hint.addr.as_deref().ok_or_else(|| not_leader_status(hint))?;
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = banyan_raft::network::channel_to(addr).map_err(|_| not_leader_status(hint))?;
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Whether `request` was already forwarded by another node.
+pub fn was_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_KEY)
+}
+
+/// Wraps `message` for forwarding, keeping the caller's deadline if it set one.
+pub fn forwarded<T>(message: T, timeout: Option<std::time::Duration>) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    request
+}
+
+/// The caller's `grpc-timeout`, if any, so a forwarded request keeps the same deadline.
+pub fn caller_timeout<T>(request: &Request<T>) -> Option<std::time::Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    use std::time::Duration;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}

@@ -1,0 +1,243 @@
+//! One core node: Raft over the sled stores, with the operations the services need.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banyan_domain::{Command, Event, Stamped};
+use banyan_raft::{
+    open_stores, AppliedState, Database, ChangeMembers, LinkControl, LogStore, NetworkFactory, Node,
+    NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
+};
+
+use crate::config::CoreConfig;
+use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
+
+/// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
+/// Injected so tests can run on a controlled time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    #[error("starting Raft: {0}")]
+    Raft(String),
+}
+
+/// How long a proposal may wait for its commit before the caller is told the outcome is
+/// unknown (the entry may still commit later).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running core node. Cheap to clone; every clone drives the same Raft.
+#[derive(Clone)]
+pub struct CoreNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    advertise_addr: String,
+    raft: Raft,
+    applied: AppliedState,
+    log: LogStore,
+    state_machine: StateMachineStore,
+    db: Database,
+    clock: Clock,
+}
+
+impl CoreNode {
+    /// Opens the node's storage under `config.data_dir` and starts Raft. Bootstraps the
+    /// cluster from `config.init` when this node has never been initialized.
+    pub async fn start(
+        config: &CoreConfig,
+        links: LinkControl,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
+        let (db, log, state_machine) = open_stores(&config.data_dir)?;
+        let raft_config = config
+            .timers
+            .to_openraft("banyan-core")
+            .map_err(StartError::Config)?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            NetworkFactory::new(config.id, links),
+            log.clone(),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let node = Self {
+            inner: Arc::new(Inner {
+                id: config.id,
+                advertise_addr: config.advertise_addr.clone(),
+                applied: state_machine.applied_state(),
+                raft,
+                log,
+                state_machine,
+                db,
+                clock,
+            }),
+        };
+        if let Some(voters) = &config.init {
+            node.bootstrap(voters).await?;
+        }
+        Ok(node)
+    }
+
+    /// Forms a new cluster from `voters` unless this node already belongs to one.
+    async fn bootstrap(&self, voters: &BTreeMap<NodeId, String>) -> Result<(), StartError> {
+        let raft = &self.inner.raft;
+        if raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
+            tracing::info!("already initialized; --init ignored");
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, Node> = voters
+            .iter()
+            .map(|(id, addr)| (*id, Node::new(addr.clone())))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster"),
+            // Another voter started with the same --init got there first.
+            Err(e) if e.api_error().is_some() => {
+                tracing::info!(reason = %e, "cluster already forming; --init ignored")
+            }
+            Err(e) => return Err(StartError::Raft(e.to_string())),
+        }
+        Ok(())
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn advertise_addr(&self) -> &str {
+        &self.inner.advertise_addr
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn applied(&self) -> &AppliedState {
+        &self.inner.applied
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    pub fn committed_index(&self) -> u64 {
+        self.inner.log.committed_index()
+    }
+
+    pub fn snapshots_built(&self) -> u64 {
+        self.inner.state_machine.snapshots_built()
+    }
+
+    /// The leader as this node sees it.
+    pub fn leader_hint(&self) -> LeaderHint {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let id = metrics.current_leader;
+        let addr = id.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        LeaderHint { id, addr }
+    }
+
+    /// Proposes `command`, stamped with the leader's clock, and returns the domain's
+    /// answer once it is committed and applied. Fails with `NotLeader` on a follower.
+    pub async fn propose(&self, command: Command) -> Result<Vec<Event>, ServiceError> {
+        let stamped = Stamped {
+            at_ms: (self.inner.clock)(),
+            command,
+        };
+        let write = self.inner.raft.client_write(stamped);
+        let reply = tokio::time::timeout(WRITE_TIMEOUT, write)
+            .await
+            .map_err(|_| ServiceError::Unconfirmed)?
+            .map_err(write_error)?;
+        Ok(reply.data?)
+    }
+
+    /// Confirms leadership with a quorum and waits until everything committed before this
+    /// call is applied, so a read after it sees every acknowledged write.
+    pub async fn linearize(&self) -> Result<(), ServiceError> {
+        self.inner
+            .raft
+            .ensure_linearizable()
+            .await
+            .map(drop)
+            .map_err(read_error)
+    }
+
+    /// Adds `id` at `addr` as a learner and waits until it has caught up with the log.
+    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<u64, ServiceError> {
+        let reply = self
+            .inner
+            .raft
+            .add_learner(id, Node::new(addr), true)
+            .await
+            .map_err(write_error)?;
+        Ok(reply.log_id.index)
+    }
+
+    /// Makes `id` a voter; it must already be a learner.
+    pub async fn promote(&self, id: NodeId) -> Result<u64, ServiceError> {
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            .await
+    }
+
+    /// Removes `id` from the cluster, whether voter or learner.
+    pub async fn remove(&self, id: NodeId, voter: bool) -> Result<u64, ServiceError> {
+        let ids = BTreeSet::from([id]);
+        // Not retained: a removed voter leaves the cluster instead of staying a learner.
+        self.change(if voter {
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        })
+        .await
+    }
+
+    async fn change(&self, change: ChangeMembers) -> Result<u64, ServiceError> {
+        let reply = self
+            .inner
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        Ok(reply.log_id.index)
+    }
+
+    /// Stops Raft and flushes storage. Idempotent.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not stop cleanly");
+        }
+        if let Err(e) = self.inner.db.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Serves every gRPC service of a core node on one listener until shutdown.
+
+use std::future::Future;
+
+use banyan_raft::RaftTransportService;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::cluster::ClusterService;
+use crate::contact_center::ContactCenterService;
+use crate::forward::Forwarder;
+use crate::node::CoreNode;
+
+/// A node whose gRPC server runs in the background.
+pub struct RunningNode {
+    pub node: CoreNode,
+    pub addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RunningNode {
+    /// Stops serving (in-flight requests finish), then stops Raft and flushes storage.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
+        }
+        self.node.shutdown().await;
+    }
+}
+
+/// Serves `node` on `listener` (already bound, so tests can use port 0) in a background
+/// task: ContactCenter, Cluster, the Raft transport, gRPC health and reflection.
+pub fn serve(node: CoreNode, listener: TcpListener) -> std::io::Result<RunningNode> {
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(run(node.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(RunningNode {
+        node,
+        addr,
+        server,
+        stop,
+    })
+}
+
+async fn run(
+    node: CoreNode,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let forwarder = Forwarder::default();
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<banyan_proto::v1::contact_center_server::ContactCenterServer<ContactCenterService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(banyan_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("Banyan's own descriptor set is valid");
+    Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(RaftTransportService::new(node.raft().clone()).into_server())
+        .add_service(ContactCenterService::new(node.clone(), forwarder.clone()).into_server())
+        .add_service(ClusterService::new(node, forwarder).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,126 @@
+//! A cluster of core nodes inside this process: real sled in temporary directories, real
+//! gRPC on loopback ports chosen by the OS, and a shared [`LinkControl`] so a test can cut
+//! and heal the Raft links between any two nodes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use banyan_client::{Client, RetryPolicy};
+use banyan_core::node::system_clock;
+use banyan_core::{serve, CoreConfig, CoreNode, LinkControl, RaftTimers, RunningNode};
+use tokio::net::TcpListener;
+
+use crate::wait::wait_until;
+
+pub struct InProcessCluster {
+    root: tempfile::TempDir,
+    links: LinkControl,
+    timers: RaftTimers,
+    nodes: BTreeMap<u64, RunningNode>,
+    addrs: BTreeMap<u64, String>,
+}
+
+impl InProcessCluster {
+    /// Starts voters `ids` on port 0, bootstrapped together.
+    pub async fn start(ids: &[u64], timers: RaftTimers) -> anyhow::Result<Self> {
+        let root = tempfile::Builder::new().prefix("banyan-inproc-").tempdir()?;
+        let mut listeners = BTreeMap::new();
+        for id in ids {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            listeners.insert(*id, listener);
+        }
+        let addrs: BTreeMap<u64, String> = listeners
+            .iter()
+            .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
+            .collect::<std::io::Result<_>>()?;
+        let init = addrs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let links = LinkControl::default();
+        let mut nodes = BTreeMap::new();
+        for (id, listener) in listeners {
+            let config = CoreConfig::validate(
+                id,
+                &addrs[&id],
+                root.path().join(format!("node-{id}")),
+                Some(&init),
+                timers,
+            )?;
+            let node = CoreNode::start(&config, links.clone(), system_clock())
+                .await
+                .with_context(|| format!("starting node {id}"))?;
+            nodes.insert(id, serve(node, listener)?);
+        }
+        Ok(Self {
+            root,
+            links,
+            timers,
+            nodes,
+            addrs,
+        })
+    }
+
+    pub fn links(&self) -> &LinkControl {
+        &self.links
+    }
+
+    pub fn timers(&self) -> RaftTimers {
+        self.timers
+    }
+
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn node(&self, id: u64) -> Option<&CoreNode> {
+        self.nodes.get(&id).map(|r| &r.node)
+    }
+
+    pub fn addr(&self, id: u64) -> Option<&str> {
+        self.addrs.get(&id).map(String::as_str)
+    }
+
+    /// A client of every node.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.addrs.values(), RetryPolicy::default())?)
+    }
+
+    /// A client of node `id` only.
+    pub fn node_client(&self, id: u64, policy: RetryPolicy) -> anyhow::Result<Client> {
+        let addr = self.addr(id).with_context(|| format!("no node {id}"))?;
+        Ok(Client::new([addr], policy)?)
+    }
+
+    /// The leader that the nodes in `among` agree on.
+    pub async fn wait_for_leader(&self, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
+        wait_until("an agreed leader", timeout, || async {
+            let mut agreed = None;
+            for id in among {
+                let metrics = self.nodes.get(id)?.node.metrics();
+                let leader = metrics.current_leader.filter(|l| among.contains(l))?;
+                let view = (leader, metrics.current_term);
+                if *agreed.get_or_insert(view) != view {
+                    return None;
+                }
+            }
+            let (leader, _) = agreed?;
+            let leader_metrics = self.nodes.get(&leader)?.node.metrics();
+            leader_metrics.state.is_leader().then_some(leader)
+        })
+        .await
+    }
+
+    /// Stops every node gracefully.
+    pub async fn shutdown(mut self) {
+        for (_, node) in std::mem::take(&mut self.nodes) {
+            node.shutdown().await;
+        }
+    }
+}

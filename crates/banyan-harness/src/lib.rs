@@ -1,0 +1,17 @@
+//! Runs Banyan clusters made of real `banyan` processes on loopback, each with its own data
+//! directory under one temporary root, and breaks them on purpose: kill -9, graceful stop,
+//! restart on the same directory, wipe. Shared by the cluster tests, `banyan bench` and
+//! the drills, so each failure is injected the same way everywhere.
+//!
+//! # Layout
+//! * [`local`]: [`LocalCluster`], the process cluster.
+//! * [`inproc`]: [`InProcessCluster`], nodes inside this process with cuttable links.
+//! * [`wait`]: waiting on a condition with a deadline (never a bare sleep).
+
+pub mod inproc;
+pub mod local;
+pub mod wait;
+
+pub use inproc::InProcessCluster;
+pub use local::{free_ports, LocalCluster};
+pub use wait::wait_until;

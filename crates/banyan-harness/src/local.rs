@@ -1,0 +1,312 @@
+//! A cluster of `banyan core` processes on loopback.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use banyan_client::{Client, RetryPolicy};
+use banyan_proto::v1::{ClusterStatus, Role};
+
+use crate::wait::wait_until;
+
+/// Ports the OS considers free right now. The harness reserves them by binding, then
+/// releases them for the node processes; collisions with other programs are unlikely on
+/// a test machine and show up as a node failing to bind, in its log.
+pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+/// One node process and what it takes to start it again.
+struct LocalNode {
+    addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    /// `--init` it was first started with; kept so restarts use the same command line.
+    init: Option<String>,
+    child: Option<Child>,
+}
+
+/// Real `banyan core` processes under one temporary root. Dropping it kills them all.
+pub struct LocalCluster {
+    bin: PathBuf,
+    root: tempfile::TempDir,
+    /// Flags added to every node's command line (timers, snapshot interval).
+    extra_args: Vec<String>,
+    nodes: BTreeMap<u64, LocalNode>,
+}
+
+impl LocalCluster {
+    /// An empty cluster that will start nodes with the `banyan` binary at `bin`.
+    pub fn new(bin: impl Into<PathBuf>, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let bin = bin.into();
+        if !bin.exists() {
+            bail!("banyan binary not found at {}", bin.display());
+        }
+        Ok(Self {
+            bin,
+            root: tempfile::Builder::new().prefix("banyan-cluster-").tempdir()?,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            nodes: BTreeMap::new(),
+        })
+    }
+
+    /// Starts a new cluster of voters `ids`, all started with the same `--init`.
+    pub fn start_voters(&mut self, ids: &[u64]) -> anyhow::Result<()> {
+        let ports = free_ports(ids.len())?;
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let init = ids
+            .iter()
+            .zip(&addrs)
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (id, addr) in ids.iter().zip(addrs) {
+            self.register(*id, addr, Some(init.clone()))?;
+            self.start(*id)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a node that belongs to no cluster yet (to be added as learner or voter).
+    /// Returns its address.
+    pub fn start_new_node(&mut self, id: u64) -> anyhow::Result<String> {
+        let port = free_ports(1)?[0];
+        let addr = format!("127.0.0.1:{port}");
+        self.register(id, addr.clone(), None)?;
+        self.start(id)?;
+        Ok(addr)
+    }
+
+    fn register(&mut self, id: u64, addr: String, init: Option<String>) -> anyhow::Result<()> {
+        if self.nodes.contains_key(&id) {
+            bail!("node {id} already exists in this cluster");
+        }
+        let data_dir = self.root.path().join(format!("node-{id}"));
+        let log = self.root.path().join(format!("node-{id}.log"));
+        self.nodes.insert(
+            id,
+            LocalNode {
+                addr,
+                data_dir,
+                log,
+                init,
+                child: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn node(&self, id: u64) -> anyhow::Result<&LocalNode> {
+        self.nodes.get(&id).with_context(|| format!("no node {id}"))
+    }
+
+    fn node_mut(&mut self, id: u64) -> anyhow::Result<&mut LocalNode> {
+        self.nodes.get_mut(&id).with_context(|| format!("no node {id}"))
+    }
+
+    /// (Re)starts node `id` with its original command line and data directory.
+    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        let bin = self.bin.clone();
+        let extra = self.extra_args.clone();
+        let node = self.node_mut(id)?;
+        if node.child.is_some() {
+            bail!("node {id} is already running");
+        }
+        let log = OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let mut command = Command::new(bin);
+        command
+            .arg("core")
+            .args(["--id", &id.to_string(), "--addr", &node.addr])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(&extra)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        if let Some(init) = &node.init {
+            command.args(["--init", init]);
+        }
+        node.child = Some(command.spawn().context("spawning banyan core")?);
+        Ok(())
+    }
+
+    /// Kills node `id` with SIGKILL: no shutdown code runs, unflushed data is lost.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        if let Some(mut child) = node.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Stops node `id` with SIGTERM and waits for it to exit.
+    pub async fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        let Some(mut child) = node.child.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed for node {id}");
+        }
+        let exited = wait_until("graceful exit", Duration::from_secs(20), || {
+            let done = child.try_wait().ok().flatten().map(|s| s.success());
+            async move { done }
+        })
+        .await;
+        match exited {
+            Ok(true) => Ok(()),
+            Ok(false) => bail!("node {id} exited with an error after SIGTERM"),
+            Err(e) => {
+                let _ = child.kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes node `id`'s data directory; the node must be stopped.
+    pub fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node(id)?;
+        if node.child.is_some() {
+            bail!("node {id} is running; stop it before wiping");
+        }
+        if node.data_dir.exists() {
+            std::fs::remove_dir_all(&node.data_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a stopped node entirely (after removing it from the membership).
+    pub fn forget(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id)?;
+        self.nodes.remove(&id);
+        Ok(())
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.child.is_some())
+    }
+
+    pub fn addr(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self.node(id)?.addr.clone())
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn running_ids(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.child.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A client of every running node, with the default retry policy.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let endpoints: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.addr.clone())
+            .collect();
+        Ok(Client::new(endpoints, RetryPolicy::default())?)
+    }
+
+    /// A client of node `id` alone.
+    pub fn node_client(&self, id: u64, policy: RetryPolicy) -> anyhow::Result<Client> {
+        Ok(Client::new([self.addr(id)?], policy)?)
+    }
+
+    /// Status as node `id` sees it (one attempt).
+    pub async fn status(&self, id: u64) -> anyhow::Result<ClusterStatus> {
+        let client = self.node_client(id, RetryPolicy::once(Duration::from_secs(2)))?;
+        client
+            .status()
+            .await
+            .map_err(|s| anyhow::anyhow!("status of node {id}: {}", s.message()))
+    }
+
+    /// Waits until every node in `among` reports the same leader (one of `among`) in the
+    /// same term, and returns it.
+    pub async fn wait_for_leader(&self, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
+        wait_until("a leader all nodes agree on", timeout, || async {
+            let mut seen = None;
+            for id in among {
+                let status = self.status(*id).await.ok()?;
+                let view = (status.leader_id, status.term);
+                if status.leader_id == 0 || !among.contains(&status.leader_id) {
+                    return None;
+                }
+                if *seen.get_or_insert(view) != view {
+                    return None;
+                }
+            }
+            let (leader, _) = seen?;
+            let leader_status = self.status(leader).await.ok()?;
+            (leader_status.role == Role::Leader as i32).then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(&format!("node {id} to apply index {index}"), timeout, || async {
+            let status = self.status(id).await.ok()?;
+            (status.applied_index >= index).then_some(())
+        })
+        .await
+    }
+
+    /// The last `lines` lines of node `id`'s log, for failure reports.
+    pub fn log_tail(&self, id: u64, lines: usize) -> String {
+        let Ok(node) = self.node(id) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Every node's log tail, labelled.
+    pub fn all_log_tails(&self, lines: usize) -> String {
+        self.nodes
+            .keys()
+            .map(|id| format!("--- node {id} ---\n{}", self.log_tail(*id, lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("cluster logs:\n{}", self.all_log_tails(40));
+        }
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
