@@ -1,1 +1,91 @@
-//! placeholder
+//! Shared helpers for Banyan's cluster tests.
+//!
+//! Tests start real `banyan` processes through [`banyan_harness::LocalCluster`]; this
+//! module finds the binary cargo built beside the test and holds small builders.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use banyan_client::{Client, RetryPolicy};
+use banyan_harness::LocalCluster;
+use banyan_proto::v1::Customer;
+
+/// Long enough for an election or a catch-up on a loaded 2-core machine; a deadline, not
+/// a sleep.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The `banyan` binary built with the tests (`BANYAN_BIN` overrides).
+pub fn banyan_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BANYAN_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test binaries live in target/<profile>/deps; the binary in target/<profile>.
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary under target/<profile>/deps");
+    let bin = profile_dir.join(format!("banyan{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p banyan-cli` or run the workspace tests",
+        bin.display()
+    );
+    bin
+}
+
+/// An empty process cluster with `extra` flags on every node.
+pub fn cluster(extra: &[&str]) -> LocalCluster {
+    LocalCluster::new(banyan_bin(), extra).expect("cluster root")
+}
+
+/// A started 3-voter cluster (nodes 1, 2, 3) and its agreed leader.
+pub async fn three_nodes(extra: &[&str]) -> (LocalCluster, u64) {
+    let mut c = cluster(extra);
+    c.start_voters(&[1, 2, 3]).expect("start voters");
+    let leader = c
+        .wait_for_leader(&[1, 2, 3], DEADLINE)
+        .await
+        .expect("leader elected");
+    (c, leader)
+}
+
+/// A client that talks to node `id` only, never following the leader: its writes go
+/// through that node (forwarded when it is a follower).
+pub fn pinned(cluster: &LocalCluster, id: u64) -> Client {
+    let policy = RetryPolicy {
+        follow_leader: false,
+        ..RetryPolicy::default()
+    };
+    cluster.node_client(id, policy).expect("client")
+}
+
+/// One client per running node, each starting at a different node and following the
+/// leader from there.
+pub fn spread_clients(cluster: &LocalCluster) -> Vec<Client> {
+    let addrs: Vec<String> = cluster
+        .running_ids()
+        .iter()
+        .map(|id| cluster.addr(*id).expect("addr"))
+        .collect();
+    (0..addrs.len())
+        .map(|start| {
+            let rotated: Vec<&String> =
+                addrs.iter().cycle().skip(start).take(addrs.len()).collect();
+            Client::new(rotated, RetryPolicy::default()).expect("client")
+        })
+        .collect()
+}
+
+pub fn customer(id: &str, name: &str) -> Customer {
+    Customer {
+        id: id.into(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Some node of `among` other than `not`.
+pub fn other_than(among: &[u64], not: u64) -> u64 {
+    *among.iter().find(|id| **id != not).expect("another node")
+}

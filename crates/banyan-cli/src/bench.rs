@@ -78,9 +78,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let bin = std::env::current_exe().context("locating the banyan binary")?;
         let mut cluster = LocalCluster::new(bin, &[])?;
         cluster.start_voters(&[1, 2, 3])?;
-        cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
-        let endpoints = cluster.ids().iter().map(|id| cluster.addr(*id)).collect::<anyhow::Result<Vec<_>>>()?;
-        eprintln!("started a 3-node cluster under {}", cluster.root().display());
+        cluster
+            .wait_for_leader(&[1, 2, 3], Duration::from_secs(20))
+            .await?;
+        let endpoints = cluster
+            .ids()
+            .iter()
+            .map(|id| cluster.addr(*id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        eprintln!(
+            "started a 3-node cluster under {}",
+            cluster.root().display()
+        );
         local = Some(cluster);
         endpoints
     } else {
@@ -153,7 +162,12 @@ fn clients_for(endpoints: &[String], policy: RetryPolicy) -> anyhow::Result<Vec<
     // One client per starting node, so the load enters through every node.
     (0..endpoints.len())
         .map(|start| {
-            let rotated: Vec<&String> = endpoints.iter().cycle().skip(start).take(endpoints.len()).collect();
+            let rotated: Vec<&String> = endpoints
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(endpoints.len())
+                .collect();
             Ok(Client::new(rotated, policy)?)
         })
         .collect()
@@ -217,21 +231,37 @@ async fn load_until(
     })
 }
 
-async fn load(endpoints: &[String], clients: usize, duration: Duration, prefix: &str) -> anyhow::Result<Outcome> {
+async fn load(
+    endpoints: &[String],
+    clients: usize,
+    duration: Duration,
+    prefix: &str,
+) -> anyhow::Result<Outcome> {
     load_until(endpoints, clients, duration, prefix, Arc::default()).await
 }
 
 /// Kills the leader under load and measures how long writes stopped.
-async fn leader_kill(cluster: &mut LocalCluster, run: usize, clients: usize) -> anyhow::Result<LeaderKillResult> {
+async fn leader_kill(
+    cluster: &mut LocalCluster,
+    run: usize,
+    clients: usize,
+) -> anyhow::Result<LeaderKillResult> {
     let ids = cluster.ids();
-    let leader = cluster.wait_for_leader(&ids, Duration::from_secs(20)).await?;
-    let endpoints: Vec<String> = ids.iter().map(|id| cluster.addr(*id)).collect::<anyhow::Result<_>>()?;
+    let leader = cluster
+        .wait_for_leader(&ids, Duration::from_secs(20))
+        .await?;
+    let endpoints: Vec<String> = ids
+        .iter()
+        .map(|id| cluster.addr(*id))
+        .collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let prefix = format!("k{run}-{}", std::process::id());
     let load = {
         let stop = stop.clone();
         let endpoints = endpoints.clone();
-        tokio::spawn(async move { load_until(&endpoints, clients, Duration::from_secs(120), &prefix, stop).await })
+        tokio::spawn(async move {
+            load_until(&endpoints, clients, Duration::from_secs(120), &prefix, stop).await
+        })
     };
     let load_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -239,7 +269,9 @@ async fn leader_kill(cluster: &mut LocalCluster, run: usize, clients: usize) -> 
     let kill_instant = Instant::now();
     cluster.kill(leader)?;
     let survivors: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
-    let new_leader = cluster.wait_for_leader(&survivors, Duration::from_secs(30)).await?;
+    let new_leader = cluster
+        .wait_for_leader(&survivors, Duration::from_secs(30))
+        .await?;
     let election = kill_instant.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
@@ -259,7 +291,9 @@ async fn leader_kill(cluster: &mut LocalCluster, run: usize, clients: usize) -> 
     // Bring the killed node back so the next run starts from three healthy nodes.
     cluster.start(leader)?;
     let target = cluster.status(new_leader).await?.committed_index;
-    cluster.wait_applied(leader, target, Duration::from_secs(60)).await?;
+    cluster
+        .wait_applied(leader, target, Duration::from_secs(60))
+        .await?;
     Ok(LeaderKillResult {
         run,
         killed: leader,
@@ -288,7 +322,11 @@ fn print_markdown(report: &Report) {
                 k.run, k.killed, k.new_leader, k.election_ms, k.write_pause_ms
             );
         }
-        let mut pauses: Vec<f64> = report.leader_kills.iter().map(|k| k.write_pause_ms).collect();
+        let mut pauses: Vec<f64> = report
+            .leader_kills
+            .iter()
+            .map(|k| k.write_pause_ms)
+            .collect();
         pauses.sort_by(f64::total_cmp);
         println!();
         println!(

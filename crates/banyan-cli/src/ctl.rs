@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
 use banyan_proto::v1::{
-    ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency, Role,
-    Tier,
+    ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency, Role, Tier,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
@@ -141,6 +140,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         attempt_timeout: args.timeout.min(Duration::from_secs(5)),
         total_timeout: args.timeout,
         pause: Duration::from_millis(100),
+        follow_leader: true,
     };
     let client = Client::new(&args.endpoint, policy)?;
     let status_err = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
@@ -154,7 +154,10 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
         }
         CtlCommand::AddLearner { node_id, addr } => {
-            let reply = client.add_learner(node_id, &addr).await.map_err(status_err)?;
+            let reply = client
+                .add_learner(node_id, &addr)
+                .await
+                .map_err(status_err)?;
             print_membership(&reply, args.json)?;
         }
         CtlCommand::AddVoter { node_id, addr } => {
@@ -261,7 +264,10 @@ fn print_customers(customers: &[Customer], json: bool) {
         table.add_row([
             c.id.clone(),
             c.name.clone(),
-            Tier::try_from(c.tier).map_or("?", |t| t.as_str_name()).trim_start_matches("TIER_").to_owned(),
+            Tier::try_from(c.tier)
+                .map_or("?", |t| t.as_str_name())
+                .trim_start_matches("TIER_")
+                .to_owned(),
             c.phones.join(", "),
             c.emails.join(", "),
             c.version.to_string(),
@@ -326,19 +332,26 @@ fn role_name(role: i32) -> String {
 }
 
 async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<StatusReport> {
-    let first = client
-        .status()
-        .await
-        .map_err(|s| anyhow::anyhow!("status from {}: {}", client.current_endpoint(), s.message()))?;
+    let first = client.status().await.map_err(|s| {
+        anyhow::anyhow!("status from {}: {}", client.current_endpoint(), s.message())
+    })?;
     if first.nodes.is_empty() {
-        bail!("node {} is not part of an initialized cluster yet", first.node_id);
+        bail!(
+            "node {} is not part of an initialized cluster yet",
+            first.node_id
+        );
     }
     let per_node = first.nodes.iter().map(|n| {
         let addr = n.addr.clone();
         async move {
-            let one = Client::new([&addr], RetryPolicy::once(timeout.min(Duration::from_secs(2))))
-                .context("endpoint")?;
-            one.status().await.map_err(|s| anyhow::anyhow!("{}", s.message()))
+            let one = Client::new(
+                [&addr],
+                RetryPolicy::once(timeout.min(Duration::from_secs(2))),
+            )
+            .context("endpoint")?;
+            one.status()
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
         }
     });
     let views: Vec<anyhow::Result<ClusterStatus>> = futures::future::join_all(per_node).await;
@@ -346,7 +359,9 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
         .iter()
         .filter_map(|v| v.as_ref().ok())
         .find(|v| v.role == Role::Leader as i32);
-    let leader = leader_view.map(|v| v.node_id).or((first.leader_id != 0).then_some(first.leader_id));
+    let leader = leader_view
+        .map(|v| v.node_id)
+        .or((first.leader_id != 0).then_some(first.leader_id));
     let nodes = first
         .nodes
         .iter()
@@ -403,7 +418,15 @@ fn print_status(report: &StatusReport) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
-        "node", "addr", "member", "role", "term", "leader", "last log", "committed", "applied",
+        "node",
+        "addr",
+        "member",
+        "role",
+        "term",
+        "leader",
+        "last log",
+        "committed",
+        "applied",
         "lag",
     ]);
     for n in &report.nodes {

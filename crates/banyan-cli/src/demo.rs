@@ -23,12 +23,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let ids = [1, 2, 3];
     let cluster = InProcessCluster::start(&ids, RaftTimers::default()).await?;
-    println!("Banyan demo: starting a 3-node core on loopback in {}", cluster.root().display());
+    println!(
+        "Banyan demo: starting a 3-node core on loopback in {}",
+        cluster.root().display()
+    );
     for id in ids {
         println!("  node {id} at {}", cluster.addr(id).unwrap_or("?"));
     }
-    let leader = cluster.wait_for_leader(&ids, Duration::from_secs(10)).await?;
-    println!("Leader elected: node {leader} after {:.0?}", started.elapsed());
+    let leader = cluster
+        .wait_for_leader(&ids, Duration::from_secs(10))
+        .await?;
+    println!(
+        "Leader elected: node {leader} after {:.0?}",
+        started.elapsed()
+    );
 
     // Write through every node in turn: followers forward to the leader.
     let write_started = Instant::now();

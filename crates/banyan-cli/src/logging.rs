@@ -11,7 +11,11 @@ pub enum LogFormat {
 /// Installs the global subscriber. `RUST_LOG` overrides the level; `quiet` commands (whose
 /// output is their answer) log only warnings.
 pub fn init(format: LogFormat, quiet: bool) {
-    let default = if quiet { "warn,openraft=error" } else { "info,openraft=warn" };
+    let default = if quiet {
+        "warn,openraft=error"
+    } else {
+        "info,openraft=warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -11,7 +11,11 @@ mod logging;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "banyan", version, about = "Banyan: a multi-site contact-center cluster")]
+#[command(
+    name = "banyan",
+    version,
+    about = "Banyan: a multi-site contact-center cluster"
+)]
 struct Cli {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, global = true, env = "BANYAN_LOG_FORMAT", default_value = "text")]

@@ -35,6 +35,9 @@ pub struct RetryPolicy {
     pub total_timeout: Duration,
     /// Pause between attempts.
     pub pause: Duration,
+    /// Send later calls to the leader once a forwarded reply names it. Off for tools and
+    /// tests that must talk to one particular node.
+    pub follow_leader: bool,
 }
 
 impl Default for RetryPolicy {
@@ -43,6 +46,7 @@ impl Default for RetryPolicy {
             attempt_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(15),
             pause: Duration::from_millis(50),
+            follow_leader: true,
         }
     }
 }
@@ -54,6 +58,7 @@ impl RetryPolicy {
             attempt_timeout: timeout,
             total_timeout: timeout,
             pause: Duration::ZERO,
+            follow_leader: false,
         }
     }
 }
@@ -115,7 +120,11 @@ pub fn new_request_id() -> String {
 fn retryable(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Aborted
     )
 }
 
@@ -162,28 +171,48 @@ impl Client {
             .clone()
     }
 
-    /// After a failed attempt: go to the leader the node named, or to the next node.
-    fn redirect(&self, status: &Status) {
-        let mut targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
-        let leader = status
-            .metadata()
+    /// After a reply that came through a forward: go to the leader it names.
+    fn follow(&self, metadata: &tonic::metadata::MetadataMap) {
+        if metadata.contains_key(LEADER_ADDR_KEY) {
+            self.go_to_leader(metadata);
+        }
+    }
+
+    /// Makes the leader named in `metadata` the current target; false if none is named.
+    fn go_to_leader(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        let Some(leader) = metadata
             .get(LEADER_ADDR_KEY)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(leader) = leader {
-            if let Some(i) = targets.iter().position(|t| t.addr == leader) {
-                self.inner.current.store(i, Ordering::Relaxed);
-                return;
-            }
-            if let Ok(channel) = channel(&leader) {
+            .map(str::to_owned)
+        else {
+            return false;
+        };
+        let mut targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = targets.iter().position(|t| t.addr == leader) {
+            self.inner.current.store(i, Ordering::Relaxed);
+            return true;
+        }
+        match channel(&leader) {
+            Ok(channel) => {
                 targets.push(Target {
                     addr: leader,
                     channel,
                 });
-                self.inner.current.store(targets.len() - 1, Ordering::Relaxed);
-                return;
+                self.inner
+                    .current
+                    .store(targets.len() - 1, Ordering::Relaxed);
+                true
             }
+            Err(_) => false,
         }
+    }
+
+    /// After a failed attempt: go to the leader the node named, or to the next node.
+    fn redirect(&self, status: &Status) {
+        if self.inner.policy.follow_leader && self.go_to_leader(status.metadata()) {
+            return;
+        }
+        let targets = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
         let next = (self.inner.current.load(Ordering::Relaxed) + 1) % targets.len();
         self.inner.current.store(next, Ordering::Relaxed);
     }
@@ -200,7 +229,12 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = policy.attempt_timeout.min(left);
             let status = match tokio::time::timeout(attempt, call(self.pick(), attempt)).await {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Ok(response)) => {
+                    if policy.follow_leader {
+                        self.follow(response.metadata());
+                    }
+                    return Ok(response.into_inner());
+                }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
             };
@@ -227,7 +261,11 @@ impl Client {
         self.call(|channel, timeout| {
             let mut request = tonic::Request::new(request.clone());
             request.set_timeout(timeout);
-            async move { ContactCenterClient::new(channel).upsert_customer(request).await }
+            async move {
+                ContactCenterClient::new(channel)
+                    .upsert_customer(request)
+                    .await
+            }
         })
         .await
     }
@@ -244,7 +282,11 @@ impl Client {
         self.call(|channel, timeout| {
             let mut request = tonic::Request::new(request.clone());
             request.set_timeout(timeout);
-            async move { ContactCenterClient::new(channel).get_customer(request).await }
+            async move {
+                ContactCenterClient::new(channel)
+                    .get_customer(request)
+                    .await
+            }
         })
         .await
     }
@@ -256,13 +298,20 @@ impl Client {
         self.call(|channel, timeout| {
             let mut request = tonic::Request::new(request.clone());
             request.set_timeout(timeout);
-            async move { ContactCenterClient::new(channel).find_customers(request).await }
+            async move {
+                ContactCenterClient::new(channel)
+                    .find_customers(request)
+                    .await
+            }
         })
         .await
     }
 
     /// Every customer, page by page, as the answering node sees them.
-    pub async fn all_customers(&self, consistency: ReadConsistency) -> Result<Vec<Customer>, Status> {
+    pub async fn all_customers(
+        &self,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<Customer>, Status> {
         let mut all = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -292,7 +341,11 @@ impl Client {
         .await
     }
 
-    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<MembershipResponse, Status> {
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        addr: &str,
+    ) -> Result<MembershipResponse, Status> {
         let request = AddLearnerRequest {
             node_id,
             addr: addr.to_owned(),
@@ -321,7 +374,7 @@ impl Client {
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipResponse, Status> {
         let request = RemoveNodeRequest { node_id };
         self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
+            let mut request = tonic::Request::new(request);
             request.set_timeout(timeout);
             async move { ClusterClient::new(channel).remove_node(request).await }
         })

@@ -53,7 +53,11 @@ impl ClusterService {
 
     /// The leader's channel when `error` says another node leads and the request was not
     /// forwarded yet; otherwise the status to return.
-    fn forward_target(&self, error: ServiceError, already_forwarded: bool) -> Result<Channel, Status> {
+    fn forward_target(
+        &self,
+        error: ServiceError,
+        already_forwarded: bool,
+    ) -> Result<Channel, Status> {
         match error {
             ServiceError::NotLeader(hint) if !already_forwarded => {
                 self.forwarder.leader_channel(&hint)
@@ -75,14 +79,19 @@ fn role_of(state: ServerState) -> Role {
 
 fn check_node_id(id: NodeId) -> Result<(), Status> {
     if id == 0 {
-        return Err(Status::invalid_argument("node_id: must be a positive integer"));
+        return Err(Status::invalid_argument(
+            "node_id: must be a positive integer",
+        ));
     }
     Ok(())
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         let metrics = self.node.metrics();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -182,11 +191,14 @@ impl Cluster for ClusterService {
             )));
         }
         if !message.addr.is_empty() {
-            check_addr(&message.addr).map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+            check_addr(&message.addr)
+                .map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
         }
         let result = async {
             if !learners.contains(&message.node_id) {
-                self.node.add_learner(message.node_id, &message.addr).await?;
+                self.node
+                    .add_learner(message.node_id, &message.addr)
+                    .await?;
             }
             self.node.promote(message.node_id).await
         }

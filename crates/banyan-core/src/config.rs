@@ -48,7 +48,10 @@ impl CoreConfig {
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::DataDir);
         }
-        let init = init.map(parse_init).transpose().map_err(ConfigError::Init)?;
+        let init = init
+            .map(parse_init)
+            .transpose()
+            .map_err(ConfigError::Init)?;
         if let Some(voters) = &init {
             if !voters.contains_key(&id) {
                 return Err(ConfigError::Init(format!(
@@ -131,9 +134,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings_with_the_flag_named() {
-        assert_eq!(validate(0, "127.0.0.1:1", None).unwrap_err(), ConfigError::ZeroId);
-        assert!(matches!(validate(1, "nohost", None), Err(ConfigError::Addr(_))));
-        assert!(matches!(validate(1, "h:0", None), Err(ConfigError::Addr(_))));
+        assert_eq!(
+            validate(0, "127.0.0.1:1", None).unwrap_err(),
+            ConfigError::ZeroId
+        );
+        assert!(matches!(
+            validate(1, "nohost", None),
+            Err(ConfigError::Addr(_))
+        ));
+        assert!(matches!(
+            validate(1, "h:0", None),
+            Err(ConfigError::Addr(_))
+        ));
         for init in ["", "1", "x=h:1", "1=h:1,1=h:2", "2=h:1"] {
             assert!(
                 matches!(validate(1, "h:1", Some(init)), Err(ConfigError::Init(_))),

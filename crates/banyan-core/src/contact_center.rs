@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::errors::ServiceError;
-use crate::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
+use crate::forward::{caller_timeout, forwarded, tag_leader, was_forwarded, Forwarder};
 use crate::node::CoreNode;
 
 /// Metadata key on read replies: the log index the answering node had applied.
@@ -99,9 +99,10 @@ impl ContactCenter for ContactCenterService {
             Err(ServiceError::NotLeader(hint)) if !already_forwarded => {
                 let channel = self.forwarder.leader_channel(&hint)?;
                 tracing::debug!(leader = ?hint.id, "forwarding UpsertCustomer");
-                ContactCenterClient::new(channel)
+                let reply = ContactCenterClient::new(channel)
                     .upsert_customer(forwarded(message, timeout))
-                    .await
+                    .await;
+                tag_leader(reply, &hint)
             }
             Err(e) => Err(e.into()),
         }
@@ -115,7 +116,10 @@ impl ContactCenter for ContactCenterService {
         let timeout = caller_timeout(&request);
         let message = request.into_inner();
         banyan_domain::customer::validate_id("id", &message.id).map_err(invalid)?;
-        if let Some(leader) = self.read_locally(message.consistency, already_forwarded).await? {
+        if let Some(leader) = self
+            .read_locally(message.consistency, already_forwarded)
+            .await?
+        {
             return ContactCenterClient::new(leader)
                 .get_customer(forwarded(message, timeout))
                 .await;
@@ -160,7 +164,10 @@ impl ContactCenter for ContactCenterService {
             },
             limit: limit as usize + 1,
         };
-        if let Some(leader) = self.read_locally(message.consistency, already_forwarded).await? {
+        if let Some(leader) = self
+            .read_locally(message.consistency, already_forwarded)
+            .await?
+        {
             return ContactCenterClient::new(leader)
                 .find_customers(forwarded(message, timeout))
                 .await;

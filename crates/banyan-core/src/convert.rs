@@ -82,6 +82,9 @@ mod tests {
 
     #[test]
     fn missing_customer_is_named() {
-        assert!(customer_input(None).unwrap_err().to_string().contains("customer"));
+        assert!(customer_input(None)
+            .unwrap_err()
+            .to_string()
+            .contains("customer"));
     }
 }

@@ -5,7 +5,7 @@
 //! retry there. Domain refusals keep the field they name.
 
 use banyan_domain::DomainError;
-use banyan_raft::{ClientWriteError, CheckIsLeaderError, NodeId, RaftError};
+use banyan_raft::{CheckIsLeaderError, ClientWriteError, NodeId, RaftError};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -70,10 +70,17 @@ pub fn not_leader_status(hint: &LeaderHint) -> Status {
         _ => "no leader known yet; retry shortly".to_owned(),
     };
     let mut status = Status::unavailable(message);
-    if let Some(addr) = hint.addr.as_deref().and_then(|a| MetadataValue::try_from(a).ok()) {
+    if let Some(addr) = hint
+        .addr
+        .as_deref()
+        .and_then(|a| MetadataValue::try_from(a).ok())
+    {
         status.metadata_mut().insert(LEADER_ADDR_KEY, addr);
     }
-    if let Some(id) = hint.id.and_then(|id| MetadataValue::try_from(id.to_string()).ok()) {
+    if let Some(id) = hint
+        .id
+        .and_then(|id| MetadataValue::try_from(id.to_string()).ok())
+    {
         status.metadata_mut().insert(LEADER_ID_KEY, id);
     }
     status
@@ -135,13 +142,17 @@ mod tests {
         })
         .into();
         assert_eq!(status.code(), Code::Unavailable);
-        assert_eq!(status.metadata().get(LEADER_ADDR_KEY).unwrap(), "127.0.0.1:7002");
+        assert_eq!(
+            status.metadata().get(LEADER_ADDR_KEY).unwrap(),
+            "127.0.0.1:7002"
+        );
         assert_eq!(status.metadata().get(LEADER_ID_KEY).unwrap(), "2");
     }
 
     #[test]
     fn domain_errors_name_the_field() {
-        let status: Status = ServiceError::from(DomainError::invalid("customer.id", "must not be empty")).into();
+        let status: Status =
+            ServiceError::from(DomainError::invalid("customer.id", "must not be empty")).into();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("customer.id"));
     }

@@ -26,15 +26,39 @@ impl Forwarder {
     /// A channel to the leader named by `hint`, or the `UNAVAILABLE` status to return when
     /// the leader is unknown.
     pub fn leader_channel(&self, hint: &LeaderHint) -> Result<Channel, Status> {
-        let addr = hint.addr.as_deref().ok_or_else(|| not_leader_status(hint))?;
+        let addr = hint
+            .addr
+            .as_deref()
+            .ok_or_else(|| not_leader_status(hint))?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = banyan_raft::network::channel_to(addr).map_err(|_| not_leader_status(hint))?;
+        let channel =
+            banyan_raft::network::channel_to(addr).map_err(|_| not_leader_status(hint))?;
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
+}
+
+/// Marks a reply that came through a forward with the leader's address, so a client can
+/// send its next request to the leader directly.
+pub fn tag_leader<T>(
+    reply: Result<tonic::Response<T>, Status>,
+    hint: &LeaderHint,
+) -> Result<tonic::Response<T>, Status> {
+    reply.map(|mut response| {
+        if let Some(addr) = hint
+            .addr
+            .as_deref()
+            .and_then(|a| tonic::metadata::MetadataValue::try_from(a).ok())
+        {
+            response
+                .metadata_mut()
+                .insert(crate::errors::LEADER_ADDR_KEY, addr);
+        }
+        response
+    })
 }
 
 /// Whether `request` was already forwarded by another node.
@@ -45,9 +69,10 @@ pub fn was_forwarded<T>(request: &Request<T>) -> bool {
 /// Wraps `message` for forwarding, keeping the caller's deadline if it set one.
 pub fn forwarded<T>(message: T, timeout: Option<std::time::Duration>) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(FORWARDED_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    request.metadata_mut().insert(
+        FORWARDED_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }

@@ -25,7 +25,7 @@ pub mod forward;
 pub mod node;
 pub mod server;
 
-pub use config::{CoreConfig, ConfigError};
 pub use banyan_raft::{LinkControl, RaftTimers};
+pub use config::{ConfigError, CoreConfig};
 pub use node::CoreNode;
 pub use server::{serve, RunningNode};

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use banyan_domain::{Command, Event, Stamped};
 use banyan_raft::{
-    open_stores, AppliedState, Database, ChangeMembers, LinkControl, LogStore, NetworkFactory, Node,
-    NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
+    open_stores, AppliedState, ChangeMembers, Database, LinkControl, LogStore, NetworkFactory,
+    Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
 };
 
 use crate::config::CoreConfig;
@@ -113,7 +113,9 @@ impl CoreNode {
             .map(|(id, addr)| (*id, Node::new(addr.clone())))
             .collect();
         match raft.initialize(members).await {
-            Ok(()) => tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster"),
+            Ok(()) => {
+                tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initialized a new cluster")
+            }
             // Another voter started with the same --init got there first.
             Err(e) if e.api_error().is_some() => {
                 tracing::info!(reason = %e, "cluster already forming; --init ignored")

@@ -19,7 +19,9 @@ pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
 pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
 
 /// Service tier; higher tiers get a priority boost in routing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Tier {
     #[default]
     Standard,
@@ -104,7 +106,10 @@ impl CustomerInput {
         if self.phones.len() > MAX_PHONES {
             return Err(DomainError::invalid(
                 "customer.phones",
-                format!("{} entries, at most {MAX_PHONES} allowed", self.phones.len()),
+                format!(
+                    "{} entries, at most {MAX_PHONES} allowed",
+                    self.phones.len()
+                ),
             ));
         }
         for (i, phone) in self.phones.iter().enumerate() {
@@ -125,7 +130,10 @@ impl CustomerInput {
         if self.emails.len() > MAX_EMAILS {
             return Err(DomainError::invalid(
                 "customer.emails",
-                format!("{} entries, at most {MAX_EMAILS} allowed", self.emails.len()),
+                format!(
+                    "{} entries, at most {MAX_EMAILS} allowed",
+                    self.emails.len()
+                ),
             ));
         }
         for (i, email) in self.emails.iter().enumerate() {
@@ -157,7 +165,11 @@ impl CustomerInput {
                 ));
             }
             validate_len("customer.attributes key", key, MAX_ATTRIBUTE_KEY_LEN)?;
-            validate_len(&format!("customer.attributes[{key}]"), value, MAX_ATTRIBUTE_VALUE_LEN)?;
+            validate_len(
+                &format!("customer.attributes[{key}]"),
+                value,
+                MAX_ATTRIBUTE_VALUE_LEN,
+            )?;
         }
         Ok(())
     }
@@ -214,19 +226,24 @@ mod tests {
 
     #[test]
     fn names_the_offending_field() {
-        let cases: Vec<(fn(&mut CustomerInput), &str)> = vec![
+        type Mutation = fn(&mut CustomerInput);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|c| c.id.clear(), "customer.id"),
             (|c| c.id = "x".repeat(MAX_ID_LEN + 1), "customer.id"),
             (|c| c.id = "has space".into(), "customer.id"),
             (|c| c.name = "  ".into(), "customer.name"),
             (|c| c.name = "n".repeat(MAX_NAME_LEN + 1), "customer.name"),
             (|c| c.phones.push("call me".into()), "customer.phones[1]"),
-            (|c| c.phones = vec!["1".into(); MAX_PHONES + 1], "customer.phones"),
+            (
+                |c| c.phones = vec!["1".into(); MAX_PHONES + 1],
+                "customer.phones",
+            ),
             (|c| c.emails = vec!["nobody".into()], "customer.emails[0]"),
             (|c| c.language = "x".repeat(100), "customer.language"),
             (
                 |c| {
-                    c.attributes.insert("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_LEN + 1));
+                    c.attributes
+                        .insert("k".into(), "v".repeat(MAX_ATTRIBUTE_VALUE_LEN + 1));
                 },
                 "customer.attributes[k]",
             ),

@@ -135,7 +135,10 @@ impl State {
 
     fn unindex(&mut self, input: &CustomerInput) {
         for (index, keys) in [
-            (&mut self.by_phone, input.normalized_phones().collect::<Vec<_>>()),
+            (
+                &mut self.by_phone,
+                input.normalized_phones().collect::<Vec<_>>(),
+            ),
             (&mut self.by_email, input.normalized_emails().collect()),
         ] {
             for key in keys {
@@ -160,21 +163,20 @@ impl State {
     /// Customers matching `query`, in id order, at most `query.limit`.
     pub fn find_customers(&self, query: &CustomerQuery) -> Vec<&Customer> {
         let after = |id: &String| query.after_id.as_ref().is_none_or(|a| id > a);
-        let matches = |c: &Customer| {
-            query
-                .name_prefix
-                .as_ref()
-                .is_none_or(|p| c.input.name.to_lowercase().starts_with(&p.to_lowercase()))
-                && query.tier.is_none_or(|t| c.input.tier == t)
-                && query
-                    .phone
+        let matches =
+            |c: &Customer| {
+                query
+                    .name_prefix
                     .as_ref()
-                    .is_none_or(|p| c.input.normalized_phones().any(|q| q == normalize_phone(p)))
-                && query
-                    .email
-                    .as_ref()
-                    .is_none_or(|e| c.input.normalized_emails().any(|q| q == normalize_email(e)))
-        };
+                    .is_none_or(|p| c.input.name.to_lowercase().starts_with(&p.to_lowercase()))
+                    && query.tier.is_none_or(|t| c.input.tier == t)
+                    && query.phone.as_ref().is_none_or(|p| {
+                        c.input.normalized_phones().any(|q| q == normalize_phone(p))
+                    })
+                    && query.email.as_ref().is_none_or(|e| {
+                        c.input.normalized_emails().any(|q| q == normalize_email(e))
+                    })
+            };
         // Use an index when one applies, so a lookup by phone or email does not scan.
         let indexed = match (&query.phone, &query.email) {
             (Some(phone), _) => self.by_phone.get(&normalize_phone(phone)),
@@ -232,7 +234,10 @@ mod tests {
         second.at_ms = 2_000;
         state.apply(&second).unwrap();
         let c = state.customer("c1").unwrap();
-        assert_eq!((c.version, c.created_at_ms, c.updated_at_ms), (2, 1_000, 2_000));
+        assert_eq!(
+            (c.version, c.created_at_ms, c.updated_at_ms),
+            (2, 1_000, 2_000)
+        );
         assert_eq!(c.input.name, "Ada L.");
     }
 
@@ -244,7 +249,9 @@ mod tests {
         assert!(matches!(&events[0], Event::CustomerUnchanged(c) if c.version == 1));
         let before = state.clone();
         let err = state.apply(&upsert("c1", "Eve", Some("r1"))).unwrap_err();
-        assert!(matches!(err, DomainError::FailedPrecondition { ref field, .. } if field == "request_id"));
+        assert!(
+            matches!(err, DomainError::FailedPrecondition { ref field, .. } if field == "request_id")
+        );
         assert_eq!(state, before);
     }
 
@@ -276,12 +283,14 @@ mod tests {
             limit: 2,
             ..Default::default()
         });
-        assert_eq!(page.iter().map(|c| c.id()).collect::<Vec<_>>(), ["c2", "c3"]);
+        assert_eq!(
+            page.iter().map(|c| c.id()).collect::<Vec<_>>(),
+            ["c2", "c3"]
+        );
         // Re-indexing on update drops the old email.
         let mut moved = upsert("c3", "Ada", None);
-        if let Command::UpsertCustomer { customer, .. } = &mut moved.command {
-            customer.emails = vec!["new@example.com".into()];
-        }
+        let Command::UpsertCustomer { customer, .. } = &mut moved.command;
+        customer.emails = vec!["new@example.com".into()];
         state.apply(&moved).unwrap();
         assert!(state
             .find_customers(&CustomerQuery {

@@ -24,7 +24,9 @@ pub struct InProcessCluster {
 impl InProcessCluster {
     /// Starts voters `ids` on port 0, bootstrapped together.
     pub async fn start(ids: &[u64], timers: RaftTimers) -> anyhow::Result<Self> {
-        let root = tempfile::Builder::new().prefix("banyan-inproc-").tempdir()?;
+        let root = tempfile::Builder::new()
+            .prefix("banyan-inproc-")
+            .tempdir()?;
         let mut listeners = BTreeMap::new();
         for id in ids {
             let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -6,12 +6,18 @@
 //! # Layout
 //! * [`local`]: [`LocalCluster`], the process cluster.
 //! * [`inproc`]: [`InProcessCluster`], nodes inside this process with cuttable links.
+//! * [`history`]: client operations recorded as ok, failed or unknown; a write workload.
+//! * [`checker`]: the invariants of DESIGN.md section 2, judged on every node's final state.
 //! * [`wait`]: waiting on a condition with a deadline (never a bare sleep).
 
+pub mod checker;
+pub mod history;
 pub mod inproc;
 pub mod local;
 pub mod wait;
 
+pub use checker::{check_customers, CheckReport, NodeState, Violation};
+pub use history::{History, Operation, Outcome, WriteLoad};
 pub use inproc::InProcessCluster;
 pub use local::{free_ports, LocalCluster};
 pub use wait::wait_until;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
-use banyan_proto::v1::{ClusterStatus, Role};
+use banyan_proto::v1::{ClusterStatus, ReadConsistency, Role};
+
+use crate::checker::NodeState;
 
 use crate::wait::wait_until;
 
@@ -54,7 +56,9 @@ impl LocalCluster {
         }
         Ok(Self {
             bin,
-            root: tempfile::Builder::new().prefix("banyan-cluster-").tempdir()?,
+            root: tempfile::Builder::new()
+                .prefix("banyan-cluster-")
+                .tempdir()?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),
         })
@@ -111,7 +115,9 @@ impl LocalCluster {
     }
 
     fn node_mut(&mut self, id: u64) -> anyhow::Result<&mut LocalNode> {
-        self.nodes.get_mut(&id).with_context(|| format!("no node {id}"))
+        self.nodes
+            .get_mut(&id)
+            .with_context(|| format!("no node {id}"))
     }
 
     /// (Re)starts node `id` with its original command line and data directory.
@@ -122,7 +128,10 @@ impl LocalCluster {
         if node.child.is_some() {
             bail!("node {id} is already running");
         }
-        let log = OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
         let mut command = Command::new(bin);
         command
             .arg("core")
@@ -270,11 +279,40 @@ impl LocalCluster {
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> anyhow::Result<()> {
-        wait_until(&format!("node {id} to apply index {index}"), timeout, || async {
-            let status = self.status(id).await.ok()?;
-            (status.applied_index >= index).then_some(())
-        })
+        wait_until(
+            &format!("node {id} to apply index {index}"),
+            timeout,
+            || async {
+                let status = self.status(id).await.ok()?;
+                (status.applied_index >= index).then_some(())
+            },
+        )
         .await
+    }
+
+    /// Waits until every node in `ids` has applied everything the leader committed, then
+    /// reads each one's customers from its own replica.
+    pub async fn final_states(
+        &self,
+        ids: &[u64],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<NodeState>> {
+        let leader = self.wait_for_leader(ids, timeout).await?;
+        let committed = self.status(leader).await?.committed_index;
+        let mut states = Vec::new();
+        for id in ids {
+            self.wait_applied(*id, committed, timeout).await?;
+            let client = self.node_client(*id, RetryPolicy::once(Duration::from_secs(10)))?;
+            let customers = client
+                .all_customers(ReadConsistency::Local)
+                .await
+                .map_err(|s| anyhow::anyhow!("reading node {id}: {}", s.message()))?;
+            states.push(NodeState {
+                node: *id,
+                customers,
+            });
+        }
+        Ok(states)
     }
 
     /// The last `lines` lines of node `id`'s log, for failure reports.

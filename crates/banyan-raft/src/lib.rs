@@ -22,6 +22,11 @@
 //! * [`store`]: opens one node's sled database and both stores over it.
 //! * [`config`]: Raft timers as configuration.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's traits dictate StorageError, a large type, as the error of every storage call"
+)]
+
 pub mod codec;
 pub mod config;
 pub mod log_store;

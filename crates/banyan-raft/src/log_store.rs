@@ -81,7 +81,11 @@ impl LogStore {
                 .committed_index
                 .store(committed.index, Ordering::Relaxed);
         }
-        tokio::spawn(flusher(store.inner.db.clone(), rx, Arc::downgrade(&store.inner)));
+        tokio::spawn(flusher(
+            store.inner.db.clone(),
+            rx,
+            Arc::downgrade(&store.inner),
+        ));
         Ok(store)
     }
 
@@ -95,7 +99,10 @@ impl LogStore {
         self.inner.flushes.load(Ordering::Relaxed)
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.inner.meta.get(key).map_err(read_err)? {
             None => Ok(None),
             Some(bytes) => codec::decode(&bytes).map(Some).map_err(read_err),
@@ -105,7 +112,9 @@ impl LogStore {
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         match self.inner.log.last().map_err(read_err)? {
             None => Ok(None),
-            Some((_, bytes)) => Ok(Some(codec::decode::<Entry>(&bytes).map_err(read_err)?.log_id)),
+            Some((_, bytes)) => Ok(Some(
+                codec::decode::<Entry>(&bytes).map_err(read_err)?.log_id,
+            )),
         }
     }
 
@@ -199,7 +208,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .insert(KEY_VOTE, codec::encode(vote))
             .map_err(|e| vote_err(ErrorVerb::Write, e))?;
         // A vote must survive a crash before the node acts on it.
-        self.flush().await.map_err(|e| vote_err(ErrorVerb::Write, e))
+        self.flush()
+            .await
+            .map_err(|e| vote_err(ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -232,7 +243,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -242,9 +257,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&key(entry.log_id.index), codec::encode(&entry));
         }
         self.inner.log.apply_batch(batch).map_err(write_err)?;
-        self.inner.flush_requests.send(callback).map_err(|_| {
-            write_err(io::Error::other("the log flusher has stopped"))
-        })?;
+        self.inner
+            .flush_requests
+            .send(callback)
+            .map_err(|_| write_err(io::Error::other("the log flusher has stopped")))?;
         Ok(())
     }
 

@@ -16,8 +16,8 @@ use openraft::error::{
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
@@ -124,7 +124,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             Ok(channel) => Ok(RaftTransportClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)),
-            Err(e) => Err(format!("bad address {:?} for node {target}: {e}", node.addr)),
+            Err(e) => Err(format!(
+                "bad address {:?} for node {target}: {e}",
+                node.addr
+            )),
         };
         PeerNetwork {
             from: self.id,
@@ -167,9 +170,9 @@ impl PeerNetwork {
         let client = match &mut self.client {
             Ok(client) => client,
             Err(reason) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-                    reason.clone(),
-                ))))
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(reason.clone()),
+                )))
             }
         };
         let payload = RaftPayload {

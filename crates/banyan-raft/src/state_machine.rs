@@ -49,7 +49,9 @@ pub struct AppliedState {
 impl AppliedState {
     /// Reads the applied state. Hold the guard briefly: applying waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The last applied log index (0 before anything was applied).

@@ -1,0 +1,156 @@
+//! Client histories: every operation a workload sent, and what the client learned of it.
+//!
+//! An operation is `Ok` (the cluster acknowledged it: it must survive), `Failed` (the
+//! cluster refused it: it must have changed nothing) or `Unknown` (no definite answer: a
+//! timed-out write may still have committed). The [`checker`](crate::checker) judges the
+//! final state of every node against a history.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use banyan_client::Client;
+use banyan_proto::v1::Customer;
+use tonic::Code;
+
+/// What the client knows about an operation's effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Unknown,
+}
+
+impl Outcome {
+    /// Classifies a gRPC reply: refusals are definite, transport trouble and timeouts are
+    /// not.
+    pub fn of<T>(result: &Result<T, tonic::Status>) -> Self {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(status) => match status.code() {
+                Code::InvalidArgument
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::PermissionDenied
+                | Code::ResourceExhausted
+                | Code::OutOfRange => Outcome::Failed,
+                _ => Outcome::Unknown,
+            },
+        }
+    }
+}
+
+/// One client operation.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// The customer the upsert wrote (each workload upsert writes a fresh id once).
+    pub customer_id: String,
+    pub outcome: Outcome,
+    /// When it was sent and answered, relative to the workload's start.
+    pub invoked: Duration,
+    pub completed: Duration,
+}
+
+/// Everything a workload did, in completion order.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub operations: Vec<Operation>,
+}
+
+impl History {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.operations
+            .iter()
+            .filter(|o| o.outcome == outcome)
+            .count()
+    }
+
+    pub fn acknowledged(&self) -> impl Iterator<Item = &Operation> {
+        self.operations.iter().filter(|o| o.outcome == Outcome::Ok)
+    }
+}
+
+/// A running workload of concurrent upserts, each of a fresh customer id.
+pub struct WriteLoad {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicU64>,
+    history: Arc<Mutex<History>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WriteLoad {
+    /// Starts `workers` writers; worker `i` uses `clients[i % clients.len()]`. Ids are
+    /// `{prefix}-{worker}-{n}`.
+    pub fn start(clients: Vec<Client>, workers: usize, prefix: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicU64::new(0));
+        let history = Arc::new(Mutex::new(History::default()));
+        let started = Instant::now();
+        let workers = (0..workers)
+            .map(|worker| {
+                let client = clients[worker % clients.len()].clone();
+                let (stop, acknowledged, history) =
+                    (stop.clone(), acknowledged.clone(), history.clone());
+                let prefix = prefix.to_owned();
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = format!("{prefix}-{worker}-{n}");
+                        n += 1;
+                        let invoked = started.elapsed();
+                        let result = client
+                            .upsert_customer(
+                                Customer {
+                                    id: id.clone(),
+                                    name: format!("Load customer {id}"),
+                                    ..Default::default()
+                                },
+                                None,
+                            )
+                            .await;
+                        let outcome = Outcome::of(&result);
+                        if outcome == Outcome::Ok {
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
+                        }
+                        history
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .operations
+                            .push(Operation {
+                                customer_id: id,
+                                outcome,
+                                invoked,
+                                completed: started.elapsed(),
+                            });
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            acknowledged,
+            history,
+            workers,
+        }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writers, waits for their last operations, and returns the history.
+    pub async fn stop(self) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        history
+    }
+}

@@ -1,0 +1,15 @@
+//! Cluster tests of the replicated core: real `banyan core` processes on loopback (and one
+//! in-process cluster with cut links), each test a must-hold property of the core.
+//!
+//! Named by level, in the openraft manner: `t10` formation, `t20` replication, `t30`
+//! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart,
+//! `t70` bad input.
+
+mod t10_formation;
+mod t15_partition;
+mod t20_replication;
+mod t30_leader_kill;
+mod t40_recovery;
+mod t50_membership;
+mod t60_full_restart;
+mod t70_bad_input;
