@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// Clients writing during the leader-kill runs.
     #[arg(long, default_value_t = 64)]
     kill_clients: usize,
+    /// Heartbeat of the nodes the benchmark starts.
+    #[arg(long, default_value = "100ms")]
+    heartbeat: String,
+    /// Minimum election timeout of the nodes the benchmark starts.
+    #[arg(long, default_value = "250ms")]
+    election_timeout: String,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -76,7 +82,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut local = None;
     let endpoints = if args.endpoints.is_empty() {
         let bin = std::env::current_exe().context("locating the banyan binary")?;
-        let mut cluster = LocalCluster::new(bin, &[])?;
+        let timers = [
+            "--heartbeat",
+            args.heartbeat.as_str(),
+            "--election-timeout",
+            args.election_timeout.as_str(),
+        ];
+        let mut cluster = LocalCluster::new(bin, &timers)?;
         cluster.start_voters(&[1, 2, 3])?;
         cluster
             .wait_for_leader(&[1, 2, 3], Duration::from_secs(20))

@@ -33,7 +33,7 @@ pub struct CoreArgs {
     #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
     /// Minimum election timeout (the maximum is twice this).
-    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
     /// Log entries applied between snapshots.
     #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]

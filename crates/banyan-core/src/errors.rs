@@ -5,7 +5,7 @@
 //! retry there. Domain refusals keep the field they name.
 
 use banyan_domain::DomainError;
-use banyan_raft::{CheckIsLeaderError, ClientWriteError, NodeId, RaftError};
+use banyan_raft::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, NodeId, RaftError};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -29,9 +29,12 @@ pub enum ServiceError {
     /// This node is not the leader; the request needs the leader.
     #[error("this node is not the leader")]
     NotLeader(LeaderHint),
-    /// A membership change cannot be made now or at all.
+    /// A membership change cannot be made at all (e.g. it would leave no voter).
     #[error("{0}")]
     Membership(String),
+    /// Another membership change is still being committed; retry shortly.
+    #[error("{0}")]
+    MembershipBusy(String),
     /// The commit was not confirmed in time: the write may or may not take effect.
     #[error("commit not confirmed in time")]
     Unconfirmed,
@@ -46,6 +49,9 @@ impl From<ServiceError> for Status {
             ServiceError::Domain(e) => domain_status(&e),
             ServiceError::NotLeader(hint) => not_leader_status(&hint),
             ServiceError::Membership(reason) => Status::failed_precondition(reason),
+            ServiceError::MembershipBusy(reason) => {
+                Status::unavailable(format!("{reason}; retry when it has committed"))
+            }
             ServiceError::Unconfirmed => Status::deadline_exceeded(
                 "commit not confirmed in time; the write may still apply: retry with the same request_id",
             ),
@@ -95,6 +101,9 @@ pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
                 addr: f.leader_node.map(|n| n.addr),
             })
         }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            e @ ChangeMembershipError::InProgress(_),
+        )) => ServiceError::MembershipBusy(e.to_string()),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             ServiceError::Membership(e.to_string())
         }

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 /// Timers that decide how fast a Banyan core notices a lost leader. Within one site the
-/// defaults elect a new leader well under a second after the old one dies. Across sites,
+/// defaults aim to elect a new leader within a second of the old one dying: followers
+/// refuse to vote while the old leader's lease (the maximum election timeout, here 500 ms)
+/// runs, and the first candidate campaigns after 250–500 ms without a heartbeat. Across sites,
 /// the heartbeat must exceed the round trip plus a follower's log flush: in openraft 0.9
 /// an append RPC times out after one heartbeat interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +21,7 @@ impl Default for RaftTimers {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(500),
+            election_timeout: Duration::from_millis(250),
             snapshot_every: 20_000,
         }
     }

@@ -35,6 +35,7 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, Node>;
 pub type ServerState = openraft::ServerState;
 pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, Node>;
+pub type ChangeMembershipError = openraft::error::ChangeMembershipError<NodeId>;
 pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
 pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
 pub type ForwardToLeader = openraft::error::ForwardToLeader<NodeId, Node>;
