@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
+use banyan_harness::{http_get, wait_until};
 use banyan_proto::v1::ReadConsistency;
-use banyan_tests::{banyan_bin, customer, other_than, pinned, three_nodes, DEADLINE};
+use banyan_tests::{banyan_bin, cluster, customer, other_than, pinned, DEADLINE};
 
 fn ctl(endpoint: &str, args: &[&str]) -> std::process::Output {
     Command::new(banyan_bin())
@@ -16,7 +17,10 @@ fn ctl(endpoint: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_three_processes_form_one_cluster() {
-    let (mut cluster, leader) = three_nodes(&[]).await;
+    let mut cluster = cluster(&[]);
+    cluster.enable_http();
+    cluster.start_voters(&[1, 2, 3]).unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await.unwrap();
     let follower = other_than(&[1, 2, 3], leader);
     let endpoint = cluster.addr(follower).unwrap();
 
@@ -50,6 +54,71 @@ async fn t10_three_processes_form_one_cluster() {
     for id in [1, 2, 3] {
         assert!(table.contains(&cluster.addr(id).unwrap()), "{table}");
     }
+
+    // Every member is healthy and ready once it knows the leader.
+    for id in [1, 2, 3] {
+        let http = cluster.http_addr(id).unwrap();
+        assert_eq!(http_get(&http, "/healthz").await.unwrap().0, 200);
+        let ready = wait_until("readiness", DEADLINE, || async {
+            let (code, body) = http_get(&http, "/readyz").await.ok()?;
+            (code == 200).then_some(body)
+        })
+        .await
+        .unwrap();
+        assert!(
+            ready.contains(&format!("leader is node {leader}")),
+            "{ready}"
+        );
+    }
+    // A node outside any cluster is alive but not ready.
+    cluster.start_new_node(9).unwrap();
+    let lone = cluster.http_addr(9).unwrap();
+    let (code, body) = wait_until("the lone node's HTTP port", DEADLINE, || async {
+        http_get(&lone, "/readyz").await.ok()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("not a member"), "{body}");
+    assert_eq!(http_get(&lone, "/healthz").await.unwrap().0, 200);
+    cluster.forget(9).unwrap();
+
+    // Customers through the command line: upsert on a follower, read back as JSON.
+    let out = ctl(
+        &endpoint,
+        &[
+            "customers",
+            "upsert",
+            "--id",
+            "c-cli",
+            "--name",
+            "Grace Hopper",
+            "--tier",
+            "gold",
+            "--phone",
+            "+1 555 0199",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl(
+        &endpoint,
+        &["--json", "customers", "find", "--phone", "+15550199"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON customers");
+    assert_eq!(found[0]["id"], "c-cli", "{found:#}");
+    assert_eq!(found[0]["tier"], "TIER_GOLD");
+    let out = ctl(&endpoint, &["customers", "get", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
     // A write, then a graceful stop and a restart with the same --init: the node rejoins
     // the same cluster with its data, and no second cluster forms.

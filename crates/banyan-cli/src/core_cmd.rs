@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use banyan_core::http::serve_http;
 use banyan_core::node::system_clock;
 use banyan_core::{serve, CoreConfig, CoreNode};
 use banyan_core::{LinkControl, RaftTimers};
@@ -22,6 +23,9 @@ pub struct CoreArgs {
     /// Default: --addr when it is an IP address, else 0.0.0.0 on --addr's port.
     #[arg(long, env = "BANYAN_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// HTTP address for /healthz and /readyz (e.g. 127.0.0.1:8001); none when absent.
+    #[arg(long, env = "BANYAN_HTTP")]
+    pub http: Option<SocketAddr>,
     /// Directory for this node's database (created if missing).
     #[arg(long, env = "BANYAN_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -79,6 +83,23 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     let node = CoreNode::start(&config, LinkControl::default(), system_clock())
         .await
         .context("starting the node")?;
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match args.http {
+        Some(addr) => {
+            let http_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --http {addr}"))?;
+            tracing::info!(http = %http_listener.local_addr()?, "serving /healthz and /readyz");
+            Some(tokio::spawn(serve_http(
+                node.clone(),
+                http_listener,
+                async {
+                    let _ = http_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -89,6 +110,10 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!(node_id = config.id, "shutting down");
+    let _ = http_stop.send(());
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
     Ok(())

@@ -12,6 +12,7 @@
 //! * [`server`]: serves every gRPC service of the node on one listener.
 //! * [`contact_center`]: the public `ContactCenter` service.
 //! * [`cluster`]: the `Cluster` service: status and membership.
+//! * [`http`]: `/healthz` and `/readyz` for orchestrators.
 //! * [`forward`]: sends a request that needs the leader on to the leader.
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
@@ -22,6 +23,7 @@ pub mod contact_center;
 pub mod convert;
 pub mod errors;
 pub mod forward;
+pub mod http;
 pub mod node;
 pub mod server;
 

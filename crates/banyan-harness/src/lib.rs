@@ -19,5 +19,5 @@ pub mod wait;
 pub use checker::{check_customers, CheckReport, NodeState, Violation};
 pub use history::{History, Operation, Outcome, WriteLoad};
 pub use inproc::InProcessCluster;
-pub use local::{free_ports, LocalCluster};
+pub use local::{free_ports, http_get, LocalCluster};
 pub use wait::wait_until;

@@ -28,6 +28,28 @@ pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
         .collect()
 }
 
+/// A minimal HTTP/1.0 GET against `addr` (`host:port`): status code and body. Enough for
+/// health endpoints without an HTTP client dependency.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("malformed response: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// One node process and what it takes to start it again.
 struct LocalNode {
     addr: String,
@@ -35,6 +57,8 @@ struct LocalNode {
     log: PathBuf,
     /// `--init` it was first started with; kept so restarts use the same command line.
     init: Option<String>,
+    /// `--http` address, when the cluster serves HTTP.
+    http: Option<String>,
     child: Option<Child>,
 }
 
@@ -45,6 +69,8 @@ pub struct LocalCluster {
     /// Flags added to every node's command line (timers, snapshot interval).
     extra_args: Vec<String>,
     nodes: BTreeMap<u64, LocalNode>,
+    /// Whether nodes get an `--http` port.
+    http: bool,
 }
 
 impl LocalCluster {
@@ -61,7 +87,18 @@ impl LocalCluster {
                 .tempdir()?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),
+            http: false,
         })
+    }
+
+    /// Gives every node started from now on an HTTP port (`/healthz`, `/readyz`).
+    pub fn enable_http(&mut self) {
+        self.http = true;
+    }
+
+    /// Node `id`'s HTTP address, when it has one.
+    pub fn http_addr(&self, id: u64) -> Option<String> {
+        self.nodes.get(&id).and_then(|n| n.http.clone())
     }
 
     /// Starts a new cluster of voters `ids`, all started with the same `--init`.
@@ -95,6 +132,11 @@ impl LocalCluster {
         if self.nodes.contains_key(&id) {
             bail!("node {id} already exists in this cluster");
         }
+        let http = if self.http {
+            Some(format!("127.0.0.1:{}", free_ports(1)?[0]))
+        } else {
+            None
+        };
         let data_dir = self.root.path().join(format!("node-{id}"));
         let log = self.root.path().join(format!("node-{id}.log"));
         self.nodes.insert(
@@ -104,6 +146,7 @@ impl LocalCluster {
                 data_dir,
                 log,
                 init,
+                http,
                 child: None,
             },
         );
@@ -145,6 +188,9 @@ impl LocalCluster {
             .stderr(Stdio::from(log));
         if let Some(init) = &node.init {
             command.args(["--init", init]);
+        }
+        if let Some(http) = &node.http {
+            command.args(["--http", http]);
         }
         node.child = Some(command.spawn().context("spawning banyan core")?);
         Ok(())
