@@ -137,9 +137,10 @@ fn consistency(local: bool) -> ReadConsistency {
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let policy = RetryPolicy {
-        attempt_timeout: args.timeout.min(Duration::from_secs(5)),
+        attempt_timeout: args.timeout.min(Duration::from_secs(6)),
         total_timeout: args.timeout,
         pause: Duration::from_millis(100),
+        max_attempts: 0,
         follow_leader: true,
     };
     let client = Client::new(&args.endpoint, policy)?;

@@ -35,6 +35,8 @@ pub struct RetryPolicy {
     pub total_timeout: Duration,
     /// Pause between attempts.
     pub pause: Duration,
+    /// Attempts per call; 0 means as many as fit before `total_timeout`.
+    pub max_attempts: u32,
     /// Send later calls to the leader once a forwarded reply names it. Off for tools and
     /// tests that must talk to one particular node.
     pub follow_leader: bool,
@@ -43,9 +45,11 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            attempt_timeout: Duration::from_secs(5),
-            total_timeout: Duration::from_secs(15),
+            // Longer than a node waits for a commit (5 s), so the node's own verdict arrives.
+            attempt_timeout: Duration::from_secs(6),
+            total_timeout: Duration::from_secs(20),
             pause: Duration::from_millis(50),
+            max_attempts: 0,
             follow_leader: true,
         }
     }
@@ -58,6 +62,7 @@ impl RetryPolicy {
             attempt_timeout: timeout,
             total_timeout: timeout,
             pause: Duration::ZERO,
+            max_attempts: 1,
             follow_leader: false,
         }
     }
@@ -225,7 +230,9 @@ impl Client {
     {
         let policy = self.inner.policy;
         let deadline = Instant::now() + policy.total_timeout;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = policy.attempt_timeout.min(left);
             let status = match tokio::time::timeout(attempt, call(self.pick(), attempt)).await {
@@ -238,7 +245,8 @@ impl Client {
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
             };
-            if !retryable(&status) || Instant::now() + policy.pause >= deadline {
+            let out_of_attempts = policy.max_attempts != 0 && attempts >= policy.max_attempts;
+            if !retryable(&status) || out_of_attempts || Instant::now() + policy.pause >= deadline {
                 return Err(status);
             }
             tracing::debug!(code = ?status.code(), message = status.message(), "retrying");

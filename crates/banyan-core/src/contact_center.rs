@@ -91,7 +91,7 @@ impl ContactCenter for ContactCenterService {
         };
         match self.node.propose(command).await {
             Ok(events) => match events.first() {
-                Some(Event::CustomerUpserted(c) | Event::CustomerUnchanged(c)) => {
+                Some(Event::CustomerUpserted(c)) => {
                     Ok(Response::new(convert::customer_to_proto(c)))
                 }
                 None => Err(Status::internal("upsert applied without an event")),

@@ -32,6 +32,9 @@ pub enum ServiceError {
     /// A membership change cannot be made at all (e.g. it would leave no voter).
     #[error("{0}")]
     Membership(String),
+    /// A node to be promoted has not caught up with the log yet; retry shortly.
+    #[error("node_id: node {node} is still catching up (behind by {lag})")]
+    CatchingUp { node: NodeId, lag: String },
     /// Another membership change is still being committed; retry shortly.
     #[error("{0}")]
     MembershipBusy(String),
@@ -49,6 +52,7 @@ impl From<ServiceError> for Status {
             ServiceError::Domain(e) => domain_status(&e),
             ServiceError::NotLeader(hint) => not_leader_status(&hint),
             ServiceError::Membership(reason) => Status::failed_precondition(reason),
+            e @ ServiceError::CatchingUp { .. } => Status::unavailable(e.to_string()),
             ServiceError::MembershipBusy(reason) => {
                 Status::unavailable(format!("{reason}; retry when it has committed"))
             }

@@ -38,7 +38,14 @@ pub enum StartError {
 
 /// How long a proposal may wait for its commit before the caller is told the outcome is
 /// unknown (the entry may still commit later).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a membership call waits for a new node to catch up before answering
+/// `UNAVAILABLE` (clients retry; the node keeps replicating meanwhile).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(4);
+
+/// A node this close to the leader's last log counts as caught up.
+const CAUGHT_UP_LAG: u64 = 1_000;
 
 /// A running core node. Cheap to clone; every clone drives the same Raft.
 #[derive(Clone)]
@@ -194,21 +201,61 @@ impl CoreNode {
             .map_err(read_error)
     }
 
-    /// Adds `id` at `addr` as a learner and waits until it has caught up with the log.
+    /// Adds `id` at `addr` as a learner (or updates its address), then waits a little for it
+    /// to catch up; the index of the membership entry is returned either way.
     pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<u64, ServiceError> {
         let reply = self
             .inner
             .raft
-            .add_learner(id, Node::new(addr), true)
+            .add_learner(id, Node::new(addr), false)
             .await
             .map_err(write_error)?;
+        // Catching up may take longer (a large snapshot); the learner keeps replicating.
+        let _ = self.wait_caught_up(id).await;
         Ok(reply.log_id.index)
     }
 
-    /// Makes `id` a voter; it must already be a learner.
+    /// Makes `id` a voter once it has caught up with the log: promoting a node that is
+    /// unreachable or far behind would weaken the quorum instead of strengthening it.
     pub async fn promote(&self, id: NodeId) -> Result<u64, ServiceError> {
+        self.wait_caught_up(id).await?;
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
             .await
+    }
+
+    /// Waits (briefly) until the leader has replicated to `id` all but a few entries.
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), ServiceError> {
+        let mut metrics = self.inner.raft.metrics();
+        let mut lag = None;
+        let waited = tokio::time::timeout(CATCH_UP_WAIT, async {
+            loop {
+                {
+                    let m = metrics.borrow_and_update();
+                    let Some(replication) = &m.replication else {
+                        return Err(ServiceError::NotLeader(self.leader_hint()));
+                    };
+                    let last = m.last_log_index.unwrap_or(0);
+                    if let Some(matched) = replication.get(&id) {
+                        let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+                        lag = Some(behind);
+                        if matched.is_some() && behind <= CAUGHT_UP_LAG {
+                            return Ok(());
+                        }
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(ServiceError::Stopped("Raft stopped".into()));
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => Err(ServiceError::CatchingUp {
+                node: id,
+                lag: lag.map_or("unknown".into(), |l| format!("{l} entries")),
+            }),
+        }
     }
 
     /// Removes `id` from the cluster, whether voter or learner.

@@ -24,11 +24,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The idempotency key, when the command carries one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Command::UpsertCustomer { request_id, .. } => request_id.as_deref(),
+        }
+    }
+}
+
 /// What applying a command changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// The customer as stored after the upsert.
     CustomerUpserted(Customer),
-    /// A retry of an already applied request: nothing changed; the stored customer.
-    CustomerUnchanged(Customer),
 }

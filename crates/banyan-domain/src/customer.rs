@@ -50,8 +50,6 @@ pub struct Customer {
     pub version: u64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
-    /// Idempotency key of the last applied upsert, so a retry is recognised.
-    pub last_request_id: Option<String>,
 }
 
 impl Customer {

@@ -10,11 +10,13 @@
 //! * [`customer`]: customers, their validation and the lookup indexes.
 //! * [`command`]: what can be asked of the state machine, and what it answers.
 //! * [`error`]: why a command was refused; the service edge maps it to a gRPC status.
+//! * [`requests`]: idempotency keys and the first result of each.
 //! * [`state`]: the whole replicated state and `apply`.
 
 pub mod command;
 pub mod customer;
 pub mod error;
+pub mod requests;
 pub mod state;
 
 pub use command::{Command, Event, Stamped};

@@ -8,12 +8,17 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Event, Stamped};
 use crate::customer::{normalize_email, normalize_phone, Customer, CustomerInput, Tier};
 use crate::error::DomainError;
+use crate::requests::{RequestLog, RequestRecord};
 
 /// Everything the cluster agrees on. Lookup indexes are derived data: they are rebuilt on
 /// load and never serialized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     customers: BTreeMap<String, Customer>,
+    /// Recent idempotency keys and their first results.
+    requests: RequestLog,
+    /// The largest leader stamp applied so far: the state machine's notion of "now".
+    clock_ms: i64,
     /// Normalized phone → ids of customers with that phone.
     by_phone: BTreeMap<String, BTreeSet<String>>,
     /// Normalized email → ids of customers with that email.
@@ -24,6 +29,8 @@ pub struct State {
 #[derive(Serialize, Deserialize)]
 struct StateData {
     customers: BTreeMap<String, Customer>,
+    requests: BTreeMap<String, RequestRecord>,
+    clock_ms: i64,
 }
 
 impl Serialize for State {
@@ -31,9 +38,13 @@ impl Serialize for State {
         #[derive(Serialize)]
         struct Ref<'a> {
             customers: &'a BTreeMap<String, Customer>,
+            requests: &'a BTreeMap<String, RequestRecord>,
+            clock_ms: i64,
         }
         Ref {
             customers: &self.customers,
+            requests: self.requests.records(),
+            clock_ms: self.clock_ms,
         }
         .serialize(serializer)
     }
@@ -42,7 +53,11 @@ impl Serialize for State {
 impl<'de> Deserialize<'de> for State {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let data = StateData::deserialize(deserializer)?;
-        let mut state = State::default();
+        let mut state = State {
+            requests: RequestLog::from_records(data.requests),
+            clock_ms: data.clock_ms,
+            ..State::default()
+        };
         for (_, customer) in data.customers {
             state.index(&customer.input);
             state.customers.insert(customer.id().to_owned(), customer);
@@ -65,35 +80,48 @@ pub struct CustomerQuery {
 
 impl State {
     /// Applies one leader-stamped command. On `Err` the state is unchanged.
+    ///
+    /// A command whose `request_id` was applied before (within the retention window)
+    /// returns the first result again when it is the same command, and is refused when it
+    /// differs.
     pub fn apply(&mut self, stamped: &Stamped) -> Result<Vec<Event>, DomainError> {
-        match &stamped.command {
-            Command::UpsertCustomer {
-                customer,
-                request_id,
-            } => self
-                .upsert_customer(stamped.at_ms, customer, request_id.as_deref())
-                .map(|event| vec![event]),
+        self.clock_ms = self.clock_ms.max(stamped.at_ms);
+        self.requests.expire(self.clock_ms);
+        let request_id = stamped.command.request_id();
+        if let Some(record) = request_id.and_then(|id| self.requests.get(id)) {
+            if record.command == stamped.command {
+                return Ok(record.events.clone());
+            }
+            return Err(DomainError::precondition(
+                "request_id",
+                "already used for a different request",
+            ));
         }
+        let events = match &stamped.command {
+            Command::UpsertCustomer { customer, .. } => {
+                vec![self.upsert_customer(stamped.at_ms, customer)?]
+            }
+        };
+        if let Some(id) = request_id {
+            self.requests.record(
+                id,
+                RequestRecord {
+                    at_ms: stamped.at_ms,
+                    command: stamped.command.clone(),
+                    events: events.clone(),
+                },
+            );
+        }
+        Ok(events)
     }
 
-    fn upsert_customer(
-        &mut self,
-        at_ms: i64,
-        input: &CustomerInput,
-        request_id: Option<&str>,
-    ) -> Result<Event, DomainError> {
+    /// Idempotency keys currently remembered.
+    pub fn remembered_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn upsert_customer(&mut self, at_ms: i64, input: &CustomerInput) -> Result<Event, DomainError> {
         input.validate()?;
-        if let Some(existing) = self.customers.get(&input.id) {
-            if request_id.is_some() && existing.last_request_id.as_deref() == request_id {
-                if existing.input == *input {
-                    return Ok(Event::CustomerUnchanged(existing.clone()));
-                }
-                return Err(DomainError::precondition(
-                    "request_id",
-                    "already used for this customer with different fields",
-                ));
-            }
-        }
         let customer = match self.customers.remove(&input.id) {
             Some(old) => {
                 self.unindex(&old.input);
@@ -102,7 +130,6 @@ impl State {
                     version: old.version + 1,
                     created_at_ms: old.created_at_ms,
                     updated_at_ms: at_ms,
-                    last_request_id: request_id.map(str::to_owned),
                 }
             }
             None => Customer {
@@ -110,7 +137,6 @@ impl State {
                 version: 1,
                 created_at_ms: at_ms,
                 updated_at_ms: at_ms,
-                last_request_id: request_id.map(str::to_owned),
             },
         };
         self.index(&customer.input);
@@ -242,17 +268,37 @@ mod tests {
     }
 
     #[test]
-    fn retry_with_same_request_id_applies_once() {
+    fn retry_with_same_request_id_returns_the_first_result() {
         let mut state = State::default();
-        state.apply(&upsert("c1", "Ada", Some("r1"))).unwrap();
-        let events = state.apply(&upsert("c1", "Ada", Some("r1"))).unwrap();
-        assert!(matches!(&events[0], Event::CustomerUnchanged(c) if c.version == 1));
+        let first = state.apply(&upsert("c1", "Ada", Some("r1"))).unwrap();
+        // Another writer changes the customer in between.
+        state.apply(&upsert("c1", "Ada B.", Some("r2"))).unwrap();
+        let retry = state.apply(&upsert("c1", "Ada", Some("r1"))).unwrap();
+        assert_eq!(retry, first);
+        let c = state.customer("c1").unwrap();
+        assert_eq!((c.version, c.input.name.as_str()), (2, "Ada B."));
+
         let before = state.clone();
         let err = state.apply(&upsert("c1", "Eve", Some("r1"))).unwrap_err();
         assert!(
             matches!(err, DomainError::FailedPrecondition { ref field, .. } if field == "request_id")
         );
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn request_ids_expire_after_the_retention_window() {
+        let mut state = State::default();
+        state.apply(&upsert("c1", "Ada", Some("r1"))).unwrap();
+        let mut later = upsert("c2", "Bob", Some("r2"));
+        later.at_ms = 1_000 + crate::requests::RETENTION_MS + 1;
+        state.apply(&later).unwrap();
+        assert_eq!(state.remembered_requests(), 1);
+        // A stamp from a leader whose clock is behind does not bring r1 back.
+        let mut behind = upsert("c1", "Ada", Some("r1"));
+        behind.at_ms = 500;
+        state.apply(&behind).unwrap();
+        assert_eq!(state.customer("c1").unwrap().version, 2);
     }
 
     #[test]

@@ -75,7 +75,12 @@ impl LogStore {
                 flushes: AtomicU64::new(0),
             }),
         };
-        if let Some(committed) = store.read_meta::<LogId>(KEY_COMMITTED).ok().flatten() {
+        if let Some(committed) = store
+            .read_meta::<Option<LogId>>(KEY_COMMITTED)
+            .ok()
+            .flatten()
+            .flatten()
+        {
             store
                 .inner
                 .committed_index

@@ -91,6 +91,9 @@ struct Inner {
     applied_tx: watch::Sender<u64>,
     applied_rx: watch::Receiver<u64>,
     next_generation: AtomicU64,
+    /// Serializes snapshot writes: openraft builds snapshots in a task of their own, so a
+    /// build and an install can overlap.
+    persist_lock: tokio::sync::Mutex<()>,
     /// Snapshots built here, for metrics.
     built: AtomicU64,
 }
@@ -129,6 +132,7 @@ impl StateMachineStore {
                 applied_tx,
                 applied_rx,
                 next_generation: AtomicU64::new(1),
+                persist_lock: tokio::sync::Mutex::new(()),
                 built: AtomicU64::new(0),
             }),
         };
@@ -214,8 +218,21 @@ impl StateMachineStore {
         Ok(())
     }
 
-    /// Writes `bytes` as a new generation and switches to it.
-    async fn persist(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Writes `bytes` as a new generation and switches to it, unless the current snapshot
+    /// already covers more of the log (a build that finished after a newer install).
+    /// Returns whether it switched.
+    async fn persist(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<bool, StorageError> {
+        let _guard = self.inner.persist_lock.lock().await;
+        if let Some(current) = self.pointer()? {
+            if current.meta.last_log_id > meta.last_log_id {
+                tracing::info!(
+                    stale = %meta.snapshot_id,
+                    current = %current.meta.snapshot_id,
+                    "not storing a snapshot older than the current one"
+                );
+                return Ok(false);
+            }
+        }
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut batch = sled::Batch::default();
         let mut chunks = 0u64;
@@ -238,7 +255,8 @@ impl StateMachineStore {
             .insert(KEY_CURRENT, codec::encode(&pointer))
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.flush().await?;
-        self.delete_generations_except(generation)
+        self.delete_generations_except(generation)?;
+        Ok(true)
     }
 
     fn delete_generations_except(&self, keep: u64) -> Result<(), StorageError> {
@@ -282,8 +300,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (meta, codec::encode(&state.domain))
         };
-        self.persist(&meta, &bytes).await?;
-        self.inner.built.fetch_add(1, Ordering::Relaxed);
+        if self.persist(&meta, &bytes).await? {
+            self.inner.built.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "built snapshot");
         Ok(Snapshot {
             meta,
@@ -345,8 +364,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bytes = snapshot.into_inner();
         // Decode before persisting: a malformed snapshot must not replace a good one.
         codec::decode::<State>(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        self.persist(meta, &bytes).await?;
-        self.load(meta, &bytes)?;
+        if self.persist(meta, &bytes).await? {
+            self.load(meta, &bytes)?;
+        }
         tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "installed snapshot");
         Ok(())
     }

@@ -1,0 +1,81 @@
+//! Idempotency keys: recent `request_id`s and what their command produced, so a retry
+//! gets the first result instead of applying twice, whoever wrote in between.
+//!
+//! Entries expire after [`RETENTION_MS`] of leader-stamped time, far longer than any
+//! client keeps retrying one call. Expiry uses the largest stamp applied so far, so it is
+//! the same on every replica even if a new leader's clock is behind the old one's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Event};
+
+/// How long a request id is remembered: two minutes of leader-stamped time.
+pub const RETENTION_MS: i64 = 2 * 60 * 1000;
+
+/// What a request produced the first time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub at_ms: i64,
+    /// The command as first applied; a retry must carry the same one.
+    pub command: Command,
+    pub events: Vec<Event>,
+}
+
+/// Recent request ids, with an index by time for expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLog {
+    by_id: BTreeMap<String, RequestRecord>,
+    by_time: BTreeSet<(i64, String)>,
+}
+
+impl RequestLog {
+    pub fn get(&self, request_id: &str) -> Option<&RequestRecord> {
+        self.by_id.get(request_id)
+    }
+
+    pub fn record(&mut self, request_id: &str, record: RequestRecord) {
+        self.by_time.insert((record.at_ms, request_id.to_owned()));
+        if let Some(old) = self.by_id.insert(request_id.to_owned(), record) {
+            self.by_time.remove(&(old.at_ms, request_id.to_owned()));
+        }
+    }
+
+    /// Forgets requests stamped before `now_ms - RETENTION_MS`.
+    pub fn expire(&mut self, now_ms: i64) {
+        let cutoff = now_ms.saturating_sub(RETENTION_MS);
+        while let Some((at, _)) = self.by_time.first() {
+            if *at >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = self.by_time.pop_first() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The records, for serialization.
+    pub fn records(&self) -> &BTreeMap<String, RequestRecord> {
+        &self.by_id
+    }
+
+    pub fn from_records(records: BTreeMap<String, RequestRecord>) -> Self {
+        let by_time = records
+            .iter()
+            .map(|(id, r)| (r.at_ms, id.clone()))
+            .collect();
+        Self {
+            by_id: records,
+            by_time,
+        }
+    }
+}
