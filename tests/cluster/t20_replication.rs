@@ -37,6 +37,13 @@ async fn t20_concurrent_writes_through_every_node_reach_every_node() {
     }
 
     let states = cluster.final_states(&[1, 2, 3], DEADLINE).await.unwrap();
+    // Concurrent commands share log entries: 1,000 writes took fewer than 1,000 entries.
+    let status = cluster.status(1).await.unwrap();
+    assert!(
+        status.last_log_index < 1000,
+        "1,000 concurrent writes used {} log entries; the proposer should batch them",
+        status.last_log_index
+    );
     for state in &states {
         assert_eq!(state.customers.len(), 1000, "node {}", state.node);
     }

@@ -22,7 +22,7 @@ pub struct LeaderHint {
 }
 
 /// Why a node could not serve a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
     Domain(#[from] DomainError),

@@ -9,6 +9,7 @@
 //! # Layout
 //! * [`config`]: the node's configuration, validated once.
 //! * [`node`]: starts Raft over the sled stores, bootstraps, proposes, reads, shuts down.
+//! * [`proposer`]: packs concurrent commands into one Raft entry.
 //! * [`server`]: serves every gRPC service of the node on one listener.
 //! * [`contact_center`]: the public `ContactCenter` service.
 //! * [`cluster`]: the `Cluster` service: status and membership.
@@ -25,6 +26,7 @@ pub mod errors;
 pub mod forward;
 pub mod http;
 pub mod node;
+pub mod proposer;
 pub mod server;
 
 pub use banyan_raft::{LinkControl, RaftTimers};

@@ -12,6 +12,7 @@ use banyan_raft::{
 
 use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
+use crate::proposer::Proposer;
 
 /// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
 /// Injected so tests can run on a controlled time.
@@ -57,6 +58,7 @@ struct Inner {
     id: NodeId,
     advertise_addr: String,
     raft: Raft,
+    proposer: Proposer,
     applied: AppliedState,
     log: LogStore,
     state_machine: StateMachineStore,
@@ -91,6 +93,7 @@ impl CoreNode {
                 id: config.id,
                 advertise_addr: config.advertise_addr.clone(),
                 applied: state_machine.applied_state(),
+                proposer: Proposer::start(raft.clone()),
                 raft,
                 log,
                 state_machine,
@@ -182,12 +185,9 @@ impl CoreNode {
             at_ms: (self.inner.clock)(),
             command,
         };
-        let write = self.inner.raft.client_write(stamped);
-        let reply = tokio::time::timeout(WRITE_TIMEOUT, write)
+        tokio::time::timeout(WRITE_TIMEOUT, self.inner.proposer.propose(stamped))
             .await
             .map_err(|_| ServiceError::Unconfirmed)?
-            .map_err(write_error)?;
-        Ok(reply.data?)
     }
 
     /// Confirms leadership with a quorum and waits until everything committed before this

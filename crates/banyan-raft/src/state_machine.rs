@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::types::{
-    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Batch, BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 
 const KEY_CURRENT: &[u8] = b"current";
@@ -319,7 +320,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -332,11 +333,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 state.last_applied = Some(entry.log_id);
                 last_index = Some(entry.log_id.index);
                 let response = match entry.payload {
-                    EntryPayload::Blank => Ok(Vec::new()),
-                    EntryPayload::Normal(command) => state.domain.apply(&command),
+                    EntryPayload::Blank => BatchResponse::default(),
+                    EntryPayload::Normal(Batch(commands)) => BatchResponse(
+                        commands
+                            .iter()
+                            .map(|command| state.domain.apply(command))
+                            .collect(),
+                    ),
                     EntryPayload::Membership(membership) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Ok(Vec::new())
+                        BatchResponse::default()
                     }
                 };
                 responses.push(response);

@@ -7,15 +7,25 @@ use banyan_domain::{DomainError, Event, Stamped};
 /// Identifies a node (core voter or branch learner) for its whole life.
 pub type NodeId = u64;
 
-/// What the state machine answers for one applied entry: the domain's events, or why it
-/// refused the command. Blank and membership entries answer `Ok(vec![])`.
+/// What the state machine answers for one command: the domain's events, or why it refused
+/// the command.
 pub type Response = Result<Vec<Event>, DomainError>;
+
+/// One Raft log entry's worth of commands. The leader packs commands that arrive together
+/// into one entry, so one flush and one replication round cover all of them; they are
+/// applied in order, each on its own (one refused command does not affect the others).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Batch(pub Vec<Stamped>);
+
+/// The answers to a [`Batch`], in order. Blank and membership entries answer an empty one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchResponse(pub Vec<Response>);
 
 openraft::declare_raft_types!(
     /// Banyan's Raft: leader-stamped domain commands in, domain events out.
     pub TypeConfig:
-        D = Stamped,
-        R = Response,
+        D = Batch,
+        R = BatchResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

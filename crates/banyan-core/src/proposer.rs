@@ -1,0 +1,96 @@
+//! Packs commands that arrive together into one Raft entry.
+//!
+//! openraft 0.9 flushes each appended entry before it takes the next request, so one
+//! entry per command would cap the cluster at one command per disk flush. The proposer
+//! keeps at most [`MAX_IN_FLIGHT`] entries in Raft at a time; commands that arrive while
+//! those are being committed wait in its queue and go into the next entry together, up to
+//! [`MAX_BATCH`]. Under light load each command is its own entry and waits for nothing.
+//!
+//! ```text
+//!  propose() ──> queue ──> [batch of 1..MAX_BATCH] ──> Raft::client_write ──> replies
+//!                           at most MAX_IN_FLIGHT batches in Raft at once
+//! ```
+
+use std::sync::Arc;
+
+use banyan_domain::{Event, Stamped};
+use banyan_raft::{Batch, Raft};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::errors::{write_error, ServiceError};
+
+/// Largest number of commands in one entry.
+pub const MAX_BATCH: usize = 512;
+/// Entries proposed but not yet answered.
+pub const MAX_IN_FLIGHT: usize = 2;
+
+type Reply = oneshot::Sender<Result<Vec<Event>, ServiceError>>;
+
+/// Hands commands to Raft in batches. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::UnboundedSender<(Stamped, Reply)>,
+}
+
+impl Proposer {
+    /// Starts the batching task for `raft`; it ends when every `Proposer` clone is dropped.
+    pub fn start(raft: Raft) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { queue }
+    }
+
+    /// Proposes one command and waits for its result.
+    pub async fn propose(&self, command: Stamped) -> Result<Vec<Event>, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((command, reply))
+            .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?
+    }
+}
+
+async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, Reply)>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        // Wait for room first: commands arriving meanwhile join this batch.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut commands = vec![first.0];
+        let mut replies = vec![first.1];
+        while commands.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok((command, reply)) => {
+                    commands.push(command);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match raft.client_write(Batch(commands)).await {
+                Ok(written) => {
+                    let mut results = written.data.0.into_iter();
+                    for reply in replies {
+                        let result = results.next().map_or_else(
+                            || Err(ServiceError::Stopped("batch answered short".into())),
+                            |r| r.map_err(ServiceError::from),
+                        );
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    let error = write_error(e);
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
