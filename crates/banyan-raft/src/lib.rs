@@ -15,6 +15,7 @@
 //! # Layout
 //! * [`types`]: the openraft type configuration and aliases used across Banyan.
 //! * [`codec`]: the versioned binary encoding of log entries, snapshots and RPC payloads.
+//! * [`durable`]: sled plus `fdatasync`, the one way Banyan makes writes durable.
 //! * [`log_store`]: `RaftLogStorage` on sled; appends are flushed before they are reported.
 //! * [`state_machine`]: `RaftStateMachine`: the domain state, snapshots on sled.
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
@@ -29,6 +30,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod durable;
 pub mod log_store;
 pub mod network;
 pub mod service;

@@ -2,9 +2,9 @@
 //!
 //! Keys of the `log` tree are big-endian indexes, so sled's order is log order. Values are
 //! [`codec`](crate::codec)-encoded entries. An append is written to sled at once (so the
-//! next read sees it) and reported done only after a `Db::flush()` covering it: one
-//! flusher task collects every append that arrives while a flush runs and covers them all
-//! with the next one, so a busy leader pays one flush per batch, not per entry.
+//! next read sees it) and reported done only after a sync to disk covering it
+//! ([`DurableDb::sync`]: sled's flush, then `fdatasync`): one flusher task collects every
+//! append that arrives while a sync runs and covers them all with the next one.
 
 use std::fmt::Debug;
 use std::io;
@@ -19,6 +19,7 @@ use openraft::{
 use tokio::sync::mpsc;
 
 use crate::codec;
+use crate::durable::DurableDb;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -32,7 +33,7 @@ pub struct LogStore {
 }
 
 struct Inner {
-    db: sled::Db,
+    db: DurableDb,
     /// Index (big-endian) → encoded entry.
     log: sled::Tree,
     /// Vote, committed and last purged log ids.
@@ -63,11 +64,12 @@ fn key(index: u64) -> [u8; 8] {
 
 impl LogStore {
     /// Opens the log trees of `db` and starts the flusher task on the current runtime.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(durable: &DurableDb) -> Result<Self, sled::Error> {
+        let db = durable.db();
         let (tx, rx) = mpsc::unbounded_channel();
         let store = Self {
             inner: Arc::new(Inner {
-                db: db.clone(),
+                db: durable.clone(),
                 log: db.open_tree("log")?,
                 meta: db.open_tree("log_meta")?,
                 flush_requests: tx,
@@ -124,18 +126,14 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), io::Error> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || db.flush().map(drop))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)
+        self.inner.db.sync_async().await
     }
 }
 
 /// Completes appends after a flush that covers them. Every request that queued while a
 /// flush ran is covered by the next single flush.
 async fn flusher(
-    db: sled::Db,
+    db: DurableDb,
     mut requests: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
     inner: std::sync::Weak<Inner>,
 ) {
@@ -144,11 +142,7 @@ async fn flusher(
         while let Ok(more) = requests.try_recv() {
             batch.push(more);
         }
-        let db = db.clone();
-        let result = tokio::task::spawn_blocking(move || db.flush().map(drop))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r.map_err(io::Error::other));
+        let result = db.sync_async().await;
         if let Some(inner) = inner.upgrade() {
             inner.flushes.fetch_add(1, Ordering::Relaxed);
         }

@@ -24,13 +24,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::durable::DurableDb;
 use crate::types::{
     Batch, BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
 
 const KEY_CURRENT: &[u8] = b"current";
-const CHUNK_SIZE: usize = 1024 * 1024;
+/// Snapshot chunk size: below sled's blob threshold, so chunks live in the data file that
+/// [`DurableDb::sync`] syncs (sled writes larger values to blob files it never syncs).
+const CHUNK_SIZE: usize = 64 * 1024;
 
 /// The state machine's view of the world at its last applied entry.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -83,7 +86,7 @@ pub struct StateMachineStore {
 }
 
 struct Inner {
-    db: sled::Db,
+    db: DurableDb,
     /// (generation, chunk number), big-endian → snapshot bytes.
     snapshots: sled::Tree,
     /// `current` → [`SnapshotPointer`].
@@ -116,7 +119,8 @@ fn chunk_key(generation: u64, chunk: u64) -> [u8; 16] {
 
 impl StateMachineStore {
     /// Opens the snapshot trees of `db` and loads the current snapshot, if any.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+    pub fn open(durable: &DurableDb) -> Result<Self, StorageError> {
+        let db = durable.db();
         let snapshots = db
             .open_tree("snapshot")
             .map_err(|e| snap_err(ErrorVerb::Read, e))?;
@@ -126,7 +130,7 @@ impl StateMachineStore {
         let (applied_tx, applied_rx) = watch::channel(0);
         let store = Self {
             inner: Arc::new(Inner {
-                db: db.clone(),
+                db: durable.clone(),
                 snapshots,
                 meta,
                 state: Arc::default(),
@@ -276,11 +280,10 @@ impl StateMachineStore {
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        self.inner
+            .db
+            .sync_async()
             .await
-            .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e)))?
-            .map(drop)
             .map_err(|e| snap_err(ErrorVerb::Write, e))
     }
 }

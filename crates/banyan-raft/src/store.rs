@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::durable::DurableDb;
 use crate::log_store::LogStore;
 use crate::state_machine::StateMachineStore;
 use crate::types::StorageError;
@@ -18,22 +19,20 @@ pub enum StoreError {
 
 /// A node's sled database, kept opaque so sled stays behind this crate.
 #[derive(Clone)]
-pub struct Database(sled::Db);
+pub struct Database(DurableDb);
 
 impl Database {
     /// Flushes everything written so far to disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.0.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        self.0
+            .sync_async()
             .await
-            .map_err(|e| StoreError::Flush(e.to_string()))?
-            .map(drop)
             .map_err(|e| StoreError::Flush(e.to_string()))
     }
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.0.size_on_disk().unwrap_or(0)
+        self.0.db().size_on_disk().unwrap_or(0)
     }
 }
 
@@ -45,12 +44,7 @@ pub fn open_stores(dir: &Path) -> Result<(Database, LogStore, StateMachineStore)
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
-    let db = sled::Config::new()
-        .path(dir.join("sled"))
-        // Durability comes from explicit flushes; sled's own timer flush is not needed.
-        .flush_every_ms(None)
-        .open()
-        .map_err(open_err)?;
+    let db = DurableDb::open(&dir.join("sled")).map_err(open_err)?;
     let log = LogStore::open(&db).map_err(open_err)?;
     let sm = StateMachineStore::open(&db)?;
     Ok((Database(db), log, sm))

@@ -3,7 +3,10 @@
 //!
 //! Without `--endpoints` it starts its own 3-node cluster of `banyan core` processes on
 //! loopback (the binary running this command), so the numbers include real processes,
-//! real gRPC and real flushes to disk.
+//! real gRPC and real flushes to disk. With `--etcd` the same load runs against a local
+//! 3-member etcd cluster as well, for a side-by-side figure on the same machine.
+
+mod etcd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,12 @@ pub struct BenchArgs {
     /// Minimum election timeout of the nodes the benchmark starts.
     #[arg(long, default_value = "250ms")]
     election_timeout: String,
+    /// Also run the throughput levels against a local 3-member etcd cluster.
+    #[arg(long)]
+    etcd: bool,
+    /// The etcd binary for `--etcd` (Debian's etcd-server package provides it).
+    #[arg(long, default_value = "etcd")]
+    etcd_bin: String,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -51,6 +60,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Serialize)]
 struct ThroughputResult {
+    /// `banyan` or `etcd`.
+    system: &'static str,
     clients: usize,
     writes: u64,
     errors: u64,
@@ -112,16 +123,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         throughput: Vec::new(),
         leader_kills: Vec::new(),
     };
-    for (round, &clients) in args.clients.iter().enumerate() {
-        let prefix = format!("b{round}-{}", std::process::id());
-        let _ = load(&endpoints, clients, args.warmup, &format!("{prefix}w")).await?;
-        let outcome = load(&endpoints, clients, args.duration, &prefix).await?;
-        let result = outcome.summary(clients);
-        eprintln!(
-            "{clients:>5} clients: {:>8.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  ({} errors)",
-            result.writes_per_sec, result.p50_ms, result.p99_ms, result.errors
-        );
-        report.throughput.push(result);
+    let banyan = banyan_writers(&endpoints)?;
+    measure(&args, "banyan", &banyan, &mut report).await?;
+    if args.etcd {
+        let cluster = etcd::EtcdCluster::start(&args.etcd_bin).await?;
+        eprintln!("started a 3-member etcd cluster for comparison");
+        let writers = cluster
+            .client_urls
+            .iter()
+            .map(|url| {
+                Ok(Writer::Etcd(etcd::pb::kv_client::KvClient::new(
+                    etcd::channel(url)?,
+                )))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        measure(&args, "etcd", &writers, &mut report).await?;
     }
     if args.leader_kills > 0 {
         let cluster = local
@@ -144,6 +160,83 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs every `--clients` level against `writers`.
+async fn measure(
+    args: &BenchArgs,
+    system: &'static str,
+    writers: &[Writer],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for (round, &clients) in args.clients.iter().enumerate() {
+        let prefix = format!("{system}{round}-{}", std::process::id());
+        load(writers, clients, args.warmup, &format!("{prefix}w")).await?;
+        let outcome = load(writers, clients, args.duration, &prefix).await?;
+        let result = outcome.summary(system, clients);
+        eprintln!(
+            "{system:>6} {clients:>5} clients: {:>8.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  ({} errors)",
+            result.writes_per_sec, result.p50_ms, result.p99_ms, result.errors
+        );
+        report.throughput.push(result);
+    }
+    Ok(())
+}
+
+/// Something the benchmark writes to: a Banyan client, or an etcd member.
+#[derive(Clone)]
+enum Writer {
+    Banyan(Client),
+    Etcd(etcd::pb::kv_client::KvClient<tonic::transport::Channel>),
+}
+
+impl Writer {
+    /// Writes record `id` (a customer of similar size on both systems).
+    async fn write(&mut self, id: String, n: u64) -> bool {
+        let name = format!("Bench customer {n}");
+        let phone = format!("+1 555 {:07}", n % 10_000_000);
+        match self {
+            Writer::Banyan(client) => client
+                .upsert_customer(
+                    Customer {
+                        id,
+                        name,
+                        phones: vec![phone],
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await
+                .is_ok(),
+            Writer::Etcd(kv) => {
+                let value = format!("{{\"name\":\"{name}\",\"phones\":[\"{phone}\"]}}");
+                kv.put(etcd::pb::PutRequest {
+                    key: id.into_bytes(),
+                    value: value.into_bytes(),
+                })
+                .await
+                .is_ok()
+            }
+        }
+    }
+}
+
+/// One Banyan client per starting node, so the load enters through every node.
+fn banyan_writers(endpoints: &[String]) -> anyhow::Result<Vec<Writer>> {
+    (0..endpoints.len())
+        .map(|start| {
+            let rotated: Vec<&String> = endpoints
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(endpoints.len())
+                .collect();
+            Ok(Writer::Banyan(Client::new(
+                rotated,
+                RetryPolicy::default(),
+            )?))
+        })
+        .collect()
+}
+
 /// What a load run saw: every successful write's latency and completion time.
 struct Outcome {
     histogram: Histogram<u64>,
@@ -154,10 +247,11 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn summary(&self, clients: usize) -> ThroughputResult {
+    fn summary(&self, system: &'static str, clients: usize) -> ThroughputResult {
         let ms = |us: u64| us as f64 / 1000.0;
         let writes = self.histogram.len();
         ThroughputResult {
+            system,
             clients,
             writes,
             errors: self.errors,
@@ -170,34 +264,18 @@ impl Outcome {
     }
 }
 
-fn clients_for(endpoints: &[String], policy: RetryPolicy) -> anyhow::Result<Vec<Client>> {
-    // One client per starting node, so the load enters through every node.
-    (0..endpoints.len())
-        .map(|start| {
-            let rotated: Vec<&String> = endpoints
-                .iter()
-                .cycle()
-                .skip(start)
-                .take(endpoints.len())
-                .collect();
-            Ok(Client::new(rotated, policy)?)
-        })
-        .collect()
-}
-
 /// Runs `clients` concurrent writers for `duration` (or until `stop` is set).
 async fn load_until(
-    endpoints: &[String],
+    writers: &[Writer],
     clients: usize,
     duration: Duration,
     prefix: &str,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
-    let shared = clients_for(endpoints, RetryPolicy::default())?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let client = shared[worker % shared.len()].clone();
+        let mut writer = writers[worker % writers.len()].clone();
         let prefix = prefix.to_owned();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -206,21 +284,15 @@ async fn load_until(
             let mut errors = 0;
             let mut n = 0u64;
             while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
-                let customer = Customer {
-                    id: format!("{prefix}-{worker}-{n}"),
-                    name: format!("Bench customer {n}"),
-                    phones: vec![format!("+1 555 {:07}", n % 10_000_000)],
-                    ..Default::default()
-                };
-                n += 1;
+                let id = format!("{prefix}-{worker}-{n}");
                 let t0 = Instant::now();
-                match client.upsert_customer(customer, None).await {
-                    Ok(_) => {
-                        let _ = histogram.record(t0.elapsed().as_micros() as u64);
-                        completions.push(started.elapsed());
-                    }
-                    Err(_) => errors += 1,
+                if writer.write(id, n).await {
+                    let _ = histogram.record(t0.elapsed().as_micros() as u64);
+                    completions.push(started.elapsed());
+                } else {
+                    errors += 1;
                 }
+                n += 1;
             }
             (histogram, completions, errors)
         }));
@@ -244,12 +316,12 @@ async fn load_until(
 }
 
 async fn load(
-    endpoints: &[String],
+    writers: &[Writer],
     clients: usize,
     duration: Duration,
     prefix: &str,
 ) -> anyhow::Result<Outcome> {
-    load_until(endpoints, clients, duration, prefix, Arc::default()).await
+    load_until(writers, clients, duration, prefix, Arc::default()).await
 }
 
 /// Kills the leader under load and measures how long writes stopped.
@@ -272,7 +344,8 @@ async fn leader_kill(
         let stop = stop.clone();
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            load_until(&endpoints, clients, Duration::from_secs(120), &prefix, stop).await
+            let writers = banyan_writers(&endpoints)?;
+            load_until(&writers, clients, Duration::from_secs(120), &prefix, stop).await
         })
     };
     let load_started = Instant::now();
@@ -316,12 +389,12 @@ async fn leader_kill(
 }
 
 fn print_markdown(report: &Report) {
-    println!("| clients | writes/s | p50 ms | p99 ms | max ms | writes | errors |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| system | clients | writes/s | p50 ms | p99 ms | max ms | writes | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &report.throughput {
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |",
-            r.clients, r.writes_per_sec, r.p50_ms, r.p99_ms, r.max_ms, r.writes, r.errors
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            r.system, r.clients, r.writes_per_sec, r.p50_ms, r.p99_ms, r.max_ms, r.writes, r.errors
         );
     }
     if !report.leader_kills.is_empty() {
