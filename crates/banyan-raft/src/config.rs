@@ -43,7 +43,7 @@ impl RaftTimers {
             // Keep some log behind the snapshot, so a briefly lagging follower catches up
             // from the log instead of a full snapshot.
             max_in_snapshot_log_to_keep: self.snapshot_every.min(5_000),
-            max_payload_entries: 512,
+            max_payload_entries: 64,
             ..Default::default()
         };
         config.validate().map_err(|e| e.to_string())
