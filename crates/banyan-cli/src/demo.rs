@@ -65,12 +65,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         write_started.elapsed()
     );
 
-    // Every node holds every customer in its own replicated state.
+    // Every node holds every customer in its own replicated state once it has applied
+    // what the leader committed.
+    let committed = cluster
+        .node(leader)
+        .map_or(0, |node| node.committed_index());
     for id in ids {
+        if let Some(node) = cluster.node(id) {
+            let applied = node.applied().clone();
+            tokio::time::timeout(Duration::from_secs(10), applied.wait_applied(committed))
+                .await
+                .map_err(|_| anyhow::anyhow!("node {id} did not catch up"))?;
+        }
         let client = cluster.node_client(id, RetryPolicy::default())?;
         let local = client.all_customers(ReadConsistency::Local).await;
         let count = local.as_ref().map_or(0, Vec::len);
-        println!("  node {id}: {count} customers in its local replica");
+        println!("  node {id}: {count} customers in its local replica (applied through log index {committed})");
     }
     let client = cluster.client()?;
     let platinum = client
