@@ -28,7 +28,8 @@ pub fn banyan_bin() -> PathBuf {
     let bin = profile_dir.join(format!("banyan{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not found: build it with `cargo build -p banyan-cli` or run the workspace tests",
+        "{} not found: run the cluster tests through cargo (they are banyan-cli's \
+         integration tests, so cargo builds the binary), or set BANYAN_BIN",
         bin.display()
     );
     bin

@@ -337,28 +337,42 @@ impl LocalCluster {
     }
 
     /// Waits until every node in `ids` has applied everything the leader committed, then
-    /// reads each one's customers from its own replica.
+    /// reads each one's customers from its own replica. A write still in flight on the
+    /// server side (its client gave up) can commit meanwhile; then the reads are repeated,
+    /// so all nodes are compared at the same log position.
     pub async fn final_states(
         &self,
         ids: &[u64],
         timeout: Duration,
     ) -> anyhow::Result<Vec<NodeState>> {
-        let leader = self.wait_for_leader(ids, timeout).await?;
-        let committed = self.status(leader).await?.committed_index;
-        let mut states = Vec::new();
-        for id in ids {
-            self.wait_applied(*id, committed, timeout).await?;
-            let client = self.node_client(*id, RetryPolicy::once(Duration::from_secs(10)))?;
-            let customers = client
-                .all_customers(ReadConsistency::Local)
-                .await
-                .map_err(|s| anyhow::anyhow!("reading node {id}: {}", s.message()))?;
-            states.push(NodeState {
-                node: *id,
-                customers,
-            });
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let leader = self.wait_for_leader(ids, timeout).await?;
+            let before = self.status(leader).await?;
+            let mut states = Vec::new();
+            for id in ids {
+                self.wait_applied(*id, before.committed_index, timeout)
+                    .await?;
+                let client = self.node_client(*id, RetryPolicy::once(Duration::from_secs(10)))?;
+                let customers = client
+                    .all_customers(ReadConsistency::Local)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("reading node {id}: {}", s.message()))?;
+                states.push(NodeState {
+                    node: *id,
+                    customers,
+                });
+            }
+            let after = self.status(leader).await?;
+            if after.last_log_index == before.last_log_index
+                && after.committed_index == before.committed_index
+            {
+                return Ok(states);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("the log kept growing while reading final states");
+            }
         }
-        Ok(states)
     }
 
     /// The last `lines` lines of node `id`'s log, for failure reports.
