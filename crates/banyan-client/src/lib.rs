@@ -223,7 +223,17 @@ impl Client {
     }
 
     /// Runs `call` against the current node, retrying per the policy.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call_counted(call).await.0
+    }
+
+    /// Like [`call`](Self::call), also saying how many attempts were made: a call whose
+    /// earlier attempt may have taken effect can then read a refusal as "already done".
+    async fn call_counted<T, F, Fut>(&self, mut call: F) -> (Result<T, Status>, u32)
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -240,14 +250,14 @@ impl Client {
                     if policy.follow_leader {
                         self.follow(response.metadata());
                     }
-                    return Ok(response.into_inner());
+                    return (Ok(response.into_inner()), attempts);
                 }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
             };
             let out_of_attempts = policy.max_attempts != 0 && attempts >= policy.max_attempts;
             if !retryable(&status) || out_of_attempts || Instant::now() + policy.pause >= deadline {
-                return Err(status);
+                return (Err(status), attempts);
             }
             tracing::debug!(code = ?status.code(), message = status.message(), "retrying");
             self.redirect(&status);
@@ -379,13 +389,32 @@ impl Client {
         .await
     }
 
+    /// Removes a node. If an earlier attempt of this call may have removed it already, a
+    /// later "not a member" answer counts as done.
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipResponse, Status> {
         let request = RemoveNodeRequest { node_id };
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request);
-            request.set_timeout(timeout);
-            async move { ClusterClient::new(channel).remove_node(request).await }
-        })
-        .await
+        let (result, attempts) = self
+            .call_counted(|channel, timeout| {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(timeout);
+                async move { ClusterClient::new(channel).remove_node(request).await }
+            })
+            .await;
+        match result {
+            Err(status) if status.code() == Code::NotFound && attempts > 1 => {
+                let now = self.status().await?;
+                Ok(MembershipResponse {
+                    voters: now.nodes.iter().filter(|n| n.voter).map(|n| n.id).collect(),
+                    learners: now
+                        .nodes
+                        .iter()
+                        .filter(|n| !n.voter)
+                        .map(|n| n.id)
+                        .collect(),
+                    log_index: 0,
+                })
+            }
+            other => other,
+        }
     }
 }
