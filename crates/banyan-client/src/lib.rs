@@ -231,9 +231,10 @@ impl Client {
         self.call_counted(call).await.0
     }
 
-    /// Like [`call`](Self::call), also saying how many attempts were made: a call whose
-    /// earlier attempt may have taken effect can then read a refusal as "already done".
-    async fn call_counted<T, F, Fut>(&self, mut call: F) -> (Result<T, Status>, u32)
+    /// Like [`call`](Self::call), also saying whether an earlier attempt ended without a
+    /// verdict (timed out, cancelled, connection lost) and so may have taken effect: a
+    /// refusal of a later attempt can then mean "already done".
+    async fn call_counted<T, F, Fut>(&self, mut call: F) -> (Result<T, Status>, bool)
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -241,6 +242,7 @@ impl Client {
         let policy = self.inner.policy;
         let deadline = Instant::now() + policy.total_timeout;
         let mut attempts = 0u32;
+        let mut ambiguous = false;
         loop {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -250,15 +252,19 @@ impl Client {
                     if policy.follow_leader {
                         self.follow(response.metadata());
                     }
-                    return (Ok(response.into_inner()), attempts);
+                    return (Ok(response.into_inner()), ambiguous);
                 }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
             };
             let out_of_attempts = policy.max_attempts != 0 && attempts >= policy.max_attempts;
             if !retryable(&status) || out_of_attempts || Instant::now() + policy.pause >= deadline {
-                return (Err(status), attempts);
+                return (Err(status), ambiguous);
             }
+            ambiguous |= matches!(
+                status.code(),
+                Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            );
             tracing::debug!(code = ?status.code(), message = status.message(), "retrying");
             self.redirect(&status);
             tokio::time::sleep(policy.pause).await;
@@ -389,11 +395,11 @@ impl Client {
         .await
     }
 
-    /// Removes a node. If an earlier attempt of this call may have removed it already, a
-    /// later "not a member" answer counts as done.
+    /// Removes a node. If an earlier attempt of this call ended without a verdict and so
+    /// may have removed it, a later "not a member" answer counts as done.
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipResponse, Status> {
         let request = RemoveNodeRequest { node_id };
-        let (result, attempts) = self
+        let (result, maybe_done) = self
             .call_counted(|channel, timeout| {
                 let mut request = tonic::Request::new(request);
                 request.set_timeout(timeout);
@@ -401,7 +407,7 @@ impl Client {
             })
             .await;
         match result {
-            Err(status) if status.code() == Code::NotFound && attempts > 1 => {
+            Err(status) if status.code() == Code::NotFound && maybe_done => {
                 let now = self.status().await?;
                 Ok(MembershipResponse {
                     voters: now.nodes.iter().filter(|n| n.voter).map(|n| n.id).collect(),

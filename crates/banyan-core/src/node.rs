@@ -37,9 +37,9 @@ pub enum StartError {
     Raft(String),
 }
 
-/// How long a proposal may wait for its commit before the caller is told the outcome is
-/// unknown (the entry may still commit later).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for its proposal: the proposer's own commit timeout plus time
+/// for the batch to form.
+const WRITE_TIMEOUT: Duration = Duration::from_millis(5_500);
 
 /// How long a membership call waits for a new node to catch up before answering
 /// `UNAVAILABLE` (clients retry; the node keeps replicating meanwhile).

@@ -12,6 +12,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use banyan_domain::{Event, Stamped};
 use banyan_raft::{Batch, Raft};
@@ -23,6 +24,10 @@ use crate::errors::{write_error, ServiceError};
 pub const MAX_BATCH: usize = 512;
 /// Entries proposed but not yet answered.
 pub const MAX_IN_FLIGHT: usize = 2;
+
+/// How long a proposed entry may wait for its commit before its callers are told the
+/// outcome is unknown (the entry may still commit later).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<Vec<Event>, ServiceError>>;
 
@@ -59,21 +64,37 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, Reply)>) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut commands = vec![first.0];
-        let mut replies = vec![first.1];
-        while commands.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok((command, reply)) => {
-                    commands.push(command);
-                    replies.push(reply);
-                }
-                Err(_) => break,
+        let mut commands = Vec::new();
+        let mut replies = Vec::new();
+        let mut next = Some(first);
+        while let Some((command, reply)) = next.take() {
+            // A caller that gave up (its deadline passed) must not have its write applied
+            // late, possibly over newer writes.
+            if !reply.is_closed() {
+                commands.push(command);
+                replies.push(reply);
             }
+            if commands.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if commands.is_empty() {
+            continue;
         }
         let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match raft.client_write(Batch(commands)).await {
+            // openraft 0.9 may never answer a write whose entry was overtaken by an installed
+            // snapshot; the timeout frees the slot and tells the callers the outcome is open.
+            let written =
+                tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(Batch(commands))).await;
+            let Ok(written) = written else {
+                for reply in replies {
+                    let _ = reply.send(Err(ServiceError::Unconfirmed));
+                }
+                return;
+            };
+            match written {
                 Ok(written) => {
                     let mut results = written.data.0.into_iter();
                     for reply in replies {

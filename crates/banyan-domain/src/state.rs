@@ -106,7 +106,9 @@ impl State {
             self.requests.record(
                 id,
                 RequestRecord {
-                    at_ms: stamped.at_ms,
+                    // The state machine's clock, not the stamp: a leader whose clock is
+                    // behind must not record an entry that expires on the next apply.
+                    at_ms: self.clock_ms,
                     command: stamped.command.clone(),
                     events: events.clone(),
                 },
@@ -299,6 +301,15 @@ mod tests {
         behind.at_ms = 500;
         state.apply(&behind).unwrap();
         assert_eq!(state.customer("c1").unwrap().version, 2);
+        // ...and a key recorded under that clock is kept for the whole window.
+        let mut retry = upsert("c1", "Ada", Some("r1"));
+        retry.at_ms = 600;
+        state.apply(&retry).unwrap();
+        assert_eq!(
+            state.customer("c1").unwrap().version,
+            2,
+            "retry applied once"
+        );
     }
 
     #[test]

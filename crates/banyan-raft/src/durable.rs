@@ -34,6 +34,12 @@ impl DurableDb {
             .flush_every_ms(None)
             .open()?;
         let data_file = File::open(path.join("db"))?;
+        // The files sled just created must survive as directory entries too.
+        data_file.sync_all()?;
+        File::open(path)?.sync_all()?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
         Ok(Self {
             db,
             data_file: Arc::new(data_file),
@@ -48,26 +54,30 @@ impl DurableDb {
 
     /// Makes everything written so far durable. Blocking: call from a blocking thread.
     pub fn sync(&self) -> io::Result<()> {
+        // List blobs before the flush: a blob file is being written until the flush that
+        // covers its reservation returns, so only blobs listed before it are known whole.
+        let blobs = self.blob_names()?;
         self.db.flush().map_err(io::Error::other)?;
         // Blobs first: the data file refers to them.
-        self.sync_new_blobs()?;
+        self.sync_blobs(blobs)?;
         self.data_file.sync_data()
     }
 
-    fn sync_new_blobs(&self) -> io::Result<()> {
-        let entries = match std::fs::read_dir(&self.blob_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
+    fn blob_names(&self) -> io::Result<Vec<OsString>> {
+        match std::fs::read_dir(&self.blob_dir) {
+            Ok(entries) => entries.map(|e| e.map(|e| e.file_name())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sync_blobs(&self, names: Vec<OsString>) -> io::Result<()> {
         let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
         let mut present = HashSet::new();
         let mut any_new = false;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
+        for name in names {
             if !synced.contains(&name) {
-                match File::open(entry.path()) {
+                match File::open(self.blob_dir.join(&name)) {
                     Ok(file) => file.sync_data()?,
                     // Removed by sled's garbage collection meanwhile: nothing to keep.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -106,10 +116,15 @@ mod tests {
         // Larger than a quarter segment: sled stores it as a blob file.
         durable.db().insert(b"big", vec![7u8; 300 * 1024]).unwrap();
         durable.sync().unwrap();
+        // Blobs written during a sync are taken by the next one.
+        durable.sync().unwrap();
         let synced = durable.synced_blobs.lock().unwrap().clone();
         assert!(!synced.is_empty(), "the blob file was found and synced");
         drop(durable);
         let reopened = DurableDb::open(dir.path()).unwrap();
-        assert_eq!(reopened.db().get(b"big").unwrap().unwrap().len(), 300 * 1024);
+        assert_eq!(
+            reopened.db().get(b"big").unwrap().unwrap().len(),
+            300 * 1024
+        );
     }
 }

@@ -275,8 +275,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: sled recovers a prefix of operations, so a crash
-        // can leave extra entries behind it but never a gap without a purge point.
+        // Record the purge point before removing entries, so a crash between the two
+        // leaves extra entries behind the purge point rather than a gap without one.
         self.inner
             .meta
             .insert(KEY_PURGED, codec::encode(&log_id))

@@ -31,8 +31,8 @@ use crate::types::{
 };
 
 const KEY_CURRENT: &[u8] = b"current";
-/// Snapshot chunk size: below sled's blob threshold, so chunks live in the data file that
-/// [`DurableDb::sync`] syncs (sled writes larger values to blob files it never syncs).
+/// Snapshot chunk size: moderate values keep sled's pages small; large pages become blob
+/// files, which [`DurableDb::sync`] syncs as well.
 const CHUNK_SIZE: usize = 64 * 1024;
 
 /// The state machine's view of the world at its last applied entry.
