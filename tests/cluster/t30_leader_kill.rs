@@ -1,31 +1,23 @@
 //! Kill -9 the leader under a write load: a new leader takes over, writes resume, and
 //! every acknowledged write is present exactly once on every node afterwards.
 
-use banyan_harness::{check_customers, wait_until, WriteLoad};
+use banyan_harness::{check_customers, WriteLoad};
 use banyan_tests::{spread_clients, three_nodes, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_leader_killed_during_writes_loses_nothing() {
     let (mut cluster, leader) = three_nodes(&[]).await;
     let load = WriteLoad::start(spread_clients(&cluster), 24, "lk");
-    wait_until("writes before the kill", DEADLINE, || async {
-        (load.acknowledged() >= 300).then_some(())
-    })
-    .await
-    .unwrap();
+    load.wait_acknowledged(300, DEADLINE).await.unwrap();
 
     cluster.kill(leader).unwrap();
     let at_kill = load.acknowledged();
     let survivors: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     let new_leader = cluster.wait_for_leader(&survivors, DEADLINE).await.unwrap();
     assert_ne!(new_leader, leader);
-    wait_until(
-        "writes to resume under the new leader",
-        DEADLINE,
-        || async { (load.acknowledged() >= at_kill + 300).then_some(()) },
-    )
-    .await
-    .unwrap();
+    load.wait_acknowledged(at_kill + 300, DEADLINE)
+        .await
+        .unwrap();
     let history = load.stop().await;
 
     cluster.start(leader).unwrap();

@@ -9,25 +9,15 @@ async fn t40_followers_recover_from_log_and_from_snapshot() {
     // Frequent snapshots, so the leader purges its log and a new node needs a snapshot.
     let (mut cluster, leader) = three_nodes(&["--snapshot-every", "300"]).await;
     let load = WriteLoad::start(spread_clients(&cluster), 8, "rc");
-    let acked = |n: u64| {
-        let load = &load;
-        move || async move { (load.acknowledged() >= n).then_some(()) }
-    };
-    wait_until("first writes", DEADLINE, acked(200))
-        .await
-        .unwrap();
+    load.wait_acknowledged(200, DEADLINE).await.unwrap();
 
     // 1. Kill -9 a follower, write on, restart it on the same directory.
     let follower = other_than(&[1, 2, 3], leader);
     cluster.kill(follower).unwrap();
     let at_kill = load.acknowledged();
-    wait_until(
-        "writes while the follower is down",
-        DEADLINE,
-        acked(at_kill + 500),
-    )
-    .await
-    .unwrap();
+    load.wait_acknowledged(at_kill + 500, DEADLINE)
+        .await
+        .unwrap();
     cluster.start(follower).unwrap();
     let leader_now = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await.unwrap();
     let target = cluster.status(leader_now).await.unwrap().committed_index;
@@ -68,13 +58,9 @@ async fn t40_followers_recover_from_log_and_from_snapshot() {
         .await
         .expect("add node 4 as a voter");
     let members = [voters[0], voters[1], 4];
-    wait_until(
-        "more writes with node 4",
-        DEADLINE,
-        acked(load.acknowledged() + 200),
-    )
-    .await
-    .unwrap();
+    load.wait_acknowledged(load.acknowledged() + 200, DEADLINE)
+        .await
+        .unwrap();
     let history = load.stop().await;
 
     let states = cluster.final_states(&members, DEADLINE).await.unwrap();

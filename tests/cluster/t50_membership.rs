@@ -3,18 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use banyan_harness::{check_customers, wait_until, WriteLoad};
+use banyan_harness::{check_customers, WriteLoad};
+use banyan_proto::v1::ClusterStatus;
 use banyan_tests::{spread_clients, three_nodes, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t50_grow_to_five_and_shrink_to_three_under_load() {
     let (mut cluster, leader) = three_nodes(&[]).await;
     let load = WriteLoad::start(spread_clients(&cluster), 8, "mb");
-    wait_until("first writes", DEADLINE, || async {
-        (load.acknowledged() >= 100).then_some(())
-    })
-    .await
-    .unwrap();
+    load.wait_acknowledged(100, DEADLINE).await.unwrap();
 
     let client = cluster.client().unwrap();
     for id in [4, 5] {
@@ -22,19 +19,10 @@ async fn t50_grow_to_five_and_shrink_to_three_under_load() {
         client.add_voter(id, &addr).await.expect("add voter");
     }
     let status = cluster.status(leader).await.unwrap();
-    let voters: BTreeSet<u64> = status
-        .nodes
-        .iter()
-        .filter(|n| n.voter)
-        .map(|n| n.id)
-        .collect();
-    assert_eq!(voters, BTreeSet::from([1, 2, 3, 4, 5]));
+    let voter_ids = voters(&status);
+    assert_eq!(voter_ids, BTreeSet::from([1, 2, 3, 4, 5]));
     let grown = load.acknowledged();
-    wait_until("writes with five voters", DEADLINE, || async {
-        (load.acknowledged() >= grown + 100).then_some(())
-    })
-    .await
-    .unwrap();
+    load.wait_acknowledged(grown + 100, DEADLINE).await.unwrap();
 
     // Shrink: remove the current leader and node 5.
     let current = cluster
@@ -50,24 +38,17 @@ async fn t50_grow_to_five_and_shrink_to_three_under_load() {
         .collect();
     let new_leader = cluster.wait_for_leader(&remaining, DEADLINE).await.unwrap();
     let status = cluster.status(new_leader).await.unwrap();
-    let voters: BTreeSet<u64> = status
-        .nodes
-        .iter()
-        .filter(|n| n.voter)
-        .map(|n| n.id)
-        .collect();
-    assert_eq!(voters, remaining.iter().copied().collect());
+    let voter_ids = voters(&status);
+    assert_eq!(voter_ids, remaining.iter().copied().collect());
     assert_eq!(
         status.nodes.len(),
         3,
         "removed nodes are gone, not learners"
     );
     let shrunk = load.acknowledged();
-    wait_until("writes with three voters again", DEADLINE, || async {
-        (load.acknowledged() >= shrunk + 100).then_some(())
-    })
-    .await
-    .unwrap();
+    load.wait_acknowledged(shrunk + 100, DEADLINE)
+        .await
+        .unwrap();
     let history = load.stop().await;
     for id in [current, 5] {
         cluster.forget(id).unwrap();
@@ -76,4 +57,14 @@ async fn t50_grow_to_five_and_shrink_to_three_under_load() {
     let states = cluster.final_states(&remaining, DEADLINE).await.unwrap();
     let report = check_customers(&history, &states, "mb-");
     assert!(report.is_ok(), "{report}");
+}
+
+/// The voters named in a status reply.
+fn voters(status: &ClusterStatus) -> BTreeSet<u64> {
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.voter)
+        .map(|n| n.id)
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! All three nodes killed with SIGKILL and restarted: every acknowledged write is back.
 
-use banyan_harness::{check_customers, wait_until, WriteLoad};
+use banyan_harness::{check_customers, WriteLoad};
 use banyan_proto::v1::ReadConsistency;
 use banyan_tests::{spread_clients, three_nodes, DEADLINE};
 
@@ -8,11 +8,7 @@ use banyan_tests::{spread_clients, three_nodes, DEADLINE};
 async fn t60_whole_cluster_restart_keeps_acknowledged_writes() {
     let (mut cluster, _) = three_nodes(&[]).await;
     let load = WriteLoad::start(spread_clients(&cluster), 16, "fr");
-    wait_until("writes", DEADLINE, || async {
-        (load.acknowledged() >= 400).then_some(())
-    })
-    .await
-    .unwrap();
+    load.wait_acknowledged(400, DEADLINE).await.unwrap();
     // Kill while writes are in flight, then collect what the clients were told.
     for id in [1, 2, 3] {
         cluster.kill(id).unwrap();

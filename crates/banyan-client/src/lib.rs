@@ -222,21 +222,28 @@ impl Client {
         self.inner.current.store(next, Ordering::Relaxed);
     }
 
-    /// Runs `call` against the current node, retrying per the policy.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    /// Sends `message` with `call` to the current node, each attempt with its own
+    /// deadline, retrying per the policy.
+    async fn call<M, T, F, Fut>(&self, message: &M, call: F) -> Result<T, Status>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        M: Clone,
+        F: FnMut(Channel, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        self.call_counted(call).await.0
+        self.call_counted(message, call).await.0
     }
 
     /// Like [`call`](Self::call), also saying whether an earlier attempt ended without a
     /// verdict (timed out, cancelled, connection lost) and so may have taken effect: a
     /// refusal of a later attempt can then mean "already done".
-    async fn call_counted<T, F, Fut>(&self, mut call: F) -> (Result<T, Status>, bool)
+    async fn call_counted<M, T, F, Fut>(
+        &self,
+        message: &M,
+        mut call: F,
+    ) -> (Result<T, Status>, bool)
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        M: Clone,
+        F: FnMut(Channel, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let policy = self.inner.policy;
@@ -247,7 +254,9 @@ impl Client {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = policy.attempt_timeout.min(left);
-            let status = match tokio::time::timeout(attempt, call(self.pick(), attempt)).await {
+            let mut request = tonic::Request::new(message.clone());
+            request.set_timeout(attempt);
+            let status = match tokio::time::timeout(attempt, call(self.pick(), request)).await {
                 Ok(Ok(response)) => {
                     if policy.follow_leader {
                         self.follow(response.metadata());
@@ -282,14 +291,10 @@ impl Client {
             customer: Some(customer),
             request_id: request_id.unwrap_or_else(new_request_id),
         };
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
-            request.set_timeout(timeout);
-            async move {
-                ContactCenterClient::new(channel)
-                    .upsert_customer(request)
-                    .await
-            }
+        self.call(&request, |channel, request| async move {
+            ContactCenterClient::new(channel)
+                .upsert_customer(request)
+                .await
         })
         .await
     }
@@ -303,14 +308,10 @@ impl Client {
             id: id.to_owned(),
             consistency: consistency.into(),
         };
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
-            request.set_timeout(timeout);
-            async move {
-                ContactCenterClient::new(channel)
-                    .get_customer(request)
-                    .await
-            }
+        self.call(&request, |channel, request| async move {
+            ContactCenterClient::new(channel)
+                .get_customer(request)
+                .await
         })
         .await
     }
@@ -319,14 +320,10 @@ impl Client {
         &self,
         request: FindCustomersRequest,
     ) -> Result<FindCustomersResponse, Status> {
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
-            request.set_timeout(timeout);
-            async move {
-                ContactCenterClient::new(channel)
-                    .find_customers(request)
-                    .await
-            }
+        self.call(&request, |channel, request| async move {
+            ContactCenterClient::new(channel)
+                .find_customers(request)
+                .await
         })
         .await
     }
@@ -357,10 +354,8 @@ impl Client {
 
     /// Status as the current node sees it.
     pub async fn status(&self) -> Result<ClusterStatus, Status> {
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(StatusRequest {});
-            request.set_timeout(timeout);
-            async move { ClusterClient::new(channel).status(request).await }
+        self.call(&StatusRequest {}, |channel, request| async move {
+            ClusterClient::new(channel).status(request).await
         })
         .await
     }
@@ -374,10 +369,8 @@ impl Client {
             node_id,
             addr: addr.to_owned(),
         };
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
-            request.set_timeout(timeout);
-            async move { ClusterClient::new(channel).add_learner(request).await }
+        self.call(&request, |channel, request| async move {
+            ClusterClient::new(channel).add_learner(request).await
         })
         .await
     }
@@ -387,10 +380,8 @@ impl Client {
             node_id,
             addr: addr.to_owned(),
         };
-        self.call(|channel, timeout| {
-            let mut request = tonic::Request::new(request.clone());
-            request.set_timeout(timeout);
-            async move { ClusterClient::new(channel).add_voter(request).await }
+        self.call(&request, |channel, request| async move {
+            ClusterClient::new(channel).add_voter(request).await
         })
         .await
     }
@@ -400,10 +391,8 @@ impl Client {
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipResponse, Status> {
         let request = RemoveNodeRequest { node_id };
         let (result, maybe_done) = self
-            .call_counted(|channel, timeout| {
-                let mut request = tonic::Request::new(request);
-                request.set_timeout(timeout);
-                async move { ClusterClient::new(channel).remove_node(request).await }
+            .call_counted(&request, |channel, request| async move {
+                ClusterClient::new(channel).remove_node(request).await
             })
             .await;
         match result {

@@ -41,9 +41,10 @@ impl ContactCenterService {
         ContactCenterServer::new(self)
     }
 
-    /// Whether to answer locally (`Ok(true)`), after confirming leadership (`Ok(false)`),
-    /// or to forward (`Err` carries the leader's channel or the status to return).
-    async fn read_locally(
+    /// Prepares a read: `Ok(None)` when this node may answer from its own state (a local
+    /// read, or leadership confirmed), `Ok(Some(leader))` when the read must be forwarded,
+    /// `Err` with the status to return otherwise.
+    async fn leader_for_read(
         &self,
         consistency: i32,
         already_forwarded: bool,
@@ -117,7 +118,7 @@ impl ContactCenter for ContactCenterService {
         let message = request.into_inner();
         banyan_domain::customer::validate_id("id", &message.id).map_err(invalid)?;
         if let Some(leader) = self
-            .read_locally(message.consistency, already_forwarded)
+            .leader_for_read(message.consistency, already_forwarded)
             .await?
         {
             return ContactCenterClient::new(leader)
@@ -165,7 +166,7 @@ impl ContactCenter for ContactCenterService {
             limit: limit as usize + 1,
         };
         if let Some(leader) = self
-            .read_locally(message.consistency, already_forwarded)
+            .leader_for_read(message.consistency, already_forwarded)
             .await?
         {
             return ContactCenterClient::new(leader)

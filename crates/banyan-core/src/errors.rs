@@ -5,7 +5,9 @@
 //! retry there. Domain refusals keep the field they name.
 
 use banyan_domain::DomainError;
-use banyan_raft::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, NodeId, RaftError};
+use banyan_raft::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, NodeId, RaftError,
+};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -96,14 +98,20 @@ pub fn not_leader_status(hint: &LeaderHint) -> Status {
     status
 }
 
+impl From<ForwardToLeader> for LeaderHint {
+    fn from(f: ForwardToLeader) -> Self {
+        Self {
+            id: f.leader_id,
+            addr: f.leader_node.map(|n| n.addr),
+        }
+    }
+}
+
 /// Classifies a failed write or membership change.
 pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            ServiceError::NotLeader(LeaderHint {
-                id: f.leader_id,
-                addr: f.leader_node.map(|n| n.addr),
-            })
+            ServiceError::NotLeader(f.into())
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(
             e @ ChangeMembershipError::InProgress(_),
@@ -119,27 +127,14 @@ pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
 pub fn read_error(error: RaftError<CheckIsLeaderError>) -> ServiceError {
     match error {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-            ServiceError::NotLeader(LeaderHint {
-                id: f.leader_id,
-                addr: f.leader_node.map(|n| n.addr),
-            })
+            ServiceError::NotLeader(f.into())
         }
         // Lost contact with the quorum while confirming: the leader may have changed.
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
-            ServiceError::NotLeader(LeaderHint {
-                id: None,
-                addr: None,
-            })
-            .tap_log(&e.to_string())
+            tracing::debug!(detail = %e, "leadership not confirmed");
+            ServiceError::NotLeader(LeaderHint::default())
         }
         RaftError::Fatal(e) => ServiceError::Stopped(e.to_string()),
-    }
-}
-
-impl ServiceError {
-    fn tap_log(self, detail: &str) -> Self {
-        tracing::debug!(detail, "leadership not confirmed");
-        self
     }
 }
 

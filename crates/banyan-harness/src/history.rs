@@ -140,6 +140,14 @@ impl WriteLoad {
         self.acknowledged.load(Ordering::Relaxed)
     }
 
+    /// Waits until at least `count` writes have been acknowledged.
+    pub async fn wait_acknowledged(&self, count: u64, timeout: Duration) -> anyhow::Result<()> {
+        crate::wait::wait_until(&format!("{count} acknowledged writes"), timeout, || async {
+            (self.acknowledged() >= count).then_some(())
+        })
+        .await
+    }
+
     /// Stops the writers, waits for their last operations, and returns the history.
     pub async fn stop(self) -> History {
         self.stop.store(true, Ordering::Relaxed);

@@ -77,12 +77,7 @@ impl LogStore {
                 flushes: AtomicU64::new(0),
             }),
         };
-        if let Some(committed) = store
-            .read_meta::<Option<LogId>>(KEY_COMMITTED)
-            .ok()
-            .flatten()
-            .flatten()
-        {
+        if let Ok(Some(committed)) = store.stored_committed() {
             store
                 .inner
                 .committed_index
@@ -114,6 +109,11 @@ impl LogStore {
             None => Ok(None),
             Some(bytes) => codec::decode(&bytes).map(Some).map_err(read_err),
         }
+    }
+
+    /// The committed log id last saved (saved as an `Option`, hence the flatten).
+    fn stored_committed(&self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
@@ -239,7 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        self.stored_committed()
     }
 
     async fn append<I>(
