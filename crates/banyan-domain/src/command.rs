@@ -1,8 +1,12 @@
-//! Commands the replicated state machine applies, and the events it answers with.
+//! Commands the replicated state machine applies.
 
 use serde::{Deserialize, Serialize};
 
-use crate::customer::{Customer, CustomerInput};
+use crate::agent::{AgentInput, Presence};
+use crate::contact::ContactInput;
+use crate::customer::CustomerInput;
+use crate::queue::QueueInput;
+use crate::site::SiteInput;
 
 /// A command as it sits in the Raft log: the leader stamps the time once, so every replica
 /// applies the same time.
@@ -13,29 +17,74 @@ pub struct Stamped {
     pub command: Command,
 }
 
-/// Everything the domain can be asked to change.
+/// A command and its optional idempotency key: a retry with the same key and the same
+/// command gets the first result; the same key with another command is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Create a customer or replace its fields. `request_id`, when set, makes retries
-    /// idempotent.
-    UpsertCustomer {
-        customer: CustomerInput,
-        request_id: Option<String>,
-    },
+pub struct Command {
+    pub request_id: Option<String>,
+    pub action: Action,
 }
 
 impl Command {
-    /// The idempotency key, when the command carries one.
-    pub fn request_id(&self) -> Option<&str> {
-        match self {
-            Command::UpsertCustomer { request_id, .. } => request_id.as_deref(),
+    pub fn new(action: Action) -> Self {
+        Self {
+            request_id: None,
+            action,
         }
+    }
+
+    pub fn with_request_id(action: Action, request_id: Option<String>) -> Self {
+        Self { request_id, action }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
     }
 }
 
-/// What applying a command changed.
+/// Everything the domain can be asked to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Event {
-    /// The customer as stored after the upsert.
-    CustomerUpserted(Customer),
+pub enum Action {
+    UpsertCustomer(CustomerInput),
+    UpsertQueue(QueueInput),
+    UpsertAgent(AgentInput),
+    UpsertSite(SiteInput),
+    /// A branch renews its site's lease; it runs `ttl_ms` from `sent_at_ms`, the branch's
+    /// clock when it sent the renewal.
+    RenewLease {
+        site_id: String,
+        sent_at_ms: i64,
+        ttl_ms: i64,
+    },
+    CreateContact(ContactInput),
+    /// The agent chooses a presence: available, on break, or offline.
+    SetAgentPresence {
+        agent_id: String,
+        presence: Presence,
+    },
+    /// The agent's desk session ended without a logout: outstanding offers go back to the
+    /// queue and the agent takes no new contacts until they return.
+    AgentDisconnected { agent_id: String },
+    AcceptOffer { agent_id: String, contact_id: String },
+    RejectOffer { agent_id: String, contact_id: String },
+    /// The conversation ended; the agent wraps up.
+    EndContact { agent_id: String, contact_id: String },
+    /// Close a connected or wrapping-up contact with a disposition code.
+    CompleteContact {
+        contact_id: String,
+        /// Empty when a supervisor closes it; else must be the holding agent.
+        agent_id: String,
+        disposition: String,
+        notes: String,
+    },
+    /// The caller hung up while waiting.
+    AbandonContact { contact_id: String },
+    /// Move a contact into another queue; it continues as a new contact there.
+    TransferContact {
+        contact_id: String,
+        queue_id: String,
+    },
+    /// Advance timers to the stamped time: offer expiry, escalation, max wait, wrap-up end,
+    /// site lease expiry. The leader proposes it when something is due.
+    Tick,
 }

@@ -6,17 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 
-/// Longest id accepted for any object, in bytes.
-pub const MAX_ID_LEN: usize = 128;
-pub const MAX_NAME_LEN: usize = 256;
+pub use crate::validate::{
+    MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ID_LEN, MAX_NAME_LEN,
+};
+use crate::validate::{validate_attributes, validate_count, validate_len, validate_name};
+pub use crate::validate::validate_id;
+
 pub const MAX_PHONES: usize = 8;
 pub const MAX_PHONE_LEN: usize = 32;
 pub const MAX_EMAILS: usize = 8;
 pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_LANGUAGE_LEN: usize = 35;
-pub const MAX_ATTRIBUTES: usize = 64;
-pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
-pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
 
 /// Service tier; higher tiers get a priority boost in routing.
 #[derive(
@@ -58,58 +58,13 @@ impl Customer {
     }
 }
 
-/// Checks that `id` is a usable object id: non-empty, bounded, printable ASCII without
-/// spaces. `field` names the field in the error.
-pub fn validate_id(field: &str, id: &str) -> Result<(), DomainError> {
-    if id.is_empty() {
-        return Err(DomainError::invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(DomainError::invalid(
-            field,
-            format!("{} bytes, at most {MAX_ID_LEN} allowed", id.len()),
-        ));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')))
-    {
-        return Err(DomainError::invalid(
-            field,
-            format!("character {c:?} not allowed (letters, digits and - _ . : @ only)"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_len(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
-    if value.len() > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("{} bytes, at most {max} allowed", value.len()),
-        ));
-    }
-    Ok(())
-}
-
 impl CustomerInput {
     /// Checks every field against its limits. Called at the service edge before proposing
     /// and again inside `apply`, so a bad command in the log still changes nothing.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_id("customer.id", &self.id)?;
-        if self.name.trim().is_empty() {
-            return Err(DomainError::invalid("customer.name", "must not be empty"));
-        }
-        validate_len("customer.name", &self.name, MAX_NAME_LEN)?;
-        if self.phones.len() > MAX_PHONES {
-            return Err(DomainError::invalid(
-                "customer.phones",
-                format!(
-                    "{} entries, at most {MAX_PHONES} allowed",
-                    self.phones.len()
-                ),
-            ));
-        }
+        validate_name("customer.name", &self.name)?;
+        validate_count("customer.phones", self.phones.len(), MAX_PHONES)?;
         for (i, phone) in self.phones.iter().enumerate() {
             let field = format!("customer.phones[{i}]");
             validate_len(&field, phone, MAX_PHONE_LEN)?;
@@ -125,15 +80,7 @@ impl CustomerInput {
                 ));
             }
         }
-        if self.emails.len() > MAX_EMAILS {
-            return Err(DomainError::invalid(
-                "customer.emails",
-                format!(
-                    "{} entries, at most {MAX_EMAILS} allowed",
-                    self.emails.len()
-                ),
-            ));
-        }
+        validate_count("customer.emails", self.emails.len(), MAX_EMAILS)?;
         for (i, email) in self.emails.iter().enumerate() {
             let field = format!("customer.emails[{i}]");
             validate_len(&field, email, MAX_EMAIL_LEN)?;
@@ -146,30 +93,7 @@ impl CustomerInput {
             }
         }
         validate_len("customer.language", &self.language, MAX_LANGUAGE_LEN)?;
-        if self.attributes.len() > MAX_ATTRIBUTES {
-            return Err(DomainError::invalid(
-                "customer.attributes",
-                format!(
-                    "{} entries, at most {MAX_ATTRIBUTES} allowed",
-                    self.attributes.len()
-                ),
-            ));
-        }
-        for (key, value) in &self.attributes {
-            if key.is_empty() {
-                return Err(DomainError::invalid(
-                    "customer.attributes",
-                    "keys must not be empty",
-                ));
-            }
-            validate_len("customer.attributes key", key, MAX_ATTRIBUTE_KEY_LEN)?;
-            validate_len(
-                &format!("customer.attributes[{key}]"),
-                value,
-                MAX_ATTRIBUTE_VALUE_LEN,
-            )?;
-        }
-        Ok(())
+        validate_attributes("customer.attributes", &self.attributes)
     }
 
     /// Phone numbers reduced to `+` and digits, so `+44 20 7946-0000` and

@@ -15,6 +15,9 @@ pub enum DomainError {
     /// The object named by `field` does not exist.
     #[error("{field} not found: {id}")]
     NotFound { field: String, id: String },
+    /// An object with this id exists already and may not be created twice.
+    #[error("{field} already exists: {id}")]
+    AlreadyExists { field: String, id: String },
     /// The command is well-formed but not allowed in the current state (for example an
     /// idempotency key reused with a different payload).
     #[error("failed precondition on {field}: {reason}")]
@@ -31,6 +34,13 @@ impl DomainError {
 
     pub fn not_found(field: impl Into<String>, id: impl Into<String>) -> Self {
         Self::NotFound {
+            field: field.into(),
+            id: id.into(),
+        }
+    }
+
+    pub fn already_exists(field: impl Into<String>, id: impl Into<String>) -> Self {
+        Self::AlreadyExists {
             field: field.into(),
             id: id.into(),
         }

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Event};
+use crate::command::Command;
+use crate::event::Event;
 
 /// How long a request id is remembered: two minutes of leader-stamped time.
 pub const RETENTION_MS: i64 = 2 * 60 * 1000;
@@ -23,7 +24,7 @@ pub struct RequestRecord {
     pub events: Vec<Event>,
 }
 
-/// Recent request ids, with an index by time for expiry.
+/// Recent request ids, with an index by time for expiry. Serialized as its records alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestLog {
     by_id: BTreeMap<String, RequestRecord>,
@@ -77,5 +78,17 @@ impl RequestLog {
             by_id: records,
             by_time,
         }
+    }
+}
+
+impl Serialize for RequestLog {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.by_id.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestLog {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(Self::from_records)
     }
 }

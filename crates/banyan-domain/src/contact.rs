@@ -1,0 +1,238 @@
+//! Contacts: one call, chat, email or callback, from arrival to its end.
+//!
+//! ```text
+//!              ┌──────── reject / expiry (same place) ───────┐
+//!              v                                              │
+//!  create ─> QUEUED ──route──> OFFERED ──accept──> CONNECTED ──end──> WRAP_UP ──> COMPLETED
+//!   │  │       │  ^                                    │  └──complete──────────────────^
+//!   │  │       │  └─ CALLBACK_SCHEDULED (max wait / full; keeps its place)
+//!   │  │       ├──> ABANDONED (caller hangs up, max wait, queue full)
+//!   │  │       └──> TRANSFERRED (into another queue, as a new contact) <── CONNECTED
+//!   │  └──> SELF_SERVED (answered without an agent)
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::error::DomainError;
+use crate::queue::{Strategy, MAX_PRIORITY};
+use crate::validate::{validate_attributes, validate_id, validate_len, MAX_NAME_LEN};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ContactState {
+    SelfServed,
+    Queued,
+    Offered,
+    Connected,
+    WrapUp,
+    Completed,
+    Abandoned,
+    CallbackScheduled,
+    Transferred,
+}
+
+impl ContactState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ContactState::SelfServed => "SELF_SERVED",
+            ContactState::Queued => "QUEUED",
+            ContactState::Offered => "OFFERED",
+            ContactState::Connected => "CONNECTED",
+            ContactState::WrapUp => "WRAP_UP",
+            ContactState::Completed => "COMPLETED",
+            ContactState::Abandoned => "ABANDONED",
+            ContactState::CallbackScheduled => "CALLBACK_SCHEDULED",
+            ContactState::Transferred => "TRANSFERRED",
+        }
+    }
+
+    /// Waiting for an agent, in its queue's order.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, ContactState::Queued | ContactState::CallbackScheduled)
+    }
+
+    /// Held by an agent: counts against the agent's capacity.
+    pub fn is_held(self) -> bool {
+        matches!(
+            self,
+            ContactState::Offered | ContactState::Connected | ContactState::WrapUp
+        )
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ContactState::SelfServed
+                | ContactState::Completed
+                | ContactState::Abandoned
+                | ContactState::Transferred
+        )
+    }
+
+    /// The life cycle as a rule: whether a contact may move from `self` to `next`. The
+    /// history checker holds every recorded timeline to it.
+    pub fn may_become(self, next: ContactState) -> bool {
+        use ContactState::*;
+        match self {
+            Queued => matches!(
+                next,
+                Offered | Abandoned | CallbackScheduled | Transferred | Queued
+            ),
+            CallbackScheduled => matches!(next, Offered | Abandoned | Transferred),
+            Offered => matches!(
+                next,
+                Connected | Queued | CallbackScheduled | Abandoned | Transferred
+            ),
+            Connected => matches!(next, WrapUp | Completed | Transferred),
+            WrapUp => matches!(next, Completed),
+            SelfServed | Completed | Abandoned | Transferred => false,
+        }
+    }
+}
+
+/// The fields a client sets when a contact arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactInput {
+    /// Set by branches, which name their contacts themselves; generated when empty.
+    pub id: String,
+    pub channel: Channel,
+    /// The known customer, if any; their tier raises the contact's priority.
+    pub customer_id: String,
+    pub queue_id: String,
+    pub intent: String,
+    /// Base priority, 0..=1000; tier boost and aging are added by the queue.
+    pub priority: i64,
+    pub attributes: BTreeMap<String, String>,
+    /// Where the contact came in; without it, agents of every site are eligible.
+    pub origin_site: String,
+    /// Answered without an agent (self-service): recorded as `SELF_SERVED` at once.
+    pub self_served: bool,
+}
+
+impl ContactInput {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if !self.id.is_empty() {
+            validate_id("contact.id", &self.id)?;
+        }
+        if !self.customer_id.is_empty() {
+            validate_id("contact.customer_id", &self.customer_id)?;
+        }
+        if !(self.self_served && self.queue_id.is_empty()) {
+            validate_id("contact.queue_id", &self.queue_id)?;
+        }
+        validate_len("contact.intent", &self.intent, MAX_NAME_LEN)?;
+        if !(0..=MAX_PRIORITY).contains(&self.priority) {
+            return Err(DomainError::invalid(
+                "contact.priority",
+                format!("{} is outside 0..={MAX_PRIORITY}", self.priority),
+            ));
+        }
+        validate_attributes("contact.attributes", &self.attributes)?;
+        if !self.origin_site.is_empty() {
+            validate_id("contact.origin_site", &self.origin_site)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an agent was chosen: enough to explain and to re-check every routing decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub queue_id: String,
+    pub strategy: Strategy,
+    /// Escalation steps applied to the contact when it was offered.
+    pub step: u32,
+    /// The strategy's score for the winner (lower wins): idle-since, offer sequence,
+    /// contacts held, talk time, or minus the skill total.
+    pub score: i64,
+    /// The contact's effective priority when it was offered.
+    pub priority: i64,
+}
+
+/// An outstanding offer. `RING_ALL` offers to several agents at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub agents: Vec<String>,
+    pub offered_ms: i64,
+    pub expires_ms: i64,
+    pub decision: Decision,
+}
+
+/// One step of a contact's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at_ms: i64,
+    pub state: ContactState,
+    pub detail: String,
+}
+
+/// A stored contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: String,
+    pub request_id: Option<String>,
+    /// The current channel: a voice call that got a callback becomes `Callback`.
+    pub channel: Channel,
+    pub customer_id: String,
+    pub queue_id: String,
+    pub intent: String,
+    /// The priority the client asked for.
+    pub base_priority: i64,
+    /// Base plus the queue's tier boost; aging is added when ranking.
+    pub priority: i64,
+    pub attributes: BTreeMap<String, String>,
+    pub origin_site: String,
+    /// Who created it: `core`, or the branch site that took it.
+    pub owner: String,
+    pub state: ContactState,
+    /// When it first entered a queue; kept through re-queues, overflows and transfers.
+    pub enqueued_ms: i64,
+    /// When it entered its current queue; escalation steps count from here.
+    pub queue_entered_ms: i64,
+    /// Escalation steps of the current queue applied so far.
+    pub step: u32,
+    pub offer: Option<Offer>,
+    /// The agent holding it once connected.
+    pub agent_id: String,
+    /// The agent that just missed or rejected it: not offered to them again right away.
+    pub passed_by: String,
+    pub connected_ms: Option<i64>,
+    pub wrap_until_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub disposition: String,
+    pub notes: String,
+    pub transferred_from: String,
+    pub transferred_to: String,
+    pub timeline: Vec<Transition>,
+}
+
+impl Contact {
+    pub(crate) fn enter(&mut self, at_ms: i64, state: ContactState, detail: impl Into<String>) {
+        self.state = state;
+        self.timeline.push(Transition {
+            at_ms,
+            state,
+            detail: detail.into(),
+        });
+    }
+
+    /// Whether the recorded timeline follows the life cycle.
+    pub fn timeline_is_legal(&self) -> bool {
+        let Some(first) = self.timeline.first() else {
+            return false;
+        };
+        matches!(
+            first.state,
+            ContactState::Queued
+                | ContactState::SelfServed
+                | ContactState::Abandoned
+                | ContactState::CallbackScheduled
+        ) && self
+            .timeline
+            .windows(2)
+            .all(|w| w[0].state.may_become(w[1].state))
+            && self.timeline.last().map(|t| t.state) == Some(self.state)
+    }
+}

@@ -1,0 +1,73 @@
+//! Sites (regional centers) and their leases: the fence that keeps the core and a cut-off
+//! branch from routing to the same agents.
+//!
+//! A site that never held a lease is served by the core directly and is always routable.
+//! Once a branch renews a lease for its site, the core routes to that site's agents only
+//! while the lease is valid. The lease runs from when the branch *sent* the renewal, so a
+//! renewal delayed in the network cannot stretch it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::validate::{validate_id, validate_len, MAX_NAME_LEN};
+
+/// Shortest and longest lease a branch may ask for.
+pub const MIN_LEASE_MS: i64 = 500;
+pub const MAX_LEASE_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteInput {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+}
+
+impl SiteInput {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate_id("site.id", &self.id)?;
+        validate_len("site.name", &self.name, MAX_NAME_LEN)?;
+        validate_len("site.region", &self.region, MAX_NAME_LEN)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SiteMode {
+    /// Served by the core directly; no lease involved.
+    Core,
+    /// A branch holds a valid lease: the core routes to its agents.
+    Leased,
+    /// The branch's lease ran out: the core does not route to its agents.
+    Lapsed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    pub input: SiteInput,
+    /// End of the current lease; `None` for a site that never held one.
+    pub lease_expires_ms: Option<i64>,
+    /// Whether the lapse of the current lease was already acted on.
+    pub lapsed: bool,
+}
+
+impl Site {
+    pub fn new(input: SiteInput) -> Self {
+        Self {
+            input,
+            lease_expires_ms: None,
+            lapsed: false,
+        }
+    }
+
+    /// Whether the core may route to this site's agents at `now_ms`.
+    pub fn routable(&self, now_ms: i64) -> bool {
+        self.lease_expires_ms.is_none_or(|end| now_ms < end)
+    }
+
+    pub fn mode(&self, now_ms: i64) -> SiteMode {
+        match self.lease_expires_ms {
+            None => SiteMode::Core,
+            Some(end) if now_ms < end => SiteMode::Leased,
+            Some(_) => SiteMode::Lapsed,
+        }
+    }
+}

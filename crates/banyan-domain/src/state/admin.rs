@@ -1,0 +1,252 @@
+//! Administration and presence: queues, agents, sites and their leases, and the agent's
+//! own choice of state.
+
+use super::State;
+use crate::agent::{Agent, AgentInput, Presence};
+use crate::contact::ContactState;
+use crate::error::DomainError;
+use crate::event::{Event, WithdrawReason};
+use crate::queue::{EscalationAction, QueueInput};
+use crate::site::{Site, SiteInput, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::validate::validate_id;
+
+impl State {
+    pub(super) fn upsert_queue(
+        &mut self,
+        input: &QueueInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        input.validate()?;
+        for (i, step) in input.escalation.iter().enumerate() {
+            if let EscalationAction::Overflow { queue_id } = &step.action {
+                if !self.data.queues.contains_key(queue_id) {
+                    return Err(DomainError::not_found(
+                        format!("queue.escalation[{i}].queue_id"),
+                        queue_id,
+                    ));
+                }
+            }
+        }
+        self.data.queues.insert(input.id.clone(), input.clone());
+        self.data.counters.entry(input.id.clone()).or_default();
+        // Who qualifies, and in which order agents and contacts stand, may have changed.
+        let agent_ids: Vec<String> = self.data.agents.keys().cloned().collect();
+        for agent_id in &agent_ids {
+            if let Some(agent) = self.data.agents.get(agent_id) {
+                self.idx.qualify(agent, &self.data.queues);
+            }
+            self.repool(agent_id);
+        }
+        let steps = input.escalation.len() as u32;
+        let waiting: Vec<String> = self
+            .idx
+            .waiting
+            .get(&input.id)
+            .map(|w| w.iter().map(|(_, id)| id.clone()).collect())
+            .unwrap_or_default();
+        for id in waiting {
+            let contact = self.contact_mut(&id);
+            contact.step = contact.step.min(steps);
+            self.reschedule(&id);
+        }
+        ev.push(Event::QueueUpserted {
+            queue_id: input.id.clone(),
+        });
+        Ok(())
+    }
+
+    pub(super) fn upsert_agent(
+        &mut self,
+        input: &AgentInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        input.validate()?;
+        let now = self.data.clock_ms;
+        self.data
+            .agents
+            .entry(input.id.clone())
+            .and_modify(|agent| agent.input = input.clone())
+            .or_insert_with(|| Agent::new(input.clone(), now));
+        if let Some(agent) = self.data.agents.get(&input.id) {
+            self.idx.qualify(agent, &self.data.queues);
+        }
+        self.repool(&input.id);
+        ev.push(Event::AgentUpserted {
+            agent_id: input.id.clone(),
+            site: input.site.clone(),
+            capacity: input.capacity,
+        });
+        Ok(())
+    }
+
+    pub(super) fn upsert_site(
+        &mut self,
+        input: &SiteInput,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        input.validate()?;
+        self.data
+            .sites
+            .entry(input.id.clone())
+            .and_modify(|site| site.input = input.clone())
+            .or_insert_with(|| Site::new(input.clone()));
+        ev.push(Event::SiteUpserted {
+            site_id: input.id.clone(),
+        });
+        Ok(())
+    }
+
+    /// Extends a site's lease to `sent_at_ms + ttl_ms`. A renewal that arrives after that
+    /// time is refused: the branch may already be routing on its own.
+    pub(super) fn renew_lease(
+        &mut self,
+        site_id: &str,
+        sent_at_ms: i64,
+        ttl_ms: i64,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("site_id", site_id)?;
+        crate::validate::validate_range("ttl_ms", ttl_ms, MIN_LEASE_MS, MAX_LEASE_MS)?;
+        let now = self.data.clock_ms;
+        let expires_ms = sent_at_ms.saturating_add(ttl_ms);
+        if expires_ms <= now {
+            return Err(DomainError::precondition(
+                "sent_at_ms",
+                format!("renewal sent at {sent_at_ms} is older than its TTL of {ttl_ms} ms"),
+            ));
+        }
+        if sent_at_ms > now + MAX_LEASE_MS {
+            return Err(DomainError::invalid(
+                "sent_at_ms",
+                format!("{sent_at_ms} is too far ahead of the cluster clock {now}"),
+            ));
+        }
+        let site = self
+            .data
+            .sites
+            .entry(site_id.to_owned())
+            .or_insert_with(|| {
+                Site::new(SiteInput {
+                    id: site_id.to_owned(),
+                    name: site_id.to_owned(),
+                    region: String::new(),
+                })
+            });
+        let expires_ms = site.lease_expires_ms.map_or(expires_ms, |e| e.max(expires_ms));
+        site.lease_expires_ms = Some(expires_ms);
+        site.lapsed = false;
+        ev.push(Event::LeaseRenewed {
+            site_id: site_id.to_owned(),
+            expires_ms,
+        });
+        Ok(())
+    }
+
+    pub(super) fn set_presence(
+        &mut self,
+        agent_id: &str,
+        presence: &Presence,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("agent_id", agent_id)?;
+        presence.validate()?;
+        let agent = self
+            .data
+            .agents
+            .get(agent_id)
+            .ok_or_else(|| DomainError::not_found("agent_id", agent_id))?;
+        if *presence == Presence::Offline {
+            let active = agent.held.keys().find(|id| {
+                self.data
+                    .contacts
+                    .get(*id)
+                    .is_some_and(|c| c.state != ContactState::Offered)
+            });
+            if let Some(contact) = active {
+                return Err(DomainError::precondition(
+                    "state",
+                    format!("agent {agent_id} still handles contact {contact}; complete it first"),
+                ));
+            }
+        }
+        if *presence != Presence::Available {
+            self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
+        }
+        self.change_presence(agent_id, presence.clone(), ev);
+        Ok(())
+    }
+
+    /// The agent's session dropped: offers go back to the queue; the agent goes offline,
+    /// or on break while it still handles contacts it can come back to.
+    pub(super) fn disconnect_agent(
+        &mut self,
+        agent_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("agent_id", agent_id)?;
+        if !self.data.agents.contains_key(agent_id) {
+            return Err(DomainError::not_found("agent_id", agent_id));
+        }
+        self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
+        let agent = self.agent_mut(agent_id);
+        let presence = if agent.held.is_empty() {
+            Presence::Offline
+        } else {
+            Presence::Break {
+                reason: "disconnected".into(),
+            }
+        };
+        self.change_presence(agent_id, presence, ev);
+        Ok(())
+    }
+
+    pub(super) fn change_presence(&mut self, agent_id: &str, presence: Presence, ev: &mut Vec<Event>) {
+        let now = self.data.clock_ms;
+        let agent = self.agent_mut(agent_id);
+        if agent.presence == presence {
+            return;
+        }
+        let before = agent.state();
+        if presence == Presence::Available {
+            agent.missed_in_row = 0;
+            if agent.held.is_empty() {
+                agent.idle_since_ms = now;
+            }
+        }
+        agent.presence = presence;
+        let after = agent.state();
+        if after != before {
+            agent.state_since_ms = now;
+            ev.push(Event::AgentStateChanged {
+                agent_id: agent_id.to_owned(),
+                state: after,
+            });
+        }
+        self.repool(agent_id);
+    }
+
+    /// Takes back every outstanding offer to an agent; each contact returns to its place.
+    pub(super) fn withdraw_offers_of(&mut self, agent_id: &str, reason: WithdrawReason, ev: &mut Vec<Event>) {
+        let offered: Vec<String> = self
+            .data
+            .agents
+            .get(agent_id)
+            .map(|a| {
+                a.held
+                    .keys()
+                    .filter(|id| {
+                        self.data
+                            .contacts
+                            .get(*id)
+                            .is_some_and(|c| c.state == ContactState::Offered)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for contact_id in offered {
+            self.withdraw(&contact_id, agent_id, reason, ev);
+            self.requeue_if_unoffered(&contact_id, "", ev);
+        }
+    }
+}

@@ -1,0 +1,714 @@
+//! A contact's life cycle, and the bookkeeping of agents holding contacts.
+
+use super::State;
+use crate::channel::Channel;
+use crate::contact::{Contact, ContactInput, ContactState};
+use crate::error::DomainError;
+use crate::event::{Event, WithdrawReason};
+use crate::queue::WhenFull;
+use crate::routing::TimerKind;
+use crate::stats::{HistoryEntry, QueueCounters, HISTORY_LEN};
+use crate::validate::{validate_id, validate_len, MAX_TEXT_LEN};
+
+impl State {
+    pub(super) fn create_contact(
+        &mut self,
+        input: &ContactInput,
+        request_id: Option<&str>,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        input.validate()?;
+        let now = self.data.clock_ms;
+        let queue = if input.queue_id.is_empty() {
+            None
+        } else {
+            let queue = self
+                .data
+                .queues
+                .get(&input.queue_id)
+                .ok_or_else(|| DomainError::not_found("contact.queue_id", &input.queue_id))?;
+            if !queue.takes(input.channel) {
+                return Err(DomainError::precondition(
+                    "contact.channel",
+                    format!("queue {} does not take {}", queue.id, input.channel),
+                ));
+            }
+            Some(queue.clone())
+        };
+        let tier = if input.customer_id.is_empty() {
+            Default::default()
+        } else {
+            self.data
+                .customers
+                .get(&input.customer_id)
+                .ok_or_else(|| DomainError::not_found("contact.customer_id", &input.customer_id))?
+                .input
+                .tier
+        };
+        if !input.id.is_empty() && self.data.contacts.contains_key(&input.id) {
+            return Err(DomainError::already_exists("contact.id", &input.id));
+        }
+        // Checks done; from here on nothing fails.
+        let id = if input.id.is_empty() {
+            self.next_contact_id()
+        } else {
+            input.id.clone()
+        };
+        let boost = queue.as_ref().map_or(0, |q| q.tier_boost(tier));
+        let mut contact = Contact {
+            id: id.clone(),
+            request_id: request_id.map(str::to_owned),
+            channel: input.channel,
+            customer_id: input.customer_id.clone(),
+            queue_id: input.queue_id.clone(),
+            intent: input.intent.clone(),
+            base_priority: input.priority,
+            priority: input.priority + boost,
+            attributes: input.attributes.clone(),
+            origin_site: input.origin_site.clone(),
+            owner: "core".into(),
+            state: ContactState::Queued,
+            enqueued_ms: now,
+            queue_entered_ms: now,
+            step: 0,
+            offer: None,
+            agent_id: String::new(),
+            passed_by: String::new(),
+            connected_ms: None,
+            wrap_until_ms: None,
+            ended_ms: None,
+            disposition: String::new(),
+            notes: String::new(),
+            transferred_from: String::new(),
+            transferred_to: String::new(),
+            timeline: Vec::new(),
+        };
+        let full = queue.as_ref().is_some_and(|q| {
+            q.max_length > 0 && self.waiting_in(&q.id) >= q.max_length as usize
+        });
+        let callback = queue
+            .as_ref()
+            .is_some_and(|q| q.when_full == WhenFull::Callback && input.channel == Channel::Voice);
+        let mut counters = QueueCounters::default();
+        if input.self_served {
+            contact.enter(now, ContactState::SelfServed, "self-service");
+            contact.ended_ms = Some(now);
+            counters.self_served = 1;
+        } else if full && callback {
+            counters.entered = 1;
+            counters.callbacks = 1;
+            contact.channel = Channel::Callback;
+            contact.enter(now, ContactState::CallbackScheduled, "queue full: callback");
+        } else if full {
+            counters.entered = 1;
+            counters.abandoned = 1;
+            contact.enter(now, ContactState::Abandoned, "queue full");
+            contact.ended_ms = Some(now);
+        } else {
+            counters.entered = 1;
+            contact.enter(now, ContactState::Queued, "");
+        }
+        if queue.is_some() {
+            self.data
+                .counters
+                .entry(input.queue_id.clone())
+                .or_default()
+                .add(&counters);
+        }
+        ev.push(Event::ContactCreated {
+            contact_id: id.clone(),
+            channel: contact.channel,
+            queue_id: contact.queue_id.clone(),
+            state: contact.state,
+            priority: contact.priority,
+            enqueued_ms: now,
+        });
+        let state = contact.state;
+        self.data.contacts.insert(id.clone(), contact);
+        if state.is_final() {
+            self.record_history(&id);
+        } else {
+            self.reschedule(&id);
+        }
+        Ok(())
+    }
+
+    /// A fresh generated contact id, ordered by creation.
+    fn next_contact_id(&mut self) -> String {
+        loop {
+            self.data.contact_seq += 1;
+            let id = format!("ct-{:010}", self.data.contact_seq);
+            if !self.data.contacts.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Looks up a contact and an agent for an agent action, naming whichever is missing.
+    fn contact_and_agent(
+        &self,
+        contact_id: &str,
+        agent_id: &str,
+    ) -> Result<(&Contact, &crate::agent::Agent), DomainError> {
+        validate_id("contact_id", contact_id)?;
+        validate_id("agent_id", agent_id)?;
+        let agent = self
+            .data
+            .agents
+            .get(agent_id)
+            .ok_or_else(|| DomainError::not_found("agent_id", agent_id))?;
+        let contact = self
+            .data
+            .contacts
+            .get(contact_id)
+            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        Ok((contact, agent))
+    }
+
+    fn offered_to(contact: &Contact, agent_id: &str) -> Result<(), DomainError> {
+        let offered = contact.state == ContactState::Offered
+            && contact
+                .offer
+                .as_ref()
+                .is_some_and(|o| o.agents.iter().any(|a| a == agent_id));
+        if offered {
+            Ok(())
+        } else {
+            Err(DomainError::precondition(
+                "contact_id",
+                format!(
+                    "contact {} is {} and not offered to agent {agent_id}",
+                    contact.id,
+                    contact.state.name()
+                ),
+            ))
+        }
+    }
+
+    pub(super) fn accept_offer(
+        &mut self,
+        agent_id: &str,
+        contact_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        let now = self.data.clock_ms;
+        let (contact, agent) = self.contact_and_agent(contact_id, agent_id)?;
+        Self::offered_to(contact, agent_id)?;
+        // The fence: an offer to a site whose lease lapsed may be routed by its branch now.
+        if let Some(site) = self.data.sites.get(&agent.input.site) {
+            if !site.routable(now) {
+                return Err(DomainError::precondition(
+                    "agent.site",
+                    format!("lease of site {} has lapsed", site.input.id),
+                ));
+            }
+        }
+        let others: Vec<String> = contact
+            .offer
+            .iter()
+            .flat_map(|o| o.agents.iter())
+            .filter(|a| *a != agent_id)
+            .cloned()
+            .collect();
+        for other in others {
+            self.withdraw(contact_id, &other, WithdrawReason::TakenByOther, ev);
+        }
+        let contact = self.contact_mut(contact_id);
+        let waited_ms = (now - contact.enqueued_ms).max(0);
+        contact.offer = None;
+        contact.agent_id = agent_id.to_owned();
+        contact.connected_ms = Some(now);
+        contact.enter(now, ContactState::Connected, agent_id);
+        let queue_id = contact.queue_id.clone();
+        let target = self.data.queues.get(&queue_id).map_or(i64::MAX, |q| q.service_level_ms);
+        let counters = self.data.counters.entry(queue_id).or_default();
+        counters.answered += 1;
+        counters.answered_wait_ms += waited_ms;
+        if waited_ms <= target {
+            counters.answered_in_target += 1;
+        }
+        let agent = self.agent_mut(agent_id);
+        agent.missed_in_row = 0;
+        ev.push(Event::ContactConnected {
+            contact_id: contact_id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            waited_ms,
+        });
+        Ok(())
+    }
+
+    pub(super) fn reject_offer(
+        &mut self,
+        agent_id: &str,
+        contact_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        let (contact, _) = self.contact_and_agent(contact_id, agent_id)?;
+        Self::offered_to(contact, agent_id)?;
+        self.withdraw(contact_id, agent_id, WithdrawReason::Rejected, ev);
+        self.requeue_if_unoffered(contact_id, agent_id, ev);
+        Ok(())
+    }
+
+    /// The conversation is over: the contact moves to wrap-up, or completes at once when
+    /// the queue has no wrap-up time.
+    pub(super) fn end_contact(
+        &mut self,
+        agent_id: &str,
+        contact_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        let now = self.data.clock_ms;
+        let (contact, _) = self.contact_and_agent(contact_id, agent_id)?;
+        self.held_by(contact, agent_id, &[ContactState::Connected])?;
+        let wrap_up_ms = self
+            .data
+            .queues
+            .get(&contact.queue_id)
+            .map_or(0, |q| q.wrap_up_ms);
+        let talk = now - contact.connected_ms.unwrap_or(now);
+        let agent = self.agent_mut(agent_id);
+        agent.talk_time_ms += talk.max(0);
+        agent.wrapping_up += 1;
+        let until_ms = now + wrap_up_ms;
+        let contact = self.contact_mut(contact_id);
+        contact.wrap_until_ms = Some(until_ms);
+        contact.enter(now, ContactState::WrapUp, "");
+        ev.push(Event::ContactWrapUp {
+            contact_id: contact_id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            until_ms,
+        });
+        if wrap_up_ms == 0 {
+            self.finish(contact_id, "", "", ev);
+        } else {
+            self.idx.schedule(until_ms, TimerKind::WrapUpEnd, contact_id);
+            self.repool(agent_id);
+        }
+        Ok(())
+    }
+
+    /// Checks that `agent_id` (or anyone, when empty) holds the contact in one of `states`.
+    fn held_by(
+        &self,
+        contact: &Contact,
+        agent_id: &str,
+        states: &[ContactState],
+    ) -> Result<(), DomainError> {
+        if !states.contains(&contact.state) {
+            return Err(DomainError::precondition(
+                "contact_id",
+                format!(
+                    "contact {} is {}; expected {}",
+                    contact.id,
+                    contact.state.name(),
+                    states.iter().map(|s| s.name()).collect::<Vec<_>>().join(" or ")
+                ),
+            ));
+        }
+        if !agent_id.is_empty() && contact.agent_id != agent_id {
+            return Err(DomainError::precondition(
+                "agent_id",
+                format!("contact {} is held by {}", contact.id, contact.agent_id),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn complete_contact(
+        &mut self,
+        contact_id: &str,
+        agent_id: &str,
+        disposition: &str,
+        notes: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("contact_id", contact_id)?;
+        if !agent_id.is_empty() {
+            validate_id("agent_id", agent_id)?;
+            if !self.data.agents.contains_key(agent_id) {
+                return Err(DomainError::not_found("agent_id", agent_id));
+            }
+        }
+        validate_len("notes", notes, MAX_TEXT_LEN)?;
+        let contact = self
+            .data
+            .contacts
+            .get(contact_id)
+            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        self.held_by(
+            contact,
+            agent_id,
+            &[ContactState::Connected, ContactState::WrapUp],
+        )?;
+        if let Some(queue) = self.data.queues.get(&contact.queue_id) {
+            if !disposition.is_empty() {
+                validate_id("disposition", disposition)?;
+            }
+            if !queue.dispositions.is_empty() && !queue.allows_disposition(disposition) {
+                return Err(DomainError::invalid(
+                    "disposition",
+                    format!(
+                        "{disposition:?} is not one of queue {}'s codes: {}",
+                        queue.id,
+                        queue.dispositions.join(", ")
+                    ),
+                ));
+            }
+        }
+        self.finish(contact_id, disposition, notes, ev);
+        Ok(())
+    }
+
+    /// Ends a connected or wrapping-up contact: the agent is free of it.
+    pub(super) fn finish(&mut self, contact_id: &str, disposition: &str, notes: &str, ev: &mut Vec<Event>) {
+        let now = self.data.clock_ms;
+        let contact = self.contact_mut(contact_id);
+        let was = contact.state;
+        let agent_id = contact.agent_id.clone();
+        let connected = contact.connected_ms.unwrap_or(now);
+        let queue_id = contact.queue_id.clone();
+        contact.disposition = disposition.to_owned();
+        contact.notes = notes.to_owned();
+        contact.ended_ms = Some(now);
+        contact.wrap_until_ms = None;
+        contact.enter(now, ContactState::Completed, disposition);
+        let counters = self.data.counters.entry(queue_id).or_default();
+        counters.handled += 1;
+        counters.handle_ms += (now - connected).max(0);
+        let agent = self.agent_mut(&agent_id);
+        if was == ContactState::Connected {
+            agent.talk_time_ms += (now - connected).max(0);
+        } else {
+            agent.wrapping_up = agent.wrapping_up.saturating_sub(1);
+        }
+        agent.handled += 1;
+        agent.idle_since_ms = now;
+        self.release(&agent_id, contact_id);
+        ev.push(Event::ContactCompleted {
+            contact_id: contact_id.to_owned(),
+            agent_id,
+            disposition: disposition.to_owned(),
+        });
+        self.record_history(contact_id);
+    }
+
+    pub(super) fn abandon_contact(
+        &mut self,
+        contact_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("contact_id", contact_id)?;
+        let contact = self
+            .data
+            .contacts
+            .get(contact_id)
+            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        if !(contact.state.is_waiting() || contact.state == ContactState::Offered) {
+            return Err(DomainError::precondition(
+                "contact_id",
+                format!(
+                    "contact {} is {}; only a waiting or offered contact can be abandoned",
+                    contact.id,
+                    contact.state.name()
+                ),
+            ));
+        }
+        self.abandon(contact_id, "caller hung up", ev);
+        Ok(())
+    }
+
+    /// Ends a waiting or offered contact without an agent.
+    pub(super) fn abandon(&mut self, contact_id: &str, reason: &str, ev: &mut Vec<Event>) {
+        let now = self.data.clock_ms;
+        self.withdraw_all(contact_id, WithdrawReason::ContactEnded, ev);
+        self.idx.unplace(contact_id);
+        let contact = self.contact_mut(contact_id);
+        contact.offer = None;
+        contact.ended_ms = Some(now);
+        contact.enter(now, ContactState::Abandoned, reason);
+        let waited = now - contact.enqueued_ms;
+        let queue_id = contact.queue_id.clone();
+        let target = self.data.queues.get(&queue_id).map_or(0, |q| q.service_level_ms);
+        let counters = self.data.counters.entry(queue_id).or_default();
+        counters.abandoned += 1;
+        if waited <= target {
+            counters.abandoned_in_target += 1;
+        }
+        ev.push(Event::ContactAbandoned {
+            contact_id: contact_id.to_owned(),
+            reason: reason.to_owned(),
+        });
+        self.record_history(contact_id);
+    }
+
+    pub(super) fn transfer_contact(
+        &mut self,
+        contact_id: &str,
+        queue_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("contact_id", contact_id)?;
+        validate_id("queue_id", queue_id)?;
+        let contact = self
+            .data
+            .contacts
+            .get(contact_id)
+            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        let target = self
+            .data
+            .queues
+            .get(queue_id)
+            .ok_or_else(|| DomainError::not_found("queue_id", queue_id))?;
+        let movable = contact.state.is_waiting()
+            || matches!(contact.state, ContactState::Offered | ContactState::Connected);
+        if !movable {
+            return Err(DomainError::precondition(
+                "contact_id",
+                format!("contact {} is {} and cannot be transferred", contact.id, contact.state.name()),
+            ));
+        }
+        if contact.queue_id == queue_id {
+            return Err(DomainError::precondition(
+                "queue_id",
+                format!("contact {} is already in queue {queue_id}", contact.id),
+            ));
+        }
+        if !target.takes(contact.channel) {
+            return Err(DomainError::precondition(
+                "queue_id",
+                format!("queue {queue_id} does not take {}", contact.channel),
+            ));
+        }
+        let boost = match self.data.customers.get(&contact.customer_id) {
+            Some(c) => target.tier_boost(c.input.tier),
+            None => 0,
+        };
+        // Checks done.
+        let now = self.data.clock_ms;
+        let new_id = self.next_contact_id();
+        self.withdraw_all(contact_id, WithdrawReason::ContactEnded, ev);
+        self.idx.unplace(contact_id);
+        let old = self.contact_mut(contact_id);
+        let agent_id = old.agent_id.clone();
+        let connected = old.connected_ms;
+        let old_queue = old.queue_id.clone();
+        old.offer = None;
+        old.transferred_to = new_id.clone();
+        old.ended_ms = Some(now);
+        old.enter(now, ContactState::Transferred, queue_id);
+        let mut new = old.clone();
+        if !agent_id.is_empty() {
+            let agent = self.agent_mut(&agent_id);
+            agent.talk_time_ms += (now - connected.unwrap_or(now)).max(0);
+            agent.idle_since_ms = now;
+            self.release(&agent_id, contact_id);
+        }
+        self.data.counters.entry(old_queue).or_default().transferred_out += 1;
+        self.data.counters.entry(queue_id.to_owned()).or_default().entered += 1;
+        new.id = new_id.clone();
+        new.request_id = None;
+        new.queue_id = queue_id.to_owned();
+        new.priority = new.base_priority + boost;
+        new.queue_entered_ms = now;
+        new.step = 0;
+        new.agent_id = String::new();
+        new.passed_by = String::new();
+        new.connected_ms = None;
+        new.ended_ms = None;
+        new.transferred_from = contact_id.to_owned();
+        new.transferred_to = String::new();
+        new.timeline = Vec::new();
+        let state = if new.channel == Channel::Callback {
+            ContactState::CallbackScheduled
+        } else {
+            ContactState::Queued
+        };
+        new.enter(now, state, format!("transferred from {contact_id}"));
+        ev.push(Event::ContactTransferred {
+            contact_id: contact_id.to_owned(),
+            agent_id,
+            new_contact_id: new_id.clone(),
+            queue_id: queue_id.to_owned(),
+        });
+        ev.push(Event::ContactCreated {
+            contact_id: new_id.clone(),
+            channel: new.channel,
+            queue_id: queue_id.to_owned(),
+            state,
+            priority: new.priority,
+            enqueued_ms: new.enqueued_ms,
+        });
+        self.data.contacts.insert(new_id.clone(), new);
+        self.record_history(contact_id);
+        self.reschedule(&new_id);
+        Ok(())
+    }
+
+    // --- bookkeeping shared by the life cycle, routing and timers ---
+
+    pub(super) fn contact_mut(&mut self, id: &str) -> &mut Contact {
+        self.data
+            .contacts
+            .get_mut(id)
+            .expect("contact checked before changing it")
+    }
+
+    pub(super) fn agent_mut(&mut self, id: &str) -> &mut crate::agent::Agent {
+        self.data
+            .agents
+            .get_mut(id)
+            .expect("agent checked before changing it")
+    }
+
+    /// Re-files an agent in the routing pools after its load, state or keys changed.
+    pub(super) fn repool(&mut self, agent_id: &str) {
+        if let Some(agent) = self.data.agents.get(agent_id) {
+            self.idx.repool(agent, &self.data.queues);
+        }
+    }
+
+    /// The agent takes on a contact (an offer).
+    pub(super) fn hold(&mut self, agent_id: &str, contact_id: &str, channel: Channel) {
+        let agent = self.agent_mut(agent_id);
+        agent.held.insert(contact_id.to_owned(), channel);
+        *agent.load.get_mut(channel) += 1;
+        self.repool(agent_id);
+    }
+
+    /// The agent no longer holds the contact.
+    pub(super) fn release(&mut self, agent_id: &str, contact_id: &str) {
+        let Some(agent) = self.data.agents.get_mut(agent_id) else {
+            return;
+        };
+        if let Some(channel) = agent.held.remove(contact_id) {
+            let load = agent.load.get_mut(channel);
+            *load = load.saturating_sub(1);
+        }
+        self.repool(agent_id);
+    }
+
+    /// Takes one agent's offer of a contact back.
+    pub(super) fn withdraw(
+        &mut self,
+        contact_id: &str,
+        agent_id: &str,
+        reason: WithdrawReason,
+        ev: &mut Vec<Event>,
+    ) {
+        if let Some(offer) = self.contact_mut(contact_id).offer.as_mut() {
+            offer.agents.retain(|a| a != agent_id);
+        }
+        self.release(agent_id, contact_id);
+        ev.push(Event::OfferWithdrawn {
+            contact_id: contact_id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            reason,
+        });
+    }
+
+    pub(super) fn withdraw_all(&mut self, contact_id: &str, reason: WithdrawReason, ev: &mut Vec<Event>) {
+        let agents: Vec<String> = self
+            .data
+            .contacts
+            .get(contact_id)
+            .and_then(|c| c.offer.as_ref())
+            .map(|o| o.agents.clone())
+            .unwrap_or_default();
+        for agent in agents {
+            self.withdraw(contact_id, &agent, reason, ev);
+        }
+    }
+
+    /// Puts an offered contact whose last offer was withdrawn back at its original place.
+    /// `passed_by` is not offered it again right away.
+    pub(super) fn requeue_if_unoffered(&mut self, contact_id: &str, passed_by: &str, ev: &mut Vec<Event>) {
+        let now = self.data.clock_ms;
+        let contact = self.contact_mut(contact_id);
+        if contact.state != ContactState::Offered
+            || contact.offer.as_ref().is_some_and(|o| !o.agents.is_empty())
+        {
+            return;
+        }
+        contact.offer = None;
+        contact.passed_by = passed_by.to_owned();
+        if !passed_by.is_empty() {
+            self.idx.passed.push(contact_id.to_owned());
+        }
+        let state = if contact.channel == Channel::Callback {
+            ContactState::CallbackScheduled
+        } else {
+            ContactState::Queued
+        };
+        contact.enter(now, state, "requeued");
+        ev.push(Event::ContactRequeued {
+            contact_id: contact_id.to_owned(),
+            state,
+            passed_by: passed_by.to_owned(),
+        });
+        self.reschedule(contact_id);
+    }
+
+    /// Files a contact in the indexes its state calls for: its lane while waiting, and the
+    /// timer that moves it on next.
+    pub(super) fn reschedule(&mut self, contact_id: &str) {
+        let Some(contact) = self.data.contacts.get(contact_id) else {
+            return;
+        };
+        let queue = self.data.queues.get(&contact.queue_id);
+        match (contact.state, queue) {
+            (state, Some(queue)) if state.is_waiting() => {
+                self.idx.unplace(contact_id);
+                self.idx.place(queue, contact);
+                if let Some(step) = queue.escalation.get(contact.step as usize) {
+                    let at = contact.queue_entered_ms + step.after_ms;
+                    self.idx.schedule(at, TimerKind::Escalation, contact_id);
+                }
+                if state == ContactState::Queued && queue.max_wait_ms > 0 {
+                    let at = contact.enqueued_ms + queue.max_wait_ms;
+                    self.idx.schedule(at, TimerKind::MaxWait, contact_id);
+                }
+            }
+            (ContactState::Offered, _) => {
+                if let Some(offer) = &contact.offer {
+                    self.idx
+                        .schedule(offer.expires_ms, TimerKind::OfferExpiry, contact_id);
+                }
+            }
+            (ContactState::WrapUp, _) => {
+                if let Some(at) = contact.wrap_until_ms {
+                    self.idx.schedule(at, TimerKind::WrapUpEnd, contact_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn record_history(&mut self, contact_id: &str) {
+        let Some(contact) = self.data.contacts.get(contact_id) else {
+            return;
+        };
+        if contact.customer_id.is_empty() {
+            return;
+        }
+        let entry = HistoryEntry {
+            contact_id: contact.id.clone(),
+            channel: contact.channel,
+            queue_id: contact.queue_id.clone(),
+            state: contact.state,
+            agent_id: contact.agent_id.clone(),
+            disposition: contact.disposition.clone(),
+            notes: contact.notes.clone(),
+            ended_ms: contact.ended_ms.unwrap_or(self.data.clock_ms),
+        };
+        let history = self
+            .data
+            .history
+            .entry(contact.customer_id.clone())
+            .or_default();
+        history.push_back(entry);
+        while history.len() > HISTORY_LEN {
+            history.pop_front();
+        }
+    }
+}

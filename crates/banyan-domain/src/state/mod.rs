@@ -1,0 +1,451 @@
+//! The whole replicated domain state and the one function that changes it.
+//!
+//! # Layout
+//! * this file: the state, its serialized form, `apply` with idempotency, and queries;
+//! * [`contacts`]: a contact's life cycle (create, accept, reject, end, complete, abandon,
+//!   transfer) and the bookkeeping of agents holding contacts;
+//! * [`admin`]: queues, agents, presence, sites and their leases;
+//! * [`route`]: the routing decision itself;
+//! * [`tick`]: timers, advanced only by leader-proposed `Tick` commands.
+
+mod admin;
+mod contacts;
+mod route;
+mod tick;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Agent;
+use crate::command::{Action, Command, Stamped};
+use crate::contact::Contact;
+use crate::customer::{normalize_email, normalize_phone, Customer, CustomerInput, Tier};
+use crate::error::DomainError;
+use crate::event::Event;
+use crate::queue::QueueInput;
+use crate::requests::{RequestLog, RequestRecord};
+use crate::routing::Indexes;
+use crate::site::Site;
+use crate::stats::{HistoryEntry, QueueCounters, QueueStats};
+
+/// The source of truth: everything a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Data {
+    customers: BTreeMap<String, Customer>,
+    /// Customer id → their most recent finished contacts, oldest first.
+    history: BTreeMap<String, VecDeque<HistoryEntry>>,
+    queues: BTreeMap<String, QueueInput>,
+    counters: BTreeMap<String, QueueCounters>,
+    agents: BTreeMap<String, Agent>,
+    sites: BTreeMap<String, Site>,
+    contacts: BTreeMap<String, Contact>,
+    /// Recent idempotency keys and their first results.
+    requests: RequestLog,
+    /// The largest leader stamp applied so far: the state machine's notion of "now".
+    clock_ms: i64,
+    /// Sequence for generated contact ids.
+    contact_seq: u64,
+    /// Sequence of offers, for `ROUND_ROBIN`.
+    offer_seq: u64,
+}
+
+/// Everything the cluster agrees on, plus the derived indexes routing needs. Two states
+/// are equal when their source of truth is.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    data: Data,
+    idx: Indexes,
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.data.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let data = Data::deserialize(deserializer)?;
+        let mut state = State {
+            data,
+            idx: Indexes::default(),
+        };
+        state.rebuild_indexes();
+        Ok(state)
+    }
+}
+
+/// Filters for [`State::find_customers`]; every set filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerQuery {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub name_prefix: Option<String>,
+    pub tier: Option<Tier>,
+    /// Only ids strictly after this one (paging).
+    pub after_id: Option<String>,
+    pub limit: usize,
+}
+
+/// Filters for [`State::list_contacts`]; every set filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct ContactQuery {
+    pub queue_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub state: Option<crate::contact::ContactState>,
+    pub after_id: Option<String>,
+    pub limit: usize,
+}
+
+impl State {
+    /// Applies one leader-stamped command. On `Err` the state is unchanged.
+    ///
+    /// A command whose `request_id` was applied before (within the retention window)
+    /// returns the first result again when it is the same command, and is refused when it
+    /// differs.
+    pub fn apply(&mut self, stamped: &Stamped) -> Result<Vec<Event>, DomainError> {
+        self.data.clock_ms = self.data.clock_ms.max(stamped.at_ms);
+        self.data.requests.expire(self.data.clock_ms);
+        let command = &stamped.command;
+        if let Some(record) = command.request_id().and_then(|id| self.data.requests.get(id)) {
+            if record.command == *command {
+                return Ok(record.events.clone());
+            }
+            return Err(DomainError::precondition(
+                "request_id",
+                "already used for a different request",
+            ));
+        }
+        let mut events = Vec::new();
+        self.dispatch(command, &mut events)?;
+        if let Some(id) = command.request_id() {
+            self.data.requests.record(
+                id,
+                RequestRecord {
+                    // The state machine's clock, not the stamp: a leader whose clock is
+                    // behind must not record an entry that expires on the next apply.
+                    at_ms: self.data.clock_ms,
+                    command: command.clone(),
+                    events: events.clone(),
+                },
+            );
+        }
+        Ok(events)
+    }
+
+    /// Runs one action. Each handler checks everything before it changes anything, so an
+    /// `Err` leaves the state as it was; after any change, routing runs to a fixpoint.
+    fn dispatch(&mut self, command: &Command, ev: &mut Vec<Event>) -> Result<(), DomainError> {
+        let now = self.data.clock_ms;
+        match &command.action {
+            Action::UpsertCustomer(input) => {
+                let customer = self.upsert_customer(now, input)?;
+                ev.push(Event::CustomerUpserted(customer));
+                return Ok(());
+            }
+            Action::UpsertQueue(input) => self.upsert_queue(input, ev)?,
+            Action::UpsertAgent(input) => self.upsert_agent(input, ev)?,
+            Action::UpsertSite(input) => self.upsert_site(input, ev)?,
+            Action::RenewLease {
+                site_id,
+                sent_at_ms,
+                ttl_ms,
+            } => self.renew_lease(site_id, *sent_at_ms, *ttl_ms, ev)?,
+            Action::CreateContact(input) => {
+                self.create_contact(input, command.request_id(), ev)?
+            }
+            Action::SetAgentPresence { agent_id, presence } => {
+                self.set_presence(agent_id, presence, ev)?
+            }
+            Action::AgentDisconnected { agent_id } => self.disconnect_agent(agent_id, ev)?,
+            Action::AcceptOffer {
+                agent_id,
+                contact_id,
+            } => self.accept_offer(agent_id, contact_id, ev)?,
+            Action::RejectOffer {
+                agent_id,
+                contact_id,
+            } => self.reject_offer(agent_id, contact_id, ev)?,
+            Action::EndContact {
+                agent_id,
+                contact_id,
+            } => self.end_contact(agent_id, contact_id, ev)?,
+            Action::CompleteContact {
+                contact_id,
+                agent_id,
+                disposition,
+                notes,
+            } => self.complete_contact(contact_id, agent_id, disposition, notes, ev)?,
+            Action::AbandonContact { contact_id } => self.abandon_contact(contact_id, ev)?,
+            Action::TransferContact {
+                contact_id,
+                queue_id,
+            } => self.transfer_contact(contact_id, queue_id, ev)?,
+            Action::Tick => self.tick(ev),
+        }
+        self.route(ev);
+        Ok(())
+    }
+
+    /// The state machine's clock: the largest leader stamp applied.
+    pub fn clock_ms(&self) -> i64 {
+        self.data.clock_ms
+    }
+
+    /// Idempotency keys currently remembered.
+    pub fn remembered_requests(&self) -> usize {
+        self.data.requests.len()
+    }
+
+    /// Rebuilds every derived index from the source of truth (after loading a snapshot).
+    fn rebuild_indexes(&mut self) {
+        self.idx = Indexes::default();
+        for customer in self.data.customers.values() {
+            index_customer(&mut self.idx, &customer.input);
+        }
+        for agent in self.data.agents.values() {
+            self.idx.qualify(agent, &self.data.queues);
+            self.idx.repool(agent, &self.data.queues);
+        }
+        let ids: Vec<String> = self.data.contacts.keys().cloned().collect();
+        for id in ids {
+            self.reschedule(&id);
+        }
+    }
+
+    // --- customers ---
+
+    fn upsert_customer(&mut self, at_ms: i64, input: &CustomerInput) -> Result<Customer, DomainError> {
+        input.validate()?;
+        let customer = match self.data.customers.remove(&input.id) {
+            Some(old) => {
+                unindex_customer(&mut self.idx, &old.input);
+                Customer {
+                    input: input.clone(),
+                    version: old.version + 1,
+                    created_at_ms: old.created_at_ms,
+                    updated_at_ms: at_ms,
+                }
+            }
+            None => Customer {
+                input: input.clone(),
+                version: 1,
+                created_at_ms: at_ms,
+                updated_at_ms: at_ms,
+            },
+        };
+        index_customer(&mut self.idx, &customer.input);
+        self.data
+            .customers
+            .insert(input.id.clone(), customer.clone());
+        Ok(customer)
+    }
+
+    pub fn customer(&self, id: &str) -> Option<&Customer> {
+        self.data.customers.get(id)
+    }
+
+    pub fn customer_count(&self) -> usize {
+        self.data.customers.len()
+    }
+
+    /// A customer's most recent finished contacts, oldest first.
+    pub fn customer_history(&self, id: &str) -> impl Iterator<Item = &HistoryEntry> {
+        self.data.history.get(id).into_iter().flatten()
+    }
+
+    /// Customers matching `query`, in id order, at most `query.limit`.
+    pub fn find_customers(&self, query: &CustomerQuery) -> Vec<&Customer> {
+        let after = |id: &String| query.after_id.as_ref().is_none_or(|a| id > a);
+        let matches =
+            |c: &Customer| {
+                query
+                    .name_prefix
+                    .as_ref()
+                    .is_none_or(|p| c.input.name.to_lowercase().starts_with(&p.to_lowercase()))
+                    && query.tier.is_none_or(|t| c.input.tier == t)
+                    && query.phone.as_ref().is_none_or(|p| {
+                        c.input.normalized_phones().any(|q| q == normalize_phone(p))
+                    })
+                    && query.email.as_ref().is_none_or(|e| {
+                        c.input.normalized_emails().any(|q| q == normalize_email(e))
+                    })
+            };
+        // Use an index when one applies, so a lookup by phone or email does not scan.
+        if query.phone.is_some() || query.email.is_some() {
+            let indexed = match (&query.phone, &query.email) {
+                (Some(phone), _) => self.idx.by_phone.get(&normalize_phone(phone)),
+                (None, Some(email)) => self.idx.by_email.get(&normalize_email(email)),
+                (None, None) => None,
+            };
+            return indexed
+                .into_iter()
+                .flatten()
+                .filter(|id| after(id))
+                .filter_map(|id| self.data.customers.get(id))
+                .filter(|c| matches(c))
+                .take(query.limit)
+                .collect();
+        }
+        self.data
+            .customers
+            .range((after_bound(&query.after_id), Bound::Unbounded))
+            .map(|(_, c)| c)
+            .filter(|c| matches(c))
+            .take(query.limit)
+            .collect()
+    }
+
+    // --- queries for the service edge ---
+
+    pub fn contact(&self, id: &str) -> Option<&Contact> {
+        self.data.contacts.get(id)
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.data.contacts.len()
+    }
+
+    /// Contacts matching `query`, in id order, at most `query.limit`.
+    pub fn list_contacts(&self, query: &ContactQuery) -> Vec<&Contact> {
+        let matches = |c: &Contact| {
+            query.queue_id.as_ref().is_none_or(|q| c.queue_id == *q)
+                && query.agent_id.as_ref().is_none_or(|a| {
+                    c.agent_id == *a
+                        || c.offer.as_ref().is_some_and(|o| o.agents.contains(a))
+                })
+                && query.customer_id.as_ref().is_none_or(|id| c.customer_id == *id)
+                && query.state.is_none_or(|s| c.state == s)
+        };
+        self.data
+            .contacts
+            .range((after_bound(&query.after_id), Bound::Unbounded))
+            .map(|(_, c)| c)
+            .filter(|c| matches(c))
+            .take(query.limit)
+            .collect()
+    }
+
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
+        self.data.contacts.values()
+    }
+
+    pub fn queue(&self, id: &str) -> Option<&QueueInput> {
+        self.data.queues.get(id)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &QueueInput> {
+        self.data.queues.values()
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.data.agents.get(id)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.data.agents.values()
+    }
+
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.data.sites.get(id)
+    }
+
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.data.sites.values()
+    }
+
+    /// Contacts waiting in a queue right now.
+    pub fn waiting_in(&self, queue_id: &str) -> usize {
+        self.idx.waiting.get(queue_id).map_or(0, |w| w.len())
+    }
+
+    /// The queue's statistics at the state machine's clock.
+    pub fn queue_stats(&self, queue_id: &str) -> Option<QueueStats> {
+        self.data.queues.get(queue_id)?;
+        let now = self.data.clock_ms;
+        let waiting = self.idx.waiting.get(queue_id);
+        let longest_wait_ms = waiting
+            .and_then(|w| w.first())
+            .map_or(0, |(enqueued, _)| (now - enqueued).max(0));
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        for agent in self.data.agents.values() {
+            let qualified = self
+                .idx
+                .qualified
+                .get(agent.id())
+                .is_some_and(|pairs| pairs.iter().any(|(q, _)| q == queue_id));
+            if qualified {
+                *by_state.entry(agent.state().name().to_owned()).or_default() += 1;
+            }
+        }
+        Some(QueueStats {
+            queue_id: queue_id.to_owned(),
+            counters: self.data.counters.get(queue_id).cloned().unwrap_or_default(),
+            waiting: waiting.map_or(0, |w| w.len() as u64),
+            longest_wait_ms,
+            agents_by_state: by_state.into_iter().collect(),
+        })
+    }
+
+    /// The earliest time a `Tick` has something to do: a timer or a lease expiry. The
+    /// leader proposes a `Tick` once its clock passes it.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        let timer = self.idx.timers.first().map(|t| t.0);
+        let lease = self
+            .data
+            .sites
+            .values()
+            .filter(|s| !s.lapsed)
+            .filter_map(|s| s.lease_expires_ms)
+            .min();
+        match (timer, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn after_bound(after: &Option<String>) -> Bound<String> {
+    match after {
+        Some(id) => Bound::Excluded(id.clone()),
+        None => Bound::Unbounded,
+    }
+}
+
+fn index_customer(idx: &mut Indexes, input: &CustomerInput) {
+    for phone in input.normalized_phones() {
+        idx.by_phone.entry(phone).or_default().insert(input.id.clone());
+    }
+    for email in input.normalized_emails() {
+        idx.by_email.entry(email).or_default().insert(input.id.clone());
+    }
+}
+
+fn unindex_customer(idx: &mut Indexes, input: &CustomerInput) {
+    fn remove(index: &mut BTreeMap<String, BTreeSet<String>>, key: String, id: &str) {
+        if let Some(ids) = index.get_mut(&key) {
+            ids.remove(id);
+            if ids.is_empty() {
+                index.remove(&key);
+            }
+        }
+    }
+    for phone in input.normalized_phones() {
+        remove(&mut idx.by_phone, phone, &input.id);
+    }
+    for email in input.normalized_emails() {
+        remove(&mut idx.by_email, email, &input.id);
+    }
+}

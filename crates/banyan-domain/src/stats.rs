@@ -1,0 +1,103 @@
+//! Queue statistics, kept incrementally as contacts move, and customer history.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::contact::ContactState;
+
+/// Running totals for one queue since it was created. Rates and averages are derived
+/// from them when asked ([`QueueCounters::service_level`] and friends).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    pub entered: u64,
+    pub answered: u64,
+    pub answered_in_target: u64,
+    pub abandoned: u64,
+    pub abandoned_in_target: u64,
+    /// Sum of waiting time of answered contacts (for ASA).
+    pub answered_wait_ms: i64,
+    pub handled: u64,
+    /// Sum of talk plus wrap-up time of handled contacts (for AHT).
+    pub handle_ms: i64,
+    pub offers: u64,
+    pub missed_offers: u64,
+    pub callbacks: u64,
+    pub transferred_out: u64,
+    pub overflowed_out: u64,
+    pub self_served: u64,
+}
+
+impl QueueCounters {
+    /// Adds every counter of `other` to this one.
+    pub fn add(&mut self, other: &QueueCounters) {
+        self.entered += other.entered;
+        self.answered += other.answered;
+        self.answered_in_target += other.answered_in_target;
+        self.abandoned += other.abandoned;
+        self.abandoned_in_target += other.abandoned_in_target;
+        self.answered_wait_ms += other.answered_wait_ms;
+        self.handled += other.handled;
+        self.handle_ms += other.handle_ms;
+        self.offers += other.offers;
+        self.missed_offers += other.missed_offers;
+        self.callbacks += other.callbacks;
+        self.transferred_out += other.transferred_out;
+        self.overflowed_out += other.overflowed_out;
+        self.self_served += other.self_served;
+    }
+
+    /// Answered within target, over answered. `None` before the first answer.
+    pub fn service_level(&self) -> Option<f64> {
+        ratio(self.answered_in_target, self.answered)
+    }
+
+    /// Answered within target, over answered plus abandoned: abandons count against it.
+    pub fn service_level_with_abandons(&self) -> Option<f64> {
+        ratio(self.answered_in_target, self.answered + self.abandoned)
+    }
+
+    /// Average speed of answer.
+    pub fn asa_ms(&self) -> Option<i64> {
+        (self.answered > 0).then(|| self.answered_wait_ms / self.answered as i64)
+    }
+
+    /// Average handle time.
+    pub fn aht_ms(&self) -> Option<i64> {
+        (self.handled > 0).then(|| self.handle_ms / self.handled as i64)
+    }
+
+    pub fn abandonment_rate(&self) -> Option<f64> {
+        ratio(self.abandoned, self.answered + self.abandoned)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// A snapshot of a queue for supervisors: the counters plus what is true right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    pub queue_id: String,
+    pub counters: QueueCounters,
+    pub waiting: u64,
+    pub longest_wait_ms: i64,
+    /// Agents qualified for the queue, by state name (`AVAILABLE`, `BREAK`, ...).
+    pub agents_by_state: Vec<(String, u64)>,
+}
+
+/// One finished contact in a customer's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub queue_id: String,
+    pub state: ContactState,
+    pub agent_id: String,
+    pub disposition: String,
+    pub notes: String,
+    pub ended_ms: i64,
+}
+
+/// How many finished contacts a customer's history keeps.
+pub const HISTORY_LEN: usize = 50;
