@@ -632,15 +632,15 @@ impl State {
         }
         contact.offer = None;
         contact.passed_by = passed_by.to_owned();
-        if !passed_by.is_empty() {
-            self.idx.passed.push(contact_id.to_owned());
-        }
         let state = if contact.channel == Channel::Callback {
             ContactState::CallbackScheduled
         } else {
             ContactState::Queued
         };
         contact.enter(now, state, "requeued");
+        if !passed_by.is_empty() {
+            self.idx.passed.push(contact_id.to_owned());
+        }
         ev.push(Event::ContactRequeued {
             contact_id: contact_id.to_owned(),
             state,
