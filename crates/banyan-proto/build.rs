@@ -8,8 +8,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["customer", "contact_center", "cluster", "raft"]
-        .map(|name| root.join(format!("banyan/v1/{name}.proto")));
+    let files = [
+        "customer",
+        "contact",
+        "queue",
+        "agent",
+        "event",
+        "contact_center",
+        "cluster",
+        "raft",
+    ]
+    .map(|name| root.join(format!("banyan/v1/{name}.proto")));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

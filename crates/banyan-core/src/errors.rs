@@ -71,6 +71,7 @@ fn domain_status(error: &DomainError) -> Status {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        DomainError::AlreadyExists { .. } => Code::AlreadyExists,
     };
     Status::new(code, error.to_string())
 }

@@ -8,22 +8,27 @@
 //!
 //! # Layout
 //! * [`config`]: the node's configuration, validated once.
-//! * [`node`]: starts Raft over the sled stores, bootstraps, proposes, reads, shuts down.
+//! * [`node`]: starts Raft over the sled stores, bootstraps, proposes (and hands commands to
+//!   the leader), proposes `Tick`s when timers are due, reads, shuts down.
 //! * [`proposer`]: packs concurrent commands into one Raft entry.
 //! * [`server`]: serves every gRPC service of the node on one listener.
 //! * [`contact_center`]: the public `ContactCenter` service.
+//! * [`agent_desk`]: `AgentDesk.Session`, one stream per logged-in agent.
+//! * [`forwarding`]: the leader's side of commands handed over by other nodes.
 //! * [`cluster`]: the `Cluster` service: status and membership.
 //! * [`http`]: `/healthz` and `/readyz` for orchestrators.
 //! * [`forward`]: sends a request that needs the leader on to the leader.
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
 
+pub mod agent_desk;
 pub mod cluster;
 pub mod config;
 pub mod contact_center;
 pub mod convert;
 pub mod errors;
 pub mod forward;
+pub mod forwarding;
 pub mod http;
 pub mod node;
 pub mod proposer;

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use banyan_domain::{Command, Event, Stamped};
+use banyan_domain::{Action, Command, Stamped};
+use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
+use banyan_proto::v1::RaftPayload;
 use banyan_raft::{
     open_stores, AppliedState, ChangeMembers, Database, LinkControl, LogStore, NetworkFactory,
     Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
@@ -12,7 +14,8 @@ use banyan_raft::{
 
 use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
-use crate::proposer::Proposer;
+use crate::forward::Forwarder;
+use crate::proposer::{Committed, Proposer};
 
 /// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
 /// Injected so tests can run on a controlled time.
@@ -64,7 +67,12 @@ struct Inner {
     state_machine: StateMachineStore,
     db: Database,
     clock: Clock,
+    /// Channels to the leader for commands this node cannot commit itself.
+    forwarder: Forwarder,
 }
+
+/// How often the leader checks whether a timer is due and proposes a `Tick`.
+const TICK_CHECK: Duration = Duration::from_millis(100);
 
 impl CoreNode {
     /// Opens the node's storage under `config.data_dir` and starts Raft. Bootstraps the
@@ -99,8 +107,10 @@ impl CoreNode {
                 state_machine,
                 db,
                 clock,
+                forwarder: Forwarder::default(),
             }),
         };
+        tokio::spawn(run_ticker(Arc::downgrade(&node.inner)));
         if let Some(voters) = &config.init {
             node.bootstrap(voters).await?;
         }
@@ -178,9 +188,49 @@ impl CoreNode {
         LeaderHint { id, addr }
     }
 
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.inner.forwarder
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().state == banyan_raft::ServerState::Leader
+    }
+
+    /// Commits `command` through the leader, wherever it is: proposes it here on the
+    /// leader, or hands it to the leader once (never onward) from any other node. Returns
+    /// once the command is applied on this node too, so a read here sees it.
+    pub async fn submit(&self, command: Command) -> Result<Committed, tonic::Status> {
+        let hint = match self.propose(command.clone()).await {
+            Err(ServiceError::NotLeader(hint)) => hint,
+            other => return other.map_err(Into::into),
+        };
+        let channel = self.inner.forwarder.leader_channel(&hint)?;
+        let payload = RaftPayload {
+            data: banyan_raft::codec::encode(&command),
+        };
+        let mut request = tonic::Request::new(payload);
+        request.set_timeout(WRITE_TIMEOUT);
+        let reply = CommandForwardingClient::new(channel)
+            .propose(request)
+            .await?
+            .into_inner();
+        let committed: Committed = banyan_raft::codec::decode(&reply.data).map_err(|e| {
+            tonic::Status::internal(format!("undecodable reply from the leader: {e}"))
+        })?;
+        // Committed on a quorum; make it visible here before answering.
+        let applied = self.inner.applied.wait_applied(committed.index);
+        if tokio::time::timeout(WRITE_TIMEOUT, applied).await.is_err() {
+            tracing::warn!(
+                index = committed.index,
+                "committed entry not yet applied here"
+            );
+        }
+        Ok(committed)
+    }
+
     /// Proposes `command`, stamped with the leader's clock, and returns the domain's
     /// answer once it is committed and applied. Fails with `NotLeader` on a follower.
-    pub async fn propose(&self, command: Command) -> Result<Vec<Event>, ServiceError> {
+    pub async fn propose(&self, command: Command) -> Result<Committed, ServiceError> {
         let stamped = Stamped {
             at_ms: (self.inner.clock)(),
             command,
@@ -287,6 +337,32 @@ impl CoreNode {
         }
         if let Err(e) = self.inner.db.flush().await {
             tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// Proposes a `Tick` whenever this node leads and a timer of the applied state is due.
+/// Ends when the node is dropped or Raft stops.
+async fn run_ticker(node: std::sync::Weak<Inner>) {
+    let mut interval = tokio::time::interval(TICK_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        let node = CoreNode { inner };
+        let state = node.inner.raft.metrics().borrow().state;
+        match state {
+            banyan_raft::ServerState::Shutdown => return,
+            banyan_raft::ServerState::Leader => {}
+            _ => continue,
+        }
+        let due = node.inner.applied.read().domain.next_due_ms();
+        if due.is_some_and(|due| due <= (node.inner.clock)()) {
+            if let Err(e) = node.propose(Command::new(Action::Tick)).await {
+                tracing::debug!(error = %e, "tick not committed");
+            }
         }
     }
 }

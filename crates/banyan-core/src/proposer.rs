@@ -29,7 +29,14 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// outcome is unknown (the entry may still commit later).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Reply = oneshot::Sender<Result<Vec<Event>, ServiceError>>;
+/// A command's answer and the log index of the entry it was applied in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Committed {
+    pub index: u64,
+    pub events: Vec<Event>,
+}
+
+type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 
 /// Hands commands to Raft in batches. Cheap to clone.
 #[derive(Clone)]
@@ -46,7 +53,7 @@ impl Proposer {
     }
 
     /// Proposes one command and waits for its result.
-    pub async fn propose(&self, command: Stamped) -> Result<Vec<Event>, ServiceError> {
+    pub async fn propose(&self, command: Stamped) -> Result<Committed, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((command, reply))
@@ -96,11 +103,15 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, Reply)>) {
             };
             match written {
                 Ok(written) => {
+                    let index = written.log_id.index;
                     let mut results = written.data.0.into_iter();
                     for reply in replies {
                         let result = results.next().map_or_else(
                             || Err(ServiceError::Stopped("batch answered short".into())),
-                            |r| r.map_err(ServiceError::from),
+                            |r| {
+                                r.map(|events| Committed { index, events })
+                                    .map_err(ServiceError::from)
+                            },
                         );
                         let _ = reply.send(result);
                     }

@@ -7,9 +7,10 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::agent_desk::AgentDeskService;
 use crate::cluster::ClusterService;
 use crate::contact_center::ContactCenterService;
-use crate::forward::Forwarder;
+use crate::forwarding::ForwardingService;
 use crate::node::CoreNode;
 
 /// A node whose gRPC server runs in the background.
@@ -34,7 +35,8 @@ impl RunningNode {
 }
 
 /// Serves `node` on `listener` (already bound, so tests can use port 0) in a background
-/// task: ContactCenter, Cluster, the Raft transport, gRPC health and reflection.
+/// task: ContactCenter, AgentDesk, Cluster, the Raft transport, command forwarding,
+/// gRPC health and reflection.
 pub fn serve(node: CoreNode, listener: TcpListener) -> std::io::Result<RunningNode> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -54,7 +56,6 @@ async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let forwarder = Forwarder::default();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<banyan_proto::v1::contact_center_server::ContactCenterServer<ContactCenterService>>()
@@ -68,8 +69,10 @@ async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(RaftTransportService::new(node.raft().clone()).into_server())
-        .add_service(ContactCenterService::new(node.clone(), forwarder.clone()).into_server())
-        .add_service(ClusterService::new(node, forwarder).into_server())
+        .add_service(ForwardingService::new(node.clone()).into_server())
+        .add_service(ContactCenterService::new(node.clone()).into_server())
+        .add_service(AgentDeskService::new(node.clone()).into_server())
+        .add_service(ClusterService::new(node.clone(), node.forwarder().clone()).into_server())
         // Accepted sockets need TCP_NODELAY set here: the builder's setting only covers
         // listeners tonic binds itself, and Nagle plus delayed ACKs adds ~40 ms stalls.
         .serve_with_incoming_shutdown(

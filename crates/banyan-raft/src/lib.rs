@@ -18,6 +18,7 @@
 //! * [`durable`]: sled plus `fdatasync`, the one way Banyan makes writes durable.
 //! * [`log_store`]: `RaftLogStorage` on sled; appends are flushed before they are reported.
 //! * [`state_machine`]: `RaftStateMachine`: the domain state, snapshots on sled.
+//! * [`events`]: the feed of applied domain events, for watchers and agent sessions.
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
@@ -31,6 +32,7 @@
 pub mod codec;
 pub mod config;
 pub mod durable;
+pub mod events;
 pub mod log_store;
 pub mod network;
 pub mod service;
@@ -39,6 +41,7 @@ pub mod store;
 pub mod types;
 
 pub use config::RaftTimers;
+pub use events::{Compacted, EventFeed, EventRecord};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use service::RaftTransportService;

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::durable::DurableDb;
+use crate::events::{EventFeed, EventRecord};
 use crate::types::{
     Batch, BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -48,6 +49,7 @@ pub struct Applied {
 pub struct AppliedState {
     state: Arc<RwLock<Applied>>,
     applied_index: watch::Receiver<u64>,
+    events: EventFeed,
 }
 
 impl AppliedState {
@@ -61,6 +63,11 @@ impl AppliedState {
     /// The last applied log index (0 before anything was applied).
     pub fn applied_index(&self) -> u64 {
         *self.applied_index.borrow()
+    }
+
+    /// The feed of applied domain events.
+    pub fn events(&self) -> &EventFeed {
+        &self.events
     }
 
     /// Waits until the state machine has applied `index`.
@@ -100,6 +107,7 @@ struct Inner {
     persist_lock: tokio::sync::Mutex<()>,
     /// Snapshots built here, for metrics.
     built: AtomicU64,
+    events: EventFeed,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -139,6 +147,7 @@ impl StateMachineStore {
                 next_generation: AtomicU64::new(1),
                 persist_lock: tokio::sync::Mutex::new(()),
                 built: AtomicU64::new(0),
+                events: EventFeed::default(),
             }),
         };
         if let Some(pointer) = store.pointer()? {
@@ -159,6 +168,7 @@ impl StateMachineStore {
         AppliedState {
             state: self.inner.state.clone(),
             applied_index: self.inner.applied_rx.clone(),
+            events: self.inner.events.clone(),
         }
     }
 
@@ -219,6 +229,7 @@ impl StateMachineStore {
             membership: meta.last_membership.clone(),
             domain,
         };
+        self.inner.events.reset_after(index);
         self.inner.applied_tx.send_replace(index);
         Ok(())
     }
@@ -337,12 +348,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last_index = Some(entry.log_id.index);
                 let response = match entry.payload {
                     EntryPayload::Blank => BatchResponse::default(),
-                    EntryPayload::Normal(Batch(commands)) => BatchResponse(
-                        commands
+                    EntryPayload::Normal(Batch(commands)) => {
+                        let index = entry.log_id.index;
+                        let mut records = Vec::new();
+                        let results = commands
                             .iter()
-                            .map(|command| state.domain.apply(command))
-                            .collect(),
-                    ),
+                            .map(|command| {
+                                let result = state.domain.apply(command);
+                                for event in result.iter().flatten() {
+                                    let ordinal = records.len() as u32;
+                                    records.push(EventRecord {
+                                        index,
+                                        ordinal,
+                                        at_ms: command.at_ms,
+                                        event: event.clone(),
+                                    });
+                                }
+                                result
+                            })
+                            .collect();
+                        self.inner.events.publish(records);
+                        BatchResponse(results)
+                    }
                     EntryPayload::Membership(membership) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
                         BatchResponse::default()

@@ -74,21 +74,21 @@ mod tests {
     /// lookup indexes.
     #[test]
     fn domain_state_round_trips_through_the_snapshot_codec() {
-        use banyan_domain::{Command, CustomerInput, Stamped, State};
+        use banyan_domain::{Action, Command, CustomerInput, Stamped, State};
         let mut state = State::default();
         for i in 0..3 {
             state
                 .apply(&Stamped {
                     at_ms: 1_000 + i,
-                    command: Command::UpsertCustomer {
-                        customer: CustomerInput {
+                    command: Command::with_request_id(
+                        Action::UpsertCustomer(CustomerInput {
                             id: format!("c{i}"),
                             name: "Ada".into(),
                             emails: vec![format!("c{i}@example.com")],
                             ..Default::default()
-                        },
-                        request_id: Some(format!("r{i}")),
-                    },
+                        }),
+                        Some(format!("r{i}")),
+                    ),
                 })
                 .unwrap();
         }

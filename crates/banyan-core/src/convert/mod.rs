@@ -1,5 +1,18 @@
 //! Proto ↔ domain conversions: the only module that knows both. Malformed enum values and
 //! missing messages become domain errors naming the field.
+//!
+//! Customers and shared helpers live here; contacts, queues, agents and events in their
+//! own files.
+
+mod agent;
+mod contact;
+mod event;
+mod queue;
+
+pub use agent::*;
+pub use contact::*;
+pub use event::*;
+pub use queue::*;
 
 use banyan_domain::customer::validate_id;
 use banyan_domain::{Customer, CustomerInput, DomainError, Tier};
@@ -61,7 +74,36 @@ pub fn customer_to_proto(customer: &Customer) -> v1::Customer {
         version: customer.version,
         created_at_ms: customer.created_at_ms,
         updated_at_ms: customer.updated_at_ms,
+        history: Vec::new(),
     }
+}
+
+pub fn history_to_proto(entry: &banyan_domain::stats::HistoryEntry) -> v1::HistoryEntry {
+    v1::HistoryEntry {
+        contact_id: entry.contact_id.clone(),
+        channel: entry.channel.name().to_owned(),
+        queue_id: entry.queue_id.clone(),
+        state: entry.state.name().to_owned(),
+        agent_id: entry.agent_id.clone(),
+        disposition: entry.disposition.clone(),
+        notes: entry.notes.clone(),
+        ended_ms: entry.ended_ms,
+    }
+}
+
+/// An optional id field: empty means unset; otherwise it must be a valid id.
+pub fn optional_id(field: &str, value: &str) -> Result<Option<String>, DomainError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    validate_id(field, value)?;
+    Ok(Some(value.to_owned()))
+}
+
+/// A required id field.
+pub fn required_id(field: &str, value: &str) -> Result<String, DomainError> {
+    validate_id(field, value)?;
+    Ok(value.to_owned())
 }
 
 #[cfg(test)]

@@ -1,0 +1,359 @@
+//! `AgentDesk.Session`: one long-lived stream per logged-in agent.
+//!
+//! ```text
+//!  agent ──AgentCommand──> session task ──submit──> leader (Raft) ──> every node applies
+//!  agent <──AgentEvent──── session task <── this node's event feed (offers, withdrawals,
+//!                                            contact and state changes for the agent)
+//! ```
+//!
+//! The session can run on any node: commands are committed through the leader, and the
+//! events come from this node's own copy of the log, so an offer reaches the agent as soon
+//! as this node applied it. When the stream drops without a logout, the session submits
+//! `AgentDisconnected`: offers go back to the queue and the agent takes no new contacts
+//! until it logs in again (contacts it is handling stay with it).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banyan_domain::{Action, Command, Event, Presence};
+use banyan_proto::v1::agent_command::Command as Cmd;
+use banyan_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
+use banyan_proto::v1::agent_event::Event as Out;
+use banyan_proto::v1::{self as pb, AgentCommand, AgentEvent};
+use banyan_raft::EventRecord;
+use futures::Stream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::errors::ServiceError;
+use crate::node::CoreNode;
+
+pub type SessionStream = Pin<Box<dyn Stream<Item = Result<AgentEvent, Status>> + Send>>;
+
+/// Events buffered per session between the node and the network.
+const SESSION_BUFFER: usize = 256;
+/// How long a dropped session keeps trying to record the disconnect (through an election).
+const DISCONNECT_RETRY: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct AgentDeskService {
+    node: CoreNode,
+}
+
+impl AgentDeskService {
+    pub fn new(node: CoreNode) -> Self {
+        Self { node }
+    }
+
+    pub fn into_server(self) -> AgentDeskServer<Self> {
+        AgentDeskServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl AgentDesk for AgentDeskService {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentCommand>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        let session = Session {
+            node: self.node.clone(),
+            tx,
+            agent_id: None,
+            feed: None,
+        };
+        tokio::spawn(session.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Session {
+    node: CoreNode,
+    tx: mpsc::Sender<Result<AgentEvent, Status>>,
+    /// Set once a login succeeded.
+    agent_id: Option<String>,
+    feed: Option<broadcast::Receiver<Arc<EventRecord>>>,
+}
+
+/// How a session ended.
+enum End {
+    LoggedOut,
+    Dropped,
+}
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<AgentCommand>) {
+        let end = loop {
+            tokio::select! {
+                command = inbound.message() => match command {
+                    Ok(Some(command)) => {
+                        if self.handle(command).await {
+                            break End::LoggedOut;
+                        }
+                    }
+                    Ok(None) | Err(_) => break End::Dropped,
+                },
+                record = next_record(&mut self.feed) => {
+                    if !self.forward(record).await {
+                        break End::Dropped;
+                    }
+                }
+                () = self.tx.closed() => break End::Dropped,
+            }
+        };
+        if let (End::Dropped, Some(agent_id)) = (end, self.agent_id.take()) {
+            tokio::spawn(record_disconnect(self.node.clone(), agent_id));
+        }
+    }
+
+    /// Runs one command and answers it. Returns whether the session should end.
+    async fn handle(&mut self, command: AgentCommand) -> bool {
+        let command_id = command.command_id.clone();
+        let (result, logout) = match self.action(command) {
+            Ok((action, request_id, logout)) => {
+                if let Action::SetAgentPresence { agent_id, .. } = &action {
+                    if self.agent_id.is_none() {
+                        // Subscribe before logging in: the login itself may produce an offer.
+                        self.feed = Some(self.node.applied().events().subscribe());
+                        self.agent_id = Some(agent_id.clone());
+                        let result = self.submit(action, request_id).await;
+                        if result.is_err() {
+                            self.agent_id = None;
+                            self.feed = None;
+                        } else {
+                            self.send_snapshot().await;
+                        }
+                        (result, false)
+                    } else {
+                        (self.submit(action, request_id).await, logout)
+                    }
+                } else {
+                    (self.submit(action, request_id).await, logout)
+                }
+            }
+            Err(status) => (Err(status), false),
+        };
+        let (code, message) = match &result {
+            Ok(()) => (0, String::new()),
+            Err(status) => (status.code() as i32, status.message().to_owned()),
+        };
+        let reply = Out::Result(pb::CommandResult {
+            command_id,
+            code,
+            message,
+        });
+        let sent = self.send(reply).await;
+        !sent || (logout && result.is_ok())
+    }
+
+    /// The domain action a command asks for, its idempotency key, and whether it logs out.
+    fn action(&self, command: AgentCommand) -> Result<(Action, Option<String>, bool), Status> {
+        let invalid = |e| Status::from(ServiceError::Domain(e));
+        let request_id = convert::request_id(command.command_id).map_err(invalid)?;
+        let Some(command) = command.command else {
+            return Err(Status::invalid_argument("command: required"));
+        };
+        let agent_id = match (&command, &self.agent_id) {
+            (Cmd::Login(login), None) => {
+                convert::required_id("login.agent_id", &login.agent_id).map_err(invalid)?
+            }
+            (Cmd::Login(login), Some(current)) if login.agent_id == *current => current.clone(),
+            (Cmd::Login(_), Some(current)) => {
+                return Err(Status::failed_precondition(format!(
+                    "login: this session is already logged in as {current}"
+                )))
+            }
+            (_, Some(current)) => current.clone(),
+            (_, None) => return Err(Status::failed_precondition("login first")),
+        };
+        let contact = |r: &pb::ContactRef, field: &str| {
+            convert::required_id(field, &r.contact_id).map_err(invalid)
+        };
+        let action = match command {
+            Cmd::Login(login) => Action::SetAgentPresence {
+                agent_id,
+                presence: if login.break_reason.is_empty() {
+                    Presence::Available
+                } else {
+                    Presence::Break {
+                        reason: login.break_reason,
+                    }
+                },
+            },
+            Cmd::SetState(set) => Action::SetAgentPresence {
+                agent_id,
+                presence: convert::presence_from_proto("set_state.state", set.state, &set.reason)
+                    .map_err(invalid)?,
+            },
+            Cmd::Accept(r) => Action::AcceptOffer {
+                contact_id: contact(&r, "accept.contact_id")?,
+                agent_id,
+            },
+            Cmd::Reject(r) => Action::RejectOffer {
+                contact_id: contact(&r, "reject.contact_id")?,
+                agent_id,
+            },
+            Cmd::End(r) => Action::EndContact {
+                contact_id: contact(&r, "end.contact_id")?,
+                agent_id,
+            },
+            Cmd::Complete(c) => Action::CompleteContact {
+                contact_id: convert::required_id("complete.contact_id", &c.contact_id)
+                    .map_err(invalid)?,
+                agent_id,
+                disposition: c.disposition,
+                notes: c.notes,
+            },
+            Cmd::Logout(_) => {
+                return Ok((
+                    Action::SetAgentPresence {
+                        agent_id,
+                        presence: Presence::Offline,
+                    },
+                    request_id,
+                    true,
+                ))
+            }
+        };
+        Ok((action, request_id, false))
+    }
+
+    async fn submit(&self, action: Action, request_id: Option<String>) -> Result<(), Status> {
+        self.node
+            .submit(Command::with_request_id(action, request_id))
+            .await
+            .map(drop)
+    }
+
+    async fn send(&self, event: Out) -> bool {
+        self.tx
+            .send(Ok(AgentEvent { event: Some(event) }))
+            .await
+            .is_ok()
+    }
+
+    /// The agent and every contact it holds, as this node has them now.
+    async fn send_snapshot(&self) {
+        let Some(agent_id) = &self.agent_id else {
+            return;
+        };
+        let messages: Vec<Out> = {
+            let applied = self.node.applied().read();
+            let state = &applied.domain;
+            let Some(agent) = state.agent(agent_id) else {
+                return;
+            };
+            std::iter::once(Out::Agent(convert::agent_to_proto(agent)))
+                .chain(
+                    agent
+                        .held
+                        .keys()
+                        .filter_map(|id| state.contact(id))
+                        .map(|c| Out::Contact(convert::contact_to_proto(c))),
+                )
+                .collect()
+        };
+        for message in messages {
+            if !self.send(message).await {
+                return;
+            }
+        }
+    }
+
+    /// Pushes one applied event to the agent if it concerns them. Returns false when the
+    /// agent is gone.
+    async fn forward(&mut self, record: Result<Arc<EventRecord>, RecvError>) -> bool {
+        let record = match record {
+            Ok(record) => record,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "agent session fell behind the event feed; resending its state"
+                );
+                self.send_snapshot().await;
+                return true;
+            }
+            Err(RecvError::Closed) => {
+                self.feed = None;
+                return true;
+            }
+        };
+        let Some(agent_id) = self.agent_id.as_deref() else {
+            return true;
+        };
+        if !record.event.concerns_agent(agent_id) {
+            return true;
+        }
+        let message = {
+            let applied = self.node.applied().read();
+            let state = &applied.domain;
+            match &record.event {
+                Event::OfferWithdrawn {
+                    contact_id, reason, ..
+                } => Some(Out::OfferWithdrawn(pb::OfferWithdrawn {
+                    contact_id: contact_id.clone(),
+                    reason: convert::withdraw_reason_name(*reason).to_owned(),
+                })),
+                Event::AgentStateChanged { .. } | Event::AgentUpserted { .. } => state
+                    .agent(agent_id)
+                    .map(|a| Out::Agent(convert::agent_to_proto(a))),
+                event => event
+                    .contact_id()
+                    .and_then(|id| state.contact(id))
+                    .map(|c| Out::Contact(convert::contact_to_proto(c))),
+            }
+        };
+        match message {
+            Some(message) => self.send(message).await,
+            None => true,
+        }
+    }
+}
+
+/// The next event of the feed, or never when the session has none yet.
+async fn next_record(
+    feed: &mut Option<broadcast::Receiver<Arc<EventRecord>>>,
+) -> Result<Arc<EventRecord>, RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Records that an agent's session dropped, retrying through a leader election.
+async fn record_disconnect(node: CoreNode, agent_id: String) {
+    let command = Command::new(Action::AgentDisconnected {
+        agent_id: agent_id.clone(),
+    });
+    let deadline = tokio::time::Instant::now() + DISCONNECT_RETRY;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match node.submit(command.clone()).await {
+            Ok(_) => {
+                tracing::info!(
+                    agent_id,
+                    "agent session dropped; offers returned to the queue"
+                );
+                return;
+            }
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(status) => {
+                tracing::warn!(agent_id, %status, "could not record a dropped agent session");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The public `ContactCenter` service of a core node.
+//!
+//! Writes are domain commands committed through the leader: a follower hands the command
+//! to the leader once ([`CoreNode::submit`]), waits until it has applied the entry itself,
+//! and answers from its own state. Reads are linearizable unless the caller asks for
+//! `READ_CONSISTENCY_LOCAL`, in which case the node answers from its own applied state and
+//! says which log index that was (metadata `x-banyan-applied-index` and the reply).
+//!
+//! # Layout
+//! * this file: the service, its write and read helpers, and the trait implementation;
+//! * [`watch`]: the `WatchEvents` stream.
+
+mod watch;
+
+use banyan_domain::state::{ContactQuery, CustomerQuery};
+use banyan_domain::{Action, Command, DomainError, Event, State};
+use banyan_proto::v1::contact_center_client::ContactCenterClient;
+use banyan_proto::v1::contact_center_server::{ContactCenter, ContactCenterServer};
+use banyan_proto::v1::{self as pb, ReadConsistency};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::errors::ServiceError;
+use crate::forward::{caller_timeout, forwarded, was_forwarded};
+use crate::node::CoreNode;
+use crate::proposer::Committed;
+
+/// Metadata key on read replies: the log index the answering node had applied.
+pub const APPLIED_INDEX_KEY: &str = "x-banyan-applied-index";
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct ContactCenterService {
+    node: CoreNode,
+}
+
+/// A domain refusal as a status naming the field.
+fn invalid(e: DomainError) -> Status {
+    ServiceError::from(e).into()
+}
+
+impl ContactCenterService {
+    pub fn new(node: CoreNode) -> Self {
+        Self { node }
+    }
+
+    pub fn into_server(self) -> ContactCenterServer<Self> {
+        ContactCenterServer::new(self)
+    }
+
+    /// Prepares a read: `Ok(None)` when this node may answer from its own state (a local
+    /// read, or leadership confirmed), `Ok(Some(leader))` when the read must be forwarded,
+    /// `Err` with the status to return otherwise.
+    async fn leader_for_read<T>(
+        &self,
+        request: &Request<T>,
+        consistency: i32,
+    ) -> Result<Option<ContactCenterClient<tonic::transport::Channel>>, Status> {
+        let consistency = ReadConsistency::try_from(consistency).map_err(|_| {
+            Status::invalid_argument(format!("consistency: unknown value {consistency}"))
+        })?;
+        if consistency == ReadConsistency::Local {
+            return Ok(None);
+        }
+        match self.node.linearize().await {
+            Ok(()) => Ok(None),
+            Err(ServiceError::NotLeader(hint)) if !was_forwarded(request) => {
+                let channel = self.node.forwarder().leader_channel(&hint)?;
+                Ok(Some(ContactCenterClient::new(channel)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs `read` on this node's applied state and tags the reply with its index.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&State, u64) -> Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let applied = self.node.applied();
+        let index = applied.applied_index();
+        let state = applied.read();
+        let message = read(&state.domain, index)?;
+        let mut response = Response::new(message);
+        response
+            .metadata_mut()
+            .insert(APPLIED_INDEX_KEY, MetadataValue::from(index));
+        Ok(response)
+    }
+
+    /// Commits a command through the leader.
+    async fn write(&self, action: Action, request_id: &str) -> Result<Committed, Status> {
+        let request_id = convert::request_id(request_id.to_owned()).map_err(invalid)?;
+        self.node
+            .submit(Command::with_request_id(action, request_id))
+            .await
+    }
+
+    /// Answers a contact write with the contact as this node has it now.
+    fn reply_contact(&self, id: &str) -> Result<Response<pb::Contact>, Status> {
+        self.read(|state, _| {
+            state
+                .contact(id)
+                .map(convert::contact_to_proto)
+                .ok_or_else(|| Status::internal(format!("contact {id} missing after its write")))
+        })
+    }
+}
+
+/// Page size from a request's `limit`.
+fn page_limit(limit: u32) -> Result<usize, Status> {
+    match limit {
+        0 => Ok(DEFAULT_PAGE as usize),
+        n if n > MAX_PAGE => Err(Status::invalid_argument(format!(
+            "limit: {n} is above the maximum of {MAX_PAGE}"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
+/// A paging token: the id of the last item of the previous page.
+fn page_token(token: &str) -> Result<Option<String>, Status> {
+    convert::optional_id("page_token", token).map_err(invalid)
+}
+
+/// Cuts a result fetched with one extra item to `limit`, returning the next page token.
+fn paginate<T>(items: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> String {
+    if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+fn non_empty(value: &str, field: &str, max: usize) -> Result<Option<String>, Status> {
+    if value.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {} bytes, at most {max} allowed",
+            value.len()
+        )));
+    }
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// The contact a write was about: the one its first event names.
+fn contact_of(committed: &Committed) -> Result<String, Status> {
+    committed
+        .events
+        .iter()
+        .find_map(|e| e.contact_id().map(str::to_owned))
+        .ok_or_else(|| Status::internal("contact write applied without a contact event"))
+}
+
+#[tonic::async_trait]
+impl ContactCenter for ContactCenterService {
+    async fn create_contact(
+        &self,
+        request: Request<pb::CreateContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let message = request.into_inner();
+        let input = convert::contact_input(&message).map_err(invalid)?;
+        let committed = self
+            .write(Action::CreateContact(input), &message.request_id)
+            .await?;
+        self.reply_contact(&contact_of(&committed)?)
+    }
+
+    async fn get_contact(
+        &self,
+        request: Request<pb::GetContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let id = convert::required_id("id", &request.get_ref().id).map_err(invalid)?;
+        if let Some(mut leader) = self
+            .leader_for_read(&request, request.get_ref().consistency)
+            .await?
+        {
+            let timeout = caller_timeout(&request);
+            return leader
+                .get_contact(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, _| {
+            state
+                .contact(&id)
+                .map(convert::contact_to_proto)
+                .ok_or_else(|| invalid(DomainError::not_found("id", &id)))
+        })
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        let m = request.get_ref();
+        let limit = page_limit(m.limit)?;
+        let query = ContactQuery {
+            queue_id: convert::optional_id("queue_id", &m.queue_id).map_err(invalid)?,
+            agent_id: convert::optional_id("agent_id", &m.agent_id).map_err(invalid)?,
+            customer_id: convert::optional_id("customer_id", &m.customer_id).map_err(invalid)?,
+            state: convert::contact_state_filter("state", m.state).map_err(invalid)?,
+            after_id: page_token(&m.page_token)?,
+            limit: limit + 1,
+        };
+        if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
+            let timeout = caller_timeout(&request);
+            return leader
+                .list_contacts(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, index| {
+            let mut found = state.list_contacts(&query);
+            let next_page_token = paginate(&mut found, limit, |c| c.id.clone());
+            Ok(pb::ListContactsResponse {
+                contacts: found.into_iter().map(convert::contact_to_proto).collect(),
+                next_page_token,
+                applied_index: index,
+            })
+        })
+    }
+
+    async fn complete_contact(
+        &self,
+        request: Request<pb::CompleteContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let m = request.into_inner();
+        let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
+        let action = Action::CompleteContact {
+            contact_id: contact_id.clone(),
+            agent_id: m.agent_id,
+            disposition: m.disposition,
+            notes: m.notes,
+        };
+        self.write(action, &m.request_id).await?;
+        self.reply_contact(&contact_id)
+    }
+
+    async fn abandon_contact(
+        &self,
+        request: Request<pb::AbandonContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let m = request.into_inner();
+        let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
+        let action = Action::AbandonContact {
+            contact_id: contact_id.clone(),
+        };
+        self.write(action, &m.request_id).await?;
+        self.reply_contact(&contact_id)
+    }
+
+    async fn transfer_contact(
+        &self,
+        request: Request<pb::TransferContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        let m = request.into_inner();
+        let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
+        let action = Action::TransferContact {
+            contact_id: contact_id.clone(),
+            queue_id: convert::required_id("queue_id", &m.queue_id).map_err(invalid)?,
+        };
+        let committed = self.write(action, &m.request_id).await?;
+        // Answer with the new contact in the target queue.
+        let new_id = committed
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::ContactTransferred { new_contact_id, .. } => Some(new_contact_id.clone()),
+                _ => None,
+            })
+            .unwrap_or(contact_id);
+        self.reply_contact(&new_id)
+    }
+
+    async fn upsert_customer(
+        &self,
+        request: Request<pb::UpsertCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let m = request.into_inner();
+        let input = convert::customer_input(m.customer).map_err(invalid)?;
+        let committed = self
+            .write(Action::UpsertCustomer(input), &m.request_id)
+            .await?;
+        match committed.events.first() {
+            Some(Event::CustomerUpserted(c)) => Ok(Response::new(convert::customer_to_proto(c))),
+            _ => Err(Status::internal("upsert applied without an event")),
+        }
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let id = convert::required_id("id", &request.get_ref().id).map_err(invalid)?;
+        if let Some(mut leader) = self
+            .leader_for_read(&request, request.get_ref().consistency)
+            .await?
+        {
+            let timeout = caller_timeout(&request);
+            return leader
+                .get_customer(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, _| {
+            let customer = state
+                .customer(&id)
+                .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?;
+            let mut reply = convert::customer_to_proto(customer);
+            reply.history = state
+                .customer_history(&id)
+                .map(convert::history_to_proto)
+                .collect();
+            Ok(reply)
+        })
+    }
+
+    async fn find_customers(
+        &self,
+        request: Request<pb::FindCustomersRequest>,
+    ) -> Result<Response<pb::FindCustomersResponse>, Status> {
+        let m = request.get_ref();
+        let limit = page_limit(m.limit)?;
+        let query = CustomerQuery {
+            phone: non_empty(&m.phone, "phone", 64)?,
+            email: non_empty(&m.email, "email", 254)?,
+            name_prefix: non_empty(&m.name_prefix, "name_prefix", 256)?,
+            tier: convert::tier_from_proto("tier", m.tier).map_err(invalid)?,
+            after_id: page_token(&m.page_token)?,
+            limit: limit + 1,
+        };
+        if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
+            let timeout = caller_timeout(&request);
+            return leader
+                .find_customers(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, index| {
+            let mut found = state.find_customers(&query);
+            let next_page_token = paginate(&mut found, limit, |c| c.id().to_owned());
+            Ok(pb::FindCustomersResponse {
+                customers: found.into_iter().map(convert::customer_to_proto).collect(),
+                next_page_token,
+                applied_index: index,
+            })
+        })
+    }
+
+    async fn upsert_queue(
+        &self,
+        request: Request<pb::UpsertQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        let m = request.into_inner();
+        let input = convert::queue_input(m.queue).map_err(invalid)?;
+        let id = input.id.clone();
+        self.write(Action::UpsertQueue(input), &m.request_id)
+            .await?;
+        self.read(|state, _| {
+            state
+                .queue(&id)
+                .map(convert::queue_to_proto)
+                .ok_or_else(|| Status::internal(format!("queue {id} missing after its write")))
+        })
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        if let Some(mut leader) = self
+            .leader_for_read(&request, request.get_ref().consistency)
+            .await?
+        {
+            let timeout = caller_timeout(&request);
+            return leader
+                .list_queues(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, index| {
+            Ok(pb::ListQueuesResponse {
+                queues: state.queues().map(convert::queue_to_proto).collect(),
+                applied_index: index,
+            })
+        })
+    }
+
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::GetQueueStatsRequest>,
+    ) -> Result<Response<pb::QueueStats>, Status> {
+        let id = convert::required_id("queue_id", &request.get_ref().queue_id).map_err(invalid)?;
+        if let Some(mut leader) = self
+            .leader_for_read(&request, request.get_ref().consistency)
+            .await?
+        {
+            let timeout = caller_timeout(&request);
+            return leader
+                .get_queue_stats(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, _| {
+            let (Some(stats), Some(queue)) = (state.queue_stats(&id), state.queue(&id)) else {
+                return Err(invalid(DomainError::not_found("queue_id", &id)));
+            };
+            Ok(convert::queue_stats_to_proto(
+                &stats,
+                queue,
+                state.clock_ms(),
+            ))
+        })
+    }
+
+    async fn upsert_agent(
+        &self,
+        request: Request<pb::UpsertAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let m = request.into_inner();
+        let input = convert::agent_input(m.agent).map_err(invalid)?;
+        let id = input.id.clone();
+        self.write(Action::UpsertAgent(input), &m.request_id)
+            .await?;
+        self.read(|state, _| {
+            state
+                .agent(&id)
+                .map(convert::agent_to_proto)
+                .ok_or_else(|| Status::internal(format!("agent {id} missing after its write")))
+        })
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let m = request.get_ref();
+        let site = convert::optional_id("site", &m.site).map_err(invalid)?;
+        let wanted = convert::agent_state_filter("state", m.state).map_err(invalid)?;
+        if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
+            let timeout = caller_timeout(&request);
+            return leader
+                .list_agents(forwarded(request.into_inner(), timeout))
+                .await;
+        }
+        self.read(|state, index| {
+            let agents = state
+                .agents()
+                .filter(|a| site.as_ref().is_none_or(|s| a.input.site == *s))
+                .map(convert::agent_to_proto)
+                .filter(|a| wanted.is_none_or(|w| a.state == w as i32))
+                .collect();
+            Ok(pb::ListAgentsResponse {
+                agents,
+                applied_index: index,
+            })
+        })
+    }
+
+    type WatchEventsStream = watch::EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        watch::watch(&self.node, request.into_inner()).map(Response::new)
+    }
+}

@@ -1,0 +1,42 @@
+//! The leader's side of command forwarding: a node that is not the leader hands it a
+//! domain command ([`CoreNode::submit`]) and gets the result with its log index back.
+//!
+//! A forwarded command is proposed here and never forwarded again: if this node is not
+//! the leader any more, the caller gets `UNAVAILABLE` with the leader's address.
+
+use banyan_domain::Command;
+use banyan_proto::v1::command_forwarding_server::{CommandForwarding, CommandForwardingServer};
+use banyan_proto::v1::RaftPayload;
+use tonic::{Request, Response, Status};
+
+use crate::node::CoreNode;
+
+#[derive(Clone)]
+pub struct ForwardingService {
+    node: CoreNode,
+}
+
+impl ForwardingService {
+    pub fn new(node: CoreNode) -> Self {
+        Self { node }
+    }
+
+    pub fn into_server(self) -> CommandForwardingServer<Self> {
+        CommandForwardingServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl CommandForwarding for ForwardingService {
+    async fn propose(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let command: Command = banyan_raft::codec::decode(&request.into_inner().data)
+            .map_err(|e| Status::invalid_argument(format!("data: undecodable command: {e}")))?;
+        let committed = self.node.propose(command).await?;
+        Ok(Response::new(RaftPayload {
+            data: banyan_raft::codec::encode(&committed),
+        }))
+    }
+}

@@ -1,0 +1,168 @@
+//! The feed of domain events as the state machine applies them: a bounded in-memory
+//! history for resuming watchers, and a broadcast for live ones.
+//!
+//! Every event is numbered by the log index of its entry and its ordinal within that
+//! entry, so a watcher that reconnects with the last index it saw misses nothing and sees
+//! nothing twice. Events are not stored on disk: after a restart (or an installed
+//! snapshot) the feed starts at the first entry applied since, and older indexes answer
+//! [`Compacted`].
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use banyan_domain::Event;
+use tokio::sync::broadcast;
+
+/// How many recent events a node keeps for resuming watchers.
+pub const RETAINED_EVENTS: usize = 200_000;
+/// How far a live watcher may fall behind before it is told it lagged.
+const LIVE_BUFFER: usize = 16_384;
+
+/// One event with its place in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub index: u64,
+    pub ordinal: u32,
+    /// Leader-stamped time of the command that produced it.
+    pub at_ms: i64,
+    pub event: Event,
+}
+
+/// Events from the requested index are no longer retained on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("events before log index {oldest} are not retained on this node")]
+pub struct Compacted {
+    pub oldest: u64,
+}
+
+/// Retained events from some index on, and a receiver for everything after them.
+pub type Subscription = (Vec<Arc<EventRecord>>, broadcast::Receiver<Arc<EventRecord>>);
+
+/// Shared by the state machine (which publishes) and the services (which subscribe).
+#[derive(Clone)]
+pub struct EventFeed {
+    inner: Arc<Mutex<FeedInner>>,
+    live: broadcast::Sender<Arc<EventRecord>>,
+}
+
+struct FeedInner {
+    retained: VecDeque<Arc<EventRecord>>,
+    /// The first log index whose events the feed holds completely.
+    oldest: u64,
+}
+
+impl Default for EventFeed {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(FeedInner {
+                retained: VecDeque::new(),
+                oldest: 1,
+            })),
+            live: broadcast::channel(LIVE_BUFFER).0,
+        }
+    }
+}
+
+impl EventFeed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the events of one applied entry.
+    pub fn publish(&self, records: Vec<EventRecord>) {
+        let mut inner = self.lock();
+        for record in records {
+            let record = Arc::new(record);
+            inner.retained.push_back(record.clone());
+            // No receivers is fine: nobody is watching.
+            let _ = self.live.send(record);
+        }
+        while inner.retained.len() > RETAINED_EVENTS {
+            if let Some(dropped) = inner.retained.pop_front() {
+                // The dropped entry's events may be partly gone: start after it.
+                inner.oldest = inner.oldest.max(dropped.index + 1);
+            }
+        }
+    }
+
+    /// The feed restarts after `index` (a snapshot was loaded): earlier events are gone.
+    pub fn reset_after(&self, index: u64) {
+        let mut inner = self.lock();
+        inner.retained.clear();
+        inner.oldest = index + 1;
+    }
+
+    /// The retained events from log index `from` on, and a receiver for everything
+    /// published after them: together, every event from `from` exactly once.
+    pub fn subscribe_from(&self, from: u64) -> Result<Subscription, Compacted> {
+        let inner = self.lock();
+        let from = from.max(1);
+        if from < inner.oldest {
+            return Err(Compacted {
+                oldest: inner.oldest,
+            });
+        }
+        let start = inner.retained.partition_point(|r| r.index < from);
+        let backlog = inner.retained.range(start..).cloned().collect();
+        // Subscribing under the lock: nothing is published between the two.
+        Ok((backlog, self.live.subscribe()))
+    }
+
+    /// Every retained event, and a receiver for what follows.
+    pub fn subscribe_retained(&self) -> Subscription {
+        let inner = self.lock();
+        let backlog = inner.retained.iter().cloned().collect();
+        (backlog, self.live.subscribe())
+    }
+
+    /// A receiver of live events only.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(index: u64, ordinal: u32) -> EventRecord {
+        EventRecord {
+            index,
+            ordinal,
+            at_ms: 0,
+            event: Event::QueueUpserted {
+                queue_id: format!("q{index}.{ordinal}"),
+            },
+        }
+    }
+
+    #[test]
+    fn resumes_from_an_index_without_gaps_or_repeats() {
+        let feed = EventFeed::default();
+        feed.publish(vec![record(1, 0), record(1, 1)]);
+        feed.publish(vec![record(3, 0)]);
+        let (backlog, mut live) = feed.subscribe_from(2).unwrap();
+        assert_eq!(
+            backlog
+                .iter()
+                .map(|r| (r.index, r.ordinal))
+                .collect::<Vec<_>>(),
+            [(3, 0)]
+        );
+        feed.publish(vec![record(4, 0)]);
+        assert_eq!(live.try_recv().unwrap().index, 4);
+        assert!(live.try_recv().is_err());
+    }
+
+    #[test]
+    fn refuses_indexes_before_a_reset() {
+        let feed = EventFeed::default();
+        feed.publish(vec![record(1, 0)]);
+        feed.reset_after(10);
+        assert_eq!(
+            feed.subscribe_from(5).unwrap_err(),
+            Compacted { oldest: 11 }
+        );
+        assert!(feed.subscribe_from(11).unwrap().0.is_empty());
+    }
+}
