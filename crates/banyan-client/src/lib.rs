@@ -16,9 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::{
-    AddLearnerRequest, AddVoterRequest, ClusterStatus, Customer, FindCustomersRequest,
-    FindCustomersResponse, GetCustomerRequest, MembershipResponse, ReadConsistency,
-    RemoveNodeRequest, StatusRequest, UpsertCustomerRequest,
+    AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
+    CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
+    FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
+    ListAgentsRequest, ListAgentsResponse, ListContactsRequest, ListContactsResponse,
+    ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue, QueueStats, ReadConsistency,
+    RemoveNodeRequest, StatusRequest, TransferContactRequest, UpsertAgentRequest,
+    UpsertCustomerRequest, UpsertQueueRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
@@ -94,7 +98,8 @@ struct Inner {
     policy: RetryPolicy,
 }
 
-fn channel(addr: &str) -> Result<Channel, ClientError> {
+/// A lazily connecting channel to one node (`host:port` or a URI).
+pub fn channel(addr: &str) -> Result<Channel, ClientError> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -352,6 +357,27 @@ impl Client {
         }
     }
 
+    /// Every contact, page by page, as the answering node sees them.
+    pub async fn all_contacts(&self, consistency: ReadConsistency) -> Result<Vec<Contact>, Status> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_contacts(ListContactsRequest {
+                    limit: 1000,
+                    page_token,
+                    consistency: consistency.into(),
+                    ..Default::default()
+                })
+                .await?;
+            all.extend(page.contacts);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     /// Status as the current node sees it.
     pub async fn status(&self) -> Result<ClusterStatus, Status> {
         self.call(&StatusRequest {}, |channel, request| async move {
@@ -412,4 +438,46 @@ impl Client {
             other => other,
         }
     }
+}
+
+/// Unary `ContactCenter` calls through [`Client::call`]. Writes get a fresh idempotency
+/// key when the caller set none, reused by every retry of the call.
+macro_rules! contact_center_calls {
+    ($(write $wname:ident($wreq:ty) -> $wresp:ty;)* $(read $rname:ident($rreq:ty) -> $rresp:ty;)*) => {
+        impl Client {
+            $(
+                pub async fn $wname(&self, mut request: $wreq) -> Result<$wresp, Status> {
+                    if request.request_id.is_empty() {
+                        request.request_id = new_request_id();
+                    }
+                    self.call(&request, |channel, request| async move {
+                        ContactCenterClient::new(channel).$wname(request).await
+                    })
+                    .await
+                }
+            )*
+            $(
+                pub async fn $rname(&self, request: $rreq) -> Result<$rresp, Status> {
+                    self.call(&request, |channel, request| async move {
+                        ContactCenterClient::new(channel).$rname(request).await
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+contact_center_calls! {
+    write create_contact(CreateContactRequest) -> Contact;
+    write complete_contact(CompleteContactRequest) -> Contact;
+    write abandon_contact(AbandonContactRequest) -> Contact;
+    write transfer_contact(TransferContactRequest) -> Contact;
+    write upsert_queue(UpsertQueueRequest) -> Queue;
+    write upsert_agent(UpsertAgentRequest) -> Agent;
+    read get_contact(GetContactRequest) -> Contact;
+    read list_contacts(ListContactsRequest) -> ListContactsResponse;
+    read list_queues(ListQueuesRequest) -> ListQueuesResponse;
+    read get_queue_stats(GetQueueStatsRequest) -> QueueStats;
+    read list_agents(ListAgentsRequest) -> ListAgentsResponse;
 }

@@ -64,11 +64,22 @@ pub enum Action {
     },
     /// The agent's desk session ended without a logout: outstanding offers go back to the
     /// queue and the agent takes no new contacts until they return.
-    AgentDisconnected { agent_id: String },
-    AcceptOffer { agent_id: String, contact_id: String },
-    RejectOffer { agent_id: String, contact_id: String },
+    AgentDisconnected {
+        agent_id: String,
+    },
+    AcceptOffer {
+        agent_id: String,
+        contact_id: String,
+    },
+    RejectOffer {
+        agent_id: String,
+        contact_id: String,
+    },
     /// The conversation ended; the agent wraps up.
-    EndContact { agent_id: String, contact_id: String },
+    EndContact {
+        agent_id: String,
+        contact_id: String,
+    },
     /// Close a connected or wrapping-up contact with a disposition code.
     CompleteContact {
         contact_id: String,
@@ -78,7 +89,9 @@ pub enum Action {
         notes: String,
     },
     /// The caller hung up while waiting.
-    AbandonContact { contact_id: String },
+    AbandonContact {
+        contact_id: String,
+    },
     /// Move a contact into another queue; it continues as a new contact there.
     TransferContact {
         contact_id: String,

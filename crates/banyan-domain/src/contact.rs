@@ -76,11 +76,15 @@ impl ContactState {
     pub fn may_become(self, next: ContactState) -> bool {
         use ContactState::*;
         match self {
+            // A waiting contact that stays in its waiting state records an overflow into
+            // another queue.
             Queued => matches!(
                 next,
                 Offered | Abandoned | CallbackScheduled | Transferred | Queued
             ),
-            CallbackScheduled => matches!(next, Offered | Abandoned | Transferred),
+            CallbackScheduled => {
+                matches!(next, Offered | Abandoned | Transferred | CallbackScheduled)
+            }
             Offered => matches!(
                 next,
                 Connected | Queued | CallbackScheduled | Abandoned | Transferred

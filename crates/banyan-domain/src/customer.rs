@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 
+pub use crate::validate::validate_id;
+use crate::validate::{validate_attributes, validate_count, validate_len, validate_name};
 pub use crate::validate::{
     MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ID_LEN, MAX_NAME_LEN,
 };
-use crate::validate::{validate_attributes, validate_count, validate_len, validate_name};
-pub use crate::validate::validate_id;
 
 pub const MAX_PHONES: usize = 8;
 pub const MAX_PHONE_LEN: usize = 32;

@@ -158,7 +158,11 @@ impl QueueInput {
         validate_id("queue.id", &self.id)?;
         validate_name("queue.name", &self.name)?;
         validate_count("queue.channels", self.channels.len(), Channel::ALL.len())?;
-        validate_count("queue.required_skills", self.required_skills.len(), MAX_SKILLS)?;
+        validate_count(
+            "queue.required_skills",
+            self.required_skills.len(),
+            MAX_SKILLS,
+        )?;
         for (skill, level) in &self.required_skills {
             validate_id("queue.required_skills key", skill)?;
             validate_range(
@@ -171,7 +175,12 @@ impl QueueInput {
         validate_range("queue.gold_boost", self.gold_boost, 0, MAX_PRIORITY)?;
         validate_range("queue.platinum_boost", self.platinum_boost, 0, MAX_PRIORITY)?;
         validate_range("queue.aging_per_minute", self.aging_per_minute, 0, 100)?;
-        validate_range("queue.service_level_ms", self.service_level_ms, 1, MAX_TIMER_MS)?;
+        validate_range(
+            "queue.service_level_ms",
+            self.service_level_ms,
+            1,
+            MAX_TIMER_MS,
+        )?;
         validate_range(
             "queue.service_level_goal_pct",
             i64::from(self.service_level_goal_pct),
@@ -200,7 +209,9 @@ impl QueueInput {
                         i64::from(MAX_SKILL_LEVEL),
                     )?;
                 }
-                EscalationAction::DropSkill { skill } => validate_id(&format!("{field}.skill"), skill)?,
+                EscalationAction::DropSkill { skill } => {
+                    validate_id(&format!("{field}.skill"), skill)?
+                }
                 EscalationAction::AllowOtherSites => {}
                 EscalationAction::Overflow { queue_id } => {
                     validate_id(&format!("{field}.queue_id"), queue_id)?;
@@ -221,12 +232,26 @@ impl QueueInput {
             i64::from(MAX_QUEUE_LENGTH),
         )?;
         validate_range("queue.wrap_up_ms", self.wrap_up_ms, 0, MAX_TIMER_MS)?;
-        validate_count("queue.dispositions", self.dispositions.len(), MAX_DISPOSITIONS)?;
+        validate_count(
+            "queue.dispositions",
+            self.dispositions.len(),
+            MAX_DISPOSITIONS,
+        )?;
         for (i, code) in self.dispositions.iter().enumerate() {
             validate_id(&format!("queue.dispositions[{i}]"), code)?;
         }
-        validate_range("queue.offer_timeout_ms", self.offer_timeout_ms, 1_000, MAX_TIMER_MS)?;
-        validate_range("queue.max_missed_offers", i64::from(self.max_missed_offers), 1, 100)
+        validate_range(
+            "queue.offer_timeout_ms",
+            self.offer_timeout_ms,
+            1_000,
+            MAX_TIMER_MS,
+        )?;
+        validate_range(
+            "queue.max_missed_offers",
+            i64::from(self.max_missed_offers),
+            1,
+            100,
+        )
     }
 
     /// Whether the queue takes contacts on `channel`; a voice queue takes its callbacks.

@@ -36,6 +36,13 @@ impl RequestLog {
         self.by_id.get(request_id)
     }
 
+    /// The record of `request_id` if it is still within the retention window at `now_ms`,
+    /// whether or not [`expire`](Self::expire) has run for that time yet.
+    pub fn live(&self, request_id: &str, now_ms: i64) -> Option<&RequestRecord> {
+        let cutoff = now_ms.saturating_sub(RETENTION_MS);
+        self.get(request_id).filter(|record| record.at_ms >= cutoff)
+    }
+
     pub fn record(&mut self, request_id: &str, record: RequestRecord) {
         self.by_time.insert((record.at_ms, request_id.to_owned()));
         if let Some(old) = self.by_id.insert(request_id.to_owned(), record) {

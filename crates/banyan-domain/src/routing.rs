@@ -106,7 +106,7 @@ pub(crate) fn wait_key(queue: &QueueInput, contact: &Contact) -> WaitKey {
 /// The agent's place under `queue`'s strategy.
 pub(crate) fn agent_key(queue: &QueueInput, agent: &Agent) -> AgentKey {
     let (score, tie) = match queue.strategy {
-        Strategy::LongestIdle | Strategy::RingAll => (agent.idle_since_ms, 0),
+        Strategy::LongestIdle | Strategy::RingAll => (-agent.idle_since_ms, 0),
         Strategy::RoundRobin => (agent.last_offer_seq as i64, 0),
         Strategy::FewestContacts => (i64::from(agent.load.total()), agent.idle_since_ms),
         Strategy::LeastTalkTime => (agent.talk_time_ms, agent.idle_since_ms),
@@ -273,17 +273,11 @@ impl Indexes {
         self.timers.insert((at_ms, kind, contact_id.to_owned()));
     }
 
-    /// Removes and returns the timers due at `now_ms`, earliest first.
-    pub fn due(&mut self, now_ms: i64) -> Vec<(i64, TimerKind, String)> {
-        let mut due = Vec::new();
-        while let Some(first) = self.timers.first() {
-            if first.0 > now_ms {
-                break;
-            }
-            if let Some(timer) = self.timers.pop_first() {
-                due.push(timer);
-            }
+    /// Removes and returns the earliest timer due at `now_ms`, if any.
+    pub fn pop_due(&mut self, now_ms: i64) -> Option<(i64, TimerKind, String)> {
+        if self.timers.first()?.0 > now_ms {
+            return None;
         }
-        due
+        self.timers.pop_first()
     }
 }

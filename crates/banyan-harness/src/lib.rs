@@ -8,15 +8,22 @@
 //! * [`inproc`]: [`InProcessCluster`], nodes inside this process with cuttable links.
 //! * [`history`]: client operations recorded as ok, failed or unknown; a write workload.
 //! * [`checker`]: the invariants of DESIGN.md section 2, judged on every node's final state.
+//! * [`contacts`]: the same for contacts: lost, duplicated, illegal histories, and double
+//!   assignment or over-capacity replayed from the event stream.
+//! * [`desk`]: simulated agents working through `AgentDesk` sessions.
 //! * [`wait`]: waiting on a condition with a deadline (never a bare sleep).
 
 pub mod checker;
+pub mod contacts;
+pub mod desk;
 pub mod history;
 pub mod inproc;
 pub mod local;
 pub mod wait;
 
 pub use checker::{check_customers, CheckReport, NodeState, Violation};
+pub use contacts::{check_contacts, ContactOp, ContactReport, ContactViolation, NodeContacts};
+pub use desk::{DeskAgent, DeskStats};
 pub use history::{History, Operation, Outcome, WriteLoad};
 pub use inproc::InProcessCluster;
 pub use local::{free_ports, http_get, LocalCluster};

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
-use banyan_proto::v1::{ClusterStatus, ReadConsistency, Role};
+use banyan_proto::v1::contact_center_client::ContactCenterClient;
+use banyan_proto::v1::{ClusterStatus, Event, ReadConsistency, Role, WatchEventsRequest};
 
 use crate::checker::NodeState;
+use crate::contacts::NodeContacts;
 
 use crate::wait::wait_until;
 
@@ -337,14 +339,50 @@ impl LocalCluster {
     }
 
     /// Waits until every node in `ids` has applied everything the leader committed, then
-    /// reads each one's customers from its own replica. A write still in flight on the
-    /// server side (its client gave up) can commit meanwhile; then the reads are repeated,
-    /// so all nodes are compared at the same log position.
+    /// reads each one's customers from its own replica.
     pub async fn final_states(
         &self,
         ids: &[u64],
         timeout: Duration,
     ) -> anyhow::Result<Vec<NodeState>> {
+        self.settled_reads(ids, timeout, |node, client| async move {
+            let customers = client.all_customers(ReadConsistency::Local).await?;
+            Ok(NodeState { node, customers })
+        })
+        .await
+    }
+
+    /// Like [`final_states`](Self::final_states), for contacts, with the log index they
+    /// were read at (every node's reads are at the same index).
+    pub async fn final_contacts(
+        &self,
+        ids: &[u64],
+        timeout: Duration,
+    ) -> anyhow::Result<(Vec<NodeContacts>, u64)> {
+        let nodes = self
+            .settled_reads(ids, timeout, |node, client| async move {
+                let contacts = client.all_contacts(ReadConsistency::Local).await?;
+                Ok(NodeContacts { node, contacts })
+            })
+            .await?;
+        let leader = self.wait_for_leader(ids, timeout).await?;
+        Ok((nodes, self.status(leader).await?.committed_index))
+    }
+
+    /// Waits until every node in `ids` has applied everything the leader committed, then
+    /// runs `read` against each one's own replica. A write still in flight on the server
+    /// side (its client gave up) can commit meanwhile; then the reads are repeated, so all
+    /// nodes are compared at the same log position.
+    async fn settled_reads<T, F, Fut>(
+        &self,
+        ids: &[u64],
+        timeout: Duration,
+        read: F,
+    ) -> anyhow::Result<Vec<T>>
+    where
+        F: Fn(u64, Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let leader = self.wait_for_leader(ids, timeout).await?;
@@ -354,14 +392,10 @@ impl LocalCluster {
                 self.wait_applied(*id, before.committed_index, timeout)
                     .await?;
                 let client = self.node_client(*id, RetryPolicy::once(Duration::from_secs(10)))?;
-                let customers = client
-                    .all_customers(ReadConsistency::Local)
+                let state = read(*id, client)
                     .await
                     .map_err(|s| anyhow::anyhow!("reading node {id}: {}", s.message()))?;
-                states.push(NodeState {
-                    node: *id,
-                    customers,
-                });
+                states.push(state);
             }
             let after = self.status(leader).await?;
             if after.last_log_index == before.last_log_index
@@ -373,6 +407,34 @@ impl LocalCluster {
                 bail!("the log kept growing while reading final states");
             }
         }
+    }
+
+    /// Every event node `id` retains, in log order, up to log index `until`. Call it once
+    /// the cluster is quiet: it reads until the node has nothing more to send.
+    pub async fn events(
+        &self,
+        id: u64,
+        until: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Event>> {
+        let channel = banyan_client::channel(&self.addr(id)?)?;
+        let mut stream = ContactCenterClient::new(channel)
+            .watch_events(WatchEventsRequest::default())
+            .await?
+            .into_inner();
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The retained events arrive at once; an idle second means the backlog is drained.
+        let idle = Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(idle, stream.message()).await {
+                Ok(Ok(Some(event))) if event.index <= until => events.push(event),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(status)) => bail!("watching node {id}: {}", status.message()),
+            }
+        }
+        Ok(events)
     }
 
     /// The last `lines` lines of node `id`'s log, for failure reports.

@@ -354,8 +354,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let results = commands
                             .iter()
                             .map(|command| {
-                                let result = state.domain.apply(command);
-                                for event in result.iter().flatten() {
+                                let (result, fresh) = state.domain.apply_traced(command);
+                                // A retry answers with its first events; they are not new.
+                                let new_events = result.iter().flatten().filter(|_| fresh);
+                                for event in new_events {
                                     let ordinal = records.len() as u32;
                                     records.push(EventRecord {
                                         index,

@@ -132,7 +132,9 @@ impl State {
                     region: String::new(),
                 })
             });
-        let expires_ms = site.lease_expires_ms.map_or(expires_ms, |e| e.max(expires_ms));
+        let expires_ms = site
+            .lease_expires_ms
+            .map_or(expires_ms, |e| e.max(expires_ms));
         site.lease_expires_ms = Some(expires_ms);
         site.lapsed = false;
         ev.push(Event::LeaseRenewed {
@@ -200,7 +202,12 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn change_presence(&mut self, agent_id: &str, presence: Presence, ev: &mut Vec<Event>) {
+    pub(super) fn change_presence(
+        &mut self,
+        agent_id: &str,
+        presence: Presence,
+        ev: &mut Vec<Event>,
+    ) {
         let now = self.data.clock_ms;
         let agent = self.agent_mut(agent_id);
         if agent.presence == presence {
@@ -226,7 +233,12 @@ impl State {
     }
 
     /// Takes back every outstanding offer to an agent; each contact returns to its place.
-    pub(super) fn withdraw_offers_of(&mut self, agent_id: &str, reason: WithdrawReason, ev: &mut Vec<Event>) {
+    pub(super) fn withdraw_offers_of(
+        &mut self,
+        agent_id: &str,
+        reason: WithdrawReason,
+        ev: &mut Vec<Event>,
+    ) {
         let offered: Vec<String> = self
             .data
             .agents

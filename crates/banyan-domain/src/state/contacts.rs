@@ -1,6 +1,7 @@
 //! A contact's life cycle, and the bookkeeping of agents holding contacts.
 
 use super::State;
+use crate::agent::AgentState;
 use crate::channel::Channel;
 use crate::contact::{Contact, ContactInput, ContactState};
 use crate::error::DomainError;
@@ -83,9 +84,9 @@ impl State {
             transferred_to: String::new(),
             timeline: Vec::new(),
         };
-        let full = queue.as_ref().is_some_and(|q| {
-            q.max_length > 0 && self.waiting_in(&q.id) >= q.max_length as usize
-        });
+        let full = queue
+            .as_ref()
+            .is_some_and(|q| q.max_length > 0 && self.waiting_in(&q.id) >= q.max_length as usize);
         let callback = queue
             .as_ref()
             .is_some_and(|q| q.when_full == WhenFull::Callback && input.channel == Channel::Voice);
@@ -220,7 +221,11 @@ impl State {
         contact.connected_ms = Some(now);
         contact.enter(now, ContactState::Connected, agent_id);
         let queue_id = contact.queue_id.clone();
-        let target = self.data.queues.get(&queue_id).map_or(i64::MAX, |q| q.service_level_ms);
+        let target = self
+            .data
+            .queues
+            .get(&queue_id)
+            .map_or(i64::MAX, |q| q.service_level_ms);
         let counters = self.data.counters.entry(queue_id).or_default();
         counters.answered += 1;
         counters.answered_wait_ms += waited_ms;
@@ -259,8 +264,9 @@ impl State {
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
         let now = self.data.clock_ms;
-        let (contact, _) = self.contact_and_agent(contact_id, agent_id)?;
+        let (contact, agent) = self.contact_and_agent(contact_id, agent_id)?;
         self.held_by(contact, agent_id, &[ContactState::Connected])?;
+        let shown = agent.state();
         let wrap_up_ms = self
             .data
             .queues
@@ -279,10 +285,12 @@ impl State {
             agent_id: agent_id.to_owned(),
             until_ms,
         });
+        self.agent_state_changed(agent_id, &shown, ev);
         if wrap_up_ms == 0 {
             self.finish(contact_id, "", "", ev);
         } else {
-            self.idx.schedule(until_ms, TimerKind::WrapUpEnd, contact_id);
+            self.idx
+                .schedule(until_ms, TimerKind::WrapUpEnd, contact_id);
             self.repool(agent_id);
         }
         Ok(())
@@ -302,7 +310,11 @@ impl State {
                     "contact {} is {}; expected {}",
                     contact.id,
                     contact.state.name(),
-                    states.iter().map(|s| s.name()).collect::<Vec<_>>().join(" or ")
+                    states
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 ),
             ));
         }
@@ -361,7 +373,13 @@ impl State {
     }
 
     /// Ends a connected or wrapping-up contact: the agent is free of it.
-    pub(super) fn finish(&mut self, contact_id: &str, disposition: &str, notes: &str, ev: &mut Vec<Event>) {
+    pub(super) fn finish(
+        &mut self,
+        contact_id: &str,
+        disposition: &str,
+        notes: &str,
+        ev: &mut Vec<Event>,
+    ) {
         let now = self.data.clock_ms;
         let contact = self.contact_mut(contact_id);
         let was = contact.state;
@@ -377,6 +395,7 @@ impl State {
         counters.handled += 1;
         counters.handle_ms += (now - connected).max(0);
         let agent = self.agent_mut(&agent_id);
+        let shown = agent.state();
         if was == ContactState::Connected {
             agent.talk_time_ms += (now - connected).max(0);
         } else {
@@ -387,9 +406,10 @@ impl State {
         self.release(&agent_id, contact_id);
         ev.push(Event::ContactCompleted {
             contact_id: contact_id.to_owned(),
-            agent_id,
+            agent_id: agent_id.clone(),
             disposition: disposition.to_owned(),
         });
+        self.agent_state_changed(&agent_id, &shown, ev);
         self.record_history(contact_id);
     }
 
@@ -429,7 +449,11 @@ impl State {
         contact.enter(now, ContactState::Abandoned, reason);
         let waited = now - contact.enqueued_ms;
         let queue_id = contact.queue_id.clone();
-        let target = self.data.queues.get(&queue_id).map_or(0, |q| q.service_level_ms);
+        let target = self
+            .data
+            .queues
+            .get(&queue_id)
+            .map_or(0, |q| q.service_level_ms);
         let counters = self.data.counters.entry(queue_id).or_default();
         counters.abandoned += 1;
         if waited <= target {
@@ -461,11 +485,18 @@ impl State {
             .get(queue_id)
             .ok_or_else(|| DomainError::not_found("queue_id", queue_id))?;
         let movable = contact.state.is_waiting()
-            || matches!(contact.state, ContactState::Offered | ContactState::Connected);
+            || matches!(
+                contact.state,
+                ContactState::Offered | ContactState::Connected
+            );
         if !movable {
             return Err(DomainError::precondition(
                 "contact_id",
-                format!("contact {} is {} and cannot be transferred", contact.id, contact.state.name()),
+                format!(
+                    "contact {} is {} and cannot be transferred",
+                    contact.id,
+                    contact.state.name()
+                ),
             ));
         }
         if contact.queue_id == queue_id {
@@ -504,8 +535,16 @@ impl State {
             agent.idle_since_ms = now;
             self.release(&agent_id, contact_id);
         }
-        self.data.counters.entry(old_queue).or_default().transferred_out += 1;
-        self.data.counters.entry(queue_id.to_owned()).or_default().entered += 1;
+        self.data
+            .counters
+            .entry(old_queue)
+            .or_default()
+            .transferred_out += 1;
+        self.data
+            .counters
+            .entry(queue_id.to_owned())
+            .or_default()
+            .entered += 1;
         new.id = new_id.clone();
         new.request_id = None;
         new.queue_id = queue_id.to_owned();
@@ -561,6 +600,28 @@ impl State {
             .expect("agent checked before changing it")
     }
 
+    /// Reports a change of the agent's shown state since `before` (wrap-up starts and ends
+    /// without a presence change), and notes when it happened.
+    pub(super) fn agent_state_changed(
+        &mut self,
+        agent_id: &str,
+        before: &AgentState,
+        ev: &mut Vec<Event>,
+    ) {
+        let now = self.data.clock_ms;
+        let Some(agent) = self.data.agents.get_mut(agent_id) else {
+            return;
+        };
+        let after = agent.state();
+        if after != *before {
+            agent.state_since_ms = now;
+            ev.push(Event::AgentStateChanged {
+                agent_id: agent_id.to_owned(),
+                state: after,
+            });
+        }
+    }
+
     /// Re-files an agent in the routing pools after its load, state or keys changed.
     pub(super) fn repool(&mut self, agent_id: &str) {
         if let Some(agent) = self.data.agents.get(agent_id) {
@@ -607,7 +668,12 @@ impl State {
         });
     }
 
-    pub(super) fn withdraw_all(&mut self, contact_id: &str, reason: WithdrawReason, ev: &mut Vec<Event>) {
+    pub(super) fn withdraw_all(
+        &mut self,
+        contact_id: &str,
+        reason: WithdrawReason,
+        ev: &mut Vec<Event>,
+    ) {
         let agents: Vec<String> = self
             .data
             .contacts
@@ -622,7 +688,12 @@ impl State {
 
     /// Puts an offered contact whose last offer was withdrawn back at its original place.
     /// `passed_by` is not offered it again right away.
-    pub(super) fn requeue_if_unoffered(&mut self, contact_id: &str, passed_by: &str, ev: &mut Vec<Event>) {
+    pub(super) fn requeue_if_unoffered(
+        &mut self,
+        contact_id: &str,
+        passed_by: &str,
+        ev: &mut Vec<Event>,
+    ) {
         let now = self.data.clock_ms;
         let contact = self.contact_mut(contact_id);
         if contact.state != ContactState::Offered

@@ -46,7 +46,8 @@ struct Data {
     contacts: BTreeMap<String, Contact>,
     /// Recent idempotency keys and their first results.
     requests: RequestLog,
-    /// The largest leader stamp applied so far: the state machine's notion of "now".
+    /// The largest leader stamp of a command that took effect (refused commands and
+    /// retries leave it alone): the state machine's notion of "now".
     clock_ms: i64,
     /// Sequence for generated contact ids.
     contact_seq: u64,
@@ -116,10 +117,15 @@ impl State {
     /// returns the first result again when it is the same command, and is refused when it
     /// differs.
     pub fn apply(&mut self, stamped: &Stamped) -> Result<Vec<Event>, DomainError> {
-        self.data.clock_ms = self.data.clock_ms.max(stamped.at_ms);
-        self.data.requests.expire(self.data.clock_ms);
+        // A refused command and a retry change nothing, not even the clock: only a command
+        // that takes effect advances it and expires old request ids.
+        let before = self.data.clock_ms;
+        let now = before.max(stamped.at_ms);
         let command = &stamped.command;
-        if let Some(record) = command.request_id().and_then(|id| self.data.requests.get(id)) {
+        if let Some(record) = command
+            .request_id()
+            .and_then(|id| self.data.requests.live(id, now))
+        {
             if record.command == *command {
                 return Ok(record.events.clone());
             }
@@ -128,8 +134,13 @@ impl State {
                 "already used for a different request",
             ));
         }
+        self.data.clock_ms = now;
         let mut events = Vec::new();
-        self.dispatch(command, &mut events)?;
+        if let Err(err) = self.dispatch(command, &mut events) {
+            self.data.clock_ms = before;
+            return Err(err);
+        }
+        self.data.requests.expire(now);
         if let Some(id) = command.request_id() {
             self.data.requests.record(
                 id,
@@ -143,6 +154,20 @@ impl State {
             );
         }
         Ok(events)
+    }
+
+    /// Like [`apply`](Self::apply), also saying whether the command took effect now
+    /// (`true`) or was a retry answered from the request log (`false`): a retry's events
+    /// happened before and must not be published again.
+    pub fn apply_traced(&mut self, stamped: &Stamped) -> (Result<Vec<Event>, DomainError>, bool) {
+        let retry = stamped.command.request_id().is_some_and(|id| {
+            let now = self.data.clock_ms.max(stamped.at_ms);
+            self.data
+                .requests
+                .live(id, now)
+                .is_some_and(|record| record.command == stamped.command)
+        });
+        (self.apply(stamped), !retry)
     }
 
     /// Runs one action. Each handler checks everything before it changes anything, so an
@@ -163,9 +188,7 @@ impl State {
                 sent_at_ms,
                 ttl_ms,
             } => self.renew_lease(site_id, *sent_at_ms, *ttl_ms, ev)?,
-            Action::CreateContact(input) => {
-                self.create_contact(input, command.request_id(), ev)?
-            }
+            Action::CreateContact(input) => self.create_contact(input, command.request_id(), ev)?,
             Action::SetAgentPresence { agent_id, presence } => {
                 self.set_presence(agent_id, presence, ev)?
             }
@@ -199,7 +222,7 @@ impl State {
         Ok(())
     }
 
-    /// The state machine's clock: the largest leader stamp applied.
+    /// The state machine's clock: the largest leader stamp of a command that took effect.
     pub fn clock_ms(&self) -> i64 {
         self.data.clock_ms
     }
@@ -227,7 +250,11 @@ impl State {
 
     // --- customers ---
 
-    fn upsert_customer(&mut self, at_ms: i64, input: &CustomerInput) -> Result<Customer, DomainError> {
+    fn upsert_customer(
+        &mut self,
+        at_ms: i64,
+        input: &CustomerInput,
+    ) -> Result<Customer, DomainError> {
         input.validate()?;
         let customer = match self.data.customers.remove(&input.id) {
             Some(old) => {
@@ -323,10 +350,12 @@ impl State {
         let matches = |c: &Contact| {
             query.queue_id.as_ref().is_none_or(|q| c.queue_id == *q)
                 && query.agent_id.as_ref().is_none_or(|a| {
-                    c.agent_id == *a
-                        || c.offer.as_ref().is_some_and(|o| o.agents.contains(a))
+                    c.agent_id == *a || c.offer.as_ref().is_some_and(|o| o.agents.contains(a))
                 })
-                && query.customer_id.as_ref().is_none_or(|id| c.customer_id == *id)
+                && query
+                    .customer_id
+                    .as_ref()
+                    .is_none_or(|id| c.customer_id == *id)
                 && query.state.is_none_or(|s| c.state == s)
         };
         self.data
@@ -392,7 +421,12 @@ impl State {
         }
         Some(QueueStats {
             queue_id: queue_id.to_owned(),
-            counters: self.data.counters.get(queue_id).cloned().unwrap_or_default(),
+            counters: self
+                .data
+                .counters
+                .get(queue_id)
+                .cloned()
+                .unwrap_or_default(),
             waiting: waiting.map_or(0, |w| w.len() as u64),
             longest_wait_ms,
             agents_by_state: by_state.into_iter().collect(),
@@ -426,10 +460,16 @@ fn after_bound(after: &Option<String>) -> Bound<String> {
 
 fn index_customer(idx: &mut Indexes, input: &CustomerInput) {
     for phone in input.normalized_phones() {
-        idx.by_phone.entry(phone).or_default().insert(input.id.clone());
+        idx.by_phone
+            .entry(phone)
+            .or_default()
+            .insert(input.id.clone());
     }
     for email in input.normalized_emails() {
-        idx.by_email.entry(email).or_default().insert(input.id.clone());
+        idx.by_email
+            .entry(email)
+            .or_default()
+            .insert(input.id.clone());
     }
 }
 

@@ -55,7 +55,8 @@ impl State {
                 let Some(contact) = self.data.contacts.get(&key.contact_id) else {
                     continue;
                 };
-                let (agents, passed_over) = self.candidates(lane, queue.strategy, &contact.passed_by);
+                let (agents, passed_over) =
+                    self.candidates(lane, queue.strategy, &contact.passed_by);
                 if agents.is_empty() {
                     // Only a contact that passed over its one agent can be behind a
                     // blocked head and still be routable.
@@ -66,9 +67,9 @@ impl State {
                 }
                 // Higher effective priority first, then older, then lower id.
                 let rank = (-effective_rank(queue, contact, now), contact.enqueued_ms);
-                let better = best.as_ref().is_none_or(|b| {
-                    (rank, &contact.id) < (b.rank, &b.contact_id)
-                });
+                let better = best
+                    .as_ref()
+                    .is_none_or(|b| (rank, &contact.id) < (b.rank, &b.contact_id));
                 if better {
                     best = Some(Choice {
                         contact_id: contact.id.clone(),
@@ -85,13 +86,27 @@ impl State {
 
     /// The best eligible agents for a lane under `strategy` (several for `RING_ALL`), and
     /// whether an agent was skipped because it just passed over the contact.
-    fn candidates(&self, lane: &Lane, strategy: Strategy, passed_by: &str) -> (Vec<AgentKey>, bool) {
+    fn candidates(
+        &self,
+        lane: &Lane,
+        strategy: Strategy,
+        passed_by: &str,
+    ) -> (Vec<AgentKey>, bool) {
         let now = self.data.clock_ms;
-        let want = if strategy == Strategy::RingAll { RING_ALL_MAX } else { 1 };
+        let want = if strategy == Strategy::RingAll {
+            RING_ALL_MAX
+        } else {
+            1
+        };
         let mut found: Vec<AgentKey> = Vec::new();
         let mut passed_over = false;
         for (pool, agents) in self.idx.pools_for(lane) {
-            if self.data.sites.get(&pool.site).is_some_and(|s| !s.routable(now)) {
+            if self
+                .data
+                .sites
+                .get(&pool.site)
+                .is_some_and(|s| !s.routable(now))
+            {
                 continue;
             }
             let mut taken = 0;
@@ -147,7 +162,8 @@ impl State {
             decision: decision.clone(),
         });
         contact.enter(now, ContactState::Offered, agent_ids.join(","));
-        self.idx.schedule(expires_ms, TimerKind::OfferExpiry, &contact_id);
+        self.idx
+            .schedule(expires_ms, TimerKind::OfferExpiry, &contact_id);
         ev.push(Event::ContactOffered {
             contact_id,
             channel,

@@ -17,7 +17,12 @@ impl State {
     pub(super) fn tick(&mut self, ev: &mut Vec<Event>) {
         let now = self.data.clock_ms;
         self.lapse_leases(now, ev);
-        for (at, kind, contact_id) in self.idx.due(now) {
+        // One timer at a time, earliest first, until none is due: a timer that firing
+        // another one schedules in the past (an escalation of a contact whose offer just
+        // expired) fires in this same tick. Collecting the due timers up front would fire it
+        // only if a stale entry for it happened to be left in the set, and stale entries are
+        // not part of a snapshot: a replica restored from one would then diverge.
+        while let Some((at, kind, contact_id)) = self.idx.pop_due(now) {
             match kind {
                 TimerKind::OfferExpiry => self.expire_offer(at, &contact_id, ev),
                 TimerKind::WrapUpEnd => self.end_wrap_up(at, &contact_id, ev),
@@ -82,7 +87,11 @@ impl State {
         let mut passed_by = String::new();
         if let [agent_id] = agents.as_slice() {
             passed_by = agent_id.clone();
-            self.data.counters.entry(queue_id).or_default().missed_offers += 1;
+            self.data
+                .counters
+                .entry(queue_id)
+                .or_default()
+                .missed_offers += 1;
             let agent = self.agent_mut(agent_id);
             agent.missed_in_row += 1;
             agent.missed_total += 1;
@@ -149,7 +158,10 @@ impl State {
             let state = contact.state;
             contact.enter(now, state, format!("overflow to {}", target.id));
             let counters = &mut self.data.counters;
-            counters.entry(from_queue.clone()).or_default().overflowed_out += 1;
+            counters
+                .entry(from_queue.clone())
+                .or_default()
+                .overflowed_out += 1;
             counters.entry(target.id.clone()).or_default().entered += 1;
             ev.push(Event::ContactOverflowed {
                 contact_id: contact_id.to_owned(),
