@@ -13,4 +13,5 @@ mod t40_recovery;
 mod t50_membership;
 mod t60_full_restart;
 mod t70_bad_input;
+mod t75_contact_bad_input;
 mod t80_agent_desk;
