@@ -120,6 +120,71 @@ async fn t10_three_processes_form_one_cluster() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
+    // The contact center through the command line: a queue, an agent, a contact, its
+    // queue's figures and the event stream.
+    let run = |args: &[&str]| {
+        let out = ctl(&endpoint, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "queues",
+        "upsert",
+        "--id",
+        "sales",
+        "--name",
+        "Sales",
+        "--skill",
+        "french=3",
+        "--strategy",
+        "round-robin",
+    ]);
+    run(&[
+        "agents", "upsert", "--id", "ada", "--name", "Ada", "--site", "hq", "--skill", "french=5",
+    ]);
+    let created: serde_json::Value = serde_json::from_slice(&run(&[
+        "--json",
+        "contacts",
+        "create",
+        "--queue",
+        "sales",
+        "--channel",
+        "chat",
+        "--intent",
+        "quote",
+    ]))
+    .expect("JSON contact");
+    let id = created[0]["id"].as_str().expect("contact id").to_owned();
+    assert_eq!(created[0]["state"], "QUEUED", "{created:#}");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "contacts", "list", "--queue", "sales"])).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "queues", "stats", "sales"])).unwrap();
+    assert_eq!(stats["waiting"], 1, "{stats:#}");
+    let agents: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "agents", "list"])).unwrap();
+    assert_eq!(agents[0]["state"], "OFFLINE", "{agents:#}");
+    let abandoned: serde_json::Value =
+        serde_json::from_slice(&run(&["--json", "contacts", "abandon", &id])).unwrap();
+    assert_eq!(abandoned[0]["state"], "ABANDONED");
+    let events = String::from_utf8(run(&["events", "--contact", &id])).unwrap();
+    assert!(
+        events.contains("CONTACT_CREATED") && events.contains("CONTACT_ABANDONED"),
+        "{events}"
+    );
+    let table = String::from_utf8(run(&["queues", "list"])).unwrap();
+    assert!(
+        table.contains("ROUND_ROBIN") && table.contains("french≥3"),
+        "{table}"
+    );
+    let out = ctl(&endpoint, &["contacts", "complete", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FailedPrecondition"));
+
     // A write, then a graceful stop and a restart with the same --init: the node rejoins
     // the same cluster with its data, and no second cluster forms.
     pinned(&cluster, leader)

@@ -1,4 +1,9 @@
 //! `banyan ctl`: operate a running cluster from the command line.
+//!
+//! This file: cluster status, membership and customers; [`center`]: queues, agents,
+//! contacts and the event stream.
+
+mod center;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +58,28 @@ enum CtlCommand {
     /// Customers: upsert, get, find.
     #[command(subcommand)]
     Customers(CustomerCommand),
+    /// Queues: list, upsert, stats.
+    #[command(subcommand)]
+    Queues(center::QueueCommand),
+    /// Agents: list, upsert.
+    #[command(subcommand)]
+    Agents(center::AgentCommand),
+    /// Contacts: create, get, list, complete, abandon, transfer.
+    #[command(subcommand)]
+    Contacts(center::ContactCommand),
+    /// The event stream of the node at the first endpoint, in log order.
+    Events {
+        /// Start at this log index (0: everything the node retains).
+        #[arg(long, default_value_t = 0)]
+        from_index: u64,
+        #[arg(long, default_value = "")]
+        contact: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// Keep printing new events as they happen.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +199,31 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Customers(command) => customers(&client, command, args.json)
             .await
             .map_err(status_err)?,
+        CtlCommand::Queues(command) => center::queues(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Agents(command) => center::agents(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Contacts(command) => center::contacts(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Events {
+            from_index,
+            contact,
+            agent,
+            follow,
+        } => {
+            center::events(
+                &args.endpoint[0],
+                from_index,
+                contact,
+                agent,
+                follow,
+                args.json,
+            )
+            .await?
+        }
     }
     Ok(())
 }

@@ -1,0 +1,806 @@
+//! `banyan ctl queues | agents | contacts | events`: the contact center from the command
+//! line, as tables or `--json`.
+
+use std::collections::BTreeMap;
+
+use banyan_client::Client;
+use banyan_proto::v1 as pb;
+use banyan_proto::v1::contact_center_client::ContactCenterClient;
+use clap::{Subcommand, ValueEnum};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde_json::json;
+
+use super::{consistency, parse_attr};
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Every queue with its configuration.
+    List {
+        #[arg(long)]
+        local: bool,
+    },
+    /// Create or update a queue.
+    Upsert {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Channels taken (repeatable); none takes all.
+        #[arg(long = "channel", value_enum)]
+        channels: Vec<ChannelArg>,
+        /// Required skill as name=level (repeatable).
+        #[arg(long = "skill", value_parser = parse_skill)]
+        skills: Vec<(String, u32)>,
+        #[arg(long, value_enum, default_value = "longest-idle")]
+        strategy: StrategyArg,
+        /// Service-level target: answer within this long.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        service_level: Option<std::time::Duration>,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wrap_up: Option<std::time::Duration>,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        offer_timeout: Option<std::time::Duration>,
+        /// Longest a caller waits before abandoning (or a callback with --callback).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_wait: Option<std::time::Duration>,
+        #[arg(long, default_value_t = 0)]
+        max_length: u32,
+        /// Offer voice callers a callback that keeps their place when the queue is full
+        /// or they waited --max-wait.
+        #[arg(long)]
+        callback: bool,
+        /// Allowed disposition codes (repeatable).
+        #[arg(long = "disposition")]
+        dispositions: Vec<String>,
+        #[arg(long)]
+        allow_other_sites: bool,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Live figures of one queue: waiting, service level, ASA, AHT, abandonment.
+    Stats {
+        queue_id: String,
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Agents with state, load and counters.
+    List {
+        #[arg(long, default_value = "")]
+        site: String,
+        #[arg(long)]
+        local: bool,
+    },
+    /// Create or update an agent (its state is kept).
+    Upsert {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        site: String,
+        /// Skill as name=level (repeatable).
+        #[arg(long = "skill", value_parser = parse_skill)]
+        skills: Vec<(String, u32)>,
+        #[arg(long, default_value_t = 1)]
+        voice: u32,
+        #[arg(long, default_value_t = 3)]
+        chat: u32,
+        #[arg(long, default_value_t = 5)]
+        email: u32,
+        #[arg(long, default_value_t = 1)]
+        callback: u32,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContactCommand {
+    /// A new contact in a queue.
+    Create {
+        #[arg(long)]
+        queue: String,
+        #[arg(long, value_enum, default_value = "voice")]
+        channel: ChannelArg,
+        #[arg(long, default_value = "")]
+        customer: String,
+        #[arg(long, default_value = "")]
+        intent: String,
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+        /// The site it came in at.
+        #[arg(long, default_value = "")]
+        site: String,
+        /// key=value, repeatable.
+        #[arg(long = "attr", value_parser = parse_attr)]
+        attributes: Vec<(String, String)>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// One contact with its timeline.
+    Get {
+        id: String,
+        #[arg(long)]
+        local: bool,
+    },
+    List {
+        #[arg(long, default_value = "")]
+        queue: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[arg(long)]
+        local: bool,
+    },
+    /// Close a connected or wrapping-up contact.
+    Complete {
+        id: String,
+        #[arg(long, default_value = "")]
+        disposition: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+    },
+    /// The caller hung up while waiting.
+    Abandon { id: String },
+    /// Move a contact into another queue.
+    Transfer {
+        id: String,
+        #[arg(long)]
+        queue: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelArg {
+    Voice,
+    Chat,
+    Email,
+    Callback,
+}
+
+impl From<ChannelArg> for pb::Channel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Voice => pb::Channel::Voice,
+            ChannelArg::Chat => pb::Channel::Chat,
+            ChannelArg::Email => pb::Channel::Email,
+            ChannelArg::Callback => pb::Channel::Callback,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StrategyArg {
+    LongestIdle,
+    RoundRobin,
+    FewestContacts,
+    LeastTalkTime,
+    SkillWeighted,
+    RingAll,
+}
+
+impl From<StrategyArg> for pb::Strategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::LongestIdle => pb::Strategy::LongestIdle,
+            StrategyArg::RoundRobin => pb::Strategy::RoundRobin,
+            StrategyArg::FewestContacts => pb::Strategy::FewestContacts,
+            StrategyArg::LeastTalkTime => pb::Strategy::LeastTalkTime,
+            StrategyArg::SkillWeighted => pb::Strategy::SkillWeighted,
+            StrategyArg::RingAll => pb::Strategy::RingAll,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    SelfServed,
+    Queued,
+    Offered,
+    Connected,
+    WrapUp,
+    Completed,
+    Abandoned,
+    CallbackScheduled,
+    Transferred,
+}
+
+impl From<StateArg> for pb::ContactState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::SelfServed => pb::ContactState::SelfServed,
+            StateArg::Queued => pb::ContactState::Queued,
+            StateArg::Offered => pb::ContactState::Offered,
+            StateArg::Connected => pb::ContactState::Connected,
+            StateArg::WrapUp => pb::ContactState::WrapUp,
+            StateArg::Completed => pb::ContactState::Completed,
+            StateArg::Abandoned => pb::ContactState::Abandoned,
+            StateArg::CallbackScheduled => pb::ContactState::CallbackScheduled,
+            StateArg::Transferred => pb::ContactState::Transferred,
+        }
+    }
+}
+
+fn parse_skill(s: &str) -> Result<(String, u32), String> {
+    let (name, level) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected name=level, got {s:?}"))?;
+    let level = level
+        .parse()
+        .map_err(|_| format!("level of {name} must be a number, got {level:?}"))?;
+    Ok((name.to_owned(), level))
+}
+
+fn millis(d: Option<std::time::Duration>) -> i64 {
+    d.map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An enum field's proto name without its prefix (`CONTACT_STATE_QUEUED` → `QUEUED`).
+fn name<E: TryFrom<i32>>(value: i32, as_str: fn(&E) -> &'static str, prefix: &str) -> String {
+    E::try_from(value)
+        .map(|e| as_str(&e).trim_start_matches(prefix).to_owned())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn state_name(v: i32) -> String {
+    name(v, pb::ContactState::as_str_name, "CONTACT_STATE_")
+}
+
+fn channel_name(v: i32) -> String {
+    name(v, pb::Channel::as_str_name, "CHANNEL_")
+}
+
+fn agent_state_name(v: i32) -> String {
+    name(v, pb::AgentState::as_str_name, "AGENT_STATE_")
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub async fn queues(
+    client: &Client,
+    command: QueueCommand,
+    json: bool,
+) -> Result<(), tonic::Status> {
+    match command {
+        QueueCommand::List { local } => {
+            let queues = client
+                .list_queues(pb::ListQueuesRequest {
+                    consistency: consistency(local).into(),
+                })
+                .await?
+                .queues;
+            print_queues(&queues, json);
+        }
+        QueueCommand::Upsert {
+            id,
+            name,
+            channels,
+            skills,
+            strategy,
+            service_level,
+            wrap_up,
+            offer_timeout,
+            max_wait,
+            max_length,
+            callback,
+            dispositions,
+            allow_other_sites,
+            request_id,
+        } => {
+            let queue = pb::Queue {
+                id,
+                name,
+                channels: channels
+                    .into_iter()
+                    .map(|c| pb::Channel::from(c).into())
+                    .collect(),
+                required_skills: skills.into_iter().collect(),
+                strategy: pb::Strategy::from(strategy).into(),
+                service_level_ms: millis(service_level),
+                wrap_up_ms: wrap_up.map(|d| d.as_millis() as i64),
+                offer_timeout_ms: millis(offer_timeout),
+                max_wait_ms: millis(max_wait),
+                max_length,
+                when_full: if callback {
+                    pb::WhenFull::Callback
+                } else {
+                    pb::WhenFull::Abandon
+                }
+                .into(),
+                dispositions,
+                allow_other_sites,
+                ..Default::default()
+            };
+            let queue = client
+                .upsert_queue(pb::UpsertQueueRequest {
+                    queue: Some(queue),
+                    request_id: request_id.unwrap_or_default(),
+                })
+                .await?;
+            print_queues(&[queue], json);
+        }
+        QueueCommand::Stats { queue_id, local } => {
+            let s = client
+                .get_queue_stats(pb::GetQueueStatsRequest {
+                    queue_id,
+                    consistency: consistency(local).into(),
+                })
+                .await?;
+            print_stats(&s, json);
+        }
+    }
+    Ok(())
+}
+
+fn print_queues(queues: &[pb::Queue], json: bool) {
+    let strategy = |v: i32| name(v, pb::Strategy::as_str_name, "STRATEGY_");
+    if json {
+        let all: Vec<_> = queues
+            .iter()
+            .map(|q| {
+                json!({
+                    "id": q.id, "name": q.name,
+                    "channels": q.channels.iter().map(|c| channel_name(*c)).collect::<Vec<_>>(),
+                    "required_skills": q.required_skills.iter().collect::<BTreeMap<_, _>>(),
+                    "strategy": strategy(q.strategy),
+                    "service_level_ms": q.service_level_ms,
+                    "service_level_goal_pct": q.service_level_goal_pct,
+                    "escalation_steps": q.escalation.len(),
+                    "max_wait_ms": q.max_wait_ms, "max_length": q.max_length,
+                    "wrap_up_ms": q.wrap_up_ms, "offer_timeout_ms": q.offer_timeout_ms,
+                    "dispositions": q.dispositions,
+                    "allow_other_sites": q.allow_other_sites,
+                })
+            })
+            .collect();
+        print_json(&json!(all));
+        return;
+    }
+    let mut t = table(&[
+        "id",
+        "name",
+        "channels",
+        "skills",
+        "strategy",
+        "service level",
+        "escalation",
+    ]);
+    for q in queues {
+        let channels = if q.channels.is_empty() {
+            "all".into()
+        } else {
+            q.channels
+                .iter()
+                .map(|c| channel_name(*c))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let skills: Vec<String> = q
+            .required_skills
+            .iter()
+            .collect::<BTreeMap<_, _>>()
+            .iter()
+            .map(|(k, v)| format!("{k}≥{v}"))
+            .collect();
+        t.add_row(vec![
+            q.id.clone(),
+            q.name.clone(),
+            channels,
+            skills.join(","),
+            strategy(q.strategy),
+            format!(
+                "{}% in {} s",
+                q.service_level_goal_pct,
+                q.service_level_ms / 1000
+            ),
+            format!("{} steps", q.escalation.len()),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn print_stats(s: &pb::QueueStats, json: bool) {
+    let agents: BTreeMap<&str, u64> = s
+        .agents
+        .iter()
+        .map(|a| (a.state.as_str(), a.agents))
+        .collect();
+    if json {
+        print_json(&json!({
+            "queue_id": s.queue_id, "waiting": s.waiting, "longest_wait_ms": s.longest_wait_ms,
+            "entered": s.entered, "answered": s.answered, "abandoned": s.abandoned,
+            "service_level": s.service_level,
+            "service_level_with_abandons": s.service_level_with_abandons,
+            "service_level_goal_pct": s.service_level_goal_pct,
+            "asa_ms": s.asa_ms, "aht_ms": s.aht_ms, "abandonment_rate": s.abandonment_rate,
+            "offers": s.offers, "missed_offers": s.missed_offers, "callbacks": s.callbacks,
+            "agents": agents,
+        }));
+        return;
+    }
+    let mut t = table(&["figure", "value"]);
+    let pct = |v: f64| format!("{:.1} %", v * 100.0);
+    let rows = [
+        ("waiting", s.waiting.to_string()),
+        (
+            "longest wait",
+            format!("{:.1} s", s.longest_wait_ms as f64 / 1000.0),
+        ),
+        (
+            "entered / answered / abandoned",
+            format!("{} / {} / {}", s.entered, s.answered, s.abandoned),
+        ),
+        (
+            "service level",
+            format!(
+                "{} (goal {} % in {} s)",
+                pct(s.service_level),
+                s.service_level_goal_pct,
+                s.service_level_ms / 1000
+            ),
+        ),
+        (
+            "service level, abandons counted",
+            pct(s.service_level_with_abandons),
+        ),
+        ("ASA", format!("{:.1} s", s.asa_ms as f64 / 1000.0)),
+        ("AHT", format!("{:.1} s", s.aht_ms as f64 / 1000.0)),
+        ("abandonment", pct(s.abandonment_rate)),
+        (
+            "offers / missed",
+            format!("{} / {}", s.offers, s.missed_offers),
+        ),
+        ("agents", format!("{agents:?}")),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_owned(), v]);
+    }
+    println!("{t}");
+}
+
+pub async fn agents(
+    client: &Client,
+    command: AgentCommand,
+    json: bool,
+) -> Result<(), tonic::Status> {
+    let agents = match command {
+        AgentCommand::List { site, local } => {
+            client
+                .list_agents(pb::ListAgentsRequest {
+                    site,
+                    consistency: consistency(local).into(),
+                    ..Default::default()
+                })
+                .await?
+                .agents
+        }
+        AgentCommand::Upsert {
+            id,
+            name,
+            site,
+            skills,
+            voice,
+            chat,
+            email,
+            callback,
+            request_id,
+        } => {
+            let agent = pb::Agent {
+                id,
+                name,
+                site,
+                skills: skills.into_iter().collect(),
+                capacity: Some(pb::Capacity {
+                    voice,
+                    chat,
+                    email,
+                    callback,
+                }),
+                ..Default::default()
+            };
+            vec![
+                client
+                    .upsert_agent(pb::UpsertAgentRequest {
+                        agent: Some(agent),
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+            ]
+        }
+    };
+    let load = |c: &Option<pb::Capacity>| {
+        c.as_ref()
+            .map(|c| format!("{}/{}/{}/{}", c.voice, c.chat, c.email, c.callback))
+            .unwrap_or_default()
+    };
+    if json {
+        let all: Vec<_> = agents
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id, "name": a.name, "site": a.site,
+                    "skills": a.skills.iter().collect::<BTreeMap<_, _>>(),
+                    "state": agent_state_name(a.state), "break_reason": a.break_reason,
+                    "contacts": a.contacts, "capacity": load(&a.capacity), "load": load(&a.load),
+                    "handled": a.handled, "talk_time_ms": a.talk_time_ms,
+                    "missed_in_row": a.missed_in_row, "idle_since_ms": a.idle_since_ms,
+                })
+            })
+            .collect();
+        print_json(&json!(all));
+        return Ok(());
+    }
+    let mut t = table(&[
+        "id",
+        "name",
+        "site",
+        "state",
+        "load v/c/e/cb",
+        "capacity",
+        "handled",
+        "missed",
+    ]);
+    for a in &agents {
+        let mut state = agent_state_name(a.state);
+        if !a.break_reason.is_empty() {
+            state = format!("{state} ({})", a.break_reason);
+        }
+        t.add_row(vec![
+            a.id.clone(),
+            a.name.clone(),
+            a.site.clone(),
+            state,
+            load(&a.load),
+            load(&a.capacity),
+            a.handled.to_string(),
+            a.missed_total.to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub async fn contacts(
+    client: &Client,
+    command: ContactCommand,
+    json: bool,
+) -> Result<(), tonic::Status> {
+    let contacts = match command {
+        ContactCommand::Create {
+            queue,
+            channel,
+            customer,
+            intent,
+            priority,
+            site,
+            attributes,
+            request_id,
+        } => vec![
+            client
+                .create_contact(pb::CreateContactRequest {
+                    request_id: request_id.unwrap_or_default(),
+                    channel: pb::Channel::from(channel).into(),
+                    customer_id: customer,
+                    queue_id: queue,
+                    intent,
+                    priority,
+                    attributes: attributes.into_iter().collect(),
+                    site,
+                    ..Default::default()
+                })
+                .await?,
+        ],
+        ContactCommand::Get { id, local } => vec![
+            client
+                .get_contact(pb::GetContactRequest {
+                    id,
+                    consistency: consistency(local).into(),
+                })
+                .await?,
+        ],
+        ContactCommand::List {
+            queue,
+            agent,
+            state,
+            limit,
+            page_token,
+            local,
+        } => {
+            let reply = client
+                .list_contacts(pb::ListContactsRequest {
+                    queue_id: queue,
+                    agent_id: agent,
+                    state: state.map_or(0, |s| pb::ContactState::from(s).into()),
+                    limit,
+                    page_token,
+                    consistency: consistency(local).into(),
+                    ..Default::default()
+                })
+                .await?;
+            if !reply.next_page_token.is_empty() && !json {
+                eprintln!("more results: --page-token {}", reply.next_page_token);
+            }
+            reply.contacts
+        }
+        ContactCommand::Complete {
+            id,
+            disposition,
+            notes,
+            agent,
+        } => vec![
+            client
+                .complete_contact(pb::CompleteContactRequest {
+                    contact_id: id,
+                    agent_id: agent,
+                    disposition,
+                    notes,
+                    ..Default::default()
+                })
+                .await?,
+        ],
+        ContactCommand::Abandon { id } => vec![
+            client
+                .abandon_contact(pb::AbandonContactRequest {
+                    contact_id: id,
+                    ..Default::default()
+                })
+                .await?,
+        ],
+        ContactCommand::Transfer { id, queue } => vec![
+            client
+                .transfer_contact(pb::TransferContactRequest {
+                    contact_id: id,
+                    queue_id: queue,
+                    ..Default::default()
+                })
+                .await?,
+        ],
+    };
+    print_contacts(&contacts, json);
+    Ok(())
+}
+
+fn print_contacts(contacts: &[pb::Contact], json: bool) {
+    if json {
+        let all: Vec<_> = contacts
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id, "request_id": c.request_id, "state": state_name(c.state),
+                    "channel": channel_name(c.channel), "queue_id": c.queue_id,
+                    "customer_id": c.customer_id, "intent": c.intent, "priority": c.priority,
+                    "site": c.site, "agent_id": c.agent_id, "offered_to": c.offered_to,
+                    "decision": c.decision.as_ref().map(|d| json!({
+                        "strategy": d.strategy, "step": d.step, "score": d.score, "priority": d.priority,
+                    })),
+                    "enqueued_ms": c.enqueued_ms, "connected_ms": c.connected_ms,
+                    "ended_ms": c.ended_ms, "disposition": c.disposition, "notes": c.notes,
+                    "transferred_to": c.transferred_to,
+                    "timeline": c.timeline.iter().map(|t| json!({
+                        "at_ms": t.at_ms, "state": state_name(t.state), "detail": t.detail,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_json(&json!(all));
+        return;
+    }
+    let mut t = table(&[
+        "id",
+        "state",
+        "channel",
+        "queue",
+        "priority",
+        "agent",
+        "customer",
+        "disposition",
+    ]);
+    for c in contacts {
+        let agent = if c.agent_id.is_empty() {
+            c.offered_to.join(",")
+        } else {
+            c.agent_id.clone()
+        };
+        t.add_row(vec![
+            c.id.clone(),
+            state_name(c.state),
+            channel_name(c.channel),
+            c.queue_id.clone(),
+            c.priority.to_string(),
+            agent,
+            c.customer_id.clone(),
+            c.disposition.clone(),
+        ]);
+    }
+    println!("{t}");
+    if let [one] = contacts {
+        for step in &one.timeline {
+            println!(
+                "  {}  {:<18} {}",
+                step.at_ms,
+                state_name(step.state),
+                step.detail
+            );
+        }
+    }
+}
+
+/// `banyan ctl events`: the event stream, from an index, optionally followed live.
+pub async fn events(
+    endpoint: &str,
+    from_index: u64,
+    contact: String,
+    agent: String,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let channel = banyan_client::channel(endpoint)?;
+    let mut stream = ContactCenterClient::new(channel)
+        .watch_events(pb::WatchEventsRequest {
+            from_index,
+            contact_id: contact,
+            agent_id: agent,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let idle = std::time::Duration::from_millis(500);
+    loop {
+        let next = if follow {
+            stream.message().await
+        } else {
+            match tokio::time::timeout(idle, stream.message()).await {
+                Ok(next) => next,
+                // Not following: stop once the retained events are printed.
+                Err(_) => return Ok(()),
+            }
+        };
+        let Some(e) = next.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))? else {
+            return Ok(());
+        };
+        let kind = name(e.kind, pb::EventKind::as_str_name, "EVENT_KIND_");
+        if json {
+            println!(
+                "{}",
+                json!({
+                    "index": e.index, "ordinal": e.ordinal, "at_ms": e.at_ms, "kind": kind,
+                    "contact_id": e.contact_id, "agent_ids": e.agent_ids, "queue_id": e.queue_id,
+                    "reason": e.reason, "state": state_name(e.contact_state),
+                })
+            );
+        } else {
+            println!(
+                "{:>8}.{:<3} {:<20} {:<16} {:<24} {}",
+                e.index,
+                e.ordinal,
+                kind,
+                e.contact_id,
+                e.agent_ids.join(","),
+                e.reason
+            );
+        }
+    }
+}
