@@ -106,7 +106,7 @@ pub(crate) fn wait_key(queue: &QueueInput, contact: &Contact) -> WaitKey {
 /// The agent's place under `queue`'s strategy.
 pub(crate) fn agent_key(queue: &QueueInput, agent: &Agent) -> AgentKey {
     let (score, tie) = match queue.strategy {
-        Strategy::LongestIdle | Strategy::RingAll => (-agent.idle_since_ms, 0),
+        Strategy::LongestIdle | Strategy::RingAll => (agent.idle_since_ms, 0),
         Strategy::RoundRobin => (agent.last_offer_seq as i64, 0),
         Strategy::FewestContacts => (i64::from(agent.load.total()), agent.idle_since_ms),
         Strategy::LeastTalkTime => (agent.talk_time_ms, agent.idle_since_ms),
