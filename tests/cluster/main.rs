@@ -15,3 +15,4 @@ mod t60_full_restart;
 mod t70_bad_input;
 mod t75_contact_bad_input;
 mod t80_agent_desk;
+mod t85_desk_timers;

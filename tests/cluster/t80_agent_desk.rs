@@ -161,6 +161,18 @@ async fn t80_agents_on_every_node_serve_contacts_through_a_leader_kill() {
     // A node that ran throughout has the whole event history.
     let witness = survivors[0];
     let events = cluster.events(witness, index, DEADLINE).await.unwrap();
+    // Resuming from an index gives exactly the events from there on.
+    let middle = events[events.len() / 2].index;
+    let resumed = cluster
+        .events_from(witness, middle, index, DEADLINE)
+        .await
+        .unwrap();
+    let suffix: Vec<_> = events
+        .iter()
+        .filter(|e| e.index >= middle)
+        .cloned()
+        .collect();
+    assert_eq!(resumed, suffix, "WatchEvents from index {middle}");
     let ops = ops.lock().unwrap().clone();
     let report = check_contacts(&ops, &nodes, &events, "ad-");
     assert!(report.is_ok(), "{report}");

@@ -417,9 +417,24 @@ impl LocalCluster {
         until: u64,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Event>> {
+        self.events_from(id, 0, until, timeout).await
+    }
+
+    /// Like [`events`](Self::events), resuming at log index `from`.
+    pub async fn events_from(
+        &self,
+        id: u64,
+        from: u64,
+        until: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Event>> {
         let channel = banyan_client::channel(&self.addr(id)?)?;
+        let request = WatchEventsRequest {
+            from_index: from,
+            ..Default::default()
+        };
         let mut stream = ContactCenterClient::new(channel)
-            .watch_events(WatchEventsRequest::default())
+            .watch_events(request)
             .await?
             .into_inner();
         let mut events = Vec::new();
