@@ -131,8 +131,15 @@ impl State {
         }
         let action = step.action.clone();
         let from_queue = queue.id.clone();
+        // A queue that does not take the contact's channel cannot receive it: the step is
+        // recorded, and the contact stays where it is.
         let overflow_to = match &action {
-            EscalationAction::Overflow { queue_id } => self.data.queues.get(queue_id).cloned(),
+            EscalationAction::Overflow { queue_id } => self
+                .data
+                .queues
+                .get(queue_id)
+                .filter(|target| target.takes(contact.channel))
+                .cloned(),
             _ => None,
         };
         let tier = self
