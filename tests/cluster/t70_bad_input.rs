@@ -5,18 +5,8 @@ use std::collections::HashMap;
 
 use banyan_client::Client;
 use banyan_proto::v1::{Customer, FindCustomersRequest, ReadConsistency};
-use banyan_tests::{customer, other_than, pinned, three_nodes};
+use banyan_tests::{customer, expect_refused, other_than, pinned, three_nodes};
 use tonic::Code;
-
-fn expect(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, field: &str) {
-    let status = result.expect_err("bad input must be refused");
-    assert_eq!(status.code(), code, "{field}: {}", status.message());
-    assert!(
-        status.message().contains(field),
-        "message {:?} should name {field}",
-        status.message()
-    );
-}
 
 async fn bad_customer_writes(client: &Client) {
     let base = || customer("c-bad", "Valid Name");
@@ -96,13 +86,13 @@ async fn bad_customer_writes(client: &Client) {
         ),
     ];
     for (bad, field) in cases {
-        expect(
+        expect_refused(
             client.upsert_customer(bad, None).await,
             Code::InvalidArgument,
             field,
         );
     }
-    expect(
+    expect_refused(
         client
             .upsert_customer(base(), Some("bad key!".into()))
             .await,
@@ -112,25 +102,25 @@ async fn bad_customer_writes(client: &Client) {
 }
 
 async fn bad_reads(client: &Client) {
-    expect(
+    expect_refused(
         client.get_customer("", ReadConsistency::Linearizable).await,
         Code::InvalidArgument,
         "id",
     );
-    expect(
+    expect_refused(
         client
             .get_customer("nobody", ReadConsistency::Linearizable)
             .await,
         Code::NotFound,
         "id",
     );
-    expect(
+    expect_refused(
         client.get_customer("nobody", ReadConsistency::Local).await,
         Code::NotFound,
         "id",
     );
     let find = |f: FindCustomersRequest| client.find_customers(f);
-    expect(
+    expect_refused(
         find(FindCustomersRequest {
             limit: 5000,
             ..Default::default()
@@ -139,7 +129,7 @@ async fn bad_reads(client: &Client) {
         Code::InvalidArgument,
         "limit",
     );
-    expect(
+    expect_refused(
         find(FindCustomersRequest {
             page_token: "no spaces".into(),
             ..Default::default()
@@ -148,7 +138,7 @@ async fn bad_reads(client: &Client) {
         Code::InvalidArgument,
         "page_token",
     );
-    expect(
+    expect_refused(
         find(FindCustomersRequest {
             consistency: 9,
             ..Default::default()
@@ -157,7 +147,7 @@ async fn bad_reads(client: &Client) {
         Code::InvalidArgument,
         "consistency",
     );
-    expect(
+    expect_refused(
         find(FindCustomersRequest {
             tier: 7,
             ..Default::default()
@@ -166,7 +156,7 @@ async fn bad_reads(client: &Client) {
         Code::InvalidArgument,
         "tier",
     );
-    expect(
+    expect_refused(
         find(FindCustomersRequest {
             phone: "1".repeat(100),
             ..Default::default()
@@ -178,34 +168,34 @@ async fn bad_reads(client: &Client) {
 }
 
 async fn bad_membership(client: &Client, voter: u64) {
-    expect(
+    expect_refused(
         client.add_voter(0, "127.0.0.1:1").await,
         Code::InvalidArgument,
         "node_id",
     );
-    expect(client.add_voter(42, "").await, Code::NotFound, "node_id");
-    expect(
+    expect_refused(client.add_voter(42, "").await, Code::NotFound, "node_id");
+    expect_refused(
         client.add_voter(42, "no-port").await,
         Code::InvalidArgument,
         "addr",
     );
-    expect(
+    expect_refused(
         client.add_learner(42, "").await,
         Code::InvalidArgument,
         "addr",
     );
-    expect(
+    expect_refused(
         client.add_learner(0, "127.0.0.1:1").await,
         Code::InvalidArgument,
         "node_id",
     );
-    expect(
+    expect_refused(
         client.add_learner(voter, "127.0.0.1:1").await,
         Code::FailedPrecondition,
         "node_id",
     );
-    expect(client.remove_node(42).await, Code::NotFound, "node_id");
-    expect(
+    expect_refused(client.remove_node(42).await, Code::NotFound, "node_id");
+    expect_refused(
         client.remove_node(0).await,
         Code::InvalidArgument,
         "node_id",
@@ -228,7 +218,7 @@ async fn t70_bad_input_is_refused_with_the_field_named_and_changes_nothing() {
         bad_reads(&client).await;
         bad_membership(&client, leader).await;
         // An idempotency key reused with a different payload is refused.
-        expect(
+        expect_refused(
             client
                 .upsert_customer(customer("c-ok", "Eve"), Some("first-write".into()))
                 .await,

@@ -8,18 +8,8 @@ use banyan_proto::v1::agent_desk_client::AgentDeskClient;
 use banyan_proto::v1::agent_event::Event as In;
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{other_than, pinned, three_nodes};
+use banyan_tests::{expect_refused, other_than, pinned, three_nodes};
 use tonic::Code;
-
-fn expect(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, field: &str) {
-    let status = result.expect_err("bad input must be refused");
-    assert_eq!(status.code(), code, "{field}: {}", status.message());
-    assert!(
-        status.message().contains(field),
-        "message {:?} should name {field}",
-        status.message()
-    );
-}
 
 fn queue(id: &str) -> pb::Queue {
     pb::Queue {
@@ -179,37 +169,37 @@ async fn bad_contacts(client: &Client, queued: &str) {
         ),
     ];
     for (request, code, field) in cases {
-        expect(client.create_contact(request).await, code, field);
+        expect_refused(client.create_contact(request).await, code, field);
     }
     let get = |id: &str| pb::GetContactRequest {
         id: id.into(),
         ..Default::default()
     };
-    expect(client.get_contact(get("")).await, InvalidArgument, "id");
-    expect(client.get_contact(get("ghost")).await, NotFound, "id");
+    expect_refused(client.get_contact(get("")).await, InvalidArgument, "id");
+    expect_refused(client.get_contact(get("ghost")).await, NotFound, "id");
     let list = |f: fn(&mut pb::ListContactsRequest)| {
         let mut r = pb::ListContactsRequest::default();
         f(&mut r);
         r
     };
-    expect(
+    expect_refused(
         client.list_contacts(list(|r| r.limit = 5000)).await,
         InvalidArgument,
         "limit",
     );
-    expect(
+    expect_refused(
         client.list_contacts(list(|r| r.state = 99)).await,
         InvalidArgument,
         "state",
     );
-    expect(
+    expect_refused(
         client
             .list_contacts(list(|r| r.page_token = "a b".into()))
             .await,
         InvalidArgument,
         "page_token",
     );
-    expect(
+    expect_refused(
         client.list_contacts(list(|r| r.consistency = 9)).await,
         InvalidArgument,
         "consistency",
@@ -221,24 +211,24 @@ async fn bad_contacts(client: &Client, queued: &str) {
         ..Default::default()
     };
     // Illegal transition: a queued contact cannot be completed.
-    expect(
+    expect_refused(
         client.complete_contact(complete(queued, "")).await,
         FailedPrecondition,
         "contact_id",
     );
-    expect(
+    expect_refused(
         client.complete_contact(complete("ghost", "")).await,
         NotFound,
         "contact_id",
     );
-    expect(
+    expect_refused(
         client.complete_contact(complete(queued, "ghost")).await,
         NotFound,
         "agent_id",
     );
     let mut noisy = complete(queued, "");
     noisy.notes = "n".repeat(10_000);
-    expect(
+    expect_refused(
         client.complete_contact(noisy).await,
         InvalidArgument,
         "notes",
@@ -247,12 +237,12 @@ async fn bad_contacts(client: &Client, queued: &str) {
         contact_id: id.into(),
         ..Default::default()
     };
-    expect(
+    expect_refused(
         client.abandon_contact(abandon("ghost")).await,
         NotFound,
         "contact_id",
     );
-    expect(
+    expect_refused(
         client.abandon_contact(abandon("")).await,
         InvalidArgument,
         "contact_id",
@@ -262,12 +252,12 @@ async fn bad_contacts(client: &Client, queued: &str) {
         queue_id: queue_id.into(),
         ..Default::default()
     };
-    expect(
+    expect_refused(
         client.transfer_contact(transfer("ghost")).await,
         NotFound,
         "queue_id",
     );
-    expect(
+    expect_refused(
         client.transfer_contact(transfer("sales")).await,
         FailedPrecondition,
         "queue_id",
@@ -327,14 +317,14 @@ async fn bad_queues_and_agents(client: &Client) {
             queue: Some(q),
             ..Default::default()
         };
-        expect(client.upsert_queue(request).await, code, field);
+        expect_refused(client.upsert_queue(request).await, code, field);
     }
-    expect(
+    expect_refused(
         client.upsert_queue(pb::UpsertQueueRequest::default()).await,
         InvalidArgument,
         "queue",
     );
-    expect(
+    expect_refused(
         client
             .list_queues(pb::ListQueuesRequest { consistency: 9 })
             .await,
@@ -345,12 +335,12 @@ async fn bad_queues_and_agents(client: &Client) {
         queue_id: id.into(),
         ..Default::default()
     };
-    expect(
+    expect_refused(
         client.get_queue_stats(stats("ghost")).await,
         NotFound,
         "queue_id",
     );
-    expect(
+    expect_refused(
         client.get_queue_stats(stats("")).await,
         InvalidArgument,
         "queue_id",
@@ -384,9 +374,9 @@ async fn bad_queues_and_agents(client: &Client) {
             agent: Some(a),
             ..Default::default()
         };
-        expect(client.upsert_agent(request).await, InvalidArgument, field);
+        expect_refused(client.upsert_agent(request).await, InvalidArgument, field);
     }
-    expect(
+    expect_refused(
         client
             .list_agents(pb::ListAgentsRequest {
                 state: 99,
@@ -404,7 +394,7 @@ async fn bad_watch(addr: &str) {
         contact_id: "bad id".into(),
         ..Default::default()
     };
-    expect(
+    expect_refused(
         cc.watch_events(request).await.map(drop),
         Code::InvalidArgument,
         "contact_id",

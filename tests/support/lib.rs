@@ -90,3 +90,18 @@ pub fn customer(id: &str, name: &str) -> Customer {
 pub fn other_than(among: &[u64], not: u64) -> u64 {
     *among.iter().find(|id| **id != not).expect("another node")
 }
+
+/// Asserts that `result` is a refusal with `code` whose message names `field`.
+pub fn expect_refused(
+    result: Result<impl std::fmt::Debug, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) {
+    let status = result.expect_err("bad input must be refused");
+    assert_eq!(status.code(), code, "{field}: {}", status.message());
+    assert!(
+        status.message().contains(field),
+        "message {:?} should name {field}",
+        status.message()
+    );
+}

@@ -99,13 +99,22 @@ impl ContactCenterService {
             .await
     }
 
-    /// Answers a contact write with the contact as this node has it now.
-    fn reply_contact(&self, id: &str) -> Result<Response<pb::Contact>, Status> {
+    /// Answers a write with the object it wrote, as this node has it now.
+    fn read_back<T>(
+        &self,
+        what: &str,
+        id: &str,
+        find: impl FnOnce(&State) -> Option<T>,
+    ) -> Result<Response<T>, Status> {
         self.read(|state, _| {
-            state
-                .contact(id)
-                .map(convert::contact_to_proto)
-                .ok_or_else(|| Status::internal(format!("contact {id} missing after its write")))
+            find(state)
+                .ok_or_else(|| Status::internal(format!("{what} {id} missing after its write")))
+        })
+    }
+
+    fn reply_contact(&self, id: &str) -> Result<Response<pb::Contact>, Status> {
+        self.read_back("contact", id, |state| {
+            state.contact(id).map(convert::contact_to_proto)
         })
     }
 }
@@ -356,11 +365,8 @@ impl ContactCenter for ContactCenterService {
         let id = input.id.clone();
         self.write(Action::UpsertQueue(input), &m.request_id)
             .await?;
-        self.read(|state, _| {
-            state
-                .queue(&id)
-                .map(convert::queue_to_proto)
-                .ok_or_else(|| Status::internal(format!("queue {id} missing after its write")))
+        self.read_back("queue", &id, |state| {
+            state.queue(&id).map(convert::queue_to_proto)
         })
     }
 
@@ -420,11 +426,8 @@ impl ContactCenter for ContactCenterService {
         let id = input.id.clone();
         self.write(Action::UpsertAgent(input), &m.request_id)
             .await?;
-        self.read(|state, _| {
-            state
-                .agent(&id)
-                .map(convert::agent_to_proto)
-                .ok_or_else(|| Status::internal(format!("agent {id} missing after its write")))
+        self.read_back("agent", &id, |state| {
+            state.agent(&id).map(convert::agent_to_proto)
         })
     }
 

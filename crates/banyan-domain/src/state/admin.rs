@@ -150,13 +150,8 @@ impl State {
         presence: &Presence,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        validate_id("agent_id", agent_id)?;
+        let agent = self.find_agent(agent_id)?;
         presence.validate()?;
-        let agent = self
-            .data
-            .agents
-            .get(agent_id)
-            .ok_or_else(|| DomainError::not_found("agent_id", agent_id))?;
         if *presence == Presence::Offline {
             let active = agent.held.keys().find(|id| {
                 self.data
@@ -185,10 +180,7 @@ impl State {
         agent_id: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        validate_id("agent_id", agent_id)?;
-        if !self.data.agents.contains_key(agent_id) {
-            return Err(DomainError::not_found("agent_id", agent_id));
-        }
+        self.find_agent(agent_id)?;
         self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
         let agent = self.agent_mut(agent_id);
         let presence = if agent.held.is_empty() {

@@ -152,17 +152,8 @@ impl State {
         agent_id: &str,
     ) -> Result<(&Contact, &crate::agent::Agent), DomainError> {
         validate_id("contact_id", contact_id)?;
-        validate_id("agent_id", agent_id)?;
-        let agent = self
-            .data
-            .agents
-            .get(agent_id)
-            .ok_or_else(|| DomainError::not_found("agent_id", agent_id))?;
-        let contact = self
-            .data
-            .contacts
-            .get(contact_id)
-            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        let agent = self.find_agent(agent_id)?;
+        let contact = self.find_contact(contact_id)?;
         Ok((contact, agent))
     }
 
@@ -335,19 +326,11 @@ impl State {
         notes: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        validate_id("contact_id", contact_id)?;
+        let contact = self.find_contact(contact_id)?;
         if !agent_id.is_empty() {
-            validate_id("agent_id", agent_id)?;
-            if !self.data.agents.contains_key(agent_id) {
-                return Err(DomainError::not_found("agent_id", agent_id));
-            }
+            self.find_agent(agent_id)?;
         }
         validate_len("notes", notes, MAX_TEXT_LEN)?;
-        let contact = self
-            .data
-            .contacts
-            .get(contact_id)
-            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
         self.held_by(
             contact,
             agent_id,
@@ -418,12 +401,7 @@ impl State {
         contact_id: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        validate_id("contact_id", contact_id)?;
-        let contact = self
-            .data
-            .contacts
-            .get(contact_id)
-            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
+        let contact = self.find_contact(contact_id)?;
         if !(contact.state.is_waiting() || contact.state == ContactState::Offered) {
             return Err(DomainError::precondition(
                 "contact_id",
@@ -472,18 +450,8 @@ impl State {
         queue_id: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        validate_id("contact_id", contact_id)?;
-        validate_id("queue_id", queue_id)?;
-        let contact = self
-            .data
-            .contacts
-            .get(contact_id)
-            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))?;
-        let target = self
-            .data
-            .queues
-            .get(queue_id)
-            .ok_or_else(|| DomainError::not_found("queue_id", queue_id))?;
+        let contact = self.find_contact(contact_id)?;
+        let target = self.find_queue(queue_id)?;
         let movable = contact.state.is_waiting()
             || matches!(
                 contact.state,

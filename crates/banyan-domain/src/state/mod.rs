@@ -222,6 +222,33 @@ impl State {
         Ok(())
     }
 
+    /// The contact a command names, or why not (field `contact_id`).
+    pub(super) fn find_contact(&self, contact_id: &str) -> Result<&Contact, DomainError> {
+        crate::validate::validate_id("contact_id", contact_id)?;
+        self.data
+            .contacts
+            .get(contact_id)
+            .ok_or_else(|| DomainError::not_found("contact_id", contact_id))
+    }
+
+    /// The agent a command names, or why not (field `agent_id`).
+    pub(super) fn find_agent(&self, agent_id: &str) -> Result<&Agent, DomainError> {
+        crate::validate::validate_id("agent_id", agent_id)?;
+        self.data
+            .agents
+            .get(agent_id)
+            .ok_or_else(|| DomainError::not_found("agent_id", agent_id))
+    }
+
+    /// The queue a command names, or why not (field `queue_id`).
+    pub(super) fn find_queue(&self, queue_id: &str) -> Result<&QueueInput, DomainError> {
+        crate::validate::validate_id("queue_id", queue_id)?;
+        self.data
+            .queues
+            .get(queue_id)
+            .ok_or_else(|| DomainError::not_found("queue_id", queue_id))
+    }
+
     /// The state machine's clock: the largest leader stamp of a command that took effect.
     pub fn clock_ms(&self) -> i64 {
         self.data.clock_ms
