@@ -13,6 +13,7 @@
 //! until it logs in again (contacts it is handling stay with it).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ impl AgentDesk for AgentDeskService {
             tx,
             agent_id: None,
             feed: None,
+            session: session_name(self.node.id()),
         };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -80,6 +82,9 @@ struct Session {
     /// Set once a login succeeded.
     agent_id: Option<String>,
     feed: Option<broadcast::Receiver<Arc<EventRecord>>>,
+    /// This session's name in the agent's record, so that only its own drop logs the
+    /// agent out.
+    session: String,
 }
 
 /// How a session ended.
@@ -88,16 +93,41 @@ enum End {
     Dropped,
 }
 
+/// What the session does after a command.
+enum Next {
+    Continue,
+    End(End),
+}
+
+/// A command turned into a domain action.
+struct Planned {
+    action: Action,
+    request_id: Option<String>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// The login that starts the session.
+    FirstLogin(String),
+    Logout,
+    Other,
+}
+
+/// What a command did.
+enum Done {
+    Applied,
+    LoggedOut,
+}
+
 impl Session {
     async fn run(mut self, mut inbound: Streaming<AgentCommand>) {
         let end = loop {
             tokio::select! {
                 command = inbound.message() => match command {
-                    Ok(Some(command)) => {
-                        if self.handle(command).await {
-                            break End::LoggedOut;
-                        }
-                    }
+                    Ok(Some(command)) => match self.handle(command).await {
+                        Next::Continue => {}
+                        Next::End(end) => break end,
+                    },
                     Ok(None) | Err(_) => break End::Dropped,
                 },
                 record = next_record(&mut self.feed) => {
@@ -109,39 +139,24 @@ impl Session {
             }
         };
         if let (End::Dropped, Some(agent_id)) = (end, self.agent_id.take()) {
-            tokio::spawn(record_disconnect(self.node.clone(), agent_id));
+            tokio::spawn(record_disconnect(
+                self.node.clone(),
+                agent_id,
+                self.session.clone(),
+            ));
         }
     }
 
-    /// Runs one command and answers it. Returns whether the session should end.
-    async fn handle(&mut self, command: AgentCommand) -> bool {
+    /// Runs one command and answers it.
+    async fn handle(&mut self, command: AgentCommand) -> Next {
         let command_id = command.command_id.clone();
-        let (result, logout) = match self.action(command) {
-            Ok((action, request_id, logout)) => {
-                if let Action::SetAgentPresence { agent_id, .. } = &action {
-                    if self.agent_id.is_none() {
-                        // Subscribe before logging in: the login itself may produce an offer.
-                        self.feed = Some(self.node.applied().events().subscribe());
-                        self.agent_id = Some(agent_id.clone());
-                        let result = self.submit(action, request_id).await;
-                        if result.is_err() {
-                            self.agent_id = None;
-                            self.feed = None;
-                        } else {
-                            self.send_snapshot().await;
-                        }
-                        (result, false)
-                    } else {
-                        (self.submit(action, request_id).await, logout)
-                    }
-                } else {
-                    (self.submit(action, request_id).await, logout)
-                }
-            }
-            Err(status) => (Err(status), false),
+        let result = match self.action(command) {
+            Ok(planned) => self.run_planned(planned).await,
+            Err(status) => Err(status),
         };
+        let logged_out = matches!(result, Ok(Done::LoggedOut));
         let (code, message) = match &result {
-            Ok(()) => (0, String::new()),
+            Ok(_) => (0, String::new()),
             Err(status) => (status.code() as i32, status.message().to_owned()),
         };
         let reply = Out::Result(pb::CommandResult {
@@ -149,12 +164,49 @@ impl Session {
             code,
             message,
         });
-        let sent = self.send(reply).await;
-        !sent || (logout && result.is_ok())
+        if !self.send(reply).await {
+            // The agent is gone before hearing the answer: that is a drop, not a logout.
+            return Next::End(End::Dropped);
+        }
+        if logged_out {
+            Next::End(End::LoggedOut)
+        } else {
+            Next::Continue
+        }
     }
 
-    /// The domain action a command asks for, its idempotency key, and whether it logs out.
-    fn action(&self, command: AgentCommand) -> Result<(Action, Option<String>, bool), Status> {
+    async fn run_planned(&mut self, planned: Planned) -> Result<Done, Status> {
+        let Planned {
+            action,
+            request_id,
+            kind,
+        } = planned;
+        match kind {
+            Kind::FirstLogin(agent_id) => {
+                // Subscribe before logging in: the login itself may produce an offer.
+                self.feed = Some(self.node.applied().events().subscribe());
+                self.agent_id = Some(agent_id);
+                if let Err(status) = self.submit(action, request_id).await {
+                    self.agent_id = None;
+                    self.feed = None;
+                    return Err(status);
+                }
+                self.send_snapshot().await;
+                Ok(Done::Applied)
+            }
+            Kind::Logout => self
+                .submit(action, request_id)
+                .await
+                .map(|()| Done::LoggedOut),
+            Kind::Other => self
+                .submit(action, request_id)
+                .await
+                .map(|()| Done::Applied),
+        }
+    }
+
+    /// The domain action a command asks for, its idempotency key, and what kind it is.
+    fn action(&self, command: AgentCommand) -> Result<Planned, Status> {
         let invalid = |e| Status::from(ServiceError::Domain(e));
         let request_id = convert::request_id(command.command_id).map_err(invalid)?;
         let Some(command) = command.command else {
@@ -171,22 +223,42 @@ impl Session {
                 )))
             }
             (_, Some(current)) => current.clone(),
-            (_, None) => return Err(Status::failed_precondition("login first")),
+            (_, None) => {
+                return Err(Status::failed_precondition(
+                    "command: log in first (send login)",
+                ))
+            }
         };
+        // Command ids are the agent's own: two agents' desks may both number theirs 1, 2, …
+        let request_id = request_id.map(|id| format!("desk/{agent_id}/{id}"));
+        let first_login = self.agent_id.is_none();
         let contact = |r: &pb::ContactRef, field: &str| {
             convert::required_id(field, &r.contact_id).map_err(invalid)
         };
         let action = match command {
-            Cmd::Login(login) => Action::SetAgentPresence {
-                agent_id,
-                presence: if login.break_reason.is_empty() {
-                    Presence::Available
+            Cmd::Login(login) => {
+                let action = Action::AgentLogin {
+                    agent_id: agent_id.clone(),
+                    session: self.session.clone(),
+                    presence: if login.break_reason.is_empty() {
+                        Presence::Available
+                    } else {
+                        Presence::Break {
+                            reason: login.break_reason,
+                        }
+                    },
+                };
+                let kind = if first_login {
+                    Kind::FirstLogin(agent_id)
                 } else {
-                    Presence::Break {
-                        reason: login.break_reason,
-                    }
-                },
-            },
+                    Kind::Other
+                };
+                return Ok(Planned {
+                    action,
+                    request_id,
+                    kind,
+                });
+            }
             Cmd::SetState(set) => Action::SetAgentPresence {
                 agent_id,
                 presence: convert::presence_from_proto("set_state.state", set.state, &set.reason)
@@ -212,17 +284,21 @@ impl Session {
                 notes: c.notes,
             },
             Cmd::Logout(_) => {
-                return Ok((
-                    Action::SetAgentPresence {
+                return Ok(Planned {
+                    action: Action::SetAgentPresence {
                         agent_id,
                         presence: Presence::Offline,
                     },
                     request_id,
-                    true,
-                ))
+                    kind: Kind::Logout,
+                })
             }
         };
-        Ok((action, request_id, false))
+        Ok(Planned {
+            action,
+            request_id,
+            kind: Kind::Other,
+        })
     }
 
     async fn submit(&self, action: Action, request_id: Option<String>) -> Result<(), Status> {
@@ -281,7 +357,11 @@ impl Session {
                 return true;
             }
             Err(RecvError::Closed) => {
-                self.feed = None;
+                // The feed restarted (this node installed a snapshot): events in between
+                // are not available, so start over from the agent's current state.
+                tracing::info!("event feed restarted; resending the agent's state");
+                self.feed = Some(self.node.applied().events().subscribe());
+                self.send_snapshot().await;
                 return true;
             }
         };
@@ -327,11 +407,26 @@ async fn next_record(
     }
 }
 
-/// Records that an agent's session dropped, retrying through a leader election.
-async fn record_disconnect(node: CoreNode, agent_id: String) {
-    let command = Command::new(Action::AgentDisconnected {
-        agent_id: agent_id.clone(),
-    });
+/// A name for a new session, unique across the cluster: the node, the time, a counter.
+fn session_name(node: u64) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("n{node}-{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Records that an agent's session dropped, retrying through a leader election. The
+/// command carries the session, so it changes nothing once the agent logged in again
+/// elsewhere, and an id, so a retry of it applies once.
+async fn record_disconnect(node: CoreNode, agent_id: String, session: String) {
+    let command = Command::with_request_id(
+        Action::AgentDisconnected {
+            agent_id: agent_id.clone(),
+            session: session.clone(),
+        },
+        Some(format!("desk/{agent_id}/drop/{session}")),
+    );
     let deadline = tokio::time::Instant::now() + DISCONNECT_RETRY;
     let mut pause = Duration::from_millis(100);
     loop {

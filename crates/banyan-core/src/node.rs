@@ -220,10 +220,10 @@ impl CoreNode {
         // Committed on a quorum; make it visible here before answering.
         let applied = self.inner.applied.wait_applied(committed.index);
         if tokio::time::timeout(WRITE_TIMEOUT, applied).await.is_err() {
-            tracing::warn!(
-                index = committed.index,
-                "committed entry not yet applied here"
-            );
+            return Err(tonic::Status::unavailable(format!(
+                "committed at log index {} but not yet applied on this node; retry with the same request_id",
+                committed.index
+            )));
         }
         Ok(committed)
     }

@@ -129,6 +129,8 @@ pub struct Agent {
     /// Global offer sequence number of the agent's last offer; `ROUND_ROBIN` offers to
     /// the smallest.
     pub last_offer_seq: u64,
+    /// The desk session of the agent's latest login: only its disconnect counts.
+    pub session: String,
 }
 
 impl Agent {
@@ -146,6 +148,7 @@ impl Agent {
             missed_in_row: 0,
             missed_total: 0,
             last_offer_seq: 0,
+            session: String::new(),
         }
     }
 

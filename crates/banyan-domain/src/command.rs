@@ -62,10 +62,19 @@ pub enum Action {
         agent_id: String,
         presence: Presence,
     },
+    /// A desk session logs the agent in with a presence. `session` names the session, so
+    /// a late disconnect of an older session does not log out a newer one.
+    AgentLogin {
+        agent_id: String,
+        session: String,
+        presence: Presence,
+    },
     /// The agent's desk session ended without a logout: outstanding offers go back to the
-    /// queue and the agent takes no new contacts until they return.
+    /// queue and the agent takes no new contacts until they return. Ignored unless
+    /// `session` is the agent's latest login (empty matches any).
     AgentDisconnected {
         agent_id: String,
+        session: String,
     },
     AcceptOffer {
         agent_id: String,

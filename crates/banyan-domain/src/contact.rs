@@ -198,6 +198,9 @@ pub struct Contact {
     /// Escalation steps of the current queue applied so far.
     pub step: u32,
     pub offer: Option<Offer>,
+    /// Why the contact was last offered (queue, strategy, step, score); kept once it is
+    /// accepted, so a connected or finished contact still says why its agent got it.
+    pub decision: Option<Decision>,
     /// The agent holding it once connected.
     pub agent_id: String,
     /// The agent that just missed or rejected it: not offered to them again right away.

@@ -384,6 +384,7 @@ fn command_for(state: &State, op: &Op, earlier: &[Command]) -> Command {
         },
         Op::Disconnect { agent } => Action::AgentDisconnected {
             agent_id: AGENTS[*agent].into(),
+            session: String::new(),
         },
         Op::Accept { agent, pick } => {
             let (agent_id, contact_id) = pick_pair(state, *agent, *pick, offer_agents);

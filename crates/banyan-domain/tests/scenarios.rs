@@ -1470,6 +1470,7 @@ fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
             "disconnect unknown agent",
             Action::AgentDisconnected {
                 agent_id: "ghost".into(),
+                session: String::new(),
             },
             "NOT_FOUND",
             "agent_id",
@@ -1781,4 +1782,76 @@ fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     // And the state still works.
     let ev = sim.apply(end("a1", &connected));
     assert_eq!(kinds(&ev)[0], "contact_wrap_up");
+}
+
+#[test]
+fn a_contact_offered_at_a_step_its_queue_no_longer_has_is_still_routed() {
+    let mut sim = Sim::new();
+    let mut q = queue("q", Strategy::LongestIdle);
+    q.required_skills = skills_of(&[("french", 8)]);
+    q.escalation = vec![EscalationStep {
+        after_ms: 1_000,
+        action: EscalationAction::RelaxSkill {
+            skill: "french".into(),
+            min_level: 2,
+        },
+    }];
+    sim.queue(q);
+    sim.agent(agent("a1", "emea", &[("french", 3)]));
+    sim.agent(agent("a2", "emea", &[("french", 9)]));
+    sim.available("a1");
+    let (c, _) = sim.create(voice("q"));
+    // After the step a1 qualifies and gets the offer.
+    let ev = sim.tick_at(1_000);
+    assert_eq!(offer_pairs(&ev), vec![(c.clone(), "a1".to_owned())]);
+    // The queue loses its step while the contact is on offer; then a1 rejects.
+    let mut strict = queue("q", Strategy::LongestIdle);
+    strict.required_skills = skills_of(&[("french", 8)]);
+    sim.at(1_500).queue(strict);
+    sim.at(1_600).apply(reject("a1", &c));
+    assert_eq!(sim.contact(&c).step, 0, "capped to the steps the queue has");
+    // A later agent takes it: the contact is not stranded at a step nobody qualifies for.
+    let ev = sim.at(2_000).available("a2");
+    assert_eq!(offer_pairs(&ev), vec![(c.clone(), "a2".to_owned())]);
+}
+
+#[test]
+fn a_late_disconnect_of_an_old_session_does_not_log_out_a_newer_one() {
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    let login = |session: &str| Action::AgentLogin {
+        agent_id: "a1".into(),
+        session: session.into(),
+        presence: Presence::Available,
+    };
+    let disconnect = |session: &str| Action::AgentDisconnected {
+        agent_id: "a1".into(),
+        session: session.into(),
+    };
+    sim.apply(login("s1"));
+    sim.at(1_000).apply(login("s2"));
+    // Session s1's node noticed its dead stream only now.
+    let ev = sim.at(2_000).apply(disconnect("s1"));
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(sim.agent_ref("a1").presence, Presence::Available);
+    sim.at(3_000).apply(disconnect("s2"));
+    assert_eq!(sim.agent_ref("a1").presence, Presence::Offline);
+}
+
+#[test]
+fn a_connected_contact_keeps_the_decision_that_routed_it() {
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::RoundRobin));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.available("a1");
+    let (c, _) = sim.create(voice("q"));
+    sim.at(500).accept("a1", &c);
+    let contact = sim.contact(&c);
+    assert_eq!(contact.state, ContactState::Connected);
+    let decision = contact.decision.as_ref().expect("decision kept");
+    assert_eq!(
+        (decision.queue_id.as_str(), decision.strategy),
+        ("q", Strategy::RoundRobin)
+    );
 }

@@ -323,7 +323,10 @@ fn check_assignments(events: &[pb::Event], report: &mut ContactReport) {
                         .entry(e.channel)
                         .or_default();
                     set.insert(e.contact_id.clone());
-                    let cap = capacity.get(a).map_or(u32::MAX, |c| c[e.channel as usize]);
+                    let cap = capacity
+                        .get(a)
+                        .and_then(|c| c.get(e.channel as usize).copied())
+                        .unwrap_or(u32::MAX);
                     if set.len() as u32 > cap {
                         report.violations.push(ContactViolation::OverCapacity {
                             index: e.index,

@@ -104,6 +104,8 @@ async fn run(
 ) {
     let mut attempt = 0usize;
     let mut sessions = 0u64;
+    // Command ids are idempotency keys: unique to this simulated agent's run.
+    let run_id = banyan_client::new_request_id();
     // Contacts counted once each, across reconnects.
     let mut seen_offers: BTreeSet<String> = BTreeSet::new();
     let mut seen_connected: BTreeSet<String> = BTreeSet::new();
@@ -130,7 +132,7 @@ async fn run(
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         let login = command(
-            format!("login-{agent_id}-{}-{sessions}", std::process::id()),
+            format!("login-{run_id}-{sessions}"),
             Cmd::Login(pb::Login {
                 agent_id: agent_id.clone(),
                 break_reason: String::new(),
@@ -145,7 +147,7 @@ async fn run(
         loop {
             tokio::select! {
                 _ = stopped.changed() => {
-                    let logout = command(format!("logout-{agent_id}-{sessions}"), Cmd::Logout(pb::Logout {}));
+                    let logout = command(format!("logout-{run_id}-{sessions}"), Cmd::Logout(pb::Logout {}));
                     let _ = tx.send(logout).await;
                     // Wait for the logout's result (or the stream's end), briefly.
                     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -202,7 +204,7 @@ async fn run(
                             let benched = agent.state == pb::AgentState::Break as i32;
                             if benched {
                                 let cmd = command(
-                                    format!("ready-{agent_id}-{}-{}", sessions, agent.state_since_ms),
+                                    format!("ready-{run_id}-{sessions}-{}", agent.state_since_ms),
                                     Cmd::SetState(pb::SetState { state: pb::AgentState::Available.into(), reason: String::new() }),
                                 );
                                 pending.insert(cmd.command_id.clone(), cmd.clone());

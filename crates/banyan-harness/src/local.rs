@@ -409,15 +409,17 @@ impl LocalCluster {
         }
     }
 
-    /// Every event node `id` retains, in log order, up to log index `until`. Call it once
-    /// the cluster is quiet: it reads until the node has nothing more to send.
+    /// Every event of the run on node `id`, in log order, up to log index `until`; an error
+    /// if the node no longer holds them from the first entry (it restarted or installed a
+    /// snapshot), so a checker never judges a history with a hole. Call it once the cluster
+    /// is quiet: it reads until the node has nothing more to send.
     pub async fn events(
         &self,
         id: u64,
         until: u64,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Event>> {
-        self.events_from(id, 0, until, timeout).await
+        self.events_from(id, 1, until, timeout).await
     }
 
     /// Like [`events`](Self::events), resuming at log index `from`.

@@ -42,13 +42,15 @@ pub type Subscription = (Vec<Arc<EventRecord>>, broadcast::Receiver<Arc<EventRec
 #[derive(Clone)]
 pub struct EventFeed {
     inner: Arc<Mutex<FeedInner>>,
-    live: broadcast::Sender<Arc<EventRecord>>,
 }
 
 struct FeedInner {
     retained: VecDeque<Arc<EventRecord>>,
     /// The first log index whose events the feed holds completely.
     oldest: u64,
+    /// Replaced when the feed restarts, which closes every live receiver: a subscriber
+    /// learns that it missed events instead of silently skipping them.
+    live: broadcast::Sender<Arc<EventRecord>>,
 }
 
 impl Default for EventFeed {
@@ -57,8 +59,8 @@ impl Default for EventFeed {
             inner: Arc::new(Mutex::new(FeedInner {
                 retained: VecDeque::new(),
                 oldest: 1,
+                live: broadcast::channel(LIVE_BUFFER).0,
             })),
-            live: broadcast::channel(LIVE_BUFFER).0,
         }
     }
 }
@@ -75,7 +77,7 @@ impl EventFeed {
             let record = Arc::new(record);
             inner.retained.push_back(record.clone());
             // No receivers is fine: nobody is watching.
-            let _ = self.live.send(record);
+            let _ = inner.live.send(record);
         }
         while inner.retained.len() > RETAINED_EVENTS {
             if let Some(dropped) = inner.retained.pop_front() {
@@ -90,6 +92,7 @@ impl EventFeed {
         let mut inner = self.lock();
         inner.retained.clear();
         inner.oldest = index + 1;
+        inner.live = broadcast::channel(LIVE_BUFFER).0;
     }
 
     /// The retained events from log index `from` on, and a receiver for everything
@@ -105,19 +108,24 @@ impl EventFeed {
         let start = inner.retained.partition_point(|r| r.index < from);
         let backlog = inner.retained.range(start..).cloned().collect();
         // Subscribing under the lock: nothing is published between the two.
-        Ok((backlog, self.live.subscribe()))
+        Ok((backlog, inner.live.subscribe()))
     }
 
     /// Every retained event, and a receiver for what follows.
     pub fn subscribe_retained(&self) -> Subscription {
         let inner = self.lock();
         let backlog = inner.retained.iter().cloned().collect();
-        (backlog, self.live.subscribe())
+        (backlog, inner.live.subscribe())
     }
 
     /// A receiver of live events only.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRecord>> {
-        self.live.subscribe()
+        self.lock().live.subscribe()
+    }
+
+    /// The first log index whose events this node still holds.
+    pub fn oldest(&self) -> u64 {
+        self.lock().oldest
     }
 }
 
@@ -158,7 +166,12 @@ mod tests {
     fn refuses_indexes_before_a_reset() {
         let feed = EventFeed::default();
         feed.publish(vec![record(1, 0)]);
+        let (_, mut live) = feed.subscribe_from(1).unwrap();
         feed.reset_after(10);
+        assert!(
+            matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)),
+            "a restart ends live subscriptions"
+        );
         assert_eq!(
             feed.subscribe_from(5).unwrap_err(),
             Compacted { oldest: 11 }

@@ -42,6 +42,7 @@ pub fn watch(node: &CoreNode, request: pb::WatchEventsRequest) -> Result<EventSt
                 .as_deref()
                 .is_none_or(|a| record.event.concerns_agent(a))
     };
+    let from_index = request.from_index;
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
         let mut next_index = request.from_index;
@@ -56,13 +57,23 @@ pub fn watch(node: &CoreNode, request: pb::WatchEventsRequest) -> Result<EventSt
                 Ok(record) => record,
                 Err(RecvError::Lagged(_)) => {
                     let status = Status::aborted(format!(
-                        "watcher fell behind; resume with from_index {next_index}"
+                        "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
                     ));
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => {
+                    let status = Status::aborted(format!(
+                        "this node restarted its event feed from a snapshot after index {next_index}; resume on another node"
+                    ));
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
             };
+            // A node behind the requested index replays older entries first.
+            if record.index < from_index {
+                continue;
+            }
             next_index = record.index;
             if wanted(&record) && tx.send(Ok(convert::event_to_proto(&record))).await.is_err() {
                 return;

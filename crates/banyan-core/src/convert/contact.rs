@@ -118,7 +118,7 @@ pub fn contact_to_proto(contact: &Contact) -> v1::Contact {
         agent_id: contact.agent_id.clone(),
         offered_to: offer.map(|o| o.agents.clone()).unwrap_or_default(),
         offer_expires_ms: offer.map_or(0, |o| o.expires_ms),
-        decision: offer.map(|o| decision_to_proto(&o.decision)),
+        decision: contact.decision.as_ref().map(decision_to_proto),
         enqueued_ms: contact.enqueued_ms,
         connected_ms: contact.connected_ms.unwrap_or(0),
         ended_ms: contact.ended_ms.unwrap_or(0),

@@ -173,14 +173,34 @@ impl State {
         Ok(())
     }
 
+    /// A desk session logs the agent in: like choosing a presence, and the session becomes
+    /// the agent's current one.
+    pub(super) fn login_agent(
+        &mut self,
+        agent_id: &str,
+        session: &str,
+        presence: &Presence,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        crate::validate::validate_len("session", session, crate::validate::MAX_ID_LEN)?;
+        self.set_presence(agent_id, presence, ev)?;
+        self.agent_mut(agent_id).session = session.to_owned();
+        Ok(())
+    }
+
     /// The agent's session dropped: offers go back to the queue; the agent goes offline,
-    /// or on break while it still handles contacts it can come back to.
+    /// or on break while it still handles contacts it can come back to. A disconnect of a
+    /// session other than the agent's latest login changes nothing.
     pub(super) fn disconnect_agent(
         &mut self,
         agent_id: &str,
+        session: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        self.find_agent(agent_id)?;
+        let agent = self.find_agent(agent_id)?;
+        if !session.is_empty() && agent.session != session {
+            return Ok(());
+        }
         self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
         let agent = self.agent_mut(agent_id);
         let presence = if agent.held.is_empty() {

@@ -73,6 +73,7 @@ impl State {
             queue_entered_ms: now,
             step: 0,
             offer: None,
+            decision: None,
             agent_id: String::new(),
             passed_by: String::new(),
             connected_ms: None,
@@ -524,6 +525,7 @@ impl State {
         new.connected_ms = None;
         new.ended_ms = None;
         new.transferred_from = contact_id.to_owned();
+        new.decision = None;
         new.transferred_to = String::new();
         new.timeline = Vec::new();
         let state = if new.channel == Channel::Callback {
@@ -691,6 +693,13 @@ impl State {
     /// Files a contact in the indexes its state calls for: its lane while waiting, and the
     /// timer that moves it on next.
     pub(super) fn reschedule(&mut self, contact_id: &str) {
+        // A queue may have lost escalation steps since the contact reached its step: it
+        // waits at the last step there is, where agents qualify.
+        if let Some(contact) = self.data.contacts.get_mut(contact_id) {
+            if let Some(queue) = self.data.queues.get(&contact.queue_id) {
+                contact.step = contact.step.min(queue.escalation.len() as u32);
+            }
+        }
         let Some(contact) = self.data.contacts.get(contact_id) else {
             return;
         };

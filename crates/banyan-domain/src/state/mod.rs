@@ -192,7 +192,14 @@ impl State {
             Action::SetAgentPresence { agent_id, presence } => {
                 self.set_presence(agent_id, presence, ev)?
             }
-            Action::AgentDisconnected { agent_id } => self.disconnect_agent(agent_id, ev)?,
+            Action::AgentLogin {
+                agent_id,
+                session,
+                presence,
+            } => self.login_agent(agent_id, session, presence, ev)?,
+            Action::AgentDisconnected { agent_id, session } => {
+                self.disconnect_agent(agent_id, session, ev)?
+            }
             Action::AcceptOffer {
                 agent_id,
                 contact_id,

@@ -155,6 +155,7 @@ impl State {
             .or_default()
             .offers += 1;
         let contact = self.contact_mut(&contact_id);
+        contact.decision = Some(decision.clone());
         contact.offer = Some(Offer {
             agents: agent_ids.clone(),
             offered_ms: now,
