@@ -3,13 +3,15 @@
 //! # Layout
 //! * this file: the state, its serialized form, `apply` with idempotency, and queries;
 //! * [`contacts`]: a contact's life cycle (create, accept, reject, end, complete, abandon,
-//!   transfer) and the bookkeeping of agents holding contacts;
+//!   transfer);
+//! * [`holding`]: the bookkeeping of agents holding contacts, requeues, timers, history;
 //! * [`admin`]: queues, agents, presence, sites and their leases;
 //! * [`route`]: the routing decision itself;
 //! * [`tick`]: timers, advanced only by leader-proposed `Tick` commands.
 
 mod admin;
 mod contacts;
+mod holding;
 mod route;
 mod tick;
 
