@@ -240,6 +240,11 @@ enum Op {
     Tick {
         advance_ms: i64,
     },
+    /// An administrator changes a queue or an agent mid-run: steps dropped or restored,
+    /// strategy switched, skills and capacity changed.
+    Reconfigure {
+        kind: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -281,6 +286,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0i64..6_000, 500i64..40_000).prop_map(|(lag_ms, ttl_ms)| Op::Renew { lag_ms, ttl_ms }),
         1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
         5 => (0i64..40_000).prop_map(|advance_ms| Op::Tick { advance_ms }),
+        1 => (0u8..5).prop_map(|kind| Op::Reconfigure { kind }),
     ]
 }
 
@@ -445,8 +451,49 @@ fn command_for(state: &State, op: &Op, earlier: &[Command]) -> Command {
             }
         }
         Op::Tick { .. } => Action::Tick,
+        Op::Reconfigure { kind } => reconfigure(state, *kind),
     };
     Command::new(action)
+}
+
+/// The administrative change `kind` stands for, made to the current configuration.
+fn reconfigure(state: &State, kind: u8) -> Action {
+    let original = |id: &str| {
+        setup()
+            .into_iter()
+            .find_map(|a| match a {
+                Action::UpsertQueue(q) if q.id == id => Some(q),
+                _ => None,
+            })
+            .expect("queue in the setup")
+    };
+    let current = |id: &str| state.queue(id).cloned().unwrap_or_else(|| original(id));
+    match kind {
+        0 => Action::UpsertQueue(QueueInput {
+            escalation: Vec::new(),
+            ..current("sales")
+        }),
+        1 => Action::UpsertQueue(original("sales")),
+        2 => Action::UpsertQueue(QueueInput {
+            strategy: Routing::RoundRobin,
+            ..current("support")
+        }),
+        3 => Action::UpsertQueue(original("support")),
+        _ => {
+            let e2 = state.agent("e2").map(|a| a.input.clone());
+            let mut input = e2.unwrap_or_else(|| agent("e2", "emea", &[]));
+            let raised = input.skills.get("sales") == Some(&4);
+            input
+                .skills
+                .insert("sales".into(), if raised { 8 } else { 4 });
+            input.capacity = if raised {
+                capacity(2, 3, 1, 1)
+            } else {
+                capacity(1, 2, 0, 1)
+            };
+            Action::UpsertAgent(input)
+        }
+    }
 }
 
 // --- the invariants ---

@@ -61,6 +61,31 @@ impl State {
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
         input.validate()?;
+        // An agent never holds more than its capacity, and its held contacts stay fenced by
+        // the lease of the site they were offered at: both changes wait until they end.
+        if let Some(agent) = self.data.agents.get(&input.id) {
+            for channel in crate::channel::Channel::ALL {
+                let (load, capacity) = (agent.load.get(channel), input.capacity.get(channel));
+                if load > capacity {
+                    return Err(DomainError::precondition(
+                        format!("agent.capacity.{channel}"),
+                        format!(
+                            "agent {} holds {load} {channel} contact(s); lower the capacity to {capacity} once they end",
+                            input.id
+                        ),
+                    ));
+                }
+            }
+            if agent.input.site != input.site && !agent.held.is_empty() {
+                return Err(DomainError::precondition(
+                    "agent.site",
+                    format!(
+                        "agent {} holds contacts; move it to another site once they end",
+                        input.id
+                    ),
+                ));
+            }
+        }
         let now = self.data.clock_ms;
         self.data
             .agents

@@ -151,7 +151,9 @@ impl State {
         // waits at the last step there is, where agents qualify.
         if let Some(contact) = self.data.contacts.get_mut(contact_id) {
             if let Some(queue) = self.data.queues.get(&contact.queue_id) {
-                contact.step = contact.step.min(queue.escalation.len() as u32);
+                if contact.state.is_waiting() {
+                    contact.step = contact.step.min(queue.escalation.len() as u32);
+                }
             }
         }
         let Some(contact) = self.data.contacts.get(contact_id) else {
