@@ -16,3 +16,4 @@ mod t70_bad_input;
 mod t75_contact_bad_input;
 mod t80_agent_desk;
 mod t85_desk_timers;
+mod t87_site_lease;

@@ -19,10 +19,10 @@ use banyan_proto::v1::{
     AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
     CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
     FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
-    ListAgentsRequest, ListAgentsResponse, ListContactsRequest, ListContactsResponse,
-    ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue, QueueStats, ReadConsistency,
-    RemoveNodeRequest, StatusRequest, TransferContactRequest, UpsertAgentRequest,
-    UpsertCustomerRequest, UpsertQueueRequest,
+    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest,
+    ListContactsResponse, ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue,
+    QueueStats, ReadConsistency, RemoveNodeRequest, RenewLeaseRequest, StatusRequest,
+    TransferContactRequest, UpsertAgentRequest, UpsertCustomerRequest, UpsertQueueRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
@@ -408,6 +408,20 @@ impl Client {
         };
         self.call(&request, |channel, request| async move {
             ClusterClient::new(channel).add_voter(request).await
+        })
+        .await
+    }
+
+    /// Renews a site's lease for a branch; the same key makes retries apply once.
+    pub async fn renew_lease(
+        &self,
+        mut request: RenewLeaseRequest,
+    ) -> Result<LeaseResponse, Status> {
+        if request.request_id.is_empty() {
+            request.request_id = new_request_id();
+        }
+        self.call(&request, |channel, request| async move {
+            ClusterClient::new(channel).renew_lease(request).await
         })
         .await
     }

@@ -4,17 +4,19 @@
 
 use std::collections::BTreeSet;
 
+use banyan_domain::{Action, Command, Event};
 use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
 use banyan_proto::v1::{
-    AddLearnerRequest, AddVoterRequest, ClusterStatus, MembershipResponse, NodeStatus,
-    RemoveNodeRequest, Role, StatusRequest,
+    AddLearnerRequest, AddVoterRequest, ClusterStatus, LeaseResponse, MembershipResponse,
+    NodeStatus, RemoveNodeRequest, RenewLeaseRequest, Role, SiteStatus, StatusRequest,
 };
 use banyan_raft::{NodeId, ServerState};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::config::check_addr;
+use crate::convert;
 use crate::errors::ServiceError;
 use crate::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
 use crate::node::CoreNode;
@@ -64,6 +66,39 @@ impl ClusterService {
             }
             other => Err(other.into()),
         }
+    }
+}
+
+impl ClusterService {
+    /// Every site with its lease and its branch's report, from this node's applied state,
+    /// and the cluster clock they refer to.
+    fn sites(
+        &self,
+        metrics: &banyan_raft::RaftMetrics,
+        last_log_index: u64,
+    ) -> (Vec<SiteStatus>, i64) {
+        let applied = self.node.applied().read();
+        let state = &applied.domain;
+        let now = state.clock_ms();
+        let sites = state
+            .sites()
+            .map(|site| {
+                let mut status = convert::site_status(site, now);
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&status.branch_node_id))
+                    .map(|m| m.map_or(0, |log_id| log_id.index));
+                status.replication_lag = matched.map_or(0, |m| last_log_index.saturating_sub(m));
+                status.lag_known = matched.is_some();
+                status.agents = state
+                    .agents()
+                    .filter(|a| a.input.site == site.input.id)
+                    .count() as u32;
+                status
+            })
+            .collect();
+        (sites, now)
     }
 }
 
@@ -124,6 +159,7 @@ impl Cluster for ClusterService {
                 }
             })
             .collect();
+        let (sites, cluster_clock_ms) = self.sites(&metrics, last_log_index);
         let leader_addr = metrics
             .current_leader
             .and_then(|id| membership.get_node(&id))
@@ -142,6 +178,41 @@ impl Cluster for ClusterService {
             purged_index: metrics.purged.map_or(0, |l| l.index),
             nodes,
             millis_since_quorum_ack: metrics.millis_since_quorum_ack.unwrap_or(0),
+            sites,
+            cluster_clock_ms,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<RenewLeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let message = request.into_inner();
+        let invalid = |e| Status::from(ServiceError::Domain(e));
+        let site_id = convert::required_id("site_id", &message.site_id).map_err(invalid)?;
+        let report = convert::branch_report(&message).map_err(invalid)?;
+        let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
+        let action = Action::RenewLease {
+            site_id: site_id.clone(),
+            sent_at_ms: message.sent_at_ms,
+            ttl_ms: message.ttl_ms,
+            report,
+        };
+        let committed = self
+            .node
+            .submit(Command::with_request_id(action, request_id))
+            .await?;
+        let expires_ms = committed
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::LeaseRenewed { expires_ms, .. } => Some(*expires_ms),
+                _ => None,
+            })
+            .ok_or_else(|| Status::internal("lease renewed without an event"))?;
+        Ok(Response::new(LeaseResponse {
+            site_id,
+            expires_ms,
         }))
     }
 

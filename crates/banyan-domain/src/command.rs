@@ -6,7 +6,7 @@ use crate::agent::{AgentInput, Presence};
 use crate::contact::ContactInput;
 use crate::customer::CustomerInput;
 use crate::queue::QueueInput;
-use crate::site::SiteInput;
+use crate::site::{BranchReport, SiteInput};
 
 /// A command as it sits in the Raft log: the leader stamps the time once, so every replica
 /// applies the same time.
@@ -55,6 +55,8 @@ pub enum Action {
         site_id: String,
         sent_at_ms: i64,
         ttl_ms: i64,
+        /// How the renewing branch is doing, shown in the cluster status.
+        report: BranchReport,
     },
     CreateContact(ContactInput),
     /// The agent chooses a presence: available, on break, or offline.

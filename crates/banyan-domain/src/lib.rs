@@ -40,5 +40,5 @@ pub use customer::{Customer, CustomerInput, Tier};
 pub use error::DomainError;
 pub use event::{Event, WithdrawReason};
 pub use queue::{EscalationAction, EscalationStep, QueueInput, Strategy, WhenFull};
-pub use site::{Site, SiteInput, SiteMode};
+pub use site::{BranchMode, BranchReport, Site, SiteInput, SiteMode};
 pub use state::State;

@@ -30,6 +30,28 @@ impl SiteInput {
     }
 }
 
+/// How a branch says it is working, reported with each lease renewal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BranchMode {
+    /// Serving from the replica, writing through the core.
+    #[default]
+    Connected,
+    /// The core was unreachable: routing its own agents from a local journal.
+    Autonomous,
+    /// Applying its journal at the core after an outage.
+    Reconciling,
+}
+
+/// What the branch holding a site's lease reported with its last renewal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchReport {
+    /// The branch's node id (a Raft learner of the core).
+    pub node_id: u64,
+    pub mode: BranchMode,
+    /// Journal entries not yet applied at the core.
+    pub journal_backlog: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SiteMode {
     /// Served by the core directly; no lease involved.
@@ -47,6 +69,9 @@ pub struct Site {
     pub lease_expires_ms: Option<i64>,
     /// Whether the lapse of the current lease was already acted on.
     pub lapsed: bool,
+    /// The branch's report with its last renewal, and when the core applied it.
+    pub branch: Option<BranchReport>,
+    pub last_renewal_ms: Option<i64>,
 }
 
 impl Site {
@@ -55,6 +80,8 @@ impl Site {
             input,
             lease_expires_ms: None,
             lapsed: false,
+            branch: None,
+            last_renewal_ms: None,
         }
     }
 

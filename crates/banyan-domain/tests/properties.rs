@@ -90,6 +90,7 @@ fn setup() -> Vec<Action> {
         site_id: "apac".into(),
         sent_at_ms: T0,
         ttl_ms: 30_000,
+        report: Default::default(),
     });
 
     let general = QueueInput {
@@ -442,6 +443,7 @@ fn command_for(state: &State, op: &Op, earlier: &[Command]) -> Command {
             site_id: "apac".into(),
             sent_at_ms: state.clock_ms() - lag_ms,
             ttl_ms: *ttl_ms,
+            report: Default::default(),
         },
         Op::Retry { pick } => {
             if earlier.is_empty() {

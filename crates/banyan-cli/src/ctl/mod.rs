@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
 use banyan_proto::v1::{
-    ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency, Role, Tier,
+    BranchMode, ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency,
+    Role, SiteMode, Tier,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
@@ -367,6 +368,23 @@ pub struct NodeRow {
     pub error: Option<String>,
 }
 
+/// A site and its branch as the leader sees them.
+#[derive(Debug, Serialize)]
+pub struct SiteRow {
+    pub site: String,
+    /// `core` (no lease), `leased` or `lapsed`.
+    pub mode: String,
+    pub branch: Option<u64>,
+    /// What the branch reported: `connected`, `autonomous` or `reconciling`.
+    pub branch_mode: Option<String>,
+    pub replication_lag: Option<u64>,
+    pub journal_backlog: u64,
+    /// Seconds since the core applied the branch's last renewal.
+    pub last_contact_s: Option<f64>,
+    pub lease_left_s: Option<f64>,
+    pub agents: u32,
+}
+
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub answered_by: u64,
@@ -375,6 +393,35 @@ pub struct StatusReport {
     pub voters: usize,
     pub members: usize,
     pub nodes: Vec<NodeRow>,
+    pub sites: Vec<SiteRow>,
+}
+
+fn site_rows(view: &ClusterStatus) -> Vec<SiteRow> {
+    let enum_name = |name: &str, prefix: &str| name.trim_start_matches(prefix).to_lowercase();
+    let now = view.cluster_clock_ms;
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    view.sites
+        .iter()
+        .map(|s| SiteRow {
+            site: s.site_id.clone(),
+            mode: enum_name(
+                SiteMode::try_from(s.mode).map_or("unknown", |m| m.as_str_name()),
+                "SITE_MODE_",
+            ),
+            branch: (s.branch_node_id != 0).then_some(s.branch_node_id),
+            branch_mode: (s.branch_node_id != 0).then(|| {
+                enum_name(
+                    BranchMode::try_from(s.branch_mode).map_or("unknown", |m| m.as_str_name()),
+                    "BRANCH_MODE_",
+                )
+            }),
+            replication_lag: s.lag_known.then_some(s.replication_lag),
+            journal_backlog: s.journal_backlog,
+            last_contact_s: (s.last_renewal_ms != 0).then(|| secs(now - s.last_renewal_ms)),
+            lease_left_s: (s.lease_expires_ms != 0).then(|| secs(s.lease_expires_ms - now)),
+            agents: s.agents,
+        })
+        .collect()
 }
 
 fn role_name(role: i32) -> String {
@@ -456,7 +503,9 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
             }
         })
         .collect();
+    let sites = site_rows(leader_view.unwrap_or(&first));
     Ok(StatusReport {
+        sites,
         answered_by: first.node_id,
         leader,
         term: leader_view.map_or(first.term, |l| l.term),
@@ -497,6 +546,36 @@ fn print_status(report: &StatusReport) {
         ]);
     }
     println!("{table}");
+    if !report.sites.is_empty() {
+        let mut sites = Table::new();
+        sites.load_preset(UTF8_FULL_CONDENSED);
+        sites.set_header([
+            "site",
+            "mode",
+            "branch",
+            "branch mode",
+            "lag",
+            "journal",
+            "last contact",
+            "lease left",
+            "agents",
+        ]);
+        let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
+        for s in &report.sites {
+            sites.add_row([
+                s.site.clone(),
+                s.mode.clone(),
+                opt(s.branch),
+                s.branch_mode.clone().unwrap_or_else(|| "-".into()),
+                opt(s.replication_lag),
+                s.journal_backlog.to_string(),
+                secs(s.last_contact_s),
+                secs(s.lease_left_s),
+                s.agents.to_string(),
+            ]);
+        }
+        println!("{sites}");
+    }
     println!(
         "leader: {}   term: {}   voters: {}   members: {}",
         opt(report.leader),

@@ -8,11 +8,13 @@ mod agent;
 mod contact;
 mod event;
 mod queue;
+mod site;
 
 pub use agent::*;
 pub use contact::*;
 pub use event::*;
 pub use queue::*;
+pub use site::*;
 
 use banyan_domain::customer::validate_id;
 use banyan_domain::{Customer, CustomerInput, DomainError, Tier};

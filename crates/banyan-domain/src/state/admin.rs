@@ -7,7 +7,7 @@ use crate::contact::ContactState;
 use crate::error::DomainError;
 use crate::event::{Event, WithdrawReason};
 use crate::queue::{EscalationAction, QueueInput};
-use crate::site::{Site, SiteInput, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::site::{BranchReport, Site, SiteInput, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::validate::validate_id;
 
 impl State {
@@ -128,6 +128,7 @@ impl State {
         site_id: &str,
         sent_at_ms: i64,
         ttl_ms: i64,
+        report: BranchReport,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
         validate_id("site_id", site_id)?;
@@ -162,6 +163,8 @@ impl State {
             .map_or(expires_ms, |e| e.max(expires_ms));
         site.lease_expires_ms = Some(expires_ms);
         site.lapsed = false;
+        site.branch = Some(report);
+        site.last_renewal_ms = Some(now);
         ev.push(Event::LeaseRenewed {
             site_id: site_id.to_owned(),
             expires_ms,

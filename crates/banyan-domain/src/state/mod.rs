@@ -189,7 +189,8 @@ impl State {
                 site_id,
                 sent_at_ms,
                 ttl_ms,
-            } => self.renew_lease(site_id, *sent_at_ms, *ttl_ms, ev)?,
+                report,
+            } => self.renew_lease(site_id, *sent_at_ms, *ttl_ms, *report, ev)?,
             Action::CreateContact(input) => self.create_contact(input, command.request_id(), ev)?,
             Action::SetAgentPresence { agent_id, presence } => {
                 self.set_presence(agent_id, presence, ev)?

@@ -280,6 +280,7 @@ pub fn renew(site_id: &str, sent_at_ms: i64, ttl_ms: i64) -> Action {
         site_id: site_id.into(),
         sent_at_ms,
         ttl_ms,
+        report: Default::default(),
     }
 }
 
