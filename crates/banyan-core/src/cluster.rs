@@ -16,10 +16,10 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::config::check_addr;
-use crate::convert;
 use crate::errors::ServiceError;
-use crate::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
 use crate::node::CoreNode;
+use banyan_api::convert;
+use banyan_api::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
 
 #[derive(Clone)]
 pub struct ClusterService {

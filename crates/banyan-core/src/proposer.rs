@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banyan_domain::{Event, Stamped};
+use banyan_domain::Stamped;
 use banyan_raft::{Batch, Raft};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -29,12 +29,7 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// outcome is unknown (the entry may still commit later).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A command's answer and the log index of the entry it was applied in.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Committed {
-    pub index: u64,
-    pub events: Vec<Event>,
-}
+pub use banyan_api::Committed;
 
 type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 

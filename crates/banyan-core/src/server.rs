@@ -7,11 +7,11 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::agent_desk::AgentDeskService;
 use crate::cluster::ClusterService;
-use crate::contact_center::ContactCenterService;
 use crate::forwarding::ForwardingService;
 use crate::node::CoreNode;
+use banyan_api::AgentDeskService;
+use banyan_api::ContactCenterService;
 
 /// A node whose gRPC server runs in the background.
 pub struct RunningNode {
@@ -58,7 +58,7 @@ async fn run(
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<banyan_proto::v1::contact_center_server::ContactCenterServer<ContactCenterService>>()
+        .set_serving::<banyan_proto::v1::contact_center_server::ContactCenterServer<ContactCenterService<CoreNode>>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(banyan_proto::FILE_DESCRIPTOR_SET)

@@ -1,8 +1,8 @@
 //! The public `ContactCenter` service of a core node.
 //!
-//! Writes are domain commands committed through the leader: a follower hands the command
-//! to the leader once ([`CoreNode::submit`]), waits until it has applied the entry itself,
-//! and answers from its own state. Reads are linearizable unless the caller asks for
+//! Writes are domain commands committed by the backend ([`Backend::submit`]: on the core
+//! through the leader, which a follower hands the command to once), applied on this node
+//! before the answer, which comes from this node's own state. Reads are linearizable unless the caller asks for
 //! `READ_CONSISTENCY_LOCAL`, in which case the node answers from its own applied state and
 //! says which log index that was (metadata `x-banyan-applied-index` and the reply).
 //!
@@ -21,10 +21,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::errors::ServiceError;
+use crate::errors::invalid;
 use crate::forward::{caller_timeout, forwarded, was_forwarded};
-use crate::node::CoreNode;
-use crate::proposer::Committed;
+use crate::{Backend, Committed};
 
 /// Metadata key on read replies: the log index the answering node had applied.
 pub const APPLIED_INDEX_KEY: &str = "x-banyan-applied-index";
@@ -33,17 +32,12 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
 #[derive(Clone)]
-pub struct ContactCenterService {
-    node: CoreNode,
+pub struct ContactCenterService<B> {
+    node: B,
 }
 
-/// A domain refusal as a status naming the field.
-fn invalid(e: DomainError) -> Status {
-    ServiceError::from(e).into()
-}
-
-impl ContactCenterService {
-    pub fn new(node: CoreNode) -> Self {
+impl<B: Backend> ContactCenterService<B> {
+    pub fn new(node: B) -> Self {
         Self { node }
     }
 
@@ -65,14 +59,8 @@ impl ContactCenterService {
         if consistency == ReadConsistency::Local {
             return Ok(None);
         }
-        match self.node.linearize().await {
-            Ok(()) => Ok(None),
-            Err(ServiceError::NotLeader(hint)) if !was_forwarded(request) => {
-                let channel = self.node.forwarder().leader_channel(&hint)?;
-                Ok(Some(ContactCenterClient::new(channel)))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let target = self.node.read_target(was_forwarded(request)).await?;
+        Ok(target.map(ContactCenterClient::new))
     }
 
     /// Runs `read` on this node's applied state and tags the reply with its index.
@@ -165,7 +153,7 @@ fn contact_of(committed: &Committed) -> Result<String, Status> {
 }
 
 #[tonic::async_trait]
-impl ContactCenter for ContactCenterService {
+impl<B: Backend> ContactCenter for ContactCenterService<B> {
     async fn create_contact(
         &self,
         request: Request<pb::CreateContactRequest>,

@@ -29,9 +29,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
-use crate::errors::ServiceError;
-use crate::node::CoreNode;
+use crate::errors::invalid;
+use crate::{convert, Backend};
 
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<AgentEvent, Status>> + Send>>;
 
@@ -41,12 +40,12 @@ const SESSION_BUFFER: usize = 256;
 const DISCONNECT_RETRY: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
-pub struct AgentDeskService {
-    node: CoreNode,
+pub struct AgentDeskService<B> {
+    node: B,
 }
 
-impl AgentDeskService {
-    pub fn new(node: CoreNode) -> Self {
+impl<B: Backend> AgentDeskService<B> {
+    pub fn new(node: B) -> Self {
         Self { node }
     }
 
@@ -56,7 +55,7 @@ impl AgentDeskService {
 }
 
 #[tonic::async_trait]
-impl AgentDesk for AgentDeskService {
+impl<B: Backend> AgentDesk for AgentDeskService<B> {
     type SessionStream = SessionStream;
 
     async fn session(
@@ -69,15 +68,15 @@ impl AgentDesk for AgentDeskService {
             tx,
             agent_id: None,
             feed: None,
-            session: session_name(self.node.id()),
+            session: session_name(self.node.node_id()),
         };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-struct Session {
-    node: CoreNode,
+struct Session<B> {
+    node: B,
     tx: mpsc::Sender<Result<AgentEvent, Status>>,
     /// Set once a login succeeded.
     agent_id: Option<String>,
@@ -119,7 +118,7 @@ enum Done {
     LoggedOut,
 }
 
-impl Session {
+impl<B: Backend> Session<B> {
     async fn run(mut self, mut inbound: Streaming<AgentCommand>) {
         let end = loop {
             tokio::select! {
@@ -207,7 +206,6 @@ impl Session {
 
     /// The domain action a command asks for, its idempotency key, and what kind it is.
     fn action(&self, command: AgentCommand) -> Result<Planned, Status> {
-        let invalid = |e| Status::from(ServiceError::Domain(e));
         let request_id = convert::request_id(command.command_id).map_err(invalid)?;
         let Some(command) = command.command else {
             return Err(Status::invalid_argument("command: required"));
@@ -419,7 +417,7 @@ fn session_name(node: u64) -> String {
 /// Records that an agent's session dropped, retrying through a leader election. The
 /// command carries the session, so it changes nothing once the agent logged in again
 /// elsewhere, and an id, so a retry of it applies once.
-async fn record_disconnect(node: CoreNode, agent_id: String, session: String) {
+async fn record_disconnect(node: impl Backend, agent_id: String, session: String) {
     let command = Command::with_request_id(
         Action::AgentDisconnected {
             agent_id: agent_id.clone(),

@@ -13,15 +13,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::convert;
-use crate::node::CoreNode;
+use crate::{convert, Backend};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 /// Events buffered per watcher between the feed and the network.
 const WATCH_BUFFER: usize = 1024;
 
-pub fn watch(node: &CoreNode, request: pb::WatchEventsRequest) -> Result<EventStream, Status> {
+pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<EventStream, Status> {
     let contact = convert::optional_id("contact_id", &request.contact_id)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let agent = convert::optional_id("agent_id", &request.agent_id)

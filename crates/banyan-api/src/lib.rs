@@ -1,0 +1,64 @@
+//! Banyan's public gRPC services, `ContactCenter` and `AgentDesk`, over any node that
+//! holds a replica of the domain state: a core voter, or a branch (a learner of the core).
+//!
+//! ```text
+//!  client ──> ContactCenter / AgentDesk (this crate) ──> Backend
+//!                 reads: the backend's applied state        ├─ core node: Raft leader or forward
+//!                 writes: Backend::submit(command)          └─ branch: forward to the core,
+//!                 events: the backend's event feed             or its own journal
+//! ```
+//!
+//! The services know nothing of how a write is committed: the [`Backend`] decides. That
+//! keeps one implementation of the API for the core and the branches (DESIGN.md §6: the
+//! branch never imports core internals).
+//!
+//! # Layout
+//! * [`contact_center`]: the `ContactCenter` service, with `WatchEvents` in `watch.rs`.
+//! * [`agent_desk`]: `AgentDesk.Session`, one stream per logged-in agent.
+//! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
+//! * [`errors`]: domain refusals and leader hints as gRPC statuses.
+//! * [`forward`]: forwarding a request to the leader once, and the channel cache.
+
+pub mod agent_desk;
+pub mod contact_center;
+pub mod convert;
+pub mod errors;
+pub mod forward;
+
+use std::future::Future;
+
+use banyan_domain::{Command, Event};
+use banyan_raft::AppliedState;
+use tonic::transport::Channel;
+use tonic::Status;
+
+pub use agent_desk::AgentDeskService;
+pub use contact_center::ContactCenterService;
+
+/// A command's answer and the log index of the entry it was applied in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Committed {
+    pub index: u64,
+    pub events: Vec<Event>,
+}
+
+/// What the services need from the node they run on.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// This node's id, for naming agent sessions.
+    fn node_id(&self) -> u64;
+
+    /// The node's applied domain state and its event feed.
+    fn applied(&self) -> &AppliedState;
+
+    /// Commits `command` and returns once it is applied on this node too, so a read here
+    /// sees it.
+    fn submit(&self, command: Command) -> impl Future<Output = Result<Committed, Status>> + Send;
+
+    /// Prepares a linearizable read: `Ok(None)` when this node may answer from its own
+    /// state now, `Ok(Some(channel))` when the read must go to that node instead (only
+    /// when the request was not forwarded already), `Err` with the status to return.
+    fn read_target(
+        &self,
+        already_forwarded: bool,
+    ) -> impl Future<Output = Result<Option<Channel>, Status>> + Send;
+}
