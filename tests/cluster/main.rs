@@ -17,3 +17,4 @@ mod t75_contact_bad_input;
 mod t80_agent_desk;
 mod t85_desk_timers;
 mod t87_site_lease;
+mod t90_branch;

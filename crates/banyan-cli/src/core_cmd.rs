@@ -44,15 +44,16 @@ pub struct CoreArgs {
     pub snapshot_every: u64,
 }
 
-fn listen_addr(args: &CoreArgs) -> anyhow::Result<SocketAddr> {
-    if let Some(listen) = args.listen {
+/// Where to listen: `--listen`, else `--addr` when it is an IP address, else all
+/// interfaces on `--addr`'s port.
+pub fn listen_addr(addr: &str, listen: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    if let Some(listen) = listen {
         return Ok(listen);
     }
-    if let Ok(addr) = args.addr.parse::<SocketAddr>() {
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let port = args
-        .addr
+    let port = addr
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())
         .context("--addr: expected host:port")?;
@@ -60,7 +61,7 @@ fn listen_addr(args: &CoreArgs) -> anyhow::Result<SocketAddr> {
 }
 
 pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen_addr(&args)?)
+    let listener = tokio::net::TcpListener::bind(listen_addr(&args.addr, args.listen)?)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     // With port 0 the advertised address is the one actually bound.
@@ -120,7 +121,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM (orchestrators) or SIGINT (a terminal).
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -3,6 +3,7 @@
 //! Every flag can also be set with an environment variable `BANYAN_<FLAG>`.
 
 mod bench;
+mod branch_cmd;
 mod core_cmd;
 mod ctl;
 mod demo;
@@ -28,7 +29,9 @@ struct Cli {
 enum Command {
     /// Run a core node (a Raft voter holding the global state).
     Core(core_cmd::CoreArgs),
-    /// Operate a running cluster: status, membership, customers.
+    /// Run a branch node: a learner of the core serving one regional center.
+    Branch(branch_cmd::BranchArgs),
+    /// Operate a running cluster: status, membership, customers, queues, agents, contacts.
     Ctl(ctl::CtlArgs),
     /// Start a 3-node core in this process, write customers, and show what happened.
     Demo(demo::DemoArgs),
@@ -39,7 +42,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Commands whose output is the answer log only warnings unless RUST_LOG says otherwise.
-    let quiet = !matches!(cli.command, Command::Core(_));
+    let quiet = !matches!(cli.command, Command::Core(_) | Command::Branch(_));
     logging::init(cli.log_format, quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Core(args) => core_cmd::run(args).await,
+            Command::Branch(args) => branch_cmd::run(args).await,
             Command::Ctl(args) => ctl::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use banyan_proto::v1::cluster_client::ClusterClient;
+use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
+use banyan_proto::v1::RaftPayload;
 use banyan_proto::v1::{
     AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
     CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
@@ -410,6 +412,18 @@ impl Client {
             ClusterClient::new(channel).add_voter(request).await
         })
         .await
+    }
+
+    /// Hands an encoded domain command to the core's leader (the internal
+    /// `CommandForwarding` service, for branches): follows the leader hint, retries what is
+    /// safe. The command must carry its own idempotency key for retries to apply once.
+    pub async fn propose(&self, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let request = RaftPayload { data: payload };
+        self.call(&request, |channel, request| async move {
+            CommandForwardingClient::new(channel).propose(request).await
+        })
+        .await
+        .map(|reply| reply.data)
     }
 
     /// Renews a site's lease for a branch; the same key makes retries apply once.

@@ -61,6 +61,8 @@ struct LocalNode {
     init: Option<String>,
     /// `--http` address, when the cluster serves HTTP.
     http: Option<String>,
+    /// For a branch: its flags (`--site`, `--core`, ...); `None` for a core node.
+    branch: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -149,6 +151,7 @@ impl LocalCluster {
                 log,
                 init,
                 http,
+                branch: None,
                 child: None,
             },
         );
@@ -165,6 +168,30 @@ impl LocalCluster {
             .with_context(|| format!("no node {id}"))
     }
 
+    /// Starts a branch node `id` for `site` that joins the core nodes started so far (with
+    /// `extra` flags such as `--lease-ttl`). Returns its address.
+    pub fn start_branch(&mut self, id: u64, site: &str, extra: &[&str]) -> anyhow::Result<String> {
+        let core: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.branch.is_none())
+            .map(|n| n.addr.clone())
+            .collect();
+        let port = free_ports(1)?[0];
+        let addr = format!("127.0.0.1:{port}");
+        self.register(id, addr.clone(), None)?;
+        let mut flags = vec![
+            "--site".to_owned(),
+            site.to_owned(),
+            "--core".to_owned(),
+            core.join(","),
+        ];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        self.node_mut(id)?.branch = Some(flags);
+        self.start(id)?;
+        Ok(addr)
+    }
+
     /// (Re)starts node `id` with its original command line and data directory.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let bin = self.bin.clone();
@@ -178,8 +205,11 @@ impl LocalCluster {
             .append(true)
             .open(&node.log)?;
         let mut command = Command::new(bin);
+        match &node.branch {
+            Some(flags) => command.arg("branch").args(flags),
+            None => command.arg("core"),
+        };
         command
-            .arg("core")
             .args(["--id", &id.to_string(), "--addr", &node.addr])
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -194,7 +224,7 @@ impl LocalCluster {
         if let Some(http) = &node.http {
             command.args(["--http", http]);
         }
-        node.child = Some(command.spawn().context("spawning banyan core")?);
+        node.child = Some(command.spawn().context("spawning banyan")?);
         Ok(())
     }
 
@@ -283,7 +313,7 @@ impl LocalCluster {
         let endpoints: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.is_some() && n.branch.is_none())
             .map(|n| n.addr.clone())
             .collect();
         Ok(Client::new(endpoints, RetryPolicy::default())?)

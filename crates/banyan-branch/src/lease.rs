@@ -1,0 +1,126 @@
+//! The branch's side of its site's lease (DESIGN.md §2, invariant 2).
+//!
+//! Every TTL/3 the branch renews the lease at the core, stamping the renewal with its own
+//! wall clock at the moment it sends it; the core lets the lease run TTL from that stamp.
+//! The branch remembers, on its monotonic clock, when it sent the last renewal the core
+//! accepted. Only once TTL plus the maximum clock skew has passed since then is the lease
+//! certainly lapsed at the core, and only then may the branch route on its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use banyan_client::{Client, RetryPolicy};
+use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
+use tokio::sync::watch;
+
+use crate::config::BranchConfig;
+
+/// The lease as the branch knows it. Cheap to clone.
+#[derive(Clone)]
+pub struct Lease {
+    state: Arc<Mutex<LeaseState>>,
+    stop: watch::Sender<bool>,
+    ttl: Duration,
+    skew: Duration,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// When (monotonic) the branch sent the last renewal the core accepted.
+    last_accepted_send: Option<Instant>,
+    /// The core's answer to the last attempt, for the status.
+    last_error: Option<String>,
+}
+
+impl Lease {
+    pub fn new(config: &BranchConfig) -> Self {
+        Self {
+            state: Arc::default(),
+            stop: watch::channel(false).0,
+            ttl: config.lease_ttl,
+            skew: config.max_clock_skew,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the core may still be routing to this site's agents: a renewal it accepted
+    /// was sent less than TTL plus the clock skew ago.
+    pub fn may_be_held(&self) -> bool {
+        self.lock()
+            .last_accepted_send
+            .is_some_and(|sent| sent.elapsed() < self.ttl + self.skew)
+    }
+
+    /// Time since the branch sent the last renewal the core accepted.
+    pub fn since_last_renewal(&self) -> Option<Duration> {
+        self.lock().last_accepted_send.map(|sent| sent.elapsed())
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Renews the lease every TTL/3 until stopped.
+pub async fn renew_forever(lease: Lease, config: BranchConfig) {
+    let every = config.lease_ttl / 3;
+    // Each attempt must finish within its period: a renewal that arrives late is refused
+    // anyway, and the next one carries a fresh stamp.
+    let policy = RetryPolicy {
+        attempt_timeout: every,
+        total_timeout: every,
+        pause: Duration::from_millis(50),
+        max_attempts: 0,
+        follow_leader: true,
+    };
+    let client = match Client::new(&config.core, policy) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot renew the site lease");
+            return;
+        }
+    };
+    let mut stopped = lease.stop.subscribe();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let sent = Instant::now();
+        let request = RenewLeaseRequest {
+            site_id: config.site.clone(),
+            node_id: config.id,
+            sent_at_ms: wall_clock_ms(),
+            ttl_ms: config.lease_ttl.as_millis() as i64,
+            mode: BranchMode::Connected.into(),
+            journal_backlog: 0,
+            request_id: String::new(),
+        };
+        match client.renew_lease(request).await {
+            Ok(_) => {
+                let mut state = lease.lock();
+                state.last_accepted_send = Some(sent);
+                state.last_error = None;
+            }
+            Err(status) => {
+                tracing::warn!(%status, "lease renewal failed");
+                lease.lock().last_error = Some(status.message().to_owned());
+            }
+        }
+    }
+}

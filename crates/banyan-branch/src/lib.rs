@@ -1,0 +1,28 @@
+//! A Banyan branch node: one per regional center. It is an openraft learner of the core (a
+//! full, asynchronously updated replica), serves `ContactCenter` and `AgentDesk` for its
+//! region from that replica, sends writes to the core, and holds its site's lease.
+//!
+//! ```text
+//!  agents, IVR ──gRPC──> branch (banyan-api services over BranchNode)
+//!                          │ reads: local replica (learner)  <── Raft log from the core leader
+//!                          │ writes: CommandForwarding ──────> core leader
+//!                          └ lease: Cluster.RenewLease every TTL/3 ──> core
+//! ```
+//!
+//! The branch imports no core internals: it shares `banyan-domain`, `banyan-raft`,
+//! `banyan-api` and `banyan-client` with the core (DESIGN.md §6).
+//!
+//! # Layout
+//! * [`config`]: the branch's configuration, validated once.
+//! * [`node`]: the learner, joining the core, the `Backend` the services run on.
+//! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
+//! * [`server`]: serves the branch's gRPC services on one listener.
+
+pub mod config;
+pub mod lease;
+pub mod node;
+pub mod server;
+
+pub use config::{BranchConfig, ConfigError};
+pub use node::BranchNode;
+pub use server::{serve, RunningBranch};

@@ -1,0 +1,88 @@
+//! `banyan branch`: runs one branch node until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use banyan_branch::{serve, BranchConfig, BranchNode};
+use banyan_raft::{LinkControl, RaftTimers};
+use clap::Args;
+
+use crate::core_cmd::{listen_addr, shutdown_signal};
+
+#[derive(Args, Debug)]
+pub struct BranchArgs {
+    /// This branch's node id: positive, unique among core nodes and branches.
+    #[arg(long, env = "BANYAN_ID")]
+    pub id: u64,
+    /// The site (regional center) this branch serves, e.g. `emea`.
+    #[arg(long, env = "BANYAN_SITE")]
+    pub site: String,
+    /// Address the core and clients use to reach this branch (host:port).
+    #[arg(long, env = "BANYAN_ADDR")]
+    pub addr: String,
+    /// Where to listen, when it differs from --addr.
+    #[arg(long, env = "BANYAN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the branch's database (its replica of the core).
+    #[arg(long, env = "BANYAN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Core nodes: host:port,host:port,...
+    #[arg(long, env = "BANYAN_CORE", value_delimiter = ',', required = true)]
+    pub core: Vec<String>,
+    /// How long each renewal of the site's lease holds at the core.
+    #[arg(long, env = "BANYAN_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// The largest clock difference assumed between this branch and the core.
+    #[arg(long, env = "BANYAN_MAX_CLOCK_SKEW", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+    /// Raft timers: must match the core's.
+    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub election_timeout: Duration,
+    #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
+    pub snapshot_every: u64,
+}
+
+pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen_addr(&args.addr, args.listen)?)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let advertise = match args.addr.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => listener.local_addr()?.to_string(),
+        _ => args.addr.clone(),
+    };
+    let timers = RaftTimers {
+        heartbeat: args.heartbeat,
+        election_timeout: args.election_timeout,
+        snapshot_every: args.snapshot_every,
+    };
+    let config = BranchConfig::validate(
+        args.id,
+        &args.site,
+        &advertise,
+        args.data_dir.clone(),
+        args.core.clone(),
+        args.lease_ttl,
+        args.max_clock_skew,
+        timers,
+    )?;
+    let node = BranchNode::start(config.clone(), LinkControl::default())
+        .await
+        .context("starting the branch")?;
+    let running = serve(node, listener)?;
+    tracing::info!(
+        node_id = config.id,
+        site = %config.site,
+        addr = %advertise,
+        core = ?config.core,
+        "banyan branch serving"
+    );
+    shutdown_signal().await;
+    tracing::info!(node_id = config.id, "shutting down");
+    running.shutdown().await;
+    tracing::info!(node_id = config.id, "stopped");
+    Ok(())
+}
