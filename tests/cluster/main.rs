@@ -18,3 +18,4 @@ mod t80_agent_desk;
 mod t85_desk_timers;
 mod t87_site_lease;
 mod t90_branch;
+mod t91_branch_self_service;

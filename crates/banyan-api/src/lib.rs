@@ -27,7 +27,7 @@ pub mod forward;
 
 use std::future::Future;
 
-use banyan_domain::{Command, Event};
+use banyan_domain::{Command, Contact, ContactInput, Event};
 use banyan_raft::AppliedState;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -61,4 +61,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         already_forwarded: bool,
     ) -> impl Future<Output = Result<Option<Channel>, Status>> + Send;
+
+    /// A new contact this node resolves itself, without waiting on the core (a branch's
+    /// self-service), or `None` to commit it as usual. The default resolves nothing.
+    fn self_serve(
+        &self,
+        input: &ContactInput,
+        request_id: Option<&str>,
+    ) -> impl Future<Output = Option<Result<Contact, Status>>> + Send {
+        let _ = (input, request_id);
+        async { None }
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use banyan_raft::{NodeId, RaftTimers};
 
+use crate::triage::Triage;
+
 #[derive(Debug, Clone)]
 pub struct BranchConfig {
     /// The branch's node id in the core's membership (as a learner).
@@ -22,6 +24,8 @@ pub struct BranchConfig {
     /// treats its lease as certainly lapsed only after TTL plus this, from its last send.
     pub max_clock_skew: Duration,
     pub timers: RaftTimers,
+    /// Intents answered at the branch (self-service).
+    pub triage: Triage,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,6 +42,8 @@ pub enum ConfigError {
     Lease(String),
     #[error("--data-dir: must not be empty")]
     DataDir,
+    #[error("--self-service: {0}")]
+    SelfService(String),
 }
 
 impl BranchConfig {
@@ -54,7 +60,9 @@ impl BranchConfig {
         lease_ttl: Duration,
         max_clock_skew: Duration,
         timers: RaftTimers,
+        triage: &[String],
     ) -> Result<Self, ConfigError> {
+        let triage = Triage::parse(triage).map_err(ConfigError::SelfService)?;
         if id == 0 {
             return Err(ConfigError::ZeroId);
         }
@@ -96,6 +104,7 @@ impl BranchConfig {
             lease_ttl,
             max_clock_skew,
             timers,
+            triage,
         })
     }
 }

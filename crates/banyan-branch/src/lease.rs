@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use banyan_client::{Client, RetryPolicy};
 use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
+use banyan_raft::Outbox;
 use tokio::sync::watch;
 
 use crate::config::BranchConfig;
@@ -75,7 +76,7 @@ fn wall_clock_ms() -> i64 {
 }
 
 /// Renews the lease every TTL/3 until stopped.
-pub async fn renew_forever(lease: Lease, config: BranchConfig) {
+pub async fn renew_forever(lease: Lease, config: BranchConfig, outbox: Arc<Outbox>) {
     let every = config.lease_ttl / 3;
     // Each attempt must finish within its period: a renewal that arrives late is refused
     // anyway, and the next one carries a fresh stamp.
@@ -108,7 +109,7 @@ pub async fn renew_forever(lease: Lease, config: BranchConfig) {
             sent_at_ms: wall_clock_ms(),
             ttl_ms: config.lease_ttl.as_millis() as i64,
             mode: BranchMode::Connected.into(),
-            journal_backlog: 0,
+            journal_backlog: outbox.backlog(),
             request_id: String::new(),
         };
         match client.renew_lease(request).await {

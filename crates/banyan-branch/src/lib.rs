@@ -17,11 +17,15 @@
 //! * [`node`]: the learner, joining the core, the `Backend` the services run on.
 //! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
 //! * [`server`]: serves the branch's gRPC services on one listener.
+//! * [`triage`]: intents the branch answers itself (self-service).
+//! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
 
 pub mod config;
 pub mod lease;
 pub mod node;
 pub mod server;
+pub mod ship;
+pub mod triage;
 
 pub use config::{BranchConfig, ConfigError};
 pub use node::BranchNode;

@@ -4,12 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
+use banyan_domain::{Action, Contact, ContactInput};
 use banyan_raft::{
     open_stores, AppliedState, Database, LinkControl, NetworkFactory, Raft, StoreError,
 };
+use banyan_raft::{Appended, Outbox};
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -47,6 +52,10 @@ struct Inner {
     /// The core, for joining, writes and lease renewals.
     core: Client,
     lease: Lease,
+    /// Self-served contacts on their way to the core.
+    outbox: Arc<Outbox>,
+    /// Stops the background tasks.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl BranchNode {
@@ -70,6 +79,7 @@ impl BranchNode {
         let core = Client::new(&config.core, RetryPolicy::default())
             .map_err(|e| StartError::Core(e.to_string()))?;
         let lease = Lease::new(&config);
+        let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let node = Self {
             inner: Arc::new(Inner {
                 applied: state_machine.applied_state(),
@@ -77,13 +87,21 @@ impl BranchNode {
                 db,
                 core,
                 lease,
+                outbox,
+                stop: tokio::sync::watch::channel(false).0,
                 config,
             }),
         };
+        tokio::spawn(crate::ship::ship_forever(
+            node.inner.outbox.clone(),
+            node.inner.core.clone(),
+            node.inner.stop.subscribe(),
+        ));
         tokio::spawn(join_core(Arc::downgrade(&node.inner)));
         tokio::spawn(crate::lease::renew_forever(
             node.inner.lease.clone(),
             node.inner.config.clone(),
+            node.inner.outbox.clone(),
         ));
         Ok(node)
     }
@@ -104,9 +122,15 @@ impl BranchNode {
         &self.inner.lease
     }
 
+    /// Self-served contacts not yet delivered to the core.
+    pub fn outbox_backlog(&self) -> u64 {
+        self.inner.outbox.backlog()
+    }
+
     /// Stops Raft and flushes storage.
     pub async fn shutdown(&self) {
         self.inner.lease.stop();
+        let _ = self.inner.stop.send(true);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not stop cleanly");
         }
@@ -171,6 +195,21 @@ impl Backend for BranchNode {
         Ok(committed)
     }
 
+    /// Answers a self-service intent at the branch: the contact is recorded `SELF_SERVED`
+    /// in the outbox (on disk before the answer) and shipped to the core later, so the
+    /// caller never waits on the core.
+    async fn self_serve(
+        &self,
+        input: &ContactInput,
+        request_id: Option<&str>,
+    ) -> Option<Result<Contact, Status>> {
+        let answer = {
+            let applied = self.inner.applied.read();
+            self.inner.config.triage.answer(input, &applied.domain)?
+        };
+        Some(self.record_self_served(input, request_id, answer).await)
+    }
+
     /// A linearizable read at a branch is answered by the core; a local read by the
     /// branch's replica (with its applied index).
     async fn read_target(&self, already_forwarded: bool) -> Result<Option<Channel>, Status> {
@@ -181,4 +220,79 @@ impl Backend for BranchNode {
             .map(Some)
             .map_err(|e| Status::unavailable(format!("no core endpoint: {e}")))
     }
+}
+
+impl BranchNode {
+    async fn record_self_served(
+        &self,
+        input: &ContactInput,
+        request_id: Option<&str>,
+        answer: String,
+    ) -> Result<Contact, Status> {
+        let config = &self.inner.config;
+        let id = if input.id.is_empty() {
+            fresh_contact_id(&config.site, config.id)
+        } else {
+            input.id.clone()
+        };
+        let mut input = input.clone();
+        input.id = id.clone();
+        input.self_served = true;
+        input.origin_site = config.site.clone();
+        input.attributes.insert("answer".into(), answer);
+        // A queue the core does not know would make it refuse the record.
+        if !input.queue_id.is_empty()
+            && self
+                .inner
+                .applied
+                .read()
+                .domain
+                .queue(&input.queue_id)
+                .is_none()
+        {
+            input.queue_id.clear();
+        }
+        let contact = Contact::self_served(
+            id.clone(),
+            request_id.map(str::to_owned),
+            &input,
+            wall_clock_ms(),
+        );
+        let command = Command::with_request_id(
+            Action::CreateContact(input),
+            Some(format!("self-served/{id}")),
+        );
+        let key = request_id.map_or_else(|| format!("self-served/{id}"), str::to_owned);
+        let appended = self
+            .inner
+            .outbox
+            .append(
+                &key,
+                &banyan_raft::codec::encode(&contact),
+                &banyan_raft::codec::encode(&command),
+            )
+            .await
+            .map_err(|e| Status::unavailable(format!("recording the self-served contact: {e}")))?;
+        match appended {
+            Appended::New(_) => Ok(contact),
+            Appended::Existing(first) => banyan_raft::codec::decode(&first)
+                .map_err(|e| Status::internal(format!("undecodable earlier answer: {e}"))),
+        }
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A contact id no other node makes: the site, this branch, its clock and a counter.
+fn fresh_contact_id(site: &str, node: u64) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "ss-{site}-{node}-{:x}-{}",
+        wall_clock_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -44,6 +44,15 @@ pub struct BranchArgs {
     pub election_timeout: Duration,
     #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
     pub snapshot_every: u64,
+    /// An intent answered at the branch (self-service), repeatable:
+    /// `hours=text:Open 8-18 on weekdays` or `order-status=attr:order_status` (an attribute
+    /// of the caller's customer record).
+    #[arg(
+        long = "self-service",
+        env = "BANYAN_SELF_SERVICE",
+        value_delimiter = ';'
+    )]
+    pub self_service: Vec<String>,
 }
 
 pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
@@ -68,6 +77,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         args.lease_ttl,
         args.max_clock_skew,
         timers,
+        &args.self_service,
     )?;
     let node = BranchNode::start(config.clone(), LinkControl::default())
         .await

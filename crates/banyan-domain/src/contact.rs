@@ -216,6 +216,47 @@ pub struct Contact {
 }
 
 impl Contact {
+    /// A contact answered by self-service at `at_ms`: it ends as it starts, `SELF_SERVED`.
+    /// Branches make these without waiting on the core; the core records the same.
+    pub fn self_served(
+        id: String,
+        request_id: Option<String>,
+        input: &ContactInput,
+        at_ms: i64,
+    ) -> Self {
+        let mut contact = Contact {
+            id,
+            request_id,
+            channel: input.channel,
+            customer_id: input.customer_id.clone(),
+            queue_id: input.queue_id.clone(),
+            intent: input.intent.clone(),
+            base_priority: input.priority,
+            priority: input.priority,
+            attributes: input.attributes.clone(),
+            origin_site: input.origin_site.clone(),
+            owner: "core".into(),
+            state: ContactState::SelfServed,
+            enqueued_ms: at_ms,
+            queue_entered_ms: at_ms,
+            step: 0,
+            offer: None,
+            decision: None,
+            agent_id: String::new(),
+            passed_by: String::new(),
+            connected_ms: None,
+            wrap_until_ms: None,
+            ended_ms: Some(at_ms),
+            disposition: String::new(),
+            notes: String::new(),
+            transferred_from: String::new(),
+            transferred_to: String::new(),
+            timeline: Vec::new(),
+        };
+        contact.enter(at_ms, ContactState::SelfServed, "self-service");
+        contact
+    }
+
     pub(crate) fn enter(&mut self, at_ms: i64, state: ContactState, detail: impl Into<String>) {
         self.state = state;
         self.timeline.push(Transition {

@@ -22,6 +22,7 @@
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
+//! * [`outbox`]: a durable outbox of records to deliver later (a branch's self-service).
 //! * [`config`]: Raft timers as configuration.
 
 #![allow(
@@ -35,6 +36,7 @@ pub mod durable;
 pub mod events;
 pub mod log_store;
 pub mod network;
+pub mod outbox;
 pub mod service;
 pub mod state_machine;
 pub mod store;
@@ -44,6 +46,7 @@ pub use config::RaftTimers;
 pub use events::{Compacted, EventFeed, EventRecord};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
+pub use outbox::{Appended, Outbox};
 pub use service::RaftTransportService;
 pub use state_machine::{AppliedState, StateMachineStore};
 pub use store::{open_stores, Database, StoreError};

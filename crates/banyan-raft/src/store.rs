@@ -30,6 +30,10 @@ impl Database {
             .map_err(|e| StoreError::Flush(e.to_string()))
     }
 
+    pub(crate) fn durable(&self) -> &DurableDb {
+        &self.0
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.0.db().size_on_disk().unwrap_or(0)

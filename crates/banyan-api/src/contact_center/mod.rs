@@ -160,6 +160,10 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
     ) -> Result<Response<pb::Contact>, Status> {
         let message = request.into_inner();
         let input = convert::contact_input(&message).map_err(invalid)?;
+        let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
+        if let Some(answer) = self.node.self_serve(&input, request_id.as_deref()).await {
+            return answer.map(|contact| Response::new(convert::contact_to_proto(&contact)));
+        }
         let committed = self
             .write(Action::CreateContact(input), &message.request_id)
             .await?;

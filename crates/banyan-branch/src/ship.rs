@@ -1,0 +1,69 @@
+//! Ships the outbox to the core: each entry is an encoded domain command carrying its own
+//! idempotency key, so an entry whose first delivery did land is applied once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banyan_client::Client;
+use banyan_raft::Outbox;
+use tonic::Code;
+
+/// How often the shipper looks at the outbox when it is empty or the core is away.
+const IDLE: Duration = Duration::from_millis(200);
+const BATCH: usize = 64;
+
+/// Delivers outbox entries to the core until `stop` fires.
+pub async fn ship_forever(
+    outbox: Arc<Outbox>,
+    core: Client,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let delivered = ship_once(&outbox, &core).await;
+        if delivered == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// One pass over the pending entries; returns how many were delivered.
+async fn ship_once(outbox: &Outbox, core: &Client) -> usize {
+    let pending = match outbox.pending(BATCH) {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the outbox");
+            return 0;
+        }
+    };
+    let mut delivered = 0;
+    for (seq, entry) in pending {
+        match core.propose(entry).await {
+            // Applied now, or already applied by an earlier delivery.
+            Ok(_) => {}
+            Err(status) if status.code() == Code::AlreadyExists => {}
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+                ) =>
+            {
+                tracing::debug!(seq, %status, "core unreachable; outbox kept");
+                return delivered;
+            }
+            Err(status) => {
+                // Kept for an operator: the core refuses it, and dropping it would lose it.
+                tracing::error!(seq, %status, "the core refused an outbox entry; keeping it");
+                continue;
+            }
+        }
+        if let Err(e) = outbox.delivered(seq).await {
+            tracing::error!(seq, error = %e, "marking an outbox entry delivered");
+            return delivered;
+        }
+        delivered += 1;
+    }
+    delivered
+}

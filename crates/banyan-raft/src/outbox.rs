@@ -1,0 +1,159 @@
+//! A durable outbox on the node's database: records a node must deliver elsewhere later
+//! (a branch's self-served contacts and, later, its autonomous journal), each acknowledged
+//! to the caller only once it is on disk.
+//!
+//! Entries are numbered in append order. Each carries the caller's idempotency key; the
+//! key maps to the answer the caller got, and stays after the entry is delivered, so a
+//! client that retries gets the same answer and no second entry.
+//!
+//! One sled tree, two key spaces: `e` + sequence (big-endian) → entry, `k` + key → answer.
+//! Entry and key are written in one batch, so a crash leaves both or neither.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::durable::DurableDb;
+use crate::store::{Database, StoreError};
+
+const ENTRY: u8 = b'e';
+const KEY: u8 = b'k';
+
+fn entry_key(seq: u64) -> [u8; 9] {
+    let mut key = [ENTRY; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn answer_key(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(KEY);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Flush(e.to_string())
+}
+
+/// What [`Outbox::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// A new entry, on disk under this sequence number.
+    New(u64),
+    /// The key was used before: the answer given then.
+    Existing(Vec<u8>),
+}
+
+pub struct Outbox {
+    db: DurableDb,
+    tree: sled::Tree,
+    next: AtomicU64,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox `name` in the node's database.
+    pub fn open(db: &Database, name: &str) -> Result<Self, StoreError> {
+        let durable = db.durable().clone();
+        let tree = durable.db().open_tree(name).map_err(store_err)?;
+        let last = tree
+            .scan_prefix([ENTRY])
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(store_err)?
+            .map_or(0, |k| {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&k[1..9]);
+                u64::from_be_bytes(seq)
+            });
+        Ok(Self {
+            db: durable,
+            tree,
+            next: AtomicU64::new(last + 1),
+        })
+    }
+
+    /// Appends `entry` with the caller's idempotency `key` and the `answer` the caller gets,
+    /// and returns once both are on disk; or returns the earlier answer for a known key.
+    pub async fn append(
+        &self,
+        key: &str,
+        answer: &[u8],
+        entry: &[u8],
+    ) -> Result<Appended, StoreError> {
+        if let Some(existing) = self.tree.get(answer_key(key)).map_err(store_err)? {
+            return Ok(Appended::Existing(existing.to_vec()));
+        }
+        let seq = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut batch = sled::Batch::default();
+        batch.insert(&entry_key(seq)[..], entry);
+        batch.insert(answer_key(key), answer);
+        self.tree.apply_batch(batch).map_err(store_err)?;
+        self.db.sync_async().await.map_err(store_err)?;
+        Ok(Appended::New(seq))
+    }
+
+    /// Up to `limit` entries not yet delivered, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.tree
+            .scan_prefix([ENTRY])
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(store_err)?;
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&k[1..9]);
+                Ok((u64::from_be_bytes(seq), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Entries not yet delivered.
+    pub fn backlog(&self) -> u64 {
+        self.tree.scan_prefix([ENTRY]).count() as u64
+    }
+
+    /// Marks entry `seq` delivered. Its key keeps its answer.
+    pub async fn delivered(&self, seq: u64) -> Result<(), StoreError> {
+        self.tree.remove(entry_key(seq)).map_err(store_err)?;
+        self.db.sync_async().await.map_err(store_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_durably_and_answers_a_retry_with_the_first_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+            let outbox = Outbox::open(&db, "outbox").unwrap();
+            assert_eq!(
+                outbox.append("r1", b"a1", b"e1").await.unwrap(),
+                Appended::New(1)
+            );
+            assert_eq!(
+                outbox.append("r2", b"a2", b"e2").await.unwrap(),
+                Appended::New(2)
+            );
+            assert_eq!(
+                outbox.append("r1", b"other", b"other").await.unwrap(),
+                Appended::Existing(b"a1".to_vec())
+            );
+            outbox.delivered(1).await.unwrap();
+        }
+        // Reopened: the undelivered entry is still there, numbering continues, keys stay.
+        let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+        let outbox = Outbox::open(&db, "outbox").unwrap();
+        assert_eq!(outbox.pending(10).unwrap(), vec![(2, b"e2".to_vec())]);
+        assert_eq!(
+            outbox.append("r3", b"a3", b"e3").await.unwrap(),
+            Appended::New(3)
+        );
+        assert_eq!(
+            outbox.append("r1", b"x", b"x").await.unwrap(),
+            Appended::Existing(b"a1".to_vec())
+        );
+        assert_eq!(outbox.backlog(), 2);
+    }
+}
