@@ -56,6 +56,8 @@ struct Inner {
     outbox: Arc<Outbox>,
     /// Stops the background tasks.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Cached channels to core nodes, for reads sent to the core.
+    channels: banyan_api::forward::Forwarder,
 }
 
 impl BranchNode {
@@ -89,6 +91,7 @@ impl BranchNode {
                 lease,
                 outbox,
                 stop: tokio::sync::watch::channel(false).0,
+                channels: Default::default(),
                 config,
             }),
         };
@@ -216,9 +219,11 @@ impl Backend for BranchNode {
         if already_forwarded {
             return Ok(None);
         }
-        banyan_client::channel(&self.inner.core.current_endpoint())
-            .map(Some)
-            .map_err(|e| Status::unavailable(format!("no core endpoint: {e}")))
+        let core = banyan_api::errors::LeaderHint {
+            id: None,
+            addr: Some(self.inner.core.current_endpoint()),
+        };
+        self.inner.channels.leader_channel(&core).map(Some)
     }
 }
 

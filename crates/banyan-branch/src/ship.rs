@@ -12,20 +12,31 @@ use tonic::Code;
 const IDLE: Duration = Duration::from_millis(200);
 const BATCH: usize = 64;
 
-/// Delivers outbox entries to the core until `stop` fires.
+/// Longest pause between passes while nothing can be delivered.
+const MAX_IDLE: Duration = Duration::from_secs(10);
+
+/// Delivers outbox entries to the core until `stop` fires. While nothing can be delivered
+/// (the core is away, or refuses what is left) the pause between passes grows.
 pub async fn ship_forever(
     outbox: Arc<Outbox>,
     core: Client,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut pause = IDLE;
     loop {
-        let delivered = ship_once(&outbox, &core).await;
-        if delivered == 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(IDLE) => {}
-                _ = stop.changed() => return,
-            }
+        if ship_once(&outbox, &core).await > 0 {
+            pause = IDLE;
+            continue;
         }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        pause = if outbox.backlog() > 0 {
+            (pause * 2).min(MAX_IDLE)
+        } else {
+            IDLE
+        };
     }
 }
 
