@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentInput, Presence};
-use crate::contact::ContactInput;
+use crate::contact::{Contact, ContactInput};
 use crate::customer::CustomerInput;
 use crate::queue::QueueInput;
 use crate::site::{BranchReport, SiteInput};
@@ -40,6 +40,18 @@ impl Command {
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
     }
+}
+
+/// What a branch hands the core after routing on its own: every contact it handled (as it
+/// ended up, or as it still is), its agents' presence, and the last journal sequence this
+/// covers. Applied at most once per sequence: an import at or below the site's recorded
+/// sequence changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchImport {
+    pub site: String,
+    pub upto_seq: u64,
+    pub contacts: Vec<Contact>,
+    pub agents: Vec<(String, Presence)>,
 }
 
 /// Everything the domain can be asked to change.
@@ -108,6 +120,8 @@ pub enum Action {
         contact_id: String,
         queue_id: String,
     },
+    /// A branch's work while it was cut off, applied once (see [`BranchImport`]).
+    ImportBranch(BranchImport),
     /// Advance timers to the stamped time: offer expiry, escalation, max wait, wrap-up end,
     /// site lease expiry. The leader proposes it when something is due.
     Tick,

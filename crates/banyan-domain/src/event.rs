@@ -119,6 +119,15 @@ pub enum Event {
         agent_id: String,
         state: AgentState,
     },
+    /// A contact a branch handled on its own, now in the core's state as the branch left
+    /// it; `agent_id` (empty if none) holds it when it is connected or wrapping up.
+    ContactImported {
+        contact_id: String,
+        channel: Channel,
+        queue_id: String,
+        state: ContactState,
+        agent_id: String,
+    },
 }
 
 impl Event {
@@ -136,7 +145,8 @@ impl Event {
             | Event::ContactWrapUp { contact_id, .. }
             | Event::ContactCompleted { contact_id, .. }
             | Event::ContactAbandoned { contact_id, .. }
-            | Event::ContactTransferred { contact_id, .. } => Some(contact_id),
+            | Event::ContactTransferred { contact_id, .. }
+            | Event::ContactImported { contact_id, .. } => Some(contact_id),
             _ => None,
         }
     }
@@ -151,6 +161,7 @@ impl Event {
             | Event::ContactCompleted { agent_id, .. }
             | Event::ContactTransferred { agent_id, .. }
             | Event::AgentStateChanged { agent_id, .. }
+            | Event::ContactImported { agent_id, .. }
             | Event::AgentUpserted { agent_id, .. } => agent_id == agent,
             _ => false,
         }
@@ -178,6 +189,7 @@ impl Event {
             Event::ContactAbandoned { .. } => "contact_abandoned",
             Event::ContactTransferred { .. } => "contact_transferred",
             Event::AgentStateChanged { .. } => "agent_state_changed",
+            Event::ContactImported { .. } => "contact_imported",
         }
     }
 }

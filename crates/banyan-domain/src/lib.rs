@@ -34,7 +34,7 @@ pub mod validate;
 
 pub use agent::{Agent, AgentInput, AgentState, Presence};
 pub use channel::{Channel, PerChannel};
-pub use command::{Action, Command, Stamped};
+pub use command::{Action, BranchImport, Command, Stamped};
 pub use contact::{Contact, ContactInput, ContactState};
 pub use customer::{Customer, CustomerInput, Tier};
 pub use error::DomainError;

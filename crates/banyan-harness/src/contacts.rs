@@ -370,6 +370,36 @@ fn check_assignments(events: &[pb::Event], report: &mut ContactReport) {
                 }
                 connected.insert(e.contact_id.clone(), agent);
             }
+            EventKind::ContactImported if !agent.is_empty() => {
+                // A branch's contact that one of its agents holds: a hold like any other.
+                channel_of.insert(e.contact_id.clone(), e.channel);
+                let set = held
+                    .entry(agent.clone())
+                    .or_default()
+                    .entry(e.channel)
+                    .or_default();
+                set.insert(e.contact_id.clone());
+                let cap = capacity
+                    .get(&agent)
+                    .and_then(|c| c.get(e.channel as usize).copied())
+                    .unwrap_or(u32::MAX);
+                if set.len() as u32 > cap {
+                    report.violations.push(ContactViolation::OverCapacity {
+                        index: e.index,
+                        agent_id: agent.clone(),
+                        channel: e.channel,
+                        held: set.len() as u32,
+                        capacity: cap,
+                    });
+                }
+                if let Some(other) = connected.insert(e.contact_id.clone(), agent.clone()) {
+                    report.violations.push(ContactViolation::DoubleAssigned {
+                        index: e.index,
+                        contact_id: e.contact_id.clone(),
+                        agents: vec![other, agent.clone()],
+                    });
+                }
+            }
             EventKind::ContactCompleted | EventKind::ContactTransferred => {
                 if let Some(a) = connected.remove(&e.contact_id) {
                     let channel = channel_of.get(&e.contact_id).copied().unwrap_or_default();

@@ -191,6 +191,22 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             e.to_queue_id = queue_id.clone();
             K::ContactTransferred
         }
+        Event::ContactImported {
+            contact_id,
+            channel,
+            queue_id,
+            state,
+            agent_id,
+        } => {
+            e.contact_id = contact_id.clone();
+            e.channel = channel_to_proto(*channel).into();
+            e.queue_id = queue_id.clone();
+            e.contact_state = contact_state_to_proto(*state).into();
+            if !agent_id.is_empty() {
+                e.agent_ids = vec![agent_id.clone()];
+            }
+            K::ContactImported
+        }
         Event::AgentStateChanged { agent_id, state } => {
             e.agent_ids = vec![agent_id.clone()];
             e.agent_state = agent_state_to_proto(state).into();

@@ -6,10 +6,12 @@
 //!   transfer);
 //! * [`holding`]: the bookkeeping of agents holding contacts, requeues, timers, history;
 //! * [`admin`]: queues, agents, presence, sites and their leases;
+//! * [`branch`]: a branch's view for routing on its own, and importing what it did;
 //! * [`route`]: the routing decision itself;
 //! * [`tick`]: timers, advanced only by leader-proposed `Tick` commands.
 
 mod admin;
+mod branch;
 mod contacts;
 mod holding;
 mod route;
@@ -55,6 +57,9 @@ struct Data {
     contact_seq: u64,
     /// Sequence of offers, for `ROUND_ROBIN`.
     offer_seq: u64,
+    /// Site → the last journal sequence of its branch applied here (exactly-once
+    /// reconciliation).
+    reconciled: BTreeMap<String, u64>,
 }
 
 /// Everything the cluster agrees on, plus the derived indexes routing needs. Two states
@@ -227,6 +232,7 @@ impl State {
                 queue_id,
             } => self.transfer_contact(contact_id, queue_id, ev)?,
             Action::Tick => self.tick(ev),
+            Action::ImportBranch(import) => self.import_branch(import, ev)?,
         }
         self.route(ev);
         Ok(())

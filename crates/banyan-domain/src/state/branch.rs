@@ -1,0 +1,252 @@
+//! Branches that route on their own while cut off from the core, and the import of what
+//! they did when they reconnect (DESIGN.md §2, invariants 2 and 4).
+//!
+//! A branch starts routing on its own only once its site's lease has certainly lapsed, so
+//! from then on the core offers nothing to the site's agents. It routes with
+//! [`State::branch_view`]: the replicated state narrowed to its site. Afterwards it hands
+//! the core a [`BranchImport`]: its contacts as they ended up (or still are) and its agents'
+//! presence, up to a journal sequence; the core applies each sequence at most once.
+
+use std::collections::BTreeSet;
+
+use super::State;
+use crate::channel::PerChannel;
+use crate::command::BranchImport;
+use crate::contact::{Contact, ContactState};
+use crate::error::DomainError;
+use crate::event::Event;
+use crate::requests::RequestLog;
+use crate::routing::Indexes;
+use crate::validate::validate_id;
+
+impl State {
+    /// The state a branch of `site` routes with on its own: other sites' agents are left
+    /// out, and so are the core's waiting and offered contacts (the core keeps routing
+    /// them); what the site's agents hold connected or in wrap-up stays, so it counts
+    /// against their capacity and they can finish it. The site needs no lease here.
+    pub fn branch_view(&self, site: &str) -> State {
+        let mut data = self.data.clone();
+        data.agents.retain(|_, agent| agent.input.site == site);
+        let kept: BTreeSet<String> = data
+            .agents
+            .values()
+            .flat_map(|agent| agent.held.keys())
+            .filter(|id| {
+                data.contacts.get(*id).is_some_and(|c| {
+                    matches!(c.state, ContactState::Connected | ContactState::WrapUp)
+                })
+            })
+            .cloned()
+            .collect();
+        data.contacts.retain(|id, _| kept.contains(id));
+        for agent in data.agents.values_mut() {
+            agent.held.retain(|id, _| kept.contains(id));
+            let mut load = PerChannel::default();
+            for channel in agent.held.values() {
+                *load.get_mut(*channel) += 1;
+            }
+            agent.load = load;
+            agent.wrapping_up = agent
+                .held
+                .keys()
+                .filter(|id| {
+                    data.contacts
+                        .get(*id)
+                        .is_some_and(|c| c.state == ContactState::WrapUp)
+                })
+                .count() as u32;
+        }
+        data.sites.retain(|id, _| id == site);
+        for site in data.sites.values_mut() {
+            site.lease_expires_ms = None;
+            site.lapsed = false;
+        }
+        data.requests = RequestLog::default();
+        let mut view = State {
+            data,
+            idx: Indexes::default(),
+        };
+        view.rebuild_indexes();
+        view
+    }
+
+    /// The last journal sequence of `site`'s branch imported here.
+    pub fn reconciled_seq(&self, site: &str) -> u64 {
+        self.data.reconciled.get(site).copied().unwrap_or(0)
+    }
+
+    pub(super) fn import_branch(
+        &mut self,
+        import: &BranchImport,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        let site = import.site.as_str();
+        validate_id("site", site)?;
+        if self.reconciled_seq(site) >= import.upto_seq {
+            return Ok(());
+        }
+        self.check_import(import)?;
+        // Checks done; from here on nothing fails.
+        for contact in &import.contacts {
+            match self.data.contacts.get(&contact.id) {
+                None => self.insert_imported(contact, ev),
+                Some(existing) => self.settle_imported(existing.clone(), contact, ev),
+            }
+        }
+        for (agent_id, presence) in &import.agents {
+            if *presence != crate::agent::Presence::Available {
+                self.withdraw_offers_of(
+                    agent_id,
+                    crate::event::WithdrawReason::AgentUnavailable,
+                    ev,
+                );
+            }
+            self.change_presence(agent_id, presence.clone(), ev);
+        }
+        self.data
+            .reconciled
+            .insert(site.to_owned(), import.upto_seq);
+        Ok(())
+    }
+
+    fn check_import(&self, import: &BranchImport) -> Result<(), DomainError> {
+        let site = import.site.as_str();
+        let mut room: std::collections::BTreeMap<&str, PerChannel> = Default::default();
+        for (i, contact) in import.contacts.iter().enumerate() {
+            let field = |name: &str| format!("contacts[{i}].{name}");
+            validate_id(&field("id"), &contact.id)?;
+            if !contact.timeline_is_legal() {
+                return Err(DomainError::invalid(
+                    field("timeline"),
+                    "does not follow the contact life cycle",
+                ));
+            }
+            if self.data.contacts.contains_key(&contact.id) {
+                continue;
+            }
+            if contact.origin_site != site {
+                return Err(DomainError::invalid(
+                    field("origin_site"),
+                    format!("a new contact must come from site {site}"),
+                ));
+            }
+            let waiting = contact.state.is_waiting() || contact.state == ContactState::Offered;
+            if waiting && !self.data.queues.contains_key(&contact.queue_id) {
+                return Err(DomainError::not_found(field("queue_id"), &contact.queue_id));
+            }
+            if matches!(
+                contact.state,
+                ContactState::Connected | ContactState::WrapUp
+            ) {
+                let agent = self
+                    .data
+                    .agents
+                    .get(&contact.agent_id)
+                    .filter(|a| a.input.site == site)
+                    .ok_or_else(|| DomainError::not_found(field("agent_id"), &contact.agent_id))?;
+                let used = room.entry(agent.id()).or_insert(agent.load);
+                *used.get_mut(contact.channel) += 1;
+                if used.get(contact.channel) > agent.input.capacity.get(contact.channel) {
+                    return Err(DomainError::precondition(
+                        field("agent_id"),
+                        format!(
+                            "agent {} would hold more {} contacts than its capacity",
+                            agent.id(),
+                            contact.channel
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, (agent_id, presence)) in import.agents.iter().enumerate() {
+            presence.validate()?;
+            let agent = self
+                .data
+                .agents
+                .get(agent_id)
+                .ok_or_else(|| DomainError::not_found(format!("agents[{i}]"), agent_id))?;
+            if agent.input.site != site {
+                return Err(DomainError::invalid(
+                    format!("agents[{i}]"),
+                    format!("agent {agent_id} is not at site {site}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A contact the branch created: into the core's state as the branch left it. One on
+    /// offer at the branch goes back to waiting (its offer was the branch's), keeping its
+    /// original enqueue time and so its place.
+    fn insert_imported(&mut self, contact: &Contact, ev: &mut Vec<Event>) {
+        let now = self.data.clock_ms;
+        let mut contact = contact.clone();
+        contact.passed_by.clear();
+        if contact.state == ContactState::Offered {
+            contact.offer = None;
+            let waiting = if contact.channel == crate::channel::Channel::Callback {
+                ContactState::CallbackScheduled
+            } else {
+                ContactState::Queued
+            };
+            contact.enter(now, waiting, "requeued at reconciliation");
+        }
+        let id = contact.id.clone();
+        let (state, agent_id, channel, queue_id) = (
+            contact.state,
+            contact.agent_id.clone(),
+            contact.channel,
+            contact.queue_id.clone(),
+        );
+        if !queue_id.is_empty() {
+            let counters = self.data.counters.entry(queue_id.clone()).or_default();
+            counters.entered += 1;
+            match state {
+                ContactState::SelfServed => counters.self_served += 1,
+                ContactState::Abandoned => counters.abandoned += 1,
+                ContactState::Completed => counters.handled += 1,
+                _ => {}
+            }
+        }
+        self.data.contacts.insert(id.clone(), contact);
+        let held = matches!(state, ContactState::Connected | ContactState::WrapUp);
+        if held {
+            self.hold(&agent_id, &id, channel);
+            if state == ContactState::WrapUp {
+                self.agent_mut(&agent_id).wrapping_up += 1;
+                self.repool(&agent_id);
+            }
+        }
+        ev.push(Event::ContactImported {
+            contact_id: id.clone(),
+            channel,
+            queue_id,
+            state,
+            agent_id: if held { agent_id } else { String::new() },
+        });
+        if state.is_final() {
+            self.record_history(&id);
+        } else {
+            self.reschedule(&id);
+        }
+    }
+
+    /// A core contact a site agent held when the branch was cut off: the branch's agent
+    /// may have finished it meanwhile.
+    fn settle_imported(&mut self, existing: Contact, contact: &Contact, ev: &mut Vec<Event>) {
+        let same_agent = existing.agent_id == contact.agent_id && !existing.agent_id.is_empty();
+        if !same_agent {
+            return;
+        }
+        match (existing.state, contact.state) {
+            (ContactState::Connected | ContactState::WrapUp, ContactState::Completed) => {
+                self.finish(&existing.id, &contact.disposition, &contact.notes, ev);
+            }
+            (ContactState::Connected, ContactState::WrapUp) => {
+                // Infallible here: the contact is connected to this agent.
+                let _ = self.end_contact(&existing.agent_id, &existing.id, ev);
+            }
+            _ => {}
+        }
+    }
+}

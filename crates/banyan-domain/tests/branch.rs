@@ -1,0 +1,175 @@
+//! A branch routing on its own and the import of its work at the core: the branch's view
+//! holds only its site, an import lands every contact once with its original enqueue time,
+//! a repeated import changes nothing, and a bad import changes nothing either.
+
+mod common;
+
+use banyan_domain::{Action, BranchImport, ContactInput, ContactState, Event, Presence, Strategy};
+use common::*;
+
+/// A core with two sites: emea's agent holds one call, apac's agent has an offer, and one
+/// emea contact waits.
+fn core() -> (Sim, String, String) {
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.agent(agent("b1", "apac", &[]));
+    sim.available("a1");
+    let (held, _) = sim.create(voice("q"));
+    sim.accept("a1", &held);
+    sim.available("b1");
+    sim.at(1_000);
+    let (offered_to_b1, _) = sim.create(voice("q"));
+    sim.at(2_000);
+    let mut waiting = voice("q");
+    waiting.origin_site = "emea".into();
+    sim.create(waiting);
+    (sim, held, offered_to_b1)
+}
+
+fn local(id: &str, channel: banyan_domain::Channel) -> ContactInput {
+    ContactInput {
+        id: id.into(),
+        origin_site: "emea".into(),
+        ..contact("q", channel)
+    }
+}
+
+#[test]
+fn the_branch_view_holds_its_site_and_what_its_agents_hold() {
+    let (sim, held, offered) = core();
+    let view = sim.state.branch_view("emea");
+    assert!(
+        view.agent("b1").is_none(),
+        "other sites' agents are left out"
+    );
+    assert!(view.contact(&held).is_some(), "a1's call stays with a1");
+    assert!(
+        view.contact(&offered).is_none(),
+        "the core keeps routing its own contacts"
+    );
+    assert_eq!(view.contacts().count(), 1);
+    assert_eq!(
+        view.agent("a1")
+            .unwrap()
+            .load
+            .get(banyan_domain::Channel::Voice),
+        1
+    );
+    // Routing on the view: a1's voice is full, a chat goes to a1.
+    let mut branch = Sim {
+        state: view,
+        now: sim.now,
+    };
+    branch.at(3_000);
+    let events = branch.apply(Action::CreateContact(local(
+        "emea-1",
+        banyan_domain::Channel::Voice,
+    )));
+    assert!(offer_pairs(&events).is_empty());
+    let events = branch.apply(Action::CreateContact(local(
+        "emea-2",
+        banyan_domain::Channel::Chat,
+    )));
+    assert_eq!(
+        offer_pairs(&events),
+        vec![("emea-2".to_owned(), "a1".to_owned())]
+    );
+}
+
+#[test]
+fn an_import_lands_once_keeps_enqueue_times_and_settles_held_calls() {
+    let (mut sim, held, _) = core();
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea"),
+        now: sim.now,
+    };
+    branch.at(3_000);
+    branch.apply(Action::CreateContact(local(
+        "emea-1",
+        banyan_domain::Channel::Voice,
+    )));
+    branch.apply(Action::CreateContact(local(
+        "emea-2",
+        banyan_domain::Channel::Chat,
+    )));
+    branch.at(4_000).accept("a1", "emea-2");
+    branch.at(5_000).apply(complete(&held, "a1", ""));
+    let contacts: Vec<_> = branch.state.contacts().cloned().collect();
+    let import = BranchImport {
+        site: "emea".into(),
+        upto_seq: 5,
+        contacts,
+        agents: vec![("a1".into(), Presence::Available)],
+    };
+
+    sim.at(9_000);
+    let events = sim.apply(Action::ImportBranch(import.clone()));
+    let imported: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ContactImported {
+                contact_id,
+                state,
+                agent_id,
+                ..
+            } => Some((contact_id.clone(), *state, agent_id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        imported.contains(&("emea-2".into(), ContactState::Connected, "a1".into())),
+        "{imported:?}"
+    );
+    assert_eq!(
+        sim.contact(&held).state,
+        ContactState::Completed,
+        "the held call was settled"
+    );
+    let waiting = sim.contact("emea-1");
+    assert_eq!(
+        waiting.enqueued_ms,
+        T0 + 3_000,
+        "original enqueue time kept"
+    );
+    assert!(waiting.state == ContactState::Queued || waiting.state == ContactState::Offered);
+    assert_eq!(sim.state.reconciled_seq("emea"), 5);
+    assert!(sim.agent_ref("a1").held.contains_key("emea-2"));
+
+    // The same import again changes no contact and no agent (only the clock moves on).
+    let contacts_before: Vec<_> = sim.state.contacts().cloned().collect();
+    let agents_before: Vec<_> = sim.state.agents().cloned().collect();
+    let again = sim.at(9_500).apply(Action::ImportBranch(import));
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(
+        sim.state.contacts().cloned().collect::<Vec<_>>(),
+        contacts_before
+    );
+    assert_eq!(
+        sim.state.agents().cloned().collect::<Vec<_>>(),
+        agents_before
+    );
+}
+
+#[test]
+fn a_bad_import_changes_nothing() {
+    let (mut sim, _, _) = core();
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea"),
+        now: sim.now,
+    };
+    branch.at(3_000);
+    let mut elsewhere = local("emea-1", banyan_domain::Channel::Voice);
+    elsewhere.origin_site = "apac".into();
+    branch.apply(Action::CreateContact(elsewhere));
+    let contacts: Vec<_> = branch.state.contacts().cloned().collect();
+    let before = sim.state.clone();
+    let err = sim.at(4_000).refuse(Action::ImportBranch(BranchImport {
+        site: "emea".into(),
+        upto_seq: 1,
+        contacts,
+        agents: vec![],
+    }));
+    assert!(err.to_string().contains("origin_site"), "{err}");
+    assert_eq!(sim.state, before);
+}
