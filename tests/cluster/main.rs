@@ -19,3 +19,4 @@ mod t85_desk_timers;
 mod t87_site_lease;
 mod t90_branch;
 mod t91_branch_self_service;
+mod t92_branch_autonomy;

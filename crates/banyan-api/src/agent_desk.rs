@@ -319,7 +319,8 @@ impl<B: Backend> Session<B> {
             return;
         };
         let messages: Vec<Out> = {
-            let applied = self.node.applied().read();
+            let source = self.node.applied();
+            let applied = source.read();
             let state = &applied.domain;
             let Some(agent) = state.agent(agent_id) else {
                 return;
@@ -370,7 +371,8 @@ impl<B: Backend> Session<B> {
             return true;
         }
         let message = {
-            let applied = self.node.applied().read();
+            let source = self.node.applied();
+            let applied = source.read();
             let state = &applied.domain;
             match &record.event {
                 Event::OfferWithdrawn {

@@ -47,8 +47,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// This node's id, for naming agent sessions.
     fn node_id(&self) -> u64;
 
-    /// The node's applied domain state and its event feed.
-    fn applied(&self) -> &AppliedState;
+    /// The state the node serves now, and its event feed (cheap to clone).
+    fn applied(&self) -> AppliedState;
 
     /// Commits `command` and returns once it is applied on this node too, so a read here
     /// sees it.

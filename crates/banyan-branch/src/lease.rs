@@ -76,7 +76,12 @@ fn wall_clock_ms() -> i64 {
 }
 
 /// Renews the lease every TTL/3 until stopped.
-pub async fn renew_forever(lease: Lease, config: BranchConfig, outbox: Arc<Outbox>) {
+pub async fn renew_forever(
+    lease: Lease,
+    config: BranchConfig,
+    outbox: Arc<Outbox>,
+    mode: Arc<crate::autonomy::ModeCell>,
+) {
     let every = config.lease_ttl / 3;
     // Each attempt must finish within its period: a renewal that arrives late is refused
     // anyway, and the next one carries a fresh stamp.
@@ -101,6 +106,11 @@ pub async fn renew_forever(lease: Lease, config: BranchConfig, outbox: Arc<Outbo
         tokio::select! {
             _ = interval.tick() => {}
             _ = stopped.changed() => return,
+        }
+        // Autonomous or reconciling: no renewal until the core has the branch's work, or
+        // the core would route to agents the branch is routing to.
+        if mode.get() != crate::autonomy::Mode::Connected {
+            continue;
         }
         let sent = Instant::now();
         let request = RenewLeaseRequest {

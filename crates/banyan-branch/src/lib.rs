@@ -20,6 +20,7 @@
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
 
+pub mod autonomy;
 pub mod config;
 pub mod lease;
 pub mod node;

@@ -44,14 +44,22 @@ pub struct BranchNode {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: BranchConfig,
+pub(crate) struct Inner {
+    pub(crate) config: BranchConfig,
     raft: Raft,
-    applied: AppliedState,
+    /// The replica of the core's state (Raft learner).
+    pub(crate) replica: AppliedState,
+    /// While cut off: the site's own state, advanced by the branch's journal.
+    pub(crate) local: std::sync::RwLock<Option<AppliedState>>,
+    pub(crate) mode: Arc<crate::autonomy::ModeCell>,
+    /// Commands applied while cut off, in order, on disk before acknowledged.
+    pub(crate) journal: Arc<Outbox>,
+    /// Serializes local writes: journal order is apply order.
+    pub(crate) journal_lock: tokio::sync::Mutex<()>,
     db: Database,
     /// The core, for joining, writes and lease renewals.
-    core: Client,
-    lease: Lease,
+    pub(crate) core: Client,
+    pub(crate) lease: Lease,
     /// Self-served contacts on their way to the core.
     outbox: Arc<Outbox>,
     /// Stops the background tasks.
@@ -78,13 +86,25 @@ impl BranchNode {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let core = Client::new(&config.core, RetryPolicy::default())
-            .map_err(|e| StartError::Core(e.to_string()))?;
+        // A write in flight when the core goes away must be settled (done or given up)
+        // before the branch may route on its own, a lease TTL later.
+        let policy = RetryPolicy {
+            total_timeout: config.lease_ttl.min(RetryPolicy::default().total_timeout),
+            attempt_timeout: config.lease_ttl.min(RetryPolicy::default().attempt_timeout),
+            ..RetryPolicy::default()
+        };
+        let core =
+            Client::new(&config.core, policy).map_err(|e| StartError::Core(e.to_string()))?;
         let lease = Lease::new(&config);
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
+        let journal = Arc::new(Outbox::open(&db, "journal")?);
         let node = Self {
             inner: Arc::new(Inner {
-                applied: state_machine.applied_state(),
+                replica: state_machine.applied_state(),
+                local: Default::default(),
+                mode: Default::default(),
+                journal,
+                journal_lock: Default::default(),
                 raft,
                 db,
                 core,
@@ -105,7 +125,10 @@ impl BranchNode {
             node.inner.lease.clone(),
             node.inner.config.clone(),
             node.inner.outbox.clone(),
+            node.inner.mode.clone(),
         ));
+        node.inner.resume_journal();
+        tokio::spawn(crate::autonomy::watch_forever(Arc::downgrade(&node.inner)));
         Ok(node)
     }
 
@@ -174,13 +197,22 @@ impl Backend for BranchNode {
         self.inner.config.id
     }
 
-    fn applied(&self) -> &AppliedState {
-        &self.inner.applied
+    fn applied(&self) -> AppliedState {
+        self.inner.serving()
     }
 
     /// Sends the command to the core's leader, then waits until the branch's own replica
     /// has applied it, so a read at the branch right after sees it.
     async fn submit(&self, command: Command) -> Result<Committed, Status> {
+        match self.inner.mode.get() {
+            crate::autonomy::Mode::Connected => {}
+            crate::autonomy::Mode::Autonomous => return self.inner.submit_local(command).await,
+            crate::autonomy::Mode::Reconciling => {
+                return Err(Status::unavailable(
+                    "this branch is handing its autonomous work to the core; retry shortly",
+                ))
+            }
+        }
         let reply = self
             .inner
             .core
@@ -188,7 +220,7 @@ impl Backend for BranchNode {
             .await?;
         let committed: Committed = banyan_raft::codec::decode(&reply)
             .map_err(|e| Status::internal(format!("undecodable reply from the core: {e}")))?;
-        let applied = self.inner.applied.wait_applied(committed.index);
+        let applied = self.inner.replica.wait_applied(committed.index);
         if tokio::time::timeout(WRITE_WAIT, applied).await.is_err() {
             return Err(Status::unavailable(format!(
                 "committed at the core at log index {} but not yet replicated to this branch; retry with the same request_id",
@@ -207,7 +239,8 @@ impl Backend for BranchNode {
         request_id: Option<&str>,
     ) -> Option<Result<Contact, Status>> {
         let answer = {
-            let applied = self.inner.applied.read();
+            let source = self.inner.serving();
+            let applied = source.read();
             self.inner.config.triage.answer(input, &applied.domain)?
         };
         Some(self.record_self_served(input, request_id, answer).await)
@@ -249,7 +282,7 @@ impl BranchNode {
         if !input.queue_id.is_empty()
             && self
                 .inner
-                .applied
+                .replica
                 .read()
                 .domain
                 .queue(&input.queue_id)

@@ -349,8 +349,8 @@ impl banyan_api::Backend for CoreNode {
         self.id()
     }
 
-    fn applied(&self) -> &AppliedState {
-        &self.inner.applied
+    fn applied(&self) -> AppliedState {
+        self.inner.applied.clone()
     }
 
     async fn submit(&self, command: Command) -> Result<Committed, tonic::Status> {

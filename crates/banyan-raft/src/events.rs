@@ -123,6 +123,12 @@ impl EventFeed {
         self.lock().live.subscribe()
     }
 
+    /// Ends every live subscription, so subscribers start over from the node's current
+    /// source (a branch switching between its replica and its own routing).
+    pub fn close_subscribers(&self) {
+        self.lock().live = broadcast::channel(LIVE_BUFFER).0;
+    }
+
     /// The first log index whose events this node still holds.
     pub fn oldest(&self) -> u64 {
         self.lock().oldest

@@ -50,9 +50,57 @@ pub struct AppliedState {
     state: Arc<RwLock<Applied>>,
     applied_index: watch::Receiver<u64>,
     events: EventFeed,
+    /// Set for a detached state (see [`AppliedState::detached`]): it advances by
+    /// [`AppliedState::apply_local`], not by Raft.
+    local: Option<Arc<watch::Sender<u64>>>,
 }
 
 impl AppliedState {
+    /// A state outside Raft, advanced only by [`apply_local`](Self::apply_local): a branch
+    /// routing on its own while cut off from the core. Its events are numbered by the
+    /// sequence the caller gives each command (the branch's journal).
+    pub fn detached(domain: banyan_domain::State) -> Self {
+        let (tx, rx) = watch::channel(0);
+        Self {
+            state: Arc::new(RwLock::new(Applied {
+                domain,
+                ..Applied::default()
+            })),
+            applied_index: rx,
+            events: EventFeed::default(),
+            local: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Applies one command to a detached state as number `seq`, publishing its events.
+    /// `None` on a state that Raft drives.
+    pub fn apply_local(
+        &self,
+        seq: u64,
+        stamped: &banyan_domain::Stamped,
+    ) -> Option<Result<Vec<banyan_domain::Event>, banyan_domain::DomainError>> {
+        let tx = self.local.as_ref()?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let (result, fresh) = state.domain.apply_traced(stamped);
+        if let (Ok(events), true) = (&result, fresh) {
+            self.events.publish(
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(ordinal, event)| EventRecord {
+                        index: seq,
+                        ordinal: ordinal as u32,
+                        at_ms: stamped.at_ms,
+                        event: event.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        drop(state);
+        tx.send_replace(seq);
+        Some(result)
+    }
+
     /// Reads the applied state. Hold the guard briefly: applying waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.state
@@ -169,6 +217,7 @@ impl StateMachineStore {
             state: self.inner.state.clone(),
             applied_index: self.inner.applied_rx.clone(),
             events: self.inner.events.clone(),
+            local: None,
         }
     }
 

@@ -25,7 +25,8 @@ pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<Eve
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let agent = convert::optional_id("agent_id", &request.agent_id)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let feed = node.applied().events();
+    let applied = node.applied();
+    let feed = applied.events();
     let subscribed = if request.from_index == 0 {
         Ok(feed.subscribe_retained())
     } else {

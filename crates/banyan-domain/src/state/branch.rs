@@ -87,8 +87,17 @@ impl State {
         }
         self.check_import(import)?;
         // Checks done; from here on nothing fails.
+        let now = self.data.clock_ms;
         for contact in &import.contacts {
+            // A write the branch sent just before it was cut off may have committed here
+            // after all; the branch then made the same request again on its own. The
+            // request is already served here: the branch's copy would be a duplicate.
+            let served_here = contact
+                .request_id
+                .as_deref()
+                .is_some_and(|id| self.data.requests.live(id, now).is_some());
             match self.data.contacts.get(&contact.id) {
+                None if served_here => {}
                 None => self.insert_imported(contact, ev),
                 Some(existing) => self.settle_imported(existing.clone(), contact, ev),
             }

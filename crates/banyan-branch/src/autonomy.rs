@@ -1,0 +1,299 @@
+//! Autonomous mode: a branch that cannot reach the core keeps its center running, and
+//! hands what it did to the core when the core is back (DESIGN.md §2, invariants 2 and 4).
+//!
+//! ```text
+//!  Connected ──lease certainly lapsed (TTL + skew since the last accepted renewal)
+//!      ^         and the core not answering──> Autonomous ──core answers──> Reconciling
+//!      └───────────── import applied at the core (once per journal sequence) ──────┘
+//! ```
+//!
+//! In autonomous mode the branch routes with `State::branch_view` (its site only) and
+//! writes every command to its journal, on disk before it answers. Reconciling sends the
+//! core one `ImportBranch` covering the journal; the core applies each sequence once.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Weak;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banyan_api::Committed;
+use banyan_domain::{Action, BranchImport, Command, Stamped};
+use banyan_raft::{Appended, AppliedState};
+use tonic::Status;
+
+use crate::node::Inner;
+
+/// How often the branch checks whether to switch modes.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Connected,
+    Autonomous,
+    Reconciling,
+}
+
+/// The branch's mode, shared by its tasks.
+#[derive(Debug, Default)]
+pub struct ModeCell(AtomicU8);
+
+impl ModeCell {
+    pub fn get(&self) -> Mode {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Mode::Autonomous,
+            2 => Mode::Reconciling,
+            _ => Mode::Connected,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        let value = match mode {
+            Mode::Connected => 0,
+            Mode::Autonomous => 1,
+            Mode::Reconciling => 2,
+        };
+        self.0.store(value, Ordering::SeqCst);
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Inner {
+    /// The state the branch serves: its own while autonomous, else the replica.
+    pub(crate) fn serving(&self) -> AppliedState {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.replica.clone())
+    }
+
+    fn local(&self) -> Option<AppliedState> {
+        self.local.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_local(&self, state: Option<AppliedState>) {
+        *self.local.write().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// Applies a command on the branch's own state: on disk in the journal first, then
+    /// applied; the answer follows both.
+    pub(crate) async fn submit_local(&self, mut command: Command) -> Result<Committed, Status> {
+        let site = self.config.site.clone();
+        match &mut command.action {
+            Action::CreateContact(input) => {
+                if input.origin_site.is_empty() {
+                    input.origin_site = site.clone();
+                }
+                if input.origin_site != site {
+                    return Err(Status::failed_precondition(format!(
+                        "site: this branch serves {site} on its own while the core is unreachable"
+                    )));
+                }
+                if input.id.is_empty() {
+                    input.id = format!("{site}-{}-{:x}", self.config.id, wall_clock_ms());
+                }
+            }
+            Action::SetAgentPresence { .. }
+            | Action::AgentLogin { .. }
+            | Action::AgentDisconnected { .. }
+            | Action::AcceptOffer { .. }
+            | Action::RejectOffer { .. }
+            | Action::EndContact { .. }
+            | Action::CompleteContact { .. }
+            | Action::AbandonContact { .. }
+            | Action::Tick => {}
+            _ => {
+                return Err(Status::unavailable(
+                    "the core is unreachable: this branch serves contacts and agents on its own, nothing else",
+                ))
+            }
+        }
+        let _order = self.journal_lock.lock().await;
+        let Some(local) = self.local() else {
+            return Err(Status::unavailable(
+                "the branch is switching modes; retry shortly",
+            ));
+        };
+        let at_ms = wall_clock_ms().max(local.read().domain.clock_ms());
+        let stamped = Stamped { at_ms, command };
+        let bytes = banyan_raft::codec::encode(&stamped);
+        let key = format!("journal/{at_ms}/{}", uuid_like());
+        let seq = match self.journal.append(&key, &[], &bytes).await {
+            Ok(Appended::New(seq)) => seq,
+            Ok(Appended::Existing(_)) => unreachable!("journal keys are fresh"),
+            Err(e) => return Err(Status::unavailable(format!("writing the journal: {e}"))),
+        };
+        match local.apply_local(seq, &stamped) {
+            Some(Ok(events)) => Ok(Committed { index: seq, events }),
+            Some(Err(e)) => Err(banyan_api::errors::domain_status(&e)),
+            None => Err(Status::internal("the local state is not detached")),
+        }
+    }
+
+    /// After a restart with a journal not yet handed to the core: rebuild the site's own
+    /// state from the replica and the journal, and carry on autonomous.
+    pub(crate) fn resume_journal(&self) {
+        let pending = match self.journal.pending(usize::MAX) {
+            Ok(pending) if !pending.is_empty() => pending,
+            _ => return,
+        };
+        let view = self.replica.read().domain.branch_view(&self.config.site);
+        let local = AppliedState::detached(view);
+        for (seq, bytes) in &pending {
+            if let Ok(stamped) = banyan_raft::codec::decode::<Stamped>(bytes) {
+                let _ = local.apply_local(*seq, &stamped);
+            }
+        }
+        tracing::info!(
+            entries = pending.len(),
+            "resumed autonomous mode from the journal"
+        );
+        self.set_local(Some(local));
+        self.mode.set(Mode::Autonomous);
+    }
+
+    /// Whether the branch may route on its own now: its site held a lease at the core (so
+    /// the core fences the site's agents when it lapses), the lease has certainly lapsed,
+    /// and the last renewal attempt failed.
+    fn should_go_autonomous(&self) -> bool {
+        let leased = self
+            .replica
+            .read()
+            .domain
+            .site(&self.config.site)
+            .is_some_and(|s| s.lease_expires_ms.is_some());
+        leased && !self.lease.may_be_held() && self.lease.last_error().is_some()
+    }
+
+    fn go_autonomous(&self) {
+        let view = self.replica.read().domain.branch_view(&self.config.site);
+        self.set_local(Some(AppliedState::detached(view)));
+        self.mode.set(Mode::Autonomous);
+        // Agent sessions move from the replica's events to the site's own.
+        self.replica.events().close_subscribers();
+        tracing::warn!(
+            site = %self.config.site,
+            since_last_renewal = ?self.lease.since_last_renewal(),
+            "core unreachable and lease lapsed: routing this site on its own"
+        );
+    }
+
+    /// Hands the journal's work to the core; back to connected mode once applied.
+    async fn reconcile(&self) -> Result<(), Status> {
+        let guard = self.journal_lock.lock().await;
+        self.mode.set(Mode::Reconciling);
+        let Some(local) = self.local() else {
+            self.mode.set(Mode::Connected);
+            return Ok(());
+        };
+        let pending = self
+            .journal
+            .pending(usize::MAX)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let upto_seq = pending.last().map_or(0, |(seq, _)| *seq);
+        let import = {
+            let state = local.read();
+            BranchImport {
+                site: self.config.site.clone(),
+                upto_seq,
+                contacts: state.domain.contacts().cloned().collect(),
+                agents: state
+                    .domain
+                    .agents()
+                    .map(|a| (a.input.id.clone(), a.presence.clone()))
+                    .collect(),
+            }
+        };
+        let command = Command::with_request_id(
+            Action::ImportBranch(import),
+            Some(format!(
+                "reconcile/{}/{}/{upto_seq}",
+                self.config.site, self.config.id
+            )),
+        );
+        let result = async {
+            let reply = self
+                .core
+                .propose(banyan_raft::codec::encode(&command))
+                .await?;
+            let committed: Committed = banyan_raft::codec::decode(&reply)
+                .map_err(|e| Status::internal(format!("undecodable reply: {e}")))?;
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                self.replica.wait_applied(committed.index),
+            )
+            .await
+            .map_err(|_| Status::unavailable("import not yet replicated to this branch"))?;
+            Ok::<_, Status>(committed)
+        }
+        .await;
+        match result {
+            Ok(committed) => {
+                for (seq, _) in pending {
+                    let _ = self.journal.delivered(seq).await;
+                }
+                self.set_local(None);
+                self.mode.set(Mode::Connected);
+                local.events().close_subscribers();
+                tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");
+                drop(guard);
+                Ok(())
+            }
+            Err(status) => {
+                self.mode.set(Mode::Autonomous);
+                Err(status)
+            }
+        }
+    }
+}
+
+/// A unique-enough suffix for journal keys within one branch.
+fn uuid_like() -> String {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Switches modes as the core comes and goes, and runs the site's timers while autonomous.
+pub(crate) async fn watch_forever(node: Weak<Inner>) {
+    let probe = banyan_client::RetryPolicy::once(Duration::from_millis(800));
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        match inner.mode.get() {
+            Mode::Connected => {
+                if inner.should_go_autonomous() {
+                    inner.go_autonomous();
+                }
+            }
+            Mode::Autonomous => {
+                let due = inner
+                    .local()
+                    .and_then(|l| l.read().domain.next_due_ms())
+                    .is_some_and(|due| due <= wall_clock_ms());
+                if due {
+                    let _ = inner.submit_local(Command::new(Action::Tick)).await;
+                }
+                let Ok(client) = banyan_client::Client::new(&inner.config.core, probe) else {
+                    continue;
+                };
+                if client.status().await.is_ok_and(|s| s.leader_id != 0) {
+                    if let Err(status) = inner.reconcile().await {
+                        tracing::warn!(%status, "reconciliation failed; still autonomous");
+                    }
+                }
+            }
+            Mode::Reconciling => {}
+        }
+    }
+}
