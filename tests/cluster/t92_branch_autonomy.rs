@@ -1,7 +1,8 @@
 //! The whole core stops: once its lease has certainly lapsed the branch routes new
-//! contacts to its own agents, who accept and complete them; the core comes back and gets
-//! every contact the branch acknowledged exactly once, waiting ones with their original
-//! enqueue time, and the branch serves through the core again.
+//! contacts to its own agents, who accept and complete them; a kill -9 of the branch loses
+//! none of what it acknowledged; the core comes back and gets every contact the branch
+//! acknowledged exactly once, waiting ones with their original enqueue time, and the branch
+//! serves through the core again.
 
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,31 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
     )
     .await
     .unwrap();
+
+    // Kill -9 the branch while it is on its own: its journal brings every acknowledged
+    // contact back.
+    cluster.kill(101).unwrap();
+    cluster.start(101).unwrap();
+    wait_until(
+        "the restarted branch has every acknowledged contact",
+        DEADLINE,
+        || {
+            let branch = branch.clone();
+            let ids: Vec<String> = acknowledged.iter().map(|c| c.id.clone()).collect();
+            async move {
+                let list = pb::ListContactsRequest {
+                    consistency: ReadConsistency::Local.into(),
+                    ..Default::default()
+                };
+                let contacts = branch.list_contacts(list).await.ok()?.contacts;
+                ids.iter()
+                    .all(|id| contacts.iter().any(|c| c.id == *id))
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
 
     for id in [1, 2, 3] {
         cluster.start(id).unwrap();
