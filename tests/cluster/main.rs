@@ -20,3 +20,4 @@ mod t87_site_lease;
 mod t90_branch;
 mod t91_branch_self_service;
 mod t92_branch_autonomy;
+mod t93_two_branches;
