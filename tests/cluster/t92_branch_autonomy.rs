@@ -196,7 +196,33 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
         );
         assert_eq!(copies[0].site, "emea");
     }
-    // Connected again: the branch's writes reach the core; everything gets served.
+    // Connected again: the branch renews its lease (it does not fall back to routing alone)
+    // and its writes reach the core; everything gets served.
+    wait_until(
+        "the branch's lease renewed after reconciling",
+        DEADLINE,
+        || {
+            let core = core.clone();
+            async move {
+                let site = core
+                    .status()
+                    .await
+                    .ok()?
+                    .sites
+                    .into_iter()
+                    .find(|s| s.site_id == "emea")?;
+                (site.mode == pb::SiteMode::Leased as i32).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let agents = agents_at_branch(branch.clone()).await.unwrap();
+    assert_eq!(
+        agents.len(),
+        2,
+        "the branch serves the replica again: {agents:?}"
+    );
     let after = wait_until(
         "the branch writing through the core again",
         DEADLINE,

@@ -237,6 +237,7 @@ impl Inner {
                     let _ = self.journal.delivered(seq).await;
                 }
                 self.set_local(None);
+                self.lease.clear_error();
                 self.mode.set(Mode::Connected);
                 local.events().close_subscribers();
                 tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");

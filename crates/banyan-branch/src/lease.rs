@@ -64,6 +64,12 @@ impl Lease {
         self.lock().last_error.clone()
     }
 
+    /// Forgets the failures of an outage the branch has reconciled, so it renews before it
+    /// judges the core unreachable again.
+    pub fn clear_error(&self) {
+        self.lock().last_error = None;
+    }
+
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
