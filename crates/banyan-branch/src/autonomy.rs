@@ -124,7 +124,9 @@ impl Inner {
         let key = format!("journal/{at_ms}/{}", uuid_like());
         let seq = match self.journal.append(&key, &[], &bytes).await {
             Ok(Appended::New(seq)) => seq,
-            Ok(Appended::Existing(_)) => unreachable!("journal keys are fresh"),
+            Ok(Appended::Existing(_)) => {
+                return Err(Status::unavailable("journal key reused; retry"));
+            }
             Err(e) => return Err(Status::unavailable(format!("writing the journal: {e}"))),
         };
         match local.apply_local(seq, &stamped) {
@@ -265,7 +267,14 @@ fn uuid_like() -> String {
 
 /// Switches modes as the core comes and goes, and runs the site's timers while autonomous.
 pub(crate) async fn watch_forever(node: Weak<Inner>) {
-    let probe = banyan_client::RetryPolicy::once(Duration::from_millis(800));
+    let policy = banyan_client::RetryPolicy::once(Duration::from_millis(800));
+    let probe = match node.upgrade() {
+        Some(inner) => banyan_client::Client::new(&inner.config.core, policy),
+        None => return,
+    };
+    let Ok(probe) = probe else {
+        return;
+    };
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(inner) = node.upgrade() else {
@@ -285,10 +294,7 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
                 if due {
                     let _ = inner.submit_local(Command::new(Action::Tick)).await;
                 }
-                let Ok(client) = banyan_client::Client::new(&inner.config.core, probe) else {
-                    continue;
-                };
-                if client.status().await.is_ok_and(|s| s.leader_id != 0) {
+                if probe.status().await.is_ok_and(|s| s.leader_id != 0) {
                     if let Err(status) = inner.reconcile().await {
                         tracing::warn!(%status, "reconciliation failed; still autonomous");
                     }
