@@ -7,6 +7,7 @@
 //!                          │ reads: local replica (learner)  <── Raft log from the core leader
 //!                          │ writes: CommandForwarding ──────> core leader
 //!                          └ lease: Cluster.RenewLease every TTL/3 ──> core
+//!  cut off, lease certainly lapsed: own site's state + journal on disk ──> ImportBranch
 //! ```
 //!
 //! The branch imports no core internals: it shares `banyan-domain`, `banyan-raft`,
@@ -16,6 +17,7 @@
 //! * [`config`]: the branch's configuration, validated once.
 //! * [`node`]: the learner, joining the core, the `Backend` the services run on.
 //! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
+//! * [`autonomy`]: routing the site alone when cut off, the journal, reconciliation.
 //! * [`server`]: serves the branch's gRPC services on one listener.
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
