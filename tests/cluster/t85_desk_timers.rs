@@ -4,11 +4,11 @@
 
 use banyan_client::Client;
 use banyan_harness::wait_until;
+use banyan_proto::v1 as pb;
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_client::AgentDeskClient;
 use banyan_proto::v1::agent_event::Event as In;
-use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{other_than, three_nodes, DEADLINE};
+use banyan_tests::{contact_now, other_than, three_nodes, DEADLINE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -92,16 +92,6 @@ async fn next_matching(
     .expect("event within the deadline")
 }
 
-async fn contact_state(client: &Client, id: &str) -> pb::Contact {
-    client
-        .get_contact(pb::GetContactRequest {
-            id: id.into(),
-            consistency: ReadConsistency::Linearizable.into(),
-        })
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t85_expired_offers_requeue_and_dropped_sessions_return_their_offers() {
     let (cluster, leader) = three_nodes(&[]).await;
@@ -138,7 +128,7 @@ async fn t85_expired_offers_requeue_and_dropped_sessions_return_their_offers() {
         unreachable!()
     };
     assert_eq!(agent.break_reason, "missed offers");
-    let requeued = contact_state(&client, &first.id).await;
+    let requeued = contact_now(&client, &first.id).await;
     assert_eq!(
         requeued.state,
         pb::ContactState::Queued as i32,
@@ -169,7 +159,7 @@ async fn t85_expired_offers_requeue_and_dropped_sessions_return_their_offers() {
             let client = client.clone();
             let id = first.id.clone();
             async move {
-                let contact = contact_state(&client, &id).await;
+                let contact = contact_now(&client, &id).await;
                 let agents = client
                     .list_agents(pb::ListAgentsRequest::default())
                     .await

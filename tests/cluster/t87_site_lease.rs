@@ -5,11 +5,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use banyan_client::Client;
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{wait_until, DeskAgent};
-use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{expect_refused, other_than, pinned, three_nodes, DEADLINE};
+use banyan_proto::v1 as pb;
+use banyan_tests::{
+    contact_now, expect_refused, other_than, pinned, site_status, three_nodes, DEADLINE,
+};
 use tonic::Code;
 
 fn now_ms() -> i64 {
@@ -28,21 +29,6 @@ fn renewal(sent_at_ms: i64, ttl_ms: i64) -> pb::RenewLeaseRequest {
         journal_backlog: 7,
         request_id: String::new(),
     }
-}
-
-async fn site(client: &Client) -> Option<pb::SiteStatus> {
-    let status = client.status().await.ok()?;
-    status.sites.into_iter().find(|s| s.site_id == "emea")
-}
-
-async fn contact(client: &Client, id: &str) -> pb::Contact {
-    client
-        .get_contact(pb::GetContactRequest {
-            id: id.into(),
-            consistency: ReadConsistency::Linearizable.into(),
-        })
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +87,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
         "node_id",
     );
     assert!(
-        site(&client).await.is_none(),
+        site_status(&client, "emea").await.is_none(),
         "a refused renewal created the site"
     );
 
@@ -111,7 +97,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
         .await
         .unwrap();
     assert!(lease.expires_ms > now_ms());
-    let leased = site(&client).await.unwrap();
+    let leased = site_status(&client, "emea").await.unwrap();
     assert_eq!(leased.mode, pb::SiteMode::Leased as i32, "{leased:?}");
     assert_eq!(
         (leased.branch_node_id, leased.journal_backlog, leased.agents),
@@ -135,7 +121,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
             let client = client.clone();
             let id = first.id.clone();
             async move {
-                (contact(&client, &id).await.state == pb::ContactState::Completed as i32)
+                (contact_now(&client, &id).await.state == pb::ContactState::Completed as i32)
                     .then_some(())
             }
         },
@@ -146,7 +132,9 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
     // Without renewals the lease lapses (the leader's Tick marks it).
     wait_until("the lease lapsed", DEADLINE, || {
         let client = client.clone();
-        async move { (site(&client).await?.mode == pb::SiteMode::Lapsed as i32).then_some(()) }
+        async move {
+            (site_status(&client, "emea").await?.mode == pb::SiteMode::Lapsed as i32).then_some(())
+        }
     })
     .await
     .unwrap();
@@ -177,7 +165,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
             let client = client.clone();
             let id = second.id.clone();
             async move {
-                (contact(&client, &id).await.state == pb::ContactState::Completed as i32)
+                (contact_now(&client, &id).await.state == pb::ContactState::Completed as i32)
                     .then_some(())
             }
         },

@@ -6,7 +6,7 @@
 use banyan_client::{Client, RetryPolicy};
 use banyan_harness::wait_until;
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{three_nodes, DEADLINE};
+use banyan_tests::{site_status, three_nodes, DEADLINE};
 use std::time::Duration;
 
 fn ask(request_id: &str, intent: &str, customer: &str) -> pb::CreateContactRequest {
@@ -117,13 +117,7 @@ async fn t91_a_branch_answers_self_service_while_the_core_is_down() {
     wait_until("the branch reports no backlog", DEADLINE, || {
         let core = core.clone();
         async move {
-            let site = core
-                .status()
-                .await
-                .ok()?
-                .sites
-                .into_iter()
-                .find(|s| s.site_id == "emea")?;
+            let site = site_status(&core, "emea").await?;
             (site.journal_backlog == 0 && site.branch_node_id == 101).then_some(())
         }
     })

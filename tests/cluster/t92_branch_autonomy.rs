@@ -10,7 +10,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{wait_until, DeskAgent};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{three_nodes, DEADLINE};
+use banyan_tests::{site_status, three_nodes, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once() {
@@ -68,13 +68,7 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
         || {
             let (core, branch) = (core.clone(), branch.clone());
             async move {
-                let site = core
-                    .status()
-                    .await
-                    .ok()?
-                    .sites
-                    .into_iter()
-                    .find(|s| s.site_id == "emea")?;
+                let site = site_status(&core, "emea").await?;
                 let agents = agents_at_branch(branch).await?;
                 (site.mode == pb::SiteMode::Leased as i32 && agents.len() == 2).then_some(())
             }
@@ -204,13 +198,7 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
         || {
             let core = core.clone();
             async move {
-                let site = core
-                    .status()
-                    .await
-                    .ok()?
-                    .sites
-                    .into_iter()
-                    .find(|s| s.site_id == "emea")?;
+                let site = site_status(&core, "emea").await?;
                 (site.mode == pb::SiteMode::Leased as i32).then_some(())
             }
         },

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy};
 use banyan_harness::LocalCluster;
-use banyan_proto::v1::Customer;
+use banyan_proto::v1::{self as pb, Customer};
 
 /// Long enough for an election or a catch-up on a loaded 2-core machine; a deadline, not
 /// a sleep.
@@ -104,4 +104,21 @@ pub fn expect_refused(
         "message {:?} should name {field}",
         status.message()
     );
+}
+
+/// A site as the core's status shows it, if the core answers and knows the site.
+pub async fn site_status(client: &Client, site: &str) -> Option<pb::SiteStatus> {
+    let status = client.status().await.ok()?;
+    status.sites.into_iter().find(|s| s.site_id == site)
+}
+
+/// A contact as the leader has it now.
+pub async fn contact_now(client: &Client, id: &str) -> pb::Contact {
+    client
+        .get_contact(pb::GetContactRequest {
+            id: id.into(),
+            consistency: pb::ReadConsistency::Linearizable.into(),
+        })
+        .await
+        .expect("contact readable")
 }

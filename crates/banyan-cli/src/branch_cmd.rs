@@ -9,7 +9,7 @@ use banyan_branch::{serve, BranchConfig, BranchNode};
 use banyan_raft::{LinkControl, RaftTimers};
 use clap::Args;
 
-use crate::core_cmd::{listen_addr, shutdown_signal};
+use crate::core_cmd::{bind, shutdown_signal};
 
 #[derive(Args, Debug)]
 pub struct BranchArgs {
@@ -56,13 +56,7 @@ pub struct BranchArgs {
 }
 
 pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen_addr(&args.addr, args.listen)?)
-        .await
-        .with_context(|| format!("binding {}", args.addr))?;
-    let advertise = match args.addr.parse::<SocketAddr>() {
-        Ok(addr) if addr.port() == 0 => listener.local_addr()?.to_string(),
-        _ => args.addr.clone(),
-    };
+    let (listener, advertise) = bind(&args.addr, args.listen).await?;
     let timers = RaftTimers {
         heartbeat: args.heartbeat,
         election_timeout: args.election_timeout,

@@ -60,15 +60,24 @@ pub fn listen_addr(addr: &str, listen: Option<SocketAddr>) -> anyhow::Result<Soc
     Ok(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
-pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen_addr(&args.addr, args.listen)?)
+/// Binds the node's gRPC listener and says which address to advertise: `--addr`, or with
+/// port 0 the address actually bound.
+pub async fn bind(
+    addr: &str,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(listen_addr(addr, listen)?)
         .await
-        .with_context(|| format!("binding {}", args.addr))?;
-    // With port 0 the advertised address is the one actually bound.
-    let advertise = match args.addr.parse::<SocketAddr>() {
-        Ok(addr) if addr.port() == 0 => listener.local_addr()?.to_string(),
-        _ => args.addr.clone(),
+        .with_context(|| format!("binding {addr}"))?;
+    let advertise = match addr.parse::<SocketAddr>() {
+        Ok(bound) if bound.port() == 0 => listener.local_addr()?.to_string(),
+        _ => addr.to_owned(),
     };
+    Ok((listener, advertise))
+}
+
+pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
+    let (listener, advertise) = bind(&args.addr, args.listen).await?;
     let timers = RaftTimers {
         heartbeat: args.heartbeat,
         election_timeout: args.election_timeout,
