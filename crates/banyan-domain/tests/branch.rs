@@ -173,3 +173,32 @@ fn a_bad_import_changes_nothing() {
     assert!(err.to_string().contains("origin_site"), "{err}");
     assert_eq!(sim.state, before);
 }
+
+#[test]
+fn a_call_the_branch_finished_makes_room_for_the_next_one_it_connected() {
+    let (mut sim, held, _) = core();
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea"),
+        now: sim.now,
+    };
+    // a1 finishes the core's call at the branch, then takes a new one on the same channel.
+    branch.at(3_000).apply(complete(&held, "a1", ""));
+    branch.at(3_500).apply(Action::CreateContact(local(
+        "emea-3",
+        banyan_domain::Channel::Voice,
+    )));
+    branch.at(4_000).accept("a1", "emea-3");
+    let import = BranchImport {
+        site: "emea".into(),
+        upto_seq: 3,
+        contacts: branch.state.contacts().cloned().collect(),
+        agents: vec![("a1".into(), Presence::Available)],
+    };
+
+    sim.at(9_000).apply(Action::ImportBranch(import));
+    assert_eq!(sim.contact(&held).state, ContactState::Completed);
+    assert_eq!(sim.contact("emea-3").state, ContactState::Connected);
+    let a1 = sim.agent_ref("a1");
+    assert_eq!(a1.held.keys().collect::<Vec<_>>(), vec!["emea-3"]);
+    assert_eq!(a1.load.get(banyan_domain::Channel::Voice), 1);
+}

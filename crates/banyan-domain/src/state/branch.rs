@@ -120,7 +120,24 @@ impl State {
 
     fn check_import(&self, import: &BranchImport) -> Result<(), DomainError> {
         let site = import.site.as_str();
+        // What each of the site's agents holds once the import lands: what it holds here,
+        // less the calls its agent finished at the branch, plus the branch's new holds.
         let mut room: std::collections::BTreeMap<&str, PerChannel> = Default::default();
+        for contact in &import.contacts {
+            let Some(existing) = self.data.contacts.get(&contact.id) else {
+                continue;
+            };
+            let settled = matches!(
+                existing.state,
+                ContactState::Connected | ContactState::WrapUp
+            ) && existing.agent_id == contact.agent_id
+                && contact.state == ContactState::Completed;
+            if let Some(agent) = self.data.agents.get(&existing.agent_id).filter(|_| settled) {
+                let used = room.entry(agent.id()).or_insert(agent.load);
+                let slot = used.get_mut(existing.channel);
+                *slot = slot.saturating_sub(1);
+            }
+        }
         for (i, contact) in import.contacts.iter().enumerate() {
             let field = |name: &str| format!("contacts[{i}].{name}");
             validate_id(&field("id"), &contact.id)?;
