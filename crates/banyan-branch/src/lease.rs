@@ -96,7 +96,8 @@ pub async fn renew_forever(
         total_timeout: every,
         pause: Duration::from_millis(50),
         max_attempts: 0,
-        follow_leader: true,
+        // Only the addresses given in --core, like the branch's other calls to the core.
+        follow_leader: false,
     };
     let client = match Client::new(&config.core, policy) {
         Ok(client) => client,

@@ -91,6 +91,10 @@ impl BranchNode {
         let policy = RetryPolicy {
             total_timeout: config.lease_ttl.min(RetryPolicy::default().total_timeout),
             attempt_timeout: config.lease_ttl.min(RetryPolicy::default().attempt_timeout),
+            // The branch reaches the core only at the addresses it was given: the ones
+            // core nodes advertise to each other may not be reachable from a site (NAT, a
+            // gateway in front of the core). A follower's refusal moves it to the next.
+            follow_leader: false,
             ..RetryPolicy::default()
         };
         let core =

@@ -6,6 +6,8 @@
 //! # Layout
 //! * [`local`]: [`LocalCluster`], the process cluster.
 //! * [`inproc`]: [`InProcessCluster`], nodes inside this process with cuttable links.
+//! * [`link`]: TCP links between a branch and the core that a test can cut, for nodes in
+//!   this process and for processes alike.
 //! * [`history`]: client operations recorded as ok, failed or unknown; a write workload.
 //! * [`checker`]: the invariants of DESIGN.md section 2, judged on every node's final state.
 //! * [`contacts`]: the same for contacts: lost, duplicated, illegal histories, and double
@@ -18,6 +20,7 @@ pub mod contacts;
 pub mod desk;
 pub mod history;
 pub mod inproc;
+pub mod link;
 pub mod local;
 pub mod wait;
 
@@ -26,5 +29,6 @@ pub use contacts::{check_contacts, ContactOp, ContactReport, ContactViolation, N
 pub use desk::{DeskAgent, DeskStats};
 pub use history::{History, Operation, Outcome, WriteLoad};
 pub use inproc::InProcessCluster;
+pub use link::{BranchLinks, Link};
 pub use local::{free_ports, http_get, LocalCluster};
 pub use wait::wait_until;

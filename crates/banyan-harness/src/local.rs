@@ -14,6 +14,7 @@ use banyan_proto::v1::{ClusterStatus, Event, ReadConsistency, Role, WatchEventsR
 
 use crate::checker::NodeState;
 use crate::contacts::NodeContacts;
+use crate::link::BranchLinks;
 
 use crate::wait::wait_until;
 
@@ -63,6 +64,9 @@ struct LocalNode {
     http: Option<String>,
     /// For a branch: its flags (`--site`, `--core`, ...); `None` for a core node.
     branch: Option<Vec<String>>,
+    /// The address other nodes are told to use, when it is not `addr` (a [`Link`](crate::link::Link) in
+    /// front of the node); the node listens on `addr`.
+    advertise: Option<String>,
     child: Option<Child>,
 }
 
@@ -152,6 +156,7 @@ impl LocalCluster {
                 init,
                 http,
                 branch: None,
+                advertise: None,
                 child: None,
             },
         );
@@ -171,15 +176,45 @@ impl LocalCluster {
     /// Starts a branch node `id` for `site` that joins the core nodes started so far (with
     /// `extra` flags such as `--lease-ttl`). Returns its address.
     pub fn start_branch(&mut self, id: u64, site: &str, extra: &[&str]) -> anyhow::Result<String> {
-        let core: Vec<String> = self
-            .nodes
+        let addr = format!("127.0.0.1:{}", free_ports(1)?[0]);
+        self.start_branch_at(id, site, addr.clone(), self.core_addrs(), None, extra)?;
+        Ok(addr)
+    }
+
+    /// Like [`start_branch`](Self::start_branch), with every path between the branch and
+    /// the core through [`BranchLinks`] the test can cut. Clients of the branch (its
+    /// agents, the test) reach it at the returned address directly.
+    pub fn start_branch_behind_links(
+        &mut self,
+        id: u64,
+        site: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<(String, BranchLinks)> {
+        let addr = format!("127.0.0.1:{}", free_ports(1)?[0]);
+        let links = BranchLinks::start(&self.core_addrs(), &addr)?;
+        let advertise = Some(links.branch_addr().to_owned());
+        self.start_branch_at(id, site, addr.clone(), links.core_addrs(), advertise, extra)?;
+        Ok((addr, links))
+    }
+
+    fn core_addrs(&self) -> Vec<String> {
+        self.nodes
             .values()
             .filter(|n| n.branch.is_none())
             .map(|n| n.addr.clone())
-            .collect();
-        let port = free_ports(1)?[0];
-        let addr = format!("127.0.0.1:{port}");
-        self.register(id, addr.clone(), None)?;
+            .collect()
+    }
+
+    fn start_branch_at(
+        &mut self,
+        id: u64,
+        site: &str,
+        addr: String,
+        core: Vec<String>,
+        advertise: Option<String>,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        self.register(id, addr, None)?;
         let mut flags = vec![
             "--site".to_owned(),
             site.to_owned(),
@@ -187,9 +222,10 @@ impl LocalCluster {
             core.join(","),
         ];
         flags.extend(extra.iter().map(|s| s.to_string()));
-        self.node_mut(id)?.branch = Some(flags);
-        self.start(id)?;
-        Ok(addr)
+        let node = self.node_mut(id)?;
+        node.branch = Some(flags);
+        node.advertise = advertise;
+        self.start(id)
     }
 
     /// (Re)starts node `id` with its original command line and data directory.
@@ -209,8 +245,12 @@ impl LocalCluster {
             Some(flags) => command.arg("branch").args(flags),
             None => command.arg("core"),
         };
+        let advertised = node.advertise.as_deref().unwrap_or(&node.addr);
+        command.args(["--id", &id.to_string(), "--addr", advertised]);
+        if node.advertise.is_some() {
+            command.args(["--listen", &node.addr]);
+        }
         command
-            .args(["--id", &id.to_string(), "--addr", &node.addr])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&extra)
