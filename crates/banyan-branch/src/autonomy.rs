@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use banyan_api::Committed;
 use banyan_domain::{Action, BranchImport, Command, Stamped};
-use banyan_raft::{Appended, AppliedState};
+use banyan_raft::AppliedState;
 use tonic::Status;
 
 use crate::node::Inner;
@@ -94,7 +94,7 @@ impl Inner {
                     )));
                 }
                 if input.id.is_empty() {
-                    input.id = format!("{site}-{}-{:x}", self.config.id, wall_clock_ms());
+                    input.id = crate::node::fresh_contact_id("local", &site, self.config.id);
                 }
             }
             Action::SetAgentPresence { .. }
@@ -121,14 +121,11 @@ impl Inner {
         let at_ms = wall_clock_ms().max(local.read().domain.clock_ms());
         let stamped = Stamped { at_ms, command };
         let bytes = banyan_raft::codec::encode(&stamped);
-        let key = format!("journal/{at_ms}/{}", uuid_like());
-        let seq = match self.journal.append(&key, &[], &bytes).await {
-            Ok(Appended::New(seq)) => seq,
-            Ok(Appended::Existing(_)) => {
-                return Err(Status::unavailable("journal key reused; retry"));
-            }
-            Err(e) => return Err(Status::unavailable(format!("writing the journal: {e}"))),
-        };
+        let seq = self
+            .journal
+            .push(&bytes)
+            .await
+            .map_err(|e| Status::unavailable(format!("writing the journal: {e}")))?;
         match local.apply_local(seq, &stamped) {
             Some(Ok(events)) => Ok(Committed { index: seq, events }),
             Some(Err(e)) => Err(banyan_api::errors::domain_status(&e)),
@@ -143,8 +140,7 @@ impl Inner {
             Ok(pending) if !pending.is_empty() => pending,
             _ => return,
         };
-        let view = self.replica.read().domain.branch_view(&self.config.site);
-        let local = AppliedState::detached(view);
+        let local = AppliedState::detached(self.view());
         for (seq, bytes) in &pending {
             if let Ok(stamped) = banyan_raft::codec::decode::<Stamped>(bytes) {
                 let _ = local.apply_local(*seq, &stamped);
@@ -156,6 +152,19 @@ impl Inner {
         );
         self.set_local(Some(local));
         self.mode.set(Mode::Autonomous);
+    }
+
+    /// The replicated state narrowed to this branch's site, with the accepts in doubt.
+    fn view(&self) -> banyan_domain::State {
+        let in_doubt: Vec<(String, String)> = self
+            .accepts_in_doubt()
+            .into_iter()
+            .map(|(_, accept)| accept)
+            .collect();
+        self.replica
+            .read()
+            .domain
+            .branch_view(&self.config.site, &in_doubt)
     }
 
     /// Whether the branch may route on its own now: its site held a lease at the core (so
@@ -172,8 +181,7 @@ impl Inner {
     }
 
     fn go_autonomous(&self) {
-        let view = self.replica.read().domain.branch_view(&self.config.site);
-        self.set_local(Some(AppliedState::detached(view)));
+        self.set_local(Some(AppliedState::detached(self.view())));
         self.mode.set(Mode::Autonomous);
         // Agent sessions move from the replica's events to the site's own.
         self.replica.events().close_subscribers();
@@ -238,6 +246,10 @@ impl Inner {
                 for (seq, _) in pending {
                     let _ = self.journal.delivered(seq).await;
                 }
+                // The core has the truth about every accept now, and the replica shows it.
+                for (seq, _) in self.accepts_in_doubt() {
+                    let _ = self.accepts.delivered(seq).await;
+                }
                 self.set_local(None);
                 self.lease.clear_error();
                 self.mode.set(Mode::Connected);
@@ -252,17 +264,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// A unique-enough suffix for journal keys within one branch.
-fn uuid_like() -> String {
-    use std::sync::atomic::AtomicU64;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Switches modes as the core comes and goes, and runs the site's timers while autonomous.
@@ -284,6 +285,8 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
             Mode::Connected => {
                 if inner.should_go_autonomous() {
                     inner.go_autonomous();
+                } else {
+                    inner.forget_settled_accepts().await;
                 }
             }
             Mode::Autonomous => {

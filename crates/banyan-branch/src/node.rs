@@ -62,6 +62,10 @@ pub(crate) struct Inner {
     pub(crate) lease: Lease,
     /// Self-served contacts on their way to the core.
     outbox: Arc<Outbox>,
+    /// Accepts sent to the core without a definite answer yet: `(contact, agent)`, on
+    /// disk before sent, so a branch cut off (or restarted) mid-accept keeps the agent's
+    /// capacity for a call the core may have connected.
+    pub(crate) accepts: Arc<Outbox>,
     /// Stops the background tasks.
     stop: tokio::sync::watch::Sender<bool>,
     /// Cached channels to core nodes, for reads sent to the core.
@@ -102,6 +106,7 @@ impl BranchNode {
         let lease = Lease::new(&config);
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let journal = Arc::new(Outbox::open(&db, "journal")?);
+        let accepts = Arc::new(Outbox::open(&db, "accepts")?);
         let node = Self {
             inner: Arc::new(Inner {
                 replica: state_machine.applied_state(),
@@ -114,6 +119,7 @@ impl BranchNode {
                 core,
                 lease,
                 outbox,
+                accepts,
                 stop: tokio::sync::watch::channel(false).0,
                 channels: Default::default(),
                 config,
@@ -170,6 +176,67 @@ impl BranchNode {
     }
 }
 
+impl Inner {
+    /// Sends a command to the core's leader, then waits until the branch's own replica
+    /// has applied it.
+    async fn forward(&self, command: &Command) -> Result<Committed, Status> {
+        let reply = self
+            .core
+            .propose(banyan_raft::codec::encode(command))
+            .await?;
+        let committed: Committed = banyan_raft::codec::decode(&reply)
+            .map_err(|e| Status::internal(format!("undecodable reply from the core: {e}")))?;
+        let applied = self.replica.wait_applied(committed.index);
+        if tokio::time::timeout(WRITE_WAIT, applied).await.is_err() {
+            return Err(Status::unavailable(format!(
+                "committed at the core at log index {} but not yet replicated to this branch; retry with the same request_id",
+                committed.index
+            )));
+        }
+        Ok(committed)
+    }
+
+    /// Records, on disk, an accept about to be sent to the core.
+    async fn accept_in_doubt(&self, contact_id: &str, agent_id: &str) -> Result<u64, Status> {
+        let entry = banyan_raft::codec::encode(&(contact_id.to_owned(), agent_id.to_owned()));
+        self.accepts
+            .push(&entry)
+            .await
+            .map_err(|e| Status::unavailable(format!("recording the accept: {e}")))
+    }
+
+    /// The accepts still in doubt, as `(contact, agent)`, with their sequence numbers.
+    pub(crate) fn accepts_in_doubt(&self) -> Vec<(u64, (String, String))> {
+        self.accepts
+            .pending(usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(seq, bytes)| Some((seq, banyan_raft::codec::decode(&bytes).ok()?)))
+            .collect()
+    }
+
+    /// Forgets accepts the replica has settled: the contact is no longer on offer to the
+    /// agent, so the accept either connected it (the replica shows that) or never will.
+    pub(crate) async fn forget_settled_accepts(&self) {
+        for (seq, (contact_id, agent_id)) in self.accepts_in_doubt() {
+            let open = self
+                .replica
+                .read()
+                .domain
+                .contact(&contact_id)
+                .is_some_and(|c| {
+                    c.state == banyan_domain::ContactState::Offered
+                        && c.offer
+                            .as_ref()
+                            .is_some_and(|o| o.agents.contains(&agent_id))
+                });
+            if !open {
+                let _ = self.accepts.delivered(seq).await;
+            }
+        }
+    }
+}
+
 /// Asks the core to add this branch as a learner until it has, then ends. The core
 /// replicates its log to the branch from then on.
 async fn join_core(node: std::sync::Weak<Inner>) {
@@ -217,21 +284,26 @@ impl Backend for BranchNode {
                 ))
             }
         }
-        let reply = self
-            .inner
-            .core
-            .propose(banyan_raft::codec::encode(&command))
-            .await?;
-        let committed: Committed = banyan_raft::codec::decode(&reply)
-            .map_err(|e| Status::internal(format!("undecodable reply from the core: {e}")))?;
-        let applied = self.inner.replica.wait_applied(committed.index);
-        if tokio::time::timeout(WRITE_WAIT, applied).await.is_err() {
-            return Err(Status::unavailable(format!(
-                "committed at the core at log index {} but not yet replicated to this branch; retry with the same request_id",
-                committed.index
-            )));
+        let accept = match &command.action {
+            Action::AcceptOffer {
+                agent_id,
+                contact_id,
+            } => Some(self.inner.accept_in_doubt(contact_id, agent_id).await?),
+            _ => None,
+        };
+        let result = self.inner.forward(&command).await;
+        if let Some(seq) = accept {
+            // Settled either way unless the core's answer never came (or came but has not
+            // reached this branch's replica yet, which the replica will show later).
+            let settled = match &result {
+                Ok(_) => true,
+                Err(status) => !banyan_client::may_have_taken_effect(status),
+            };
+            if settled {
+                let _ = self.inner.accepts.delivered(seq).await;
+            }
         }
-        Ok(committed)
+        result
     }
 
     /// Answers a self-service intent at the branch: the contact is recorded `SELF_SERVED`
@@ -273,7 +345,7 @@ impl BranchNode {
     ) -> Result<Contact, Status> {
         let config = &self.inner.config;
         let id = if input.id.is_empty() {
-            fresh_contact_id(&config.site, config.id)
+            fresh_contact_id("ss", &config.site, config.id)
         } else {
             input.id.clone()
         };
@@ -329,11 +401,11 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A contact id no other node makes: the site, this branch, its clock and a counter.
-fn fresh_contact_id(site: &str, node: u64) -> String {
+/// A contact id no other node makes: a kind, the site, this branch, its clock and a counter.
+pub(crate) fn fresh_contact_id(kind: &str, site: &str, node: u64) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
-        "ss-{site}-{node}-{:x}-{}",
+        "{kind}-{site}-{node}-{:x}-{}",
         wall_clock_ms(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )

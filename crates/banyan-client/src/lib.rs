@@ -128,6 +128,12 @@ pub fn new_request_id() -> String {
     )
 }
 
+/// Whether a call that failed with `status` may still have taken effect: the node gave no
+/// verdict (timed out, unavailable, connection lost) rather than refusing it.
+pub fn may_have_taken_effect(status: &Status) -> bool {
+    retryable(status)
+}
+
 /// Whether a failed attempt may be tried again (on this or another node).
 fn retryable(status: &Status) -> bool {
     matches!(

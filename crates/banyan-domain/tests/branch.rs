@@ -38,7 +38,7 @@ fn local(id: &str, channel: banyan_domain::Channel) -> ContactInput {
 #[test]
 fn the_branch_view_holds_its_site_and_what_its_agents_hold() {
     let (sim, held, offered) = core();
-    let view = sim.state.branch_view("emea");
+    let view = sim.state.branch_view("emea", &[]);
     assert!(
         view.agent("b1").is_none(),
         "other sites' agents are left out"
@@ -81,7 +81,7 @@ fn the_branch_view_holds_its_site_and_what_its_agents_hold() {
 fn an_import_lands_once_keeps_enqueue_times_and_settles_held_calls() {
     let (mut sim, held, _) = core();
     let mut branch = Sim {
-        state: sim.state.branch_view("emea"),
+        state: sim.state.branch_view("emea", &[]),
         now: sim.now,
     };
     branch.at(3_000);
@@ -155,7 +155,7 @@ fn an_import_lands_once_keeps_enqueue_times_and_settles_held_calls() {
 fn a_bad_import_changes_nothing() {
     let (mut sim, _, _) = core();
     let mut branch = Sim {
-        state: sim.state.branch_view("emea"),
+        state: sim.state.branch_view("emea", &[]),
         now: sim.now,
     };
     branch.at(3_000);
@@ -178,7 +178,7 @@ fn a_bad_import_changes_nothing() {
 fn a_call_the_branch_finished_makes_room_for_the_next_one_it_connected() {
     let (mut sim, held, _) = core();
     let mut branch = Sim {
-        state: sim.state.branch_view("emea"),
+        state: sim.state.branch_view("emea", &[]),
         now: sim.now,
     };
     // a1 finishes the core's call at the branch, then takes a new one on the same channel.
@@ -201,4 +201,49 @@ fn a_call_the_branch_finished_makes_room_for_the_next_one_it_connected() {
     let a1 = sim.agent_ref("a1");
     assert_eq!(a1.held.keys().collect::<Vec<_>>(), vec!["emea-3"]);
     assert_eq!(a1.load.get(banyan_domain::Channel::Voice), 1);
+}
+
+#[test]
+fn an_accept_in_doubt_keeps_the_agents_capacity_taken() {
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.available("a1");
+    let (offered, _) = sim.create(voice("q"));
+    assert_eq!(sim.contact(&offered).state, ContactState::Offered);
+    let route_one = |view: banyan_domain::State| {
+        let mut branch = Sim {
+            state: view,
+            now: sim.now,
+        };
+        let events = branch.at(1_000).apply(Action::CreateContact(local(
+            "emea-1",
+            banyan_domain::Channel::Voice,
+        )));
+        offer_pairs(&events)
+    };
+
+    // Nobody tried to accept: the core takes its offer back at the lapse; a1 is free here.
+    assert_eq!(
+        route_one(sim.state.branch_view("emea", &[])),
+        vec![("emea-1".to_owned(), "a1".to_owned())]
+    );
+    // a1's accept went to the core and no answer came back: a1 may be on that call.
+    let in_doubt = [(offered.clone(), "a1".to_owned())];
+    let view = sim.state.branch_view("emea", &in_doubt);
+    assert_eq!(
+        view.agent("a1")
+            .unwrap()
+            .load
+            .get(banyan_domain::Channel::Voice),
+        1
+    );
+    assert!(
+        view.contact(&offered).is_none(),
+        "the core's contact stays the core's"
+    );
+    assert!(route_one(view).is_empty());
+    // An accept in doubt for an offer that is no longer open reserves nothing.
+    let other = [("no-such-contact".to_owned(), "a1".to_owned())];
+    assert_eq!(route_one(sim.state.branch_view("emea", &other)).len(), 1);
 }

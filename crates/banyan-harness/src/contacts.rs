@@ -9,6 +9,11 @@
 //! * **replicas agree**: every node holds the same contacts in the same states;
 //! * **no double assignment** (from the events, in log order): no agent ever holds more
 //!   contacts on a channel than its capacity, and no contact is connected to two agents.
+//!
+//! [`check_branch_sides`] judges a branch that was cut off from the core from both sides'
+//! events: the fence (the core stops offering to the site's agents when its lease runs out,
+//! the branch routes only after that) and the same capacity and double-assignment replay
+//! over both streams merged in time order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -75,6 +80,22 @@ pub enum ContactViolation {
         contact_id: String,
         agents: Vec<String>,
     },
+    /// The core offered a contact to a site's agent after the site's lease ran out.
+    OfferedAfterLapse {
+        index: u64,
+        contact_id: String,
+        agent_id: String,
+        at_ms: i64,
+        lease_until_ms: i64,
+    },
+    /// The branch routed a contact on its own while the core may still have routed to its
+    /// site's agents.
+    RoutedBeforeLapse {
+        seq: u64,
+        contact_id: String,
+        at_ms: i64,
+        lease_until_ms: i64,
+    },
 }
 
 impl fmt::Display for ContactViolation {
@@ -105,6 +126,14 @@ impl fmt::Display for ContactViolation {
             Self::DoubleAssigned { index, contact_id, agents } => {
                 write!(f, "log index {index}: contact {contact_id} assigned to {agents:?}")
             }
+            Self::OfferedAfterLapse { index, contact_id, agent_id, at_ms, lease_until_ms } => write!(
+                f,
+                "log index {index}: the core offered {contact_id} to {agent_id} at {at_ms}, after the site's lease ran out at {lease_until_ms}"
+            ),
+            Self::RoutedBeforeLapse { seq, contact_id, at_ms, lease_until_ms } => write!(
+                f,
+                "branch journal {seq}: the branch offered {contact_id} at {at_ms}, before the site's lease ran out at {lease_until_ms}"
+            ),
         }
     }
 }
@@ -258,6 +287,87 @@ pub fn check_contacts(
     }
     check_agreement(nodes, &mut report);
     check_assignments(events, &mut report);
+    report
+}
+
+/// Judges a branch of `site` cut off from the core, from the core's events and the
+/// branch's own while it routed alone (its journal's events, read before it reconciled):
+///
+/// * the core offers nothing to the site's agents from the moment the site's current lease
+///   (the last renewal it applied) runs out;
+/// * the branch offers nothing before the lease the core last renewed has run out;
+/// * both streams merged in time order (the core's imports of the branch's work left out:
+///   the branch's own events already hold them) never put an agent over capacity or a
+///   contact with two agents.
+///
+/// Both sides stamp events with their own wall clock, so the streams must come from nodes
+/// that share one (one machine, or clocks kept within a few milliseconds).
+pub fn check_branch_sides(core: &[pb::Event], branch: &[pb::Event], site: &str) -> ContactReport {
+    let mut report = ContactReport::default();
+    let site_agents: BTreeSet<&str> = core
+        .iter()
+        .filter(|e| e.kind == EventKind::AgentUpserted as i32 && e.site_id == site)
+        .filter_map(|e| e.agent_ids.first().map(String::as_str))
+        .collect();
+    let renewals: Vec<(i64, i64)> = core
+        .iter()
+        .filter(|e| e.kind == EventKind::LeaseRenewed as i32 && e.site_id == site)
+        .map(|e| (e.at_ms, e.until_ms))
+        .collect();
+    // The lease the core had most recently renewed at `at_ms`.
+    let lease_at = |at_ms: i64| {
+        renewals
+            .iter()
+            .take_while(|(renewed, _)| *renewed <= at_ms)
+            .map(|(_, until)| *until)
+            .max()
+    };
+    for e in core
+        .iter()
+        .filter(|e| e.kind == EventKind::ContactOffered as i32)
+    {
+        let Some(lease_until_ms) = lease_at(e.at_ms) else {
+            continue;
+        };
+        for agent in e
+            .agent_ids
+            .iter()
+            .filter(|a| site_agents.contains(a.as_str()))
+        {
+            if e.at_ms >= lease_until_ms {
+                report.violations.push(ContactViolation::OfferedAfterLapse {
+                    index: e.index,
+                    contact_id: e.contact_id.clone(),
+                    agent_id: agent.clone(),
+                    at_ms: e.at_ms,
+                    lease_until_ms,
+                });
+            }
+        }
+    }
+    for e in branch
+        .iter()
+        .filter(|e| e.kind == EventKind::ContactOffered as i32)
+    {
+        let lease_until_ms = lease_at(e.at_ms).unwrap_or(i64::MIN);
+        if e.at_ms < lease_until_ms {
+            report.violations.push(ContactViolation::RoutedBeforeLapse {
+                seq: e.index,
+                contact_id: e.contact_id.clone(),
+                at_ms: e.at_ms,
+                lease_until_ms,
+            });
+        }
+    }
+    let mut merged: Vec<&pb::Event> = core
+        .iter()
+        .filter(|e| e.kind != EventKind::ContactImported as i32)
+        .chain(branch)
+        .collect();
+    // Stable: at equal stamps each side keeps its own order, the core's first.
+    merged.sort_by_key(|e| e.at_ms);
+    let merged: Vec<pb::Event> = merged.into_iter().cloned().collect();
+    check_assignments(&merged, &mut report);
     report
 }
 
@@ -577,5 +687,82 @@ mod tests {
             "{report}"
         );
         assert!(v.iter().any(|v| matches!(v, ContactViolation::DoubleAssigned { contact_id, .. } if contact_id == "k1")), "{report}");
+    }
+
+    fn at(mut e: pb::Event, at_ms: i64) -> pb::Event {
+        e.at_ms = at_ms;
+        e
+    }
+
+    fn renewed(until_ms: i64) -> pb::Event {
+        pb::Event {
+            kind: EventKind::LeaseRenewed.into(),
+            site_id: "emea".into(),
+            until_ms,
+            ..Default::default()
+        }
+    }
+
+    fn emea_agent(id: &str) -> pb::Event {
+        pb::Event {
+            site_id: "emea".into(),
+            ..agent(id, 1)
+        }
+    }
+
+    #[test]
+    fn both_sides_of_a_clean_cut_pass() {
+        let core = [
+            at(emea_agent("a"), 0),
+            at(renewed(2_000), 1_000),
+            at(offered(3, "k1", &["a"], pb::Channel::Voice), 1_500),
+            at(connected(4, "k1", "a"), 1_600),
+        ];
+        let branch = [
+            at(completed(1, "k1"), 2_600),
+            at(offered(2, "k2", &["a"], pb::Channel::Voice), 2_700),
+            at(connected(3, "k2", "a"), 2_800),
+        ];
+        let report = check_branch_sides(&core, &branch, "emea");
+        assert!(report.is_ok(), "{report}");
+    }
+
+    #[test]
+    fn both_sides_catch_a_broken_fence_and_an_agent_booked_by_both() {
+        let core = [
+            at(emea_agent("a"), 0),
+            at(renewed(2_000), 1_000),
+            // The core offers after the lease ran out...
+            at(offered(3, "k1", &["a"], pb::Channel::Voice), 2_100),
+        ];
+        // ...and the branch routes before it did, to the same agent.
+        let branch = [at(offered(1, "k2", &["a"], pb::Channel::Voice), 1_900)];
+        let report = check_branch_sides(&core, &branch, "emea");
+        let v = &report.violations;
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, ContactViolation::OfferedAfterLapse { contact_id, .. } if contact_id == "k1")),
+            "{report}"
+        );
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, ContactViolation::RoutedBeforeLapse { contact_id, .. } if contact_id == "k2")),
+            "{report}"
+        );
+        assert!(
+            v.iter().any(
+                |v| matches!(v, ContactViolation::OverCapacity { agent_id, .. } if agent_id == "a")
+            ),
+            "{report}"
+        );
+    }
+
+    fn completed(index: u64, contact: &str) -> pb::Event {
+        pb::Event {
+            index,
+            kind: EventKind::ContactCompleted.into(),
+            contact_id: contact.into(),
+            ..Default::default()
+        }
     }
 }

@@ -13,11 +13,13 @@
 //! * [`contacts`]: the same for contacts: lost, duplicated, illegal histories, and double
 //!   assignment or over-capacity replayed from the event stream.
 //! * [`desk`]: simulated agents working through `AgentDesk` sessions.
+//! * [`feed`]: a steady stream of contacts into one entry point, recorded for the checker.
 //! * [`wait`]: waiting on a condition with a deadline (never a bare sleep).
 
 pub mod checker;
 pub mod contacts;
 pub mod desk;
+pub mod feed;
 pub mod history;
 pub mod inproc;
 pub mod link;
@@ -25,8 +27,11 @@ pub mod local;
 pub mod wait;
 
 pub use checker::{check_customers, CheckReport, NodeState, Violation};
-pub use contacts::{check_contacts, ContactOp, ContactReport, ContactViolation, NodeContacts};
+pub use contacts::{
+    check_branch_sides, check_contacts, ContactOp, ContactReport, ContactViolation, NodeContacts,
+};
 pub use desk::{DeskAgent, DeskStats};
+pub use feed::ContactFeed;
 pub use history::{History, Operation, Outcome, WriteLoad};
 pub use inproc::InProcessCluster;
 pub use link::{BranchLinks, Link};

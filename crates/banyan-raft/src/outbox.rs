@@ -6,8 +6,10 @@
 //! key maps to the answer the caller got, and stays after the entry is delivered, so a
 //! client that retries gets the same answer and no second entry.
 //!
-//! One sled tree, two key spaces: `e` + sequence (big-endian) → entry, `k` + key → answer.
-//! Entry and key are written in one batch, so a crash leaves both or neither.
+//! One sled tree, three key spaces: `e` + sequence (big-endian) → entry, `k` + key →
+//! answer, and `n` → the last sequence handed out, so numbering never restarts even once
+//! every entry is delivered (a branch's journal sequence is its high-water mark at the
+//! core). Everything one append writes goes in one batch, so a crash leaves all or none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,7 @@ use crate::store::{Database, StoreError};
 
 const ENTRY: u8 = b'e';
 const KEY: u8 = b'k';
+const LAST: [u8; 1] = [b'n'];
 
 fn entry_key(seq: u64) -> [u8; 9] {
     let mut key = [ENTRY; 9];
@@ -54,7 +57,7 @@ impl Outbox {
     pub fn open(db: &Database, name: &str) -> Result<Self, StoreError> {
         let durable = db.durable().clone();
         let tree = durable.db().open_tree(name).map_err(store_err)?;
-        let last = tree
+        let last_entry = tree
             .scan_prefix([ENTRY])
             .keys()
             .next_back()
@@ -65,6 +68,12 @@ impl Outbox {
                 seq.copy_from_slice(&k[1..9]);
                 u64::from_be_bytes(seq)
             });
+        let last_handed_out = tree.get(LAST).map_err(store_err)?.map_or(0, |v| {
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&v[..8]);
+            u64::from_be_bytes(seq)
+        });
+        let last = last_entry.max(last_handed_out);
         Ok(Self {
             db: durable,
             tree,
@@ -86,10 +95,24 @@ impl Outbox {
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
         let mut batch = sled::Batch::default();
         batch.insert(&entry_key(seq)[..], entry);
+        batch.insert(&LAST[..], &seq.to_be_bytes()[..]);
         batch.insert(answer_key(key), answer);
         self.tree.apply_batch(batch).map_err(store_err)?;
         self.db.sync_async().await.map_err(store_err)?;
         Ok(Appended::New(seq))
+    }
+
+    /// Appends `entry` without an idempotency key (for records nobody retries, such as a
+    /// journal), and returns its sequence number once it is on disk. Nothing of it stays
+    /// once delivered.
+    pub async fn push(&self, entry: &[u8]) -> Result<u64, StoreError> {
+        let seq = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut batch = sled::Batch::default();
+        batch.insert(&entry_key(seq)[..], entry);
+        batch.insert(&LAST[..], &seq.to_be_bytes()[..]);
+        self.tree.apply_batch(batch).map_err(store_err)?;
+        self.db.sync_async().await.map_err(store_err)?;
+        Ok(seq)
     }
 
     /// Up to `limit` entries not yet delivered, oldest first.
@@ -155,5 +178,23 @@ mod tests {
             Appended::Existing(b"a1".to_vec())
         );
         assert_eq!(outbox.backlog(), 2);
+    }
+
+    #[tokio::test]
+    async fn numbering_never_restarts_even_with_everything_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+            let journal = Outbox::open(&db, "journal").unwrap();
+            assert_eq!(journal.push(b"j1").await.unwrap(), 1);
+            assert_eq!(journal.push(b"j2").await.unwrap(), 2);
+            journal.delivered(1).await.unwrap();
+            journal.delivered(2).await.unwrap();
+            assert_eq!(journal.backlog(), 0);
+        }
+        let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+        let journal = Outbox::open(&db, "journal").unwrap();
+        assert_eq!(journal.push(b"j3").await.unwrap(), 3);
+        assert_eq!(journal.pending(10).unwrap(), vec![(3, b"j3".to_vec())]);
     }
 }

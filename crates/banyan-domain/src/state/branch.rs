@@ -24,7 +24,13 @@ impl State {
     /// out, and so are the core's waiting and offered contacts (the core keeps routing
     /// them); what the site's agents hold connected or in wrap-up stays, so it counts
     /// against their capacity and they can finish it. The site needs no lease here.
-    pub fn branch_view(&self, site: &str) -> State {
+    ///
+    /// `accepts_in_doubt` are `(contact, agent)` accepts the branch sent to the core and
+    /// never heard back about. While the contact is still on offer to that agent here, the
+    /// core may have connected it after this state was replicated: the agent keeps that
+    /// capacity taken (a hold of a contact the view does not have), so the branch never
+    /// books it twice. The core settles it when the branch reconciles.
+    pub fn branch_view(&self, site: &str, accepts_in_doubt: &[(String, String)]) -> State {
         let mut data = self.data.clone();
         data.agents.retain(|_, agent| agent.input.site == site);
         let kept: BTreeSet<String> = data
@@ -55,6 +61,23 @@ impl State {
                         .is_some_and(|c| c.state == ContactState::WrapUp)
                 })
                 .count() as u32;
+        }
+        for (contact_id, agent_id) in accepts_in_doubt {
+            let on_offer = self.data.contacts.get(contact_id).filter(|c| {
+                c.state == ContactState::Offered
+                    && c.offer
+                        .as_ref()
+                        .is_some_and(|o| o.agents.contains(agent_id))
+            });
+            if let (Some(contact), Some(agent)) = (on_offer, data.agents.get_mut(agent_id)) {
+                if agent
+                    .held
+                    .insert(contact_id.clone(), contact.channel)
+                    .is_none()
+                {
+                    *agent.load.get_mut(contact.channel) += 1;
+                }
+            }
         }
         data.sites.retain(|id, _| id == site);
         for site in data.sites.values_mut() {

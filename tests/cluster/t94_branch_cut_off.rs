@@ -1,0 +1,234 @@
+//! One branch is cut off from a core that stays up, under a steady stream of contacts at
+//! the core and at the branch: the core stops offering to the site's agents when the
+//! site's lease runs out, the branch starts routing on its own only after that, and,
+//! judged from both sides' events, no agent is ever over capacity and no contact is held
+//! twice. Healed, the branch hands its work over once and every acknowledged contact is
+//! served.
+
+use std::time::Duration;
+
+use banyan_client::{Client, RetryPolicy};
+use banyan_harness::desk::DeskBehaviour;
+use banyan_harness::{check_branch_sides, check_contacts, wait_until, ContactFeed, DeskAgent};
+use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
+use banyan_tests::{site_status, three_nodes, DEADLINE};
+
+const SITE: &str = "emea";
+
+fn contact_at(site: &str) -> pb::CreateContactRequest {
+    pb::CreateContactRequest {
+        channel: pb::Channel::Voice.into(),
+        queue_id: "q".into(),
+        site: site.into(),
+        ..Default::default()
+    }
+}
+
+async fn site_mode(core: &Client) -> Option<i32> {
+    site_status(core, SITE).await.map(|s| s.mode)
+}
+
+/// The agents the branch serves now: all of them through the replica, only its site's
+/// while it routes on its own.
+async fn agents_at(branch: &Client) -> Option<usize> {
+    let list = pb::ListAgentsRequest {
+        consistency: ReadConsistency::Local.into(),
+        ..Default::default()
+    };
+    branch.list_agents(list).await.ok().map(|r| r.agents.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_lease_ran_out() {
+    let (mut cluster, _) = three_nodes(&[]).await;
+    let (branch_addr, links) = cluster
+        .start_branch_behind_links(
+            101,
+            SITE,
+            &["--lease-ttl", "2s", "--max-clock-skew", "500ms"],
+        )
+        .unwrap();
+    let core = cluster.client().unwrap();
+    let queue = pb::Queue {
+        id: "q".into(),
+        name: "Q".into(),
+        wrap_up_ms: Some(0),
+        ..Default::default()
+    };
+    core.upsert_queue(pb::UpsertQueueRequest {
+        queue: Some(queue),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (id, site) in [("lea", SITE), ("max", SITE), ("kai", "apac")] {
+        let agent = pb::Agent {
+            id: id.into(),
+            name: id.into(),
+            site: site.into(),
+            ..Default::default()
+        };
+        core.upsert_agent(pb::UpsertAgentRequest {
+            agent: Some(agent),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let quick = RetryPolicy {
+        total_timeout: Duration::from_secs(3),
+        follow_leader: false,
+        ..RetryPolicy::default()
+    };
+    let branch = Client::new([&branch_addr], quick).unwrap();
+    wait_until("the branch leased with every agent", DEADLINE, || {
+        let (core, branch) = (core.clone(), branch.clone());
+        async move {
+            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
+            (leased && agents_at(&branch).await? == 3).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    let talk = DeskBehaviour {
+        talk: Duration::from_millis(150),
+        ..Default::default()
+    };
+    let core_addrs: Vec<String> = [1, 2, 3].map(|id| cluster.addr(id).unwrap()).into();
+    let desks = vec![
+        DeskAgent::start("lea", vec![branch_addr.clone()], talk.clone()),
+        DeskAgent::start("max", vec![branch_addr.clone()], talk.clone()),
+        DeskAgent::start("kai", core_addrs, talk),
+    ];
+    let every = Duration::from_millis(300);
+    let feeds = [
+        ContactFeed::start(branch.clone(), "t94-branch-", contact_at(SITE), every),
+        ContactFeed::start(core.clone(), "t94-core-", contact_at(SITE), every),
+        ContactFeed::start(core.clone(), "t94-apac-", contact_at("apac"), every),
+    ];
+    let [at_branch, _, at_apac] = &feeds;
+    at_branch.wait_more(5, DEADLINE).await.unwrap();
+
+    links.cut();
+    wait_until("the core fencing the site", DEADLINE, || {
+        let core = core.clone();
+        async move { (site_mode(&core).await? == pb::SiteMode::Lapsed as i32).then_some(()) }
+    })
+    .await
+    .unwrap();
+    wait_until("the branch routing its site alone", DEADLINE, || {
+        let branch = branch.clone();
+        async move { (agents_at(&branch).await? == 2).then_some(()) }
+    })
+    .await
+    .unwrap();
+    // Both sides keep working: the branch for its site, the core for the other one.
+    at_branch.wait_more(8, DEADLINE).await.unwrap();
+    at_apac.wait_more(5, DEADLINE).await.unwrap();
+    wait_until(
+        "the branch's agents finishing contacts alone",
+        DEADLINE,
+        || {
+            let branch = branch.clone();
+            async move {
+                let list = pb::ListContactsRequest {
+                    state: pb::ContactState::Completed.into(),
+                    consistency: ReadConsistency::Local.into(),
+                    ..Default::default()
+                };
+                let done = branch.list_contacts(list).await.ok()?.contacts;
+                (done
+                    .iter()
+                    .filter(|c| c.request_id.starts_with("t94-branch-"))
+                    .count()
+                    >= 4)
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // The branch's own side of the story, read before it hands its work over.
+    let branch_events = cluster
+        .events(101, u64::MAX, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    links.heal();
+    wait_until("the branch reconciled and leased again", DEADLINE, || {
+        let (core, branch) = (core.clone(), branch.clone());
+        async move {
+            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
+            (leased && agents_at(&branch).await? == 3).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+    at_branch.wait_more(3, DEADLINE).await.unwrap();
+    let mut ops = Vec::new();
+    for feed in feeds {
+        ops.extend(feed.stop().await);
+    }
+    let acknowledged: Vec<String> = ops.iter().filter_map(|o| o.contact_id.clone()).collect();
+    wait_until("every acknowledged contact served", DEADLINE * 2, || {
+        let (core, acknowledged) = (core.clone(), acknowledged.clone());
+        async move {
+            let all = core
+                .all_contacts(ReadConsistency::Linearizable)
+                .await
+                .ok()?;
+            let done = all
+                .iter()
+                .filter(|c| {
+                    acknowledged.contains(&c.id) && c.state == pb::ContactState::Completed as i32
+                })
+                .count();
+            (done == acknowledged.len()).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+    for desk in desks {
+        desk.stop().await;
+    }
+
+    let (mut nodes, committed) = cluster.final_contacts(&[1, 2, 3], DEADLINE).await.unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await.unwrap();
+    let core_events = cluster.events(leader, committed, DEADLINE).await.unwrap();
+    // The branch's replica ends where the core is.
+    let at_core = nodes[0].contacts.clone();
+    let replica = wait_until("the branch's replica caught up", DEADLINE, || {
+        let (branch, at_core) = (branch.clone(), at_core.clone());
+        async move {
+            let mine = branch.all_contacts(ReadConsistency::Local).await.ok()?;
+            (mine.len() == at_core.len()).then_some(mine)
+        }
+    })
+    .await
+    .unwrap();
+    nodes.push(banyan_harness::NodeContacts {
+        node: 101,
+        contacts: replica,
+    });
+
+    let report = check_contacts(&ops, &nodes, &core_events, "t94-");
+    assert!(report.is_ok(), "{report}");
+    let sides = check_branch_sides(&core_events, &branch_events, SITE);
+    assert!(sides.is_ok(), "{sides}");
+    let local_offers = branch_events
+        .iter()
+        .filter(|e| e.kind == EventKind::ContactOffered as i32)
+        .count();
+    assert!(local_offers > 0, "the branch routed on its own");
+    assert!(
+        core_events
+            .iter()
+            .any(|e| e.kind == EventKind::LeaseLapsed as i32 && e.site_id == SITE),
+        "the core fenced the site"
+    );
+    eprintln!(
+        "t94: {report}; branch alone: {} events, {local_offers} offers",
+        branch_events.len()
+    );
+}
