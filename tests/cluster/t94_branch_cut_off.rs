@@ -123,6 +123,9 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     })
     .await
     .unwrap();
+    // The branch's own side of the story: its events from the start of its autonomy until
+    // it hands its work over and ends the stream.
+    let branch_side = cluster.collect_events(101, 1).unwrap();
     // Both sides keep working: the branch for its site, the core for the other one.
     at_branch.wait_more(8, DEADLINE).await.unwrap();
     at_apac.wait_more(5, DEADLINE).await.unwrap();
@@ -149,11 +152,6 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     )
     .await
     .unwrap();
-    // The branch's own side of the story, read before it hands its work over.
-    let branch_events = cluster
-        .events(101, u64::MAX, Duration::from_secs(10))
-        .await
-        .unwrap();
 
     links.heal();
     wait_until("the branch reconciled and leased again", DEADLINE, || {
@@ -165,6 +163,11 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+    let branch_events = tokio::time::timeout(DEADLINE, branch_side)
+        .await
+        .expect("the branch ends its own event stream when it reconciles")
+        .unwrap()
+        .unwrap();
     at_branch.wait_more(3, DEADLINE).await.unwrap();
     let mut ops = Vec::new();
     for feed in feeds {

@@ -516,12 +516,39 @@ impl LocalCluster {
         while tokio::time::Instant::now() < deadline {
             match tokio::time::timeout(idle, stream.message()).await {
                 Ok(Ok(Some(event))) if event.index <= until => events.push(event),
-                Ok(Ok(Some(_))) => {}
+                // Events come in log order: everything up to `until` is in.
+                Ok(Ok(Some(_))) => break,
                 Ok(Ok(None)) | Err(_) => break,
                 Ok(Err(status)) => bail!("watching node {id}: {}", status.message()),
             }
         }
         Ok(events)
+    }
+
+    /// Collects node `id`'s events from log index `from` until the node ends the stream: a
+    /// branch does when it stops routing on its own (so this is the whole of its own
+    /// history while cut off), any node when it restarts or installs a snapshot.
+    pub fn collect_events(
+        &self,
+        id: u64,
+        from: u64,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Event>>>> {
+        let channel = banyan_client::channel(&self.addr(id)?)?;
+        Ok(tokio::spawn(async move {
+            let request = WatchEventsRequest {
+                from_index: from,
+                ..Default::default()
+            };
+            let mut stream = ContactCenterClient::new(channel)
+                .watch_events(request)
+                .await?
+                .into_inner();
+            let mut events = Vec::new();
+            while let Ok(Some(event)) = stream.message().await {
+                events.push(event);
+            }
+            Ok(events)
+        }))
     }
 
     /// The last `lines` lines of node `id`'s log, for failure reports.
