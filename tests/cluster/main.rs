@@ -22,3 +22,4 @@ mod t91_branch_self_service;
 mod t92_branch_autonomy;
 mod t93_two_branches;
 mod t94_branch_cut_off;
+mod t95_inproc_branch_cut;

@@ -1,6 +1,7 @@
 //! A cluster of core nodes inside this process: real sled in temporary directories, real
 //! gRPC on loopback ports chosen by the OS, and a shared [`LinkControl`] so a test can cut
-//! and heal the Raft links between any two nodes.
+//! and heal the Raft links between any two nodes. Branches join it in the same process
+//! behind [`BranchLinks`] a test cuts the same way it does for `banyan` processes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +12,14 @@ use banyan_core::node::system_clock;
 use banyan_core::{serve, CoreConfig, CoreNode, LinkControl, RaftTimers, RunningNode};
 use tokio::net::TcpListener;
 
+use crate::link::BranchLinks;
 use crate::wait::wait_until;
+
+/// A branch running in this process, with its links to the core.
+pub struct InProcessBranch {
+    pub running: banyan_branch::RunningBranch,
+    pub links: BranchLinks,
+}
 
 pub struct InProcessCluster {
     root: tempfile::TempDir,
@@ -19,6 +27,7 @@ pub struct InProcessCluster {
     timers: RaftTimers,
     nodes: BTreeMap<u64, RunningNode>,
     addrs: BTreeMap<u64, String>,
+    branches: BTreeMap<u64, InProcessBranch>,
 }
 
 impl InProcessCluster {
@@ -62,7 +71,44 @@ impl InProcessCluster {
             timers,
             nodes,
             addrs,
+            branches: BTreeMap::new(),
         })
+    }
+
+    /// Starts branch `id` for `site` in this process, reaching the core (and reached by
+    /// it) only through links the test can cut. Returns the address its clients use.
+    pub async fn start_branch(
+        &mut self,
+        id: u64,
+        site: &str,
+        lease_ttl: Duration,
+        max_clock_skew: Duration,
+    ) -> anyhow::Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let core: Vec<String> = self.addrs.values().cloned().collect();
+        let links = BranchLinks::start(&core, &addr)?;
+        let config = banyan_branch::BranchConfig::validate(
+            id,
+            site,
+            links.branch_addr(),
+            self.root.path().join(format!("branch-{id}")),
+            links.core_addrs(),
+            lease_ttl,
+            max_clock_skew,
+            self.timers,
+            &[],
+        )?;
+        let node = banyan_branch::BranchNode::start(config, self.links.clone())
+            .await
+            .with_context(|| format!("starting branch {id}"))?;
+        let running = banyan_branch::serve(node, listener)?;
+        self.branches.insert(id, InProcessBranch { running, links });
+        Ok(addr)
+    }
+
+    pub fn branch(&self, id: u64) -> Option<&InProcessBranch> {
+        self.branches.get(&id)
     }
 
     pub fn links(&self) -> &LinkControl {
@@ -121,6 +167,9 @@ impl InProcessCluster {
 
     /// Stops every node gracefully.
     pub async fn shutdown(mut self) {
+        for (_, branch) in std::mem::take(&mut self.branches) {
+            branch.running.shutdown().await;
+        }
         for (_, node) in std::mem::take(&mut self.nodes) {
             node.shutdown().await;
         }
