@@ -1,9 +1,10 @@
-//! Cluster tests of the replicated core: real `banyan core` processes on loopback (and one
-//! in-process cluster with cut links), each test a must-hold property of the core.
+//! Cluster tests: real `banyan core` and `banyan branch` processes on loopback (and
+//! in-process clusters with cut links), each test a must-hold property of the cluster.
 //!
 //! Named by level, in the openraft manner: `t10` formation, `t20` replication, `t30`
 //! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart,
-//! `t70` bad input.
+//! `t70` bad input, `t80` agents at their desks, `t90` branches (`t92` the core lost,
+//! `t94`/`t95` one branch cut off from a running core).
 
 mod t10_formation;
 mod t15_partition;
