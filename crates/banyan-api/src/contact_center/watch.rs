@@ -1,8 +1,11 @@
 //! `WatchEvents`: the state machine's events, in log order, from any retained index.
 //!
 //! The backlog from the requested index and the live feed are joined without a gap or a
-//! repeat (see `banyan_raft::EventFeed`). A watcher too slow for the live feed is ended
-//! with `ABORTED` naming the index to resume from, rather than silently skipping events.
+//! repeat (see `banyan_raft::EventFeed`). A watcher that falls behind the live feed (a
+//! slow reader, or one entry with more events than the live buffer, such as a branch's
+//! import) catches up from the events the node retains; only when those no longer reach
+//! back far enough is it ended with `ABORTED` naming the index to resume from, rather than
+//! silently skipping events.
 
 use std::pin::Pin;
 
@@ -43,25 +46,41 @@ pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<Eve
                 .is_none_or(|a| record.event.concerns_agent(a))
     };
     let from_index = request.from_index;
+    let feed = feed.clone();
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
-        let mut next_index = request.from_index;
-        for record in backlog {
-            next_index = record.index;
-            if wanted(&record) && tx.send(Ok(convert::event_to_proto(&record))).await.is_err() {
-                return;
-            }
-        }
+        // The last event handled, by (index, ordinal): a catch-up skips up to it.
+        let mut last: Option<(u64, u32)> = None;
+        let mut backlog = backlog;
         loop {
-            let record = match live.recv().await {
-                Ok(record) => record,
-                Err(RecvError::Lagged(_)) => {
-                    let status = Status::aborted(format!(
-                        "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
-                    ));
-                    let _ = tx.send(Err(status)).await;
+            for record in backlog.drain(..) {
+                if record.index < from_index
+                    || last.is_some_and(|l| (record.index, record.ordinal) <= l)
+                {
+                    continue;
+                }
+                last = Some((record.index, record.ordinal));
+                if wanted(&record) && tx.send(Ok(convert::event_to_proto(&record))).await.is_err() {
                     return;
                 }
+            }
+            let next_index = last.map_or(from_index, |(index, _)| index);
+            let record = match live.recv().await {
+                Ok(record) => record,
+                Err(RecvError::Lagged(_)) => match feed.subscribe_from(next_index) {
+                    Ok((retained, resubscribed)) => {
+                        backlog = retained;
+                        live = resubscribed;
+                        continue;
+                    }
+                    Err(_) => {
+                        let status = Status::aborted(format!(
+                            "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
+                        ));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                },
                 Err(RecvError::Closed) => {
                     let status = Status::aborted(format!(
                         "this node restarted its event feed from a snapshot after index {next_index}; resume on another node"
@@ -70,15 +89,92 @@ pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<Eve
                     return;
                 }
             };
-            // A node behind the requested index replays older entries first.
-            if record.index < from_index {
-                continue;
-            }
-            next_index = record.index;
-            if wanted(&record) && tx.send(Ok(convert::event_to_proto(&record))).await.is_err() {
-                return;
-            }
+            backlog.push(record);
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banyan_domain::{Action, Channel, Command, ContactInput, QueueInput, Stamped};
+    use banyan_raft::AppliedState;
+    use futures::StreamExt;
+
+    /// A replica with no Raft around it: enough for the watch, which reads only the
+    /// applied state and its feed.
+    #[derive(Clone)]
+    struct Replica(AppliedState);
+
+    impl Backend for Replica {
+        fn node_id(&self) -> u64 {
+            1
+        }
+        fn applied(&self) -> AppliedState {
+            self.0.clone()
+        }
+        async fn submit(&self, _: Command) -> Result<crate::Committed, Status> {
+            Err(Status::unimplemented("read-only"))
+        }
+        async fn read_target(&self, _: bool) -> Result<Option<tonic::transport::Channel>, Status> {
+            Ok(None)
+        }
+    }
+
+    fn apply(state: &AppliedState, seq: u64, action: Action) {
+        let stamped = Stamped {
+            at_ms: 1_000 + seq as i64,
+            command: Command::new(action),
+        };
+        state
+            .apply_local(seq, &stamped)
+            .expect("detached")
+            .expect("applied");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_catches_up_from_retained_events() {
+        let state = AppliedState::detached(banyan_domain::State::default());
+        let queue = QueueInput {
+            id: "q".into(),
+            name: "Q".into(),
+            ..Default::default()
+        };
+        apply(&state, 1, Action::UpsertQueue(queue));
+        let replica = Replica(state.clone());
+        let mut stream = watch(&replica, pb::WatchEventsRequest::default()).unwrap();
+        // Far more events than the live buffer holds, while the watcher reads nothing.
+        let contacts = 20_000u64;
+        for n in 0..contacts {
+            let input = ContactInput {
+                id: format!("c{n}"),
+                queue_id: "q".into(),
+                channel: Channel::Email,
+                ..Default::default()
+            };
+            apply(&state, n + 2, Action::CreateContact(input));
+        }
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = event.expect("no abort: the events are still retained");
+            seen.push((event.index, event.ordinal));
+            if event.index == contacts + 1 {
+                break;
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seen, sorted, "in order, none twice");
+        let created = seen
+            .iter()
+            .filter(|(index, _)| *index >= 2)
+            .map(|(i, _)| *i);
+        assert_eq!(
+            created.collect::<std::collections::BTreeSet<_>>().len() as u64,
+            contacts,
+            "none missing"
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! `banyan bench`: `UpsertCustomer` throughput and latency at several client counts, and
-//! the write pause after a leader is killed with SIGKILL.
+//! the write pause after a leader is killed with SIGKILL. `banyan bench branch`: a
+//! branch's replica lag and reconciliation throughput (`branch.rs`).
 //!
 //! Without `--endpoints` it starts its own 3-node cluster of `banyan core` processes on
 //! loopback (the binary running this command), so the numbers include real processes,
 //! real gRPC and real flushes to disk. With `--etcd` the same load runs against a local
 //! 3-member etcd cluster as well, for a side-by-side figure on the same machine.
 
+mod branch;
 mod etcd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// Nodes of an existing cluster; when absent, a 3-node cluster is started locally.
     #[arg(long, env = "BANYAN_ENDPOINTS", value_delimiter = ',')]
     endpoints: Vec<String>,
@@ -58,6 +63,13 @@ pub struct BenchArgs {
     json: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum BenchWhat {
+    /// A branch's replica lag under a steady contact rate, and how fast the core takes in
+    /// its journal when it reconciles.
+    Branch(branch::BranchBenchArgs),
+}
+
 #[derive(Debug, Serialize)]
 struct ThroughputResult {
     /// `banyan` or `etcd`.
@@ -90,6 +102,9 @@ struct Report {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchWhat::Branch(branch)) = args.what {
+        return branch::run(branch).await;
+    }
     let mut local = None;
     let endpoints = if args.endpoints.is_empty() {
         let bin = std::env::current_exe().context("locating the banyan binary")?;
