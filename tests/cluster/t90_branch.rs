@@ -13,6 +13,7 @@ use banyan_tests::{three_nodes, DEADLINE};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t90_a_branch_serves_its_region_through_its_replica() {
     let (mut cluster, _) = three_nodes(&[]).await;
+    cluster.enable_http();
     let branch_addr = cluster
         .start_branch(101, "emea", &["--lease-ttl", "3s"])
         .unwrap();
@@ -30,6 +31,19 @@ async fn t90_a_branch_serves_its_region_through_its_replica() {
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(20)));
     assert_eq!(site.branch_node_id, 101);
     assert_eq!(site.branch_mode, pb::BranchMode::Connected as i32);
+    let http = cluster.http_addr(101).unwrap();
+    let ready = wait_until("the branch ready", DEADLINE, || {
+        let http = http.clone();
+        async move {
+            let (code, body) = banyan_harness::http_get(&http, "/readyz").await.ok()?;
+            (code == 200).then_some(body)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ready.contains("through the core"), "{ready}");
+    let (code, _) = banyan_harness::http_get(&http, "/healthz").await.unwrap();
+    assert_eq!(code, 200);
 
     // Everything below goes through the branch.
     let policy = RetryPolicy {

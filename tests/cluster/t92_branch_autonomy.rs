@@ -15,6 +15,7 @@ use banyan_tests::{site_status, three_nodes, DEADLINE};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once() {
     let (mut cluster, _) = three_nodes(&[]).await;
+    cluster.enable_http();
     let branch_addr = cluster
         .start_branch(
             101,
@@ -97,6 +98,11 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
     .await
     .unwrap();
     let switch = lost_at.elapsed();
+    // Still ready for its agents and callers, and saying why.
+    let http = cluster.http_addr(101).unwrap();
+    let (code, body) = banyan_harness::http_get(&http, "/readyz").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("on its own"), "{body}");
     let mut acknowledged = Vec::new();
     for n in 0..4 {
         let created = branch

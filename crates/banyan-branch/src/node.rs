@@ -154,6 +154,11 @@ impl BranchNode {
         &self.inner.raft
     }
 
+    /// Whether the branch serves through the core, on its own, or is handing over.
+    pub fn mode(&self) -> crate::autonomy::Mode {
+        self.inner.mode.get()
+    }
+
     pub fn lease(&self) -> &Lease {
         &self.inner.lease
     }

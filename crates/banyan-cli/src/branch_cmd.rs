@@ -25,6 +25,9 @@ pub struct BranchArgs {
     /// Where to listen, when it differs from --addr.
     #[arg(long, env = "BANYAN_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve `/healthz` and `/readyz` on this address.
+    #[arg(long, env = "BANYAN_HTTP")]
+    pub http: Option<SocketAddr>,
     /// Directory for the branch's database (its replica of the core).
     #[arg(long, env = "BANYAN_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -76,6 +79,23 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     let node = BranchNode::start(config.clone(), LinkControl::default())
         .await
         .context("starting the branch")?;
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match args.http {
+        Some(addr) => {
+            let http_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --http {addr}"))?;
+            tracing::info!(http = %http_listener.local_addr()?, "serving /healthz and /readyz");
+            Some(tokio::spawn(banyan_branch::http::serve_http(
+                node.clone(),
+                http_listener,
+                async {
+                    let _ = http_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -86,6 +106,10 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!(node_id = config.id, "shutting down");
+    let _ = http_stop.send(());
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
     Ok(())
