@@ -37,6 +37,39 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure write throughput, latency and the write pause after a leader kill.
     Bench(bench::BenchArgs),
+    /// Ask a node's HTTP port whether it is ready (or healthy): exit 0 on 200, else 1. For
+    /// container health checks in images without a shell or curl.
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// The node's `--http` address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
+    /// `/readyz` or `/healthz`.
+    #[arg(long, default_value = "/readyz")]
+    path: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let answer = tokio::time::timeout(
+        args.timeout,
+        banyan_harness::http_get(&args.http, &args.path),
+    )
+    .await;
+    match answer {
+        Ok(Ok((200, body))) => {
+            print!("{body}");
+            Ok(())
+        }
+        Ok(Ok((code, body))) => anyhow::bail!("{} answered {code}: {}", args.path, body.trim()),
+        Ok(Err(e)) => anyhow::bail!("{}: {e}", args.http),
+        Err(_) => anyhow::bail!("{}: no answer within {:?}", args.http, args.timeout),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ctl(args) => ctl::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Probe(args) => probe(args).await,
         }
     })
 }
