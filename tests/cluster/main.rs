@@ -6,6 +6,7 @@
 //! `t70` bad input, `t80` agents at their desks, `t90` branches (`t92` the core lost,
 //! `t94`/`t95` one branch cut off from a running core).
 
+mod t05_deploy_manifests;
 mod t10_formation;
 mod t15_partition;
 mod t20_replication;

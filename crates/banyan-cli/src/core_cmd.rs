@@ -13,8 +13,9 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct CoreArgs {
-    /// This node's id: a positive integer, unique in the cluster, never reused.
-    #[arg(long, env = "BANYAN_ID")]
+    /// This node's id: a positive integer, unique in the cluster, never reused. A
+    /// StatefulSet pod name (`banyan-core-0`) stands for its ordinal plus one.
+    #[arg(long, env = "BANYAN_ID", value_parser = node_id)]
     pub id: u64,
     /// Address peers and clients use to reach this node (host:port).
     #[arg(long, env = "BANYAN_ADDR")]
@@ -143,4 +144,33 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A node id: a positive number, or a StatefulSet pod name `<name>-<ordinal>`, which is
+/// node `ordinal + 1` (so pods 0, 1, 2 are nodes 1, 2, 3).
+pub fn node_id(value: &str) -> Result<u64, String> {
+    if let Ok(id) = value.parse::<u64>() {
+        return Ok(id);
+    }
+    value
+        .rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse::<u64>().ok())
+        .and_then(|ordinal| ordinal.checked_add(1))
+        .ok_or_else(|| {
+            format!("{value:?} is neither a node id nor a StatefulSet pod name (name-ordinal)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_id;
+
+    #[test]
+    fn a_node_id_is_a_number_or_a_pod_ordinal_plus_one() {
+        assert_eq!(node_id("7"), Ok(7));
+        assert_eq!(node_id("banyan-core-0"), Ok(1));
+        assert_eq!(node_id("banyan-core-2"), Ok(3));
+        assert!(node_id("banyan-core").is_err());
+        assert!(node_id("").is_err());
+    }
 }
