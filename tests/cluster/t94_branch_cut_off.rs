@@ -151,7 +151,19 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         },
     )
     .await
-    .unwrap();
+    .unwrap_or_else(|e| {
+        let agents = futures::executor::block_on(async {
+            let list = pb::ListAgentsRequest {
+                consistency: ReadConsistency::Local.into(),
+                ..Default::default()
+            };
+            branch.list_agents(list).await.map(|r| r.agents)
+        });
+        panic!(
+            "{e}\nagents at the branch: {agents:#?}\n{}",
+            cluster.log_tail(101, 20)
+        )
+    });
 
     links.heal();
     wait_until("the branch reconciled and leased again", DEADLINE, || {

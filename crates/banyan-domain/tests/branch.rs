@@ -204,7 +204,7 @@ fn a_call_the_branch_finished_makes_room_for_the_next_one_it_connected() {
 }
 
 #[test]
-fn an_accept_in_doubt_keeps_the_agents_capacity_taken() {
+fn an_accept_in_doubt_keeps_the_agent_on_the_call_it_may_have() {
     let mut sim = Sim::new();
     sim.queue(queue("q", Strategy::LongestIdle));
     sim.agent(agent("a1", "emea", &[]));
@@ -238,11 +238,42 @@ fn an_accept_in_doubt_keeps_the_agents_capacity_taken() {
             .get(banyan_domain::Channel::Voice),
         1
     );
-    assert!(
-        view.contact(&offered).is_none(),
-        "the core's contact stays the core's"
+    let in_view = view.contact(&offered).expect("the call a1 may be on");
+    assert_eq!(in_view.state, ContactState::Connected);
+    assert_eq!(in_view.agent_id, "a1");
+    assert!(route_one(view.clone()).is_empty());
+    // a1 finishes it at the branch. If the accept had reached the core, the import
+    // completes the core's copy; if it never did, the core's copy stands, still waiting.
+    let mut branch = Sim {
+        state: view,
+        now: sim.now,
+    };
+    branch.at(1_500).apply(complete(&offered, "a1", ""));
+    let import = BranchImport {
+        site: "emea".into(),
+        upto_seq: 2,
+        contacts: branch.state.contacts().cloned().collect(),
+        agents: vec![("a1".into(), Presence::Available)],
+    };
+    let mut accepted = Sim {
+        state: sim.state.clone(),
+        now: sim.now,
+    };
+    accepted.accept("a1", &offered);
+    accepted
+        .at(2_000)
+        .apply(Action::ImportBranch(import.clone()));
+    assert_eq!(accepted.contact(&offered).state, ContactState::Completed);
+    assert!(accepted.agent_ref("a1").held.is_empty());
+    let mut never_arrived = Sim {
+        state: sim.state.clone(),
+        now: sim.now,
+    };
+    never_arrived.at(2_000).apply(Action::ImportBranch(import));
+    assert_ne!(
+        never_arrived.contact(&offered).state,
+        ContactState::Completed
     );
-    assert!(route_one(view).is_empty());
     // An accept in doubt for an offer that is no longer open reserves nothing.
     let other = [("no-such-contact".to_owned(), "a1".to_owned())];
     assert_eq!(route_one(sim.state.branch_view("emea", &other)).len(), 1);

@@ -27,9 +27,11 @@ impl State {
     ///
     /// `accepts_in_doubt` are `(contact, agent)` accepts the branch sent to the core and
     /// never heard back about. While the contact is still on offer to that agent here, the
-    /// core may have connected it after this state was replicated: the agent keeps that
-    /// capacity taken (a hold of a contact the view does not have), so the branch never
-    /// books it twice. The core settles it when the branch reconciles.
+    /// core may have connected it after this state was replicated, so the view has it
+    /// connected to that agent: the branch never books the agent twice, and the agent (who
+    /// knows whether the call came through) ends and completes it as usual. At
+    /// reconciliation the core settles it if it did connect it to that agent; if the accept
+    /// never arrived, the core's own copy (back in its queue at the lapse) stands.
     pub fn branch_view(&self, site: &str, accepts_in_doubt: &[(String, String)]) -> State {
         let mut data = self.data.clone();
         data.agents.retain(|_, agent| agent.input.site == site);
@@ -70,6 +72,12 @@ impl State {
                         .is_some_and(|o| o.agents.contains(agent_id))
             });
             if let (Some(contact), Some(agent)) = (on_offer, data.agents.get_mut(agent_id)) {
+                let now = self.data.clock_ms;
+                let mut contact = contact.clone();
+                contact.offer = None;
+                contact.agent_id = agent_id.clone();
+                contact.connected_ms = Some(now);
+                contact.enter(now, ContactState::Connected, "accept in doubt at cut-off");
                 if agent
                     .held
                     .insert(contact_id.clone(), contact.channel)
@@ -77,6 +85,7 @@ impl State {
                 {
                     *agent.load.get_mut(contact.channel) += 1;
                 }
+                data.contacts.insert(contact_id.clone(), contact);
             }
         }
         data.sites.retain(|id, _| id == site);
