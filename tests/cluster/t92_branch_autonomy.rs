@@ -10,7 +10,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{wait_until, DeskAgent};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{site_status, three_nodes, DEADLINE};
+use banyan_tests::{agents_served, put_agents, put_queue, site_status, three_nodes, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once() {
@@ -30,39 +30,14 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
         wrap_up_ms: Some(0),
         ..Default::default()
     };
-    core.upsert_queue(pb::UpsertQueueRequest {
-        queue: Some(queue),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    for (id, site) in [("lea", "emea"), ("kai", "apac")] {
-        let agent = pb::Agent {
-            id: id.into(),
-            name: id.into(),
-            site: site.into(),
-            ..Default::default()
-        };
-        core.upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(agent),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    put_queue(&core, queue).await;
+    put_agents(&core, &[("lea", "emea"), ("kai", "apac")]).await;
     let quick = RetryPolicy {
         total_timeout: Duration::from_secs(2),
         follow_leader: false,
         ..RetryPolicy::default()
     };
     let branch = Client::new([&branch_addr], quick).unwrap();
-    let agents_at_branch = |branch: Client| async move {
-        let list = pb::ListAgentsRequest {
-            consistency: ReadConsistency::Local.into(),
-            ..Default::default()
-        };
-        branch.list_agents(list).await.ok().map(|r| r.agents)
-    };
     wait_until(
         "the branch holds its lease and has both agents",
         DEADLINE,
@@ -70,8 +45,8 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
             let (core, branch) = (core.clone(), branch.clone());
             async move {
                 let site = site_status(&core, "emea").await?;
-                let agents = agents_at_branch(branch).await?;
-                (site.mode == pb::SiteMode::Leased as i32 && agents.len() == 2).then_some(())
+                let agents = agents_served(&branch).await?;
+                (site.mode == pb::SiteMode::Leased as i32 && agents == 2).then_some(())
             }
         },
     )
@@ -93,7 +68,7 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
     // Autonomous: the branch serves its site alone (the other site's agent is gone).
     wait_until("the branch routing on its own", DEADLINE, || {
         let branch = branch.clone();
-        async move { (agents_at_branch(branch).await?.len() == 1).then_some(()) }
+        async move { (agents_served(&branch).await? == 1).then_some(()) }
     })
     .await
     .unwrap();
@@ -205,8 +180,8 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
             let (core, branch) = (core.clone(), branch.clone());
             async move {
                 let site = site_status(&core, "emea").await?;
-                let agents = agents_at_branch(branch).await?;
-                (site.mode == pb::SiteMode::Leased as i32 && agents.len() == 2).then_some(())
+                let agents = agents_served(&branch).await?;
+                (site.mode == pb::SiteMode::Leased as i32 && agents == 2).then_some(())
             }
         },
     )

@@ -8,7 +8,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{wait_until, DeskAgent};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{three_nodes, DEADLINE};
+use banyan_tests::{put_queue, three_nodes, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t93_a_contact_at_one_branch_is_served_by_an_agent_at_the_other() {
@@ -36,12 +36,7 @@ async fn t93_a_contact_at_one_branch_is_served_by_an_agent_at_the_other() {
         allow_other_sites: true,
         ..Default::default()
     };
-    core.upsert_queue(pb::UpsertQueueRequest {
-        queue: Some(queue),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    put_queue(&core, queue).await;
     let agent = pb::Agent {
         id: "bo".into(),
         name: "Bo".into(),

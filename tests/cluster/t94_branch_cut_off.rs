@@ -11,7 +11,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{check_branch_sides, check_contacts, wait_until, ContactFeed, DeskAgent};
 use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
-use banyan_tests::{site_status, three_nodes, DEADLINE};
+use banyan_tests::{agents_served, put_agents, put_queue, site_status, three_nodes, DEADLINE};
 
 const SITE: &str = "emea";
 
@@ -26,16 +26,6 @@ fn contact_at(site: &str) -> pb::CreateContactRequest {
 
 async fn site_mode(core: &Client) -> Option<i32> {
     site_status(core, SITE).await.map(|s| s.mode)
-}
-
-/// The agents the branch serves now: all of them through the replica, only its site's
-/// while it routes on its own.
-async fn agents_at(branch: &Client) -> Option<usize> {
-    let list = pb::ListAgentsRequest {
-        consistency: ReadConsistency::Local.into(),
-        ..Default::default()
-    };
-    branch.list_agents(list).await.ok().map(|r| r.agents.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,26 +45,8 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         wrap_up_ms: Some(0),
         ..Default::default()
     };
-    core.upsert_queue(pb::UpsertQueueRequest {
-        queue: Some(queue),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    for (id, site) in [("lea", SITE), ("max", SITE), ("kai", "apac")] {
-        let agent = pb::Agent {
-            id: id.into(),
-            name: id.into(),
-            site: site.into(),
-            ..Default::default()
-        };
-        core.upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(agent),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    put_queue(&core, queue).await;
+    put_agents(&core, &[("lea", SITE), ("max", SITE), ("kai", "apac")]).await;
     let quick = RetryPolicy {
         total_timeout: Duration::from_secs(3),
         follow_leader: false,
@@ -85,7 +57,7 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         let (core, branch) = (core.clone(), branch.clone());
         async move {
             let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_at(&branch).await? == 3).then_some(())
+            (leased && agents_served(&branch).await? == 3).then_some(())
         }
     })
     .await
@@ -119,7 +91,7 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     .unwrap();
     wait_until("the branch routing its site alone", DEADLINE, || {
         let branch = branch.clone();
-        async move { (agents_at(&branch).await? == 2).then_some(()) }
+        async move { (agents_served(&branch).await? == 2).then_some(()) }
     })
     .await
     .unwrap();
@@ -170,7 +142,7 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         let (core, branch) = (core.clone(), branch.clone());
         async move {
             let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_at(&branch).await? == 3).then_some(())
+            (leased && agents_served(&branch).await? == 3).then_some(())
         }
     })
     .await

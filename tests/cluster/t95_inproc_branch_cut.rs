@@ -8,7 +8,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_core::RaftTimers;
 use banyan_harness::{wait_until, InProcessCluster};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{site_status, DEADLINE};
+use banyan_tests::{agents_served, put_agents, put_queue, site_status, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t95_an_in_process_branch_is_cut_off_and_reconciles() {
@@ -27,49 +27,25 @@ async fn t95_an_in_process_branch_is_cut_off_and_reconciles() {
         .await
         .unwrap();
     let core = cluster.client().unwrap();
-    core.upsert_queue(pb::UpsertQueueRequest {
-        queue: Some(pb::Queue {
-            id: "q".into(),
-            name: "Q".into(),
-            ..Default::default()
-        }),
+    let queue = pb::Queue {
+        id: "q".into(),
+        name: "Q".into(),
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    for (id, site) in [("lea", "emea"), ("kai", "apac")] {
-        let agent = pb::Agent {
-            id: id.into(),
-            name: id.into(),
-            site: site.into(),
-            ..Default::default()
-        };
-        core.upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(agent),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    };
+    put_queue(&core, queue).await;
+    put_agents(&core, &[("lea", "emea"), ("kai", "apac")]).await;
     let quick = RetryPolicy {
         total_timeout: Duration::from_secs(2),
         follow_leader: false,
         ..RetryPolicy::default()
     };
     let branch = Client::new([&branch_addr], quick).unwrap();
-    let agents_at_branch = |branch: Client| async move {
-        let list = pb::ListAgentsRequest {
-            consistency: ReadConsistency::Local.into(),
-            ..Default::default()
-        };
-        branch.list_agents(list).await.ok().map(|r| r.agents.len())
-    };
     let site_mode = |core: Client| async move { site_status(&core, "emea").await.map(|s| s.mode) };
     wait_until("the branch leased with both agents", DEADLINE, || {
         let (core, branch) = (core.clone(), branch.clone());
         async move {
             let leased = site_mode(core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_at_branch(branch).await? == 2).then_some(())
+            (leased && agents_served(&branch).await? == 2).then_some(())
         }
     })
     .await
@@ -79,7 +55,7 @@ async fn t95_an_in_process_branch_is_cut_off_and_reconciles() {
     links.cut();
     wait_until("the branch routing its site alone", DEADLINE, || {
         let branch = branch.clone();
-        async move { (agents_at_branch(branch).await? == 1).then_some(()) }
+        async move { (agents_served(&branch).await? == 1).then_some(()) }
     })
     .await
     .unwrap();

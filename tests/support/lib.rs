@@ -122,3 +122,43 @@ pub async fn contact_now(client: &Client, id: &str) -> pb::Contact {
         .await
         .expect("contact readable")
 }
+
+/// Creates or updates `queue` through `client`.
+pub async fn put_queue(client: &Client, queue: pb::Queue) {
+    client
+        .upsert_queue(pb::UpsertQueueRequest {
+            queue: Some(queue),
+            ..Default::default()
+        })
+        .await
+        .expect("queue upserted");
+}
+
+/// Creates agents `(id, site)`, named by their id, with the default skills and capacity.
+pub async fn put_agents(client: &Client, agents: &[(&str, &str)]) {
+    for (id, site) in agents {
+        let agent = pb::Agent {
+            id: (*id).into(),
+            name: (*id).into(),
+            site: (*site).into(),
+            ..Default::default()
+        };
+        client
+            .upsert_agent(pb::UpsertAgentRequest {
+                agent: Some(agent),
+                ..Default::default()
+            })
+            .await
+            .expect("agent upserted");
+    }
+}
+
+/// How many agents a node serves from its own state: a branch routing alone serves its
+/// site's agents only.
+pub async fn agents_served(client: &Client) -> Option<usize> {
+    let list = pb::ListAgentsRequest {
+        consistency: pb::ReadConsistency::Local.into(),
+        ..Default::default()
+    };
+    client.list_agents(list).await.ok().map(|r| r.agents.len())
+}

@@ -93,15 +93,7 @@ pub async fn run(args: BranchBenchArgs) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    wait_until("the branch holding its lease", DEADLINE, || {
-        let core = core.clone();
-        async move {
-            let status = core.status().await.ok()?;
-            let site = status.sites.into_iter().find(|s| s.site_id == SITE)?;
-            (site.mode == pb::SiteMode::Leased as i32).then_some(())
-        }
-    })
-    .await?;
+    wait_leased(&core, "the branch holding its lease").await?;
 
     let follower = cluster
         .ids()
@@ -129,6 +121,19 @@ pub async fn run(args: BranchBenchArgs) -> anyhow::Result<()> {
         print_markdown(&report);
     }
     Ok(())
+}
+
+/// Waits until the core shows the branch's site leased.
+async fn wait_leased(core: &Client, what: &str) -> anyhow::Result<()> {
+    wait_until(what, DEADLINE, || {
+        let core = core.clone();
+        async move {
+            let status = core.status().await.ok()?;
+            let site = status.sites.into_iter().find(|s| s.site_id == SITE)?;
+            (site.mode == pb::SiteMode::Leased as i32).then_some(())
+        }
+    })
+    .await
 }
 
 fn wall_ms() -> i64 {
@@ -335,15 +340,7 @@ async fn reconciliation(
     let applied = tokio::time::timeout(DEADLINE, watch)
         .await
         .context("the import did not arrive")???;
-    wait_until("the branch leased again", DEADLINE, || {
-        let core = core.clone();
-        async move {
-            let status = core.status().await.ok()?;
-            let site = status.sites.into_iter().find(|s| s.site_id == SITE)?;
-            (site.mode == pb::SiteMode::Leased as i32).then_some(())
-        }
-    })
-    .await?;
+    wait_leased(core, "the branch leased again").await?;
     let took = applied.duration_since(healed);
     Ok(ReconcileResult {
         journal_entries: entries,
