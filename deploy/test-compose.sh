@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The container test: from this checkout, build the image without pulling anything, bring
 # the compose cluster up, see it healthy with `banyan ctl status` showing 3 core nodes and
-# 2 branches (both sites leased), stop it and check every node stopped cleanly (exit 0).
+# 2 branches (both sites leased), cut one site off from the core and heal it (the core
+# fences the site, the branch serves it alone, then reconciles and is leased again), stop
+# the cluster and check every node stopped cleanly (exit 0).
 # Skips, saying so, where no Docker engine answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +74,36 @@ do
     sleep 1
 done
 target/release/banyan ctl --endpoint "$endpoint" status
+
+echo "-- cutting emea off from the core (its WAN network) and healing it"
+site_mode() {
+    target/release/banyan ctl --endpoint "$endpoint" status --json 2>/dev/null |
+        python3 -c 'import json,sys; s=json.load(sys.stdin); print(next(x["mode"] for x in s["sites"] if x["site"]=="emea"))'
+}
+site_is() { test "$(site_mode)" = "$1"; }
+branch_says() { target/release/banyan probe --http "$branch_http" 2>/dev/null | grep -q "$1"; }
+wait_for() {
+    local what="$1"; shift
+    local until=$((SECONDS + 60))
+    until "$@"; do
+        if [ "$SECONDS" -ge "$until" ]; then
+            echo "container test FAILED: $what"
+            compose logs --tail 40 branch-emea
+            exit 1
+        fi
+        sleep 1
+    done
+}
+branch_http="$(compose port branch-emea 8080)"
+branch_id="$(compose ps -q branch-emea)"
+docker network disconnect "${project}_wan-emea" "$branch_id"
+wait_for "the core fences emea once its lease runs out" site_is lapsed
+wait_for "the emea branch serves its site on its own" branch_says "on its own"
+echo "   emea lapsed at the core; the branch serves its site on its own"
+docker network connect --alias branch-emea "${project}_wan-emea" "$branch_id"
+wait_for "emea reconciles and holds its lease again" site_is leased
+wait_for "the emea branch serves through the core again" branch_says "through the core"
+echo "   emea reconciled and leased again"
 
 echo "-- stopping"
 compose stop
