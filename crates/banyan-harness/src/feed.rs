@@ -3,19 +3,19 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use banyan_client::Client;
 use banyan_proto::v1 as pb;
 
 use crate::contacts::ContactOp;
-use crate::history::Outcome;
+use crate::history::{Outcome, Sample};
 
 /// A running contact feed. Request ids are `{prefix}{n}`.
 pub struct ContactFeed {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
-    ops: Arc<Mutex<Vec<ContactOp>>>,
+    ops: Arc<Mutex<Vec<(ContactOp, Sample)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,7 +31,7 @@ impl ContactFeed {
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicU64::new(0));
-        let ops: Arc<Mutex<Vec<ContactOp>>> = Arc::default();
+        let ops: Arc<Mutex<Vec<(ContactOp, Sample)>>> = Arc::default();
         let task = {
             let (stop, acknowledged, ops) = (stop.clone(), acknowledged.clone(), ops.clone());
             let prefix = prefix.to_owned();
@@ -44,6 +44,7 @@ impl ContactFeed {
                         return;
                     }
                     let request_id = format!("{prefix}{n}");
+                    let invoked = Instant::now();
                     let result = client
                         .create_contact(pb::CreateContactRequest {
                             request_id: request_id.clone(),
@@ -54,13 +55,18 @@ impl ContactFeed {
                     if outcome == Outcome::Ok {
                         acknowledged.fetch_add(1, Ordering::Relaxed);
                     }
-                    ops.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(ContactOp {
+                    ops.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        ContactOp {
                             request_id,
                             outcome,
                             contact_id: result.ok().map(|c| c.id),
-                        });
+                        },
+                        Sample {
+                            invoked,
+                            completed: Instant::now(),
+                            outcome,
+                        },
+                    ));
                 }
             })
         };
@@ -77,6 +83,11 @@ impl ContactFeed {
         self.acknowledged.load(Ordering::Relaxed)
     }
 
+    /// The live count of acknowledged contacts, for a progress display.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.acknowledged.clone()
+    }
+
     /// Waits until `more` contacts beyond those acknowledged now have been acknowledged.
     pub async fn wait_more(&self, more: u64, timeout: Duration) -> anyhow::Result<()> {
         let target = self.acknowledged() + more;
@@ -90,6 +101,15 @@ impl ContactFeed {
 
     /// Stops the feed after its call in flight and returns every operation it made.
     pub async fn stop(self) -> Vec<ContactOp> {
+        self.stop_timed()
+            .await
+            .into_iter()
+            .map(|(op, _)| op)
+            .collect()
+    }
+
+    /// Like [`stop`](Self::stop), with when each operation was sent and answered.
+    pub async fn stop_timed(self) -> Vec<(ContactOp, Sample)> {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone();

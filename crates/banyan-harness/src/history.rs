@@ -52,6 +52,15 @@ pub struct Operation {
     pub completed: Duration,
 }
 
+/// When one operation of any workload was sent and answered, and how it ended: what a
+/// timeline of throughput and latency is drawn from.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub invoked: Instant,
+    pub completed: Instant,
+    pub outcome: Outcome,
+}
+
 /// Everything a workload did, in completion order.
 #[derive(Debug, Clone, Default)]
 pub struct History {
@@ -73,6 +82,7 @@ impl History {
 
 /// A running workload of concurrent upserts, each of a fresh customer id.
 pub struct WriteLoad {
+    started: Instant,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
     history: Arc<Mutex<History>>,
@@ -128,6 +138,7 @@ impl WriteLoad {
             })
             .collect();
         Self {
+            started,
             stop,
             acknowledged,
             history,
@@ -135,9 +146,19 @@ impl WriteLoad {
         }
     }
 
+    /// The instant the operations' `invoked` and `completed` times count from.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Writes acknowledged so far.
     pub fn acknowledged(&self) -> u64 {
         self.acknowledged.load(Ordering::Relaxed)
+    }
+
+    /// The live count of acknowledged writes, for a progress display.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.acknowledged.clone()
     }
 
     /// Waits until at least `count` writes have been acknowledged.

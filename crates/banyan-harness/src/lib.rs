@@ -8,6 +8,8 @@
 //! * [`inproc`]: [`InProcessCluster`], nodes inside this process with cuttable links.
 //! * [`link`]: TCP links between a branch and the core that a test can cut, for nodes in
 //!   this process and for processes alike.
+//! * [`nodes`]: reads against any nodes by address (status, leader, final state, events).
+//! * [`tap`]: the core's event history, followed live across node failures.
 //! * [`history`]: client operations recorded as ok, failed or unknown; a write workload.
 //! * [`checker`]: the invariants of DESIGN.md section 2, judged on every node's final state.
 //! * [`contacts`]: the same for contacts: lost, duplicated, illegal histories, and double
@@ -24,6 +26,8 @@ pub mod history;
 pub mod inproc;
 pub mod link;
 pub mod local;
+pub mod nodes;
+pub mod tap;
 pub mod wait;
 
 pub use checker::{check_customers, CheckReport, NodeState, Violation};
@@ -32,8 +36,10 @@ pub use contacts::{
 };
 pub use desk::{DeskAgent, DeskStats};
 pub use feed::ContactFeed;
-pub use history::{History, Operation, Outcome, WriteLoad};
+pub use history::{History, Operation, Outcome, Sample, WriteLoad};
 pub use inproc::InProcessCluster;
 pub use link::{BranchLinks, Link};
 pub use local::{free_ports, http_get, LocalCluster};
+pub use nodes::Nodes;
+pub use tap::EventTap;
 pub use wait::wait_until;

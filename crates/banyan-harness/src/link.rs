@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 /// A relay from its own loopback address to `target`. Dropping it stops the relay.
 pub struct Link {
     addr: String,
-    target: String,
+    target: Arc<Mutex<String>>,
     cut: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
@@ -30,10 +30,11 @@ impl Link {
         let addr = listener.local_addr()?.to_string();
         let listener = TcpListener::from_std(listener)?;
         let (cut, _) = watch::channel(false);
-        let accept = tokio::spawn(relay(listener, target.to_owned(), cut.clone()));
+        let target = Arc::new(Mutex::new(target.to_owned()));
+        let accept = tokio::spawn(relay(listener, target.clone(), cut.clone()));
         Ok(Self {
             addr,
-            target: target.to_owned(),
+            target,
             cut,
             accept,
         })
@@ -45,8 +46,17 @@ impl Link {
     }
 
     /// Where the link leads.
-    pub fn target(&self) -> &str {
-        &self.target
+    pub fn target(&self) -> String {
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Leads new connections to `target` from now on (a restarted container that came back
+    /// at another port); connections already open stay where they are.
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target.to_owned();
     }
 
     /// Closes every connection through the link and refuses new ones.
@@ -71,7 +81,7 @@ impl Drop for Link {
     }
 }
 
-async fn relay(listener: TcpListener, target: String, cut: watch::Sender<bool>) {
+async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, cut: watch::Sender<bool>) {
     let open: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
@@ -82,7 +92,7 @@ async fn relay(listener: TcpListener, target: String, cut: watch::Sender<bool>) 
             continue;
         }
         let mut cut_now = cut.subscribe();
-        let target = target.clone();
+        let target = target.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|task| !task.is_finished());
         open.push(tokio::spawn(async move {

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
-use banyan_proto::v1::contact_center_client::ContactCenterClient;
-use banyan_proto::v1::{ClusterStatus, Event, ReadConsistency, Role, WatchEventsRequest};
+use banyan_proto::v1::{ClusterStatus, Event};
 
 use crate::checker::NodeState;
 use crate::contacts::NodeContacts;
 use crate::link::BranchLinks;
+use crate::nodes::Nodes;
 
 use crate::wait::wait_until;
 
@@ -305,6 +305,32 @@ impl LocalCluster {
         }
     }
 
+    /// Freezes node `id` with SIGSTOP: it holds its connections and answers nothing, like
+    /// a machine stalled by a long pause, until [`resume`](Self::resume).
+    pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, "-STOP")
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub fn resume(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, "-CONT")
+    }
+
+    fn signal(&mut self, id: u64, signal: &str) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        let child = node
+            .child
+            .as_ref()
+            .with_context(|| format!("node {id} is not running"))?;
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} failed for node {id}");
+        }
+        Ok(())
+    }
+
     /// Deletes node `id`'s data directory; the node must be stopped.
     pub fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.node(id)?;
@@ -364,135 +390,56 @@ impl LocalCluster {
         Ok(Client::new([self.addr(id)?], policy)?)
     }
 
-    /// Status as node `id` sees it (one attempt).
-    pub async fn status(&self, id: u64) -> anyhow::Result<ClusterStatus> {
-        let client = self.node_client(id, RetryPolicy::once(Duration::from_secs(2)))?;
-        client
-            .status()
-            .await
-            .map_err(|s| anyhow::anyhow!("status of node {id}: {}", s.message()))
+    /// Every node of the cluster by address, for reads against any of them.
+    pub fn nodes(&self) -> Nodes {
+        Nodes::new(self.nodes.iter().map(|(id, n)| (*id, n.addr.clone())))
     }
 
-    /// Waits until every node in `among` reports the same leader (one of `among`) in the
-    /// same term, and returns it.
+    /// Status as node `id` sees it (one attempt).
+    pub async fn status(&self, id: u64) -> anyhow::Result<ClusterStatus> {
+        self.nodes().status(id).await
+    }
+
+    /// See [`Nodes::wait_for_leader`].
     pub async fn wait_for_leader(&self, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
-        wait_until("a leader all nodes agree on", timeout, || async {
-            let mut seen = None;
-            for id in among {
-                let status = self.status(*id).await.ok()?;
-                let view = (status.leader_id, status.term);
-                if status.leader_id == 0 || !among.contains(&status.leader_id) {
-                    return None;
-                }
-                if *seen.get_or_insert(view) != view {
-                    return None;
-                }
-            }
-            let (leader, _) = seen?;
-            let leader_status = self.status(leader).await.ok()?;
-            (leader_status.role == Role::Leader as i32).then_some(leader)
-        })
-        .await
+        self.nodes().wait_for_leader(among, timeout).await
     }
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> anyhow::Result<()> {
-        wait_until(
-            &format!("node {id} to apply index {index}"),
-            timeout,
-            || async {
-                let status = self.status(id).await.ok()?;
-                (status.applied_index >= index).then_some(())
-            },
-        )
-        .await
+        self.nodes().wait_applied(id, index, timeout).await
     }
 
-    /// Waits until every node in `ids` has applied everything the leader committed, then
-    /// reads each one's customers from its own replica.
+    /// See [`Nodes::final_states`].
     pub async fn final_states(
         &self,
         ids: &[u64],
         timeout: Duration,
     ) -> anyhow::Result<Vec<NodeState>> {
-        self.settled_reads(ids, timeout, |node, client| async move {
-            let customers = client.all_customers(ReadConsistency::Local).await?;
-            Ok(NodeState { node, customers })
-        })
-        .await
+        self.nodes().final_states(ids, timeout).await
     }
 
-    /// Like [`final_states`](Self::final_states), for contacts, with the log index they
-    /// were read at (every node's reads are at the same index).
+    /// See [`Nodes::final_contacts`].
     pub async fn final_contacts(
         &self,
         ids: &[u64],
         timeout: Duration,
     ) -> anyhow::Result<(Vec<NodeContacts>, u64)> {
-        let nodes = self
-            .settled_reads(ids, timeout, |node, client| async move {
-                let contacts = client.all_contacts(ReadConsistency::Local).await?;
-                Ok(NodeContacts { node, contacts })
-            })
-            .await?;
-        let leader = self.wait_for_leader(ids, timeout).await?;
-        Ok((nodes, self.status(leader).await?.committed_index))
+        self.nodes().final_contacts(ids, timeout).await
     }
 
-    /// Waits until every node in `ids` has applied everything the leader committed, then
-    /// runs `read` against each one's own replica. A write still in flight on the server
-    /// side (its client gave up) can commit meanwhile; then the reads are repeated, so all
-    /// nodes are compared at the same log position.
-    async fn settled_reads<T, F, Fut>(
-        &self,
-        ids: &[u64],
-        timeout: Duration,
-        read: F,
-    ) -> anyhow::Result<Vec<T>>
-    where
-        F: Fn(u64, Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-    {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let leader = self.wait_for_leader(ids, timeout).await?;
-            let before = self.status(leader).await?;
-            let mut states = Vec::new();
-            for id in ids {
-                self.wait_applied(*id, before.committed_index, timeout)
-                    .await?;
-                let client = self.node_client(*id, RetryPolicy::once(Duration::from_secs(10)))?;
-                let state = read(*id, client)
-                    .await
-                    .map_err(|s| anyhow::anyhow!("reading node {id}: {}", s.message()))?;
-                states.push(state);
-            }
-            let after = self.status(leader).await?;
-            if after.last_log_index == before.last_log_index
-                && after.committed_index == before.committed_index
-            {
-                return Ok(states);
-            }
-            if std::time::Instant::now() >= deadline {
-                bail!("the log kept growing while reading final states");
-            }
-        }
-    }
-
-    /// Every event of the run on node `id`, in log order, up to log index `until`; an error
-    /// if the node no longer holds them from the first entry (it restarted or installed a
-    /// snapshot), so a checker never judges a history with a hole. Call it once the cluster
-    /// is quiet: it reads until the node has nothing more to send.
+    /// Every event of the run on node `id` up to log index `until` (see
+    /// [`Nodes::events_from`]).
     pub async fn events(
         &self,
         id: u64,
         until: u64,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Event>> {
-        self.events_from(id, 1, until, timeout).await
+        self.nodes().events_from(id, 1, until, timeout).await
     }
 
-    /// Like [`events`](Self::events), resuming at log index `from`.
+    /// See [`Nodes::events_from`].
     pub async fn events_from(
         &self,
         id: u64,
@@ -500,55 +447,16 @@ impl LocalCluster {
         until: u64,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Event>> {
-        let channel = banyan_client::channel(&self.addr(id)?)?;
-        let request = WatchEventsRequest {
-            from_index: from,
-            ..Default::default()
-        };
-        let mut stream = ContactCenterClient::new(channel)
-            .watch_events(request)
-            .await?
-            .into_inner();
-        let mut events = Vec::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        // The retained events arrive at once; an idle second means the backlog is drained.
-        let idle = Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(idle, stream.message()).await {
-                Ok(Ok(Some(event))) if event.index <= until => events.push(event),
-                // Events come in log order: everything up to `until` is in.
-                Ok(Ok(Some(_))) => break,
-                Ok(Ok(None)) | Err(_) => break,
-                Ok(Err(status)) => bail!("watching node {id}: {}", status.message()),
-            }
-        }
-        Ok(events)
+        self.nodes().events_from(id, from, until, timeout).await
     }
 
-    /// Collects node `id`'s events from log index `from` until the node ends the stream: a
-    /// branch does when it stops routing on its own (so this is the whole of its own
-    /// history while cut off), any node when it restarts or installs a snapshot.
+    /// See [`Nodes::collect_events`].
     pub fn collect_events(
         &self,
         id: u64,
         from: u64,
     ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Event>>>> {
-        let channel = banyan_client::channel(&self.addr(id)?)?;
-        Ok(tokio::spawn(async move {
-            let request = WatchEventsRequest {
-                from_index: from,
-                ..Default::default()
-            };
-            let mut stream = ContactCenterClient::new(channel)
-                .watch_events(request)
-                .await?
-                .into_inner();
-            let mut events = Vec::new();
-            while let Ok(Some(event)) = stream.message().await {
-                events.push(event);
-            }
-            Ok(events)
-        }))
+        self.nodes().collect_events(id, from)
     }
 
     /// The last `lines` lines of node `id`'s log, for failure reports.
