@@ -205,6 +205,14 @@ impl Inner {
             .pending(usize::MAX)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let upto_seq = pending.last().map_or(0, |(seq, _)| *seq);
+        let created = pending
+            .iter()
+            .filter_map(|(_, bytes)| banyan_raft::codec::decode::<Stamped>(bytes).ok())
+            .filter_map(|stamped| match stamped.command.action {
+                Action::CreateContact(input) => Some(input.id),
+                _ => None,
+            })
+            .collect();
         let import = {
             let state = local.read();
             BranchImport {
@@ -216,6 +224,7 @@ impl Inner {
                     .agents()
                     .map(|a| (a.input.id.clone(), a.presence.clone()))
                     .collect(),
+                created,
             }
         };
         let command = Command::with_request_id(

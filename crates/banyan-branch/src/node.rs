@@ -279,7 +279,8 @@ impl Backend for BranchNode {
 
     /// Sends the command to the core's leader, then waits until the branch's own replica
     /// has applied it, so a read at the branch right after sees it.
-    async fn submit(&self, command: Command) -> Result<Committed, Status> {
+    async fn submit(&self, mut command: Command) -> Result<Committed, Status> {
+        assign_contact_id(&self.inner.config.site, &mut command);
         match self.inner.mode.get() {
             crate::autonomy::Mode::Connected => {}
             crate::autonomy::Mode::Autonomous => return self.inner.submit_local(command).await,
@@ -407,6 +408,30 @@ fn wall_clock_ms() -> i64 {
 }
 
 /// A contact id no other node makes: a kind, the site, this branch, its clock and a counter.
+/// The id a branch gives the contact of create request `request_id`, whether it forwards
+/// the create to the core or, cut off, makes the contact itself: a caller whose first
+/// attempt reached the core just before the cut and whose retry was served at the branch
+/// is one contact under one id (the import then reconciles the two copies).
+pub(crate) fn contact_id_for_request(site: &str, request_id: &str) -> String {
+    // FNV-1a: stable across builds and machines, unlike the standard library's hasher.
+    let hash = request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{site}-{hash:016x}")
+}
+
+/// Gives a create without an id the one its request determines (see
+/// [`contact_id_for_request`]).
+pub(crate) fn assign_contact_id(site: &str, command: &mut Command) {
+    if let (Action::CreateContact(input), Some(request_id)) =
+        (&mut command.action, command.request_id.as_deref())
+    {
+        if input.id.is_empty() {
+            input.id = contact_id_for_request(site, request_id);
+        }
+    }
+}
+
 pub(crate) fn fresh_contact_id(kind: &str, site: &str, node: u64) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(

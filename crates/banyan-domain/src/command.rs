@@ -52,6 +52,11 @@ pub struct BranchImport {
     pub upto_seq: u64,
     pub contacts: Vec<Contact>,
     pub agents: Vec<(String, Presence)>,
+    /// The contacts the branch created on its own (from its journal). One of them may
+    /// exist at the core too, under the same id: a create the branch forwarded just before
+    /// it was cut off, which committed after all, and which its caller then retried at the
+    /// branch (a branch gives a contact the same id wherever it creates it).
+    pub created: Vec<String>,
 }
 
 /// Everything the domain can be asked to change.

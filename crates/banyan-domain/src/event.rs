@@ -23,6 +23,9 @@ pub enum WithdrawReason {
     LeaseLapsed,
     /// The contact ended (abandoned, transferred) while offered.
     ContactEnded,
+    /// The site's branch served the contact on its own while cut off (see
+    /// [`BranchImport::created`](crate::BranchImport::created)).
+    ServedAtBranch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,6 +101,7 @@ fn an_import_lands_once_keeps_enqueue_times_and_settles_held_calls() {
         upto_seq: 5,
         contacts,
         agents: vec![("a1".into(), Presence::Available)],
+        created: vec![],
     };
 
     sim.at(9_000);
@@ -169,6 +170,7 @@ fn a_bad_import_changes_nothing() {
         upto_seq: 1,
         contacts,
         agents: vec![],
+        created: vec![],
     }));
     assert!(err.to_string().contains("origin_site"), "{err}");
     assert_eq!(sim.state, before);
@@ -193,6 +195,7 @@ fn a_call_the_branch_finished_makes_room_for_the_next_one_it_connected() {
         upto_seq: 3,
         contacts: branch.state.contacts().cloned().collect(),
         agents: vec![("a1".into(), Presence::Available)],
+        created: vec![],
     };
 
     sim.at(9_000).apply(Action::ImportBranch(import));
@@ -254,6 +257,7 @@ fn an_accept_in_doubt_keeps_the_agent_on_the_call_it_may_have() {
         upto_seq: 2,
         contacts: branch.state.contacts().cloned().collect(),
         agents: vec![("a1".into(), Presence::Available)],
+        created: vec![],
     };
     let mut accepted = Sim {
         state: sim.state.clone(),
@@ -277,4 +281,107 @@ fn an_accept_in_doubt_keeps_the_agent_on_the_call_it_may_have() {
     // An accept in doubt for an offer that is no longer open reserves nothing.
     let other = [("no-such-contact".to_owned(), "a1".to_owned())];
     assert_eq!(route_one(sim.state.branch_view("emea", &other)).len(), 1);
+}
+
+#[test]
+fn a_create_the_branch_forwarded_before_the_cut_and_served_alone_is_one_contact() {
+    // The branch forwarded emea-9 just before it was cut off; the create committed at the
+    // core after all, where nobody has taken it yet.
+    let (mut sim, _, _) = core();
+    let view = sim.state.branch_view("emea", &[]);
+    // Nobody at the core can take it for now.
+    for id in ["a1", "b1"] {
+        sim.presence(
+            id,
+            Presence::Break {
+                reason: "meeting".into(),
+            },
+        );
+    }
+    sim.at(2_500).apply(Action::CreateContact(local(
+        "emea-9",
+        banyan_domain::Channel::Chat,
+    )));
+    let at_core = sim.contact("emea-9").clone();
+    assert!(at_core.state.is_waiting(), "{:?}", at_core.state);
+    // The caller's retry reached the branch once it was alone: same request, same id; a1
+    // took it and finished it there.
+    let mut branch = Sim {
+        state: view,
+        now: sim.now,
+    };
+    branch.at(3_000).apply(Action::CreateContact(local(
+        "emea-9",
+        banyan_domain::Channel::Chat,
+    )));
+    branch.at(3_500).accept("a1", "emea-9");
+    branch.at(4_000).apply(end("a1", "emea-9"));
+    branch.at(4_500).apply(complete("emea-9", "a1", "resolved"));
+    let import = BranchImport {
+        site: "emea".into(),
+        upto_seq: 4,
+        contacts: branch.state.contacts().cloned().collect(),
+        agents: vec![("a1".into(), Presence::Available)],
+        created: vec!["emea-9".into()],
+    };
+    let entered = |sim: &Sim| {
+        let stats = sim.state.queue_stats("q").unwrap();
+        (stats.counters.entered, stats.waiting)
+    };
+    let (entered_before, waiting_before) = entered(&sim);
+
+    let mut untaken = Sim {
+        state: sim.state.clone(),
+        now: sim.now,
+    };
+    untaken
+        .at(9_000)
+        .apply(Action::ImportBranch(import.clone()));
+    let adopted = untaken.contact("emea-9");
+    assert_eq!(
+        adopted.state,
+        ContactState::Completed,
+        "the branch served the caller"
+    );
+    assert_eq!(adopted.agent_id, "a1");
+    assert_eq!(adopted.enqueued_ms, T0 + 3_000);
+    assert_eq!(
+        entered(&untaken),
+        (entered_before, waiting_before - 1),
+        "one caller counted once, and no longer waiting"
+    );
+    assert!(
+        untaken
+            .tick_at(20_000)
+            .iter()
+            .all(|e| e.contact_id() != Some("emea-9")),
+        "nothing of the core's copy is left to fire"
+    );
+
+    // Had one of the site's agents taken it at the core before the lapse, the core's copy
+    // stands.
+    let mut taken = Sim {
+        state: sim.state.clone(),
+        now: sim.now,
+    };
+    // b2 takes chats only, so the chat is what it is offered.
+    taken.agent(banyan_domain::AgentInput {
+        capacity: capacity(0, 1, 0, 0),
+        ..agent("b2", "emea", &[])
+    });
+    taken.at(2_600).available("b2");
+    let holder = taken.contact("emea-9").clone();
+    let agent_of = |c: &banyan_domain::Contact| {
+        c.offer
+            .as_ref()
+            .and_then(|o| o.agents.first().cloned())
+            .unwrap_or_else(|| c.agent_id.clone())
+    };
+    let b = agent_of(&holder);
+    assert!(!b.is_empty(), "offered at the core: {holder:?}");
+    taken.accept(&b, "emea-9");
+    taken.at(9_000).apply(Action::ImportBranch(import));
+    let stands = taken.contact("emea-9");
+    assert_eq!(stands.state, ContactState::Connected);
+    assert_eq!(stands.agent_id, b);
 }

@@ -17,6 +17,7 @@ pub fn withdraw_reason_name(reason: WithdrawReason) -> &'static str {
         WithdrawReason::AgentUnavailable => "AGENT_UNAVAILABLE",
         WithdrawReason::LeaseLapsed => "LEASE_LAPSED",
         WithdrawReason::ContactEnded => "CONTACT_ENDED",
+        WithdrawReason::ServedAtBranch => "SERVED_AT_BRANCH",
     }
 }
 

@@ -130,7 +130,10 @@ impl State {
                 .is_some_and(|id| self.data.requests.live(id, now).is_some());
             match self.data.contacts.get(&contact.id) {
                 None if served_here => {}
-                None => self.insert_imported(contact, ev),
+                None => self.insert_imported(contact, true, ev),
+                Some(existing) if import.created.contains(&contact.id) => {
+                    self.adopt_imported(existing.clone(), contact, ev)
+                }
                 Some(existing) => self.settle_imported(existing.clone(), contact, ev),
             }
         }
@@ -236,7 +239,9 @@ impl State {
     /// A contact the branch created: into the core's state as the branch left it. One on
     /// offer at the branch goes back to waiting (its offer was the branch's), keeping its
     /// original enqueue time and so its place.
-    fn insert_imported(&mut self, contact: &Contact, ev: &mut Vec<Event>) {
+    /// `new` says whether the contact is new here (counted as entering its queue) or
+    /// replaces the core's own copy of it.
+    fn insert_imported(&mut self, contact: &Contact, new: bool, ev: &mut Vec<Event>) {
         let now = self.data.clock_ms;
         let mut contact = contact.clone();
         contact.passed_by.clear();
@@ -258,7 +263,9 @@ impl State {
         );
         if !queue_id.is_empty() {
             let counters = self.data.counters.entry(queue_id.clone()).or_default();
-            counters.entered += 1;
+            if new {
+                counters.entered += 1;
+            }
             match state {
                 ContactState::SelfServed => counters.self_served += 1,
                 ContactState::Abandoned => counters.abandoned += 1,
@@ -287,6 +294,25 @@ impl State {
         } else {
             self.reschedule(&id);
         }
+    }
+
+    /// A contact the branch created on its own that the core has too: the create the
+    /// branch forwarded before the cut committed after all, and the caller's retry reached
+    /// the branch once it was alone. One caller, one contact, one id: if no agent has taken
+    /// the core's copy yet, the branch's copy (the caller the branch actually served) takes
+    /// its place; if an agent here already has it, the core's copy stands.
+    fn adopt_imported(&mut self, existing: Contact, contact: &Contact, ev: &mut Vec<Event>) {
+        let untaken = existing.state.is_waiting() || existing.state == ContactState::Offered;
+        if !untaken {
+            return;
+        }
+        self.withdraw_all(
+            &existing.id,
+            crate::event::WithdrawReason::ServedAtBranch,
+            ev,
+        );
+        self.idx.unplace(&existing.id);
+        self.insert_imported(contact, false, ev);
     }
 
     /// A core contact a site agent held when the branch was cut off: the branch's agent
