@@ -35,6 +35,30 @@ use tonic::Status;
 pub use agent_desk::AgentDeskService;
 pub use contact_center::ContactCenterService;
 
+/// How long a stopping server lets open calls finish before it cuts them. Agent sessions
+/// and event watchers never finish on their own; cut, their clients reconnect to another
+/// node (as they do when a node dies), and a stop takes seconds, not the orchestrator's
+/// whole grace period.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for a stopping server task for up to [`DRAIN`], then aborts it (closing every
+/// connection it still holds). `None` when it had to be cut.
+pub async fn drain<T>(
+    mut server: tokio::task::JoinHandle<T>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match tokio::time::timeout(DRAIN, &mut server).await {
+        Ok(done) => Some(done),
+        Err(_) => {
+            server.abort();
+            let _ = server.await;
+            tracing::info!(
+                "calls still open {DRAIN:?} after the stop (agent sessions, event watchers) were cut"
+            );
+            None
+        }
+    }
+}
+
 /// A command's answer and the log index of the entry it was applied in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Committed {

@@ -18,10 +18,12 @@ pub struct RunningBranch {
 }
 
 impl RunningBranch {
-    /// Stops serving, then stops Raft and flushes storage.
+    /// Stops serving (in-flight requests finish; agent sessions and event watchers still
+    /// open after [`DRAIN`](banyan_api::DRAIN) are cut, so their clients reconnect), then
+    /// stops Raft and flushes storage.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
-        if let Ok(Err(e)) = self.server.await {
+        if let Some(Ok(Err(e))) = banyan_api::drain(self.server).await {
             tracing::warn!(error = %e, "gRPC server ended with an error");
         }
         self.node.shutdown().await;

@@ -23,12 +23,15 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Stops serving (in-flight requests finish), then stops Raft and flushes storage.
+    /// Streams still open after [`DRAIN`](banyan_api::DRAIN) (agent sessions, event
+    /// watchers) are cut, so their clients move to another node and the process exits in
+    /// bounded time.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
+        match banyan_api::drain(self.server).await {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Some(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
         }
         self.node.shutdown().await;
     }
