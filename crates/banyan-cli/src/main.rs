@@ -7,6 +7,7 @@ mod branch_cmd;
 mod core_cmd;
 mod ctl;
 mod demo;
+mod drill;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     Ctl(ctl::CtlArgs),
     /// Start a 3-node core in this process, write customers, and show what happened.
     Demo(demo::DemoArgs),
+    /// Break a cluster on purpose under a steady workload, heal it, and report what users
+    /// saw and whether every invariant held.
+    Drill(drill::DrillArgs),
     /// Measure write throughput, latency and the write pause after a leader kill.
     Bench(bench::BenchArgs),
     /// Ask a node's HTTP port whether it is ready (or healthy): exit 0 on 200, else 1. For
@@ -87,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ctl(args) => ctl::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Drill(args) => drill::run(args).await,
             Command::Probe(args) => probe(args).await,
         }
     })
