@@ -63,6 +63,13 @@ impl RequestLog {
         }
     }
 
+    /// Keeps only the records `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &RequestRecord) -> bool) {
+        self.by_id.retain(|id, record| keep(id, record));
+        let by_id = &self.by_id;
+        self.by_time.retain(|(_, id)| by_id.contains_key(id));
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

@@ -385,3 +385,64 @@ fn a_create_the_branch_forwarded_before_the_cut_and_served_alone_is_one_contact(
     assert_eq!(stands.state, ContactState::Connected);
     assert_eq!(stands.agent_id, b);
 }
+
+#[test]
+fn a_retried_create_the_agent_may_be_on_is_answered_as_the_first_time() {
+    // The caller's create reached the core, which offered it to a1; a1's accept is in
+    // doubt when the branch is cut off, and the caller, who heard nothing, asks again.
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.available("a1");
+    let first = sim
+        .try_apply_with_id(
+            Action::CreateContact(local("emea-7", banyan_domain::Channel::Voice)),
+            "call-7",
+        )
+        .unwrap();
+    assert_eq!(
+        offer_pairs(&first),
+        vec![("emea-7".to_owned(), "a1".to_owned())]
+    );
+    let in_doubt = [("emea-7".to_owned(), "a1".to_owned())];
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea", &in_doubt),
+        now: sim.now,
+    };
+    let again = branch
+        .at(1_000)
+        .try_apply_with_id(
+            Action::CreateContact(local("emea-7", banyan_domain::Channel::Voice)),
+            "call-7",
+        )
+        .expect("the same request again is answered, not refused");
+    assert_eq!(again, first);
+    assert_eq!(branch.contact("emea-7").state, ContactState::Connected);
+    assert_eq!(branch.state.contacts().count(), 1);
+
+    // A create the view does not hold (still waiting at the core) is the branch's to serve.
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.try_apply_with_id(
+        Action::CreateContact(local("emea-8", banyan_domain::Channel::Voice)),
+        "call-8",
+    )
+    .unwrap();
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea", &[]),
+        now: sim.now,
+    };
+    branch.available("a1");
+    let served = branch
+        .at(1_000)
+        .try_apply_with_id(
+            Action::CreateContact(local("emea-8", banyan_domain::Channel::Voice)),
+            "call-8",
+        )
+        .unwrap();
+    assert_eq!(
+        offer_pairs(&served),
+        vec![("emea-8".to_owned(), "a1".to_owned())]
+    );
+}

@@ -11,11 +11,10 @@ use std::collections::BTreeSet;
 
 use super::State;
 use crate::channel::PerChannel;
-use crate::command::BranchImport;
+use crate::command::{Action, BranchImport};
 use crate::contact::{Contact, ContactState};
 use crate::error::DomainError;
 use crate::event::Event;
-use crate::requests::RequestLog;
 use crate::routing::Indexes;
 use crate::validate::validate_id;
 
@@ -93,7 +92,16 @@ impl State {
             site.lease_expires_ms = None;
             site.lapsed = false;
         }
-        data.requests = RequestLog::default();
+        // A caller's retry of a create whose contact the view holds (its agent is on it)
+        // is answered as the first time; any other request is the branch's to serve anew
+        // (the import reconciles a create the core applied too).
+        let held: BTreeSet<&String> = data.contacts.keys().collect();
+        let mut requests = self.data.requests.clone();
+        requests.retain(|_, record| {
+            matches!(&record.command.action,
+                Action::CreateContact(input) if held.contains(&input.id))
+        });
+        data.requests = requests;
         let mut view = State {
             data,
             idx: Indexes::default(),
