@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use banyan_client::Client;
 use banyan_harness::desk::DeskBehaviour;
-use banyan_harness::{check_contacts, wait_until, ContactOp, DeskAgent, Outcome};
+use banyan_harness::{check_contacts, wait_until, ContactOp, DeskAgent};
 use banyan_proto::v1 as pb;
 use banyan_tests::{spread_clients, three_nodes, DEADLINE};
 
@@ -72,11 +72,7 @@ async fn create_contacts(
                         ..Default::default()
                     })
                     .await;
-                ops.lock().unwrap().push(ContactOp {
-                    request_id,
-                    outcome: Outcome::of(&result),
-                    contact_id: result.ok().map(|c| c.id),
-                });
+                ops.lock().unwrap().push(ContactOp::of(request_id, &result));
             }
         })
     });

@@ -30,6 +30,23 @@ pub struct ContactOp {
     pub outcome: Outcome,
     /// The contact id the cluster answered with, when it answered.
     pub contact_id: Option<String>,
+    /// The status the cluster answered with, when it did not create the contact.
+    pub error: Option<String>,
+}
+
+impl ContactOp {
+    /// Records the answer to the create with `request_id`.
+    pub fn of(request_id: impl Into<String>, result: &Result<pb::Contact, tonic::Status>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            outcome: Outcome::of(result),
+            contact_id: result.as_ref().ok().map(|c| c.id.clone()),
+            error: result
+                .as_ref()
+                .err()
+                .map(|s| format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
 }
 
 /// The contacts one node holds after the faults healed.
@@ -57,6 +74,7 @@ pub enum ContactViolation {
     RefusedButCreated {
         node: u64,
         request_id: String,
+        refusal: String,
     },
     IllegalHistory {
         node: u64,
@@ -110,9 +128,10 @@ impl fmt::Display for ContactViolation {
             Self::Phantom { node, contact_id } => {
                 write!(f, "node {node}: contact {contact_id} was never requested")
             }
-            Self::RefusedButCreated { node, request_id } => {
-                write!(f, "node {node}: refused request {request_id} created a contact")
-            }
+            Self::RefusedButCreated { node, request_id, refusal } => write!(
+                f,
+                "node {node}: request {request_id} was refused ({refusal}) yet created a contact"
+            ),
             Self::IllegalHistory { node, contact_id, states } => {
                 write!(f, "node {node}: contact {contact_id} went {}", states.join(" -> "))
             }
@@ -269,6 +288,7 @@ pub fn check_contacts(
                         report.violations.push(ContactViolation::RefusedButCreated {
                             node: node.node,
                             request_id: contact.request_id.clone(),
+                            refusal: op.error.clone().unwrap_or_default(),
                         })
                     }
                     Some(_) => {}
@@ -359,14 +379,41 @@ pub fn check_branch_sides(core: &[pb::Event], branch: &[pb::Event], site: &str) 
             });
         }
     }
-    let mut merged: Vec<&pb::Event> = core
-        .iter()
-        .filter(|e| e.kind != EventKind::ContactImported as i32)
-        .chain(branch)
+    // An offer the core made to the site's agents cannot be taken once the lease it was
+    // made under has run out (the core's accept is fenced on the lease); the core records
+    // the withdrawal at its next tick, which may come much later when the core itself was
+    // down. The replay takes the offer back when the lease ran out.
+    let mut offered_at: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut core_side: Vec<pb::Event> = Vec::with_capacity(core.len());
+    for e in core {
+        if e.kind == EventKind::ContactImported as i32 {
+            continue;
+        }
+        let mut e = e.clone();
+        if e.kind == EventKind::ContactOffered as i32 {
+            for agent in &e.agent_ids {
+                offered_at.insert((e.contact_id.clone(), agent.clone()), e.at_ms);
+            }
+        }
+        let lapsed = e.kind == EventKind::OfferWithdrawn as i32
+            && e.reason == "LEASE_LAPSED"
+            && e.agent_ids
+                .first()
+                .is_some_and(|a| site_agents.contains(a.as_str()));
+        if lapsed {
+            let key = (e.contact_id.clone(), e.agent_ids[0].clone());
+            if let Some(until) = offered_at.get(&key).and_then(|at| lease_at(*at)) {
+                e.at_ms = e.at_ms.min(until);
+            }
+        }
+        core_side.push(e);
+    }
+    let mut merged: Vec<pb::Event> = core_side
+        .into_iter()
+        .chain(branch.iter().cloned())
         .collect();
     // Stable: at equal stamps each side keeps its own order, the core's first.
     merged.sort_by_key(|e| e.at_ms);
-    let merged: Vec<pb::Event> = merged.into_iter().cloned().collect();
     check_assignments(&merged, &mut report);
     report
 }
@@ -557,6 +604,7 @@ mod tests {
             request_id: request_id.into(),
             outcome,
             contact_id: Some(contact_id.into()),
+            error: None,
         }
     }
 
@@ -751,6 +799,46 @@ mod tests {
         );
         assert!(
             v.iter().any(
+                |v| matches!(v, ContactViolation::OverCapacity { agent_id, .. } if agent_id == "a")
+            ),
+            "{report}"
+        );
+    }
+
+    fn lease_withdrawn(index: u64, contact: &str, agent: &str, reason: &str) -> pb::Event {
+        pb::Event {
+            index,
+            kind: EventKind::OfferWithdrawn.into(),
+            contact_id: contact.into(),
+            agent_ids: vec![agent.into()],
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_offer_the_core_made_ends_with_its_lease_even_when_recorded_later() {
+        // The core offers k1 under the lease to 2 000, goes down, and records the
+        // withdrawal only when it is back at 9 000; the branch routed k2 at 2 700.
+        let core = |reason: &str| {
+            [
+                at(emea_agent("a"), 0),
+                at(renewed(2_000), 1_000),
+                at(offered(3, "k1", &["a"], pb::Channel::Voice), 1_500),
+                at(lease_withdrawn(4, "k1", "a", reason), 9_000),
+            ]
+        };
+        let branch = [
+            at(offered(1, "k2", &["a"], pb::Channel::Voice), 2_700),
+            at(connected(2, "k2", "a"), 2_800),
+            at(completed(3, "k2"), 3_100),
+        ];
+        let report = check_branch_sides(&core("LEASE_LAPSED"), &branch, "emea");
+        assert!(report.is_ok(), "{report}");
+        // Any other withdrawal is taken when the core recorded it: the agent held both.
+        let report = check_branch_sides(&core("EXPIRED"), &branch, "emea");
+        assert!(
+            report.violations.iter().any(
                 |v| matches!(v, ContactViolation::OverCapacity { agent_id, .. } if agent_id == "a")
             ),
             "{report}"

@@ -51,16 +51,13 @@ impl ContactFeed {
                             ..template.clone()
                         })
                         .await;
-                    let outcome = Outcome::of(&result);
+                    let op = ContactOp::of(request_id, &result);
+                    let outcome = op.outcome;
                     if outcome == Outcome::Ok {
                         acknowledged.fetch_add(1, Ordering::Relaxed);
                     }
                     ops.lock().unwrap_or_else(|p| p.into_inner()).push((
-                        ContactOp {
-                            request_id,
-                            outcome,
-                            contact_id: result.ok().map(|c| c.id),
-                        },
+                        op,
                         Sample {
                             invoked,
                             completed: Instant::now(),

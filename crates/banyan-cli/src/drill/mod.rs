@@ -148,7 +148,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         let report = match run_once(&args, &load, &mut target, run, &dir).await {
             Ok(report) => report,
             Err(e) => {
-                let logs = target.log_tails(30).await;
+                let logs = target.log_tails(400).await;
                 std::fs::write(dir.join(format!("logs-{run}.txt")), &logs)?;
                 return Err(e.context(format!(
                     "drill {} run {run} could not complete (node logs in {})",
@@ -326,10 +326,11 @@ async fn run_once(
         .await?;
     wait_all_connected(target, Duration::from_secs(90)).await?;
     let names = Names::new(run);
-    progress.set("creating the drill's queue and agents");
-    workload::set_up(target, &names, load).await?;
+    // The tap starts before the set-up so the agents' capacities are in the history.
     let from = nodes.status(leader).await?.last_log_index + 1;
     let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
+    progress.set("creating the drill's queue and agents");
+    workload::set_up(target, &names, load).await?;
 
     let workload = Workload::start(target, &names, load)?;
     let origin = Instant::now();
@@ -406,12 +407,14 @@ async fn run_once(
     };
     contact_report.violations.iter().for_each(&mut tally);
     let mut sites = std::mem::take(&mut fault.sites);
+    let mut streams = vec![("core".to_owned(), events.clone())];
     for (branch, alone) in std::mem::take(&mut fault.alone) {
         let own = tokio::time::timeout(Duration::from_secs(60), alone)
             .await
             .context("the branch did not end its own event stream after reconciling")???;
         let site = site_of(branch);
         let sides = check_branch_sides(&events, &own, site);
+        streams.push((format!("branch {branch} alone"), own.clone()));
         sides.violations.iter().for_each(&mut tally);
         let offers = own
             .iter()
@@ -444,6 +447,11 @@ async fn run_once(
             what: what.clone(),
         })
         .collect();
+    if invariants.broken() {
+        let path = dir.join(format!("history-{run}.txt"));
+        std::fs::write(&path, report::history_text(&streams))?;
+        notes.push(format!("the events judged are in {}", path.display()));
+    }
     notes.extend(fault.notes);
     notes.push(format!(
         "checked {} core events, {} contacts on {} replicas, {} customers",

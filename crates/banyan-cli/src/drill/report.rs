@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use banyan_harness::{Outcome, Sample};
+use banyan_proto::v1 as pb;
 use serde::Serialize;
 
 /// One moment of the fault, relative to the start of the workload.
@@ -419,6 +420,33 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Every event the checkers judged, one per line, for finding what broke an invariant.
+pub fn history_text(streams: &[(String, Vec<pb::Event>)]) -> String {
+    let mut out = String::new();
+    for (name, events) in streams {
+        let _ = writeln!(out, "--- {name}: {} events ---", events.len());
+        for e in events {
+            let kind = pb::EventKind::try_from(e.kind)
+                .map(|k| k.as_str_name().to_owned())
+                .unwrap_or_else(|_| e.kind.to_string());
+            let _ = writeln!(
+                out,
+                "{}.{} at={} {kind} contact={} agents={} channel={} site={} state={} reason={}",
+                e.index,
+                e.ordinal,
+                e.at_ms,
+                e.contact_id,
+                e.agent_ids.join(","),
+                e.channel,
+                e.site_id,
+                e.contact_state,
+                e.reason,
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
