@@ -2,8 +2,9 @@
 # The container test: from this checkout, build the image without pulling anything, bring
 # the compose cluster up, see it healthy with `banyan ctl status` showing 3 core nodes and
 # 2 branches (both sites leased), cut one site off from the core and heal it (the core
-# fences the site, the branch serves it alone, then reconciles and is leased again), stop
-# the cluster and check every node stopped cleanly (exit 0).
+# fences the site, the branch serves it alone, then reconciles and is leased again), run
+# every `banyan drill` scenario against it, stop the cluster and check every node stopped
+# cleanly (exit 0).
 # Skips, saying so, where no Docker engine answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,18 @@ wait_for "emea reconciles and holds its lease again" site_is leased
 wait_for "the emea branch serves through the core again" branch_says "through the core"
 echo "   emea reconciled and leased again"
 
+echo "-- failover drills against the running deployment"
+# Each drill checks the cluster healthy first, runs its workload, breaks and heals the
+# deployment, and exits non-zero when an invariant broke or the cluster did not recover.
+for scenario in leader-kill leader-pause follower-restart quorum-loss branch-partition rolling-restart; do
+    if ! target/release/banyan drill "$scenario" --target compose --project "$project" \
+        --duration "${BANYAN_DRILL_DURATION:-30s}" --out target/drill-reports; then
+        echo "container test FAILED: drill $scenario (reports in target/drill-reports)"
+        compose logs --tail 40
+        exit 1
+    fi
+done
+
 echo "-- stopping"
 compose stop
 for service in "${services[@]}"; do
@@ -116,4 +129,4 @@ for service in "${services[@]}"; do
         exit 1
     fi
 done
-echo "container test passed: image built locally, cluster healthy, clean shutdown"
+echo "container test passed: image built locally, cluster healthy, six drills passed, clean shutdown"
