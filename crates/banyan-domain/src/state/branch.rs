@@ -128,7 +128,14 @@ impl State {
         self.check_import(import)?;
         // Checks done; from here on nothing fails.
         let now = self.data.clock_ms;
-        for contact in &import.contacts {
+        // What the branch's agents finished of the core's contacts first, then what the
+        // branch took in itself: an agent who finished a call and then took the next one
+        // reads that way in the events too, never as holding both.
+        let (settled, taken_in): (Vec<&Contact>, Vec<&Contact>) =
+            import.contacts.iter().partition(|c| {
+                self.data.contacts.contains_key(&c.id) && !import.created.contains(&c.id)
+            });
+        for contact in settled.into_iter().chain(taken_in) {
             // A write the branch sent just before it was cut off may have committed here
             // after all; the branch then made the same request again on its own. The
             // request is already served here: the branch's copy would be a duplicate.
