@@ -8,6 +8,8 @@
 //!
 //! Used by `banyan ctl`, branches, drills, benchmarks and tests.
 
+pub mod trace;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -269,12 +271,23 @@ impl Client {
             let attempt = policy.attempt_timeout.min(left);
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(attempt);
+            if let Some(context) = trace::current() {
+                context.inject(request.metadata_mut());
+            }
             let status = match tokio::time::timeout(attempt, call(self.pick(), request)).await {
                 Ok(Ok(response)) => {
                     if policy.follow_leader {
                         self.follow(response.metadata());
                     }
                     return (Ok(response.into_inner()), ambiguous);
+                }
+                // tonic reports its own request timeout as CANCELLED; to the caller it is a
+                // deadline that passed with the outcome unknown, and worth retrying.
+                Ok(Err(status)) if status.code() == Code::Cancelled => {
+                    Status::deadline_exceeded(format!(
+                        "no answer within {attempt:?} ({}); the outcome is unknown",
+                        status.message()
+                    ))
                 }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),

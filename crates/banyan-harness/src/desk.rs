@@ -34,14 +34,28 @@ pub struct DeskStats {
 pub struct DeskBehaviour {
     /// How long it talks before ending a contact.
     pub talk: Duration,
+    /// How long it spends in wrap-up before completing a contact.
+    pub wrap_up: Duration,
     pub disposition: String,
+    /// Takes a break after this many completed contacts, if set.
+    pub breaks: Option<Breaks>,
+}
+
+/// An agent's breaks: after every `after` contacts, `length` away.
+#[derive(Debug, Clone)]
+pub struct Breaks {
+    pub after: u64,
+    pub length: Duration,
+    pub reason: String,
 }
 
 impl Default for DeskBehaviour {
     fn default() -> Self {
         Self {
             talk: Duration::from_millis(100),
+            wrap_up: Duration::ZERO,
             disposition: "resolved".into(),
+            breaks: None,
         }
     }
 }
@@ -110,6 +124,8 @@ async fn run(
     let mut seen_offers: BTreeSet<String> = BTreeSet::new();
     let mut seen_connected: BTreeSet<String> = BTreeSet::new();
     let mut seen_completed: BTreeSet<String> = BTreeSet::new();
+    // Until when the agent is away on a break of its own choosing.
+    let mut away_until: Option<tokio::time::Instant> = None;
     while !*stopped.borrow() {
         let endpoint = &endpoints[attempt % endpoints.len()];
         attempt += 1;
@@ -180,17 +196,31 @@ async fn run(
                                     Some((behaviour.talk, command(format!("end-{me}-{}", contact.id), Cmd::End(contact_ref(&contact.id)))))
                                 }
                                 Ok(pb::ContactState::WrapUp) if contact.agent_id == me => {
-                                    Some((Duration::ZERO, command(format!("complete-{me}-{}", contact.id), Cmd::Complete(pb::Complete {
+                                    Some((behaviour.wrap_up, command(format!("complete-{me}-{}", contact.id), Cmd::Complete(pb::Complete {
                                         contact_id: contact.id.clone(),
                                         disposition: behaviour.disposition.clone(),
                                         notes: String::new(),
                                     }))))
                                 }
                                 Ok(pb::ContactState::Completed) if contact.agent_id == me => {
+                                    let mut next = None;
                                     if seen_completed.insert(contact.id.clone()) {
-                                        stats.completed.fetch_add(1, Ordering::Relaxed);
+                                        let done = stats.completed.fetch_add(1, Ordering::Relaxed) + 1;
+                                        if let Some(breaks) = behaviour.breaks.as_ref().filter(|b| b.after > 0 && done % b.after == 0) {
+                                            away_until = Some(tokio::time::Instant::now() + breaks.length);
+                                            let back = command(
+                                                format!("back-{run_id}-{done}"),
+                                                Cmd::SetState(pb::SetState { state: pb::AgentState::Available.into(), reason: String::new() }),
+                                            );
+                                            pending.insert(back.command_id.clone(), back.clone());
+                                            send_later(&tx, breaks.length, back);
+                                            next = Some((Duration::ZERO, command(
+                                                format!("break-{run_id}-{done}"),
+                                                Cmd::SetState(pb::SetState { state: pb::AgentState::Break.into(), reason: breaks.reason.clone() }),
+                                            )));
+                                        }
                                     }
-                                    None
+                                    next
                                 }
                                 _ => None,
                             };
@@ -201,7 +231,8 @@ async fn run(
                         }
                         Some(In::Agent(agent)) => {
                             // Back to work after being benched by missed offers or a drop.
-                            let benched = agent.state == pb::AgentState::Break as i32;
+                            let away = away_until.is_some_and(|until| tokio::time::Instant::now() < until);
+                            let benched = agent.state == pb::AgentState::Break as i32 && !away;
                             if benched {
                                 let cmd = command(
                                     format!("ready-{run_id}-{sessions}-{}", agent.state_since_ms),
@@ -216,7 +247,7 @@ async fn run(
                             let code = Code::from_i32(result.code);
                             match code {
                                 Code::Ok => {}
-                                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Aborted => {
+                                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted => {
                                     pending.insert(cmd.command_id.clone(), cmd.clone());
                                     send_later(&tx, Duration::from_millis(250), cmd);
                                 }

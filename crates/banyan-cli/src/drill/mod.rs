@@ -361,7 +361,7 @@ async fn run_once(
         notes.extend(agents_at_the_end(target, &names).await);
         notes.extend(contacts_at_the_end(target, &unserved).await);
     }
-    workload::log_out(desks).await;
+    notes.extend(workload::log_out(desks).await);
 
     progress.set("reading every node's final state");
     let (mut contacts, committed) = nodes.final_contacts(&CORE, Duration::from_secs(60)).await?;

@@ -338,8 +338,21 @@ pub async fn wait_served(
 }
 
 /// Logs every simulated agent out.
-pub async fn log_out(desks: Vec<DeskAgent>) {
+/// Logs every simulated agent out; says what each one did.
+pub async fn log_out(desks: Vec<DeskAgent>) -> Vec<String> {
+    let mut lines = Vec::new();
     for desk in desks {
-        desk.stop().await;
+        let agent = desk.agent_id.clone();
+        let stats = desk.stop().await;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        lines.push(format!(
+            "agent {agent}: {} offers, {} connected, {} completed, {} commands refused, {} reconnects",
+            n(&stats.offers),
+            n(&stats.connected),
+            n(&stats.completed),
+            n(&stats.refused),
+            n(&stats.reconnects)
+        ));
     }
+    lines
 }
