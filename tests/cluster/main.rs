@@ -4,7 +4,7 @@
 //! Named by level, in the openraft manner: `t10` formation, `t20` replication, `t30`
 //! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart,
 //! `t70` bad input, `t80` agents at their desks, `t90` branches (`t92` the core lost,
-//! `t94`/`t95` one branch cut off from a running core), `t96` the failover drills.
+//! `t94`/`t95` one branch cut off from a running core), `t96` the failover drills, `t97` metrics, wallboard and traces, `t98` the demo and its wallboard in a browser.
 
 mod t05_deploy_manifests;
 mod t10_formation;
@@ -26,3 +26,5 @@ mod t93_two_branches;
 mod t94_branch_cut_off;
 mod t95_inproc_branch_cut;
 mod t96_drills;
+mod t97_observability;
+mod t98_demo;

@@ -24,6 +24,7 @@ pub mod contact_center;
 pub mod convert;
 pub mod errors;
 pub mod forward;
+pub mod observe;
 
 use std::future::Future;
 

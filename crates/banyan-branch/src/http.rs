@@ -1,4 +1,5 @@
-//! The branch's HTTP port: `/healthz` and `/readyz` with meanings an orchestrator can act on.
+//! The branch's HTTP port: `/healthz` and `/readyz` with meanings an orchestrator can act on,
+//! beside the wallboard and `/metrics` ([`banyan_api::observe::routes`]).
 //!
 //! * `/healthz`: 200 while the process and its Raft are running; 503 once Raft has stopped
 //!   (a storage failure stops it). Restarting the container is the right reaction.
@@ -27,7 +28,8 @@ pub async fn serve_http(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(node);
+        .with_state(node.clone())
+        .merge(banyan_api::observe::routes(node));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

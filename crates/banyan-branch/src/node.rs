@@ -7,6 +7,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     stop: tokio::sync::watch::Sender<bool>,
     /// Cached channels to core nodes, for reads sent to the core.
     channels: banyan_api::forward::Forwarder,
+    state_machine: banyan_raft::StateMachineStore,
+    telemetry: Arc<Telemetry>,
 }
 
 impl BranchNode {
@@ -107,8 +110,12 @@ impl BranchNode {
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let journal = Arc::new(Outbox::open(&db, "journal")?);
         let accepts = Arc::new(Outbox::open(&db, "accepts")?);
+        let telemetry = Telemetry::new();
+        telemetry.watch_offers(state_machine.applied_state());
         let node = Self {
             inner: Arc::new(Inner {
+                telemetry,
+                state_machine: state_machine.clone(),
                 replica: state_machine.applied_state(),
                 local: Default::default(),
                 mode: Default::default(),
@@ -157,6 +164,11 @@ impl BranchNode {
     /// Whether the branch serves through the core, on its own, or is handing over.
     pub fn mode(&self) -> crate::autonomy::Mode {
         self.inner.mode.get()
+    }
+
+    /// What the branch counts as it runs (gRPC requests, time to offer).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
     }
 
     pub fn lease(&self) -> &Lease {
@@ -439,4 +451,47 @@ pub(crate) fn fresh_contact_id(kind: &str, site: &str, node: u64) -> String {
         wall_clock_ms(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+impl Observed for BranchNode {
+    fn node_id(&self) -> u64 {
+        self.inner.config.id
+    }
+
+    fn site(&self) -> Option<String> {
+        Some(self.inner.config.site.clone())
+    }
+
+    fn serving(&self) -> AppliedState {
+        self.inner.serving()
+    }
+
+    fn raft_metrics(&self) -> banyan_raft::RaftMetrics {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    fn committed_index(&self) -> Option<u64> {
+        None
+    }
+
+    fn snapshots_built(&self) -> u64 {
+        self.inner.state_machine.snapshots_built()
+    }
+
+    fn own_branch(&self) -> Option<OwnBranch> {
+        Some(OwnBranch {
+            mode: match self.mode() {
+                crate::autonomy::Mode::Connected => "through the core",
+                crate::autonomy::Mode::Autonomous => "alone",
+                crate::autonomy::Mode::Reconciling => "handing over",
+            },
+            journal_backlog: self.inner.journal.backlog(),
+            outbox_backlog: self.inner.outbox.backlog(),
+            since_core_answered: self.inner.lease.since_last_renewal(),
+        })
+    }
+
+    fn telemetry(&self) -> Arc<Telemetry> {
+        self.inner.telemetry.clone()
+    }
 }

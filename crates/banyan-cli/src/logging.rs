@@ -8,13 +8,24 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the level; `quiet` commands (whose
-/// output is their answer) log only warnings.
-pub fn init(format: LogFormat, quiet: bool) {
-    let default = if quiet {
-        "warn,openraft=error"
-    } else {
-        "info,openraft=warn"
+/// How much a command logs unless `RUST_LOG` says otherwise.
+#[derive(Debug, Clone, Copy)]
+pub enum Verbosity {
+    /// Nodes: what they do, at info.
+    Node,
+    /// Commands whose output is their answer: warnings only.
+    Quiet,
+    /// The demo, whose nodes share its terminal: errors only, and none of the Raft
+    /// library's complaints about the nodes `--chaos` stops on purpose.
+    Narrated,
+}
+
+/// Installs the global subscriber.
+pub fn init(format: LogFormat, verbosity: Verbosity) {
+    let default = match verbosity {
+        Verbosity::Node => "info,openraft=warn",
+        Verbosity::Quiet => "warn,openraft=error",
+        Verbosity::Narrated => "error,openraft=off",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -79,8 +79,12 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Commands whose output is the answer log only warnings unless RUST_LOG says otherwise.
-    let quiet = !matches!(cli.command, Command::Core(_) | Command::Branch(_));
-    logging::init(cli.log_format, quiet);
+    let verbosity = match cli.command {
+        Command::Core(_) | Command::Branch(_) => logging::Verbosity::Node,
+        Command::Demo(_) => logging::Verbosity::Narrated,
+        _ => logging::Verbosity::Quiet,
+    };
+    logging::init(cli.log_format, verbosity);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,10 +4,12 @@
 //! A forwarded command is proposed here and never forwarded again: if this node is not
 //! the leader any more, the caller gets `UNAVAILABLE` with the leader's address.
 
-use banyan_domain::Command;
+use banyan_client::trace::TraceContext;
+use banyan_domain::{Action, Command};
 use banyan_proto::v1::command_forwarding_server::{CommandForwarding, CommandForwardingServer};
 use banyan_proto::v1::RaftPayload;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::node::CoreNode;
 
@@ -32,9 +34,26 @@ impl CommandForwarding for ForwardingService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        // A branch's write: the same trace as the request the branch is serving.
+        let context = TraceContext::continue_or_start(request.metadata());
         let command: Command = banyan_raft::codec::decode(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("data: undecodable command: {e}")))?;
-        let committed = self.node.propose(command).await?;
+        let contact_id = match &command.action {
+            Action::CreateContact(input) => Some(input.id.clone()),
+            _ => None,
+        };
+        let span = tracing::info_span!(
+            "forwarded_write",
+            trace_id = %context.trace_id,
+            node_id = self.node.id(),
+            contact_id = contact_id.as_deref().unwrap_or_default(),
+        );
+        let committed = self.node.propose(command).instrument(span.clone()).await?;
+        if contact_id.is_some() {
+            span.in_scope(|| {
+                tracing::info!(index = committed.index, "contact created for a branch")
+            });
+        }
         Ok(Response::new(RaftPayload {
             data: banyan_raft::codec::encode(&committed),
         }))

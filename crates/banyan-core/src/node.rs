@@ -16,6 +16,7 @@ use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
 use crate::proposer::Proposer;
 use banyan_api::forward::Forwarder;
+use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::Committed;
 
 /// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
@@ -70,6 +71,7 @@ struct Inner {
     clock: Clock,
     /// Channels to the leader for commands this node cannot commit itself.
     forwarder: Forwarder,
+    telemetry: Arc<Telemetry>,
 }
 
 /// How often the leader checks whether a timer is due and proposes a `Tick`.
@@ -97,8 +99,11 @@ impl CoreNode {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let telemetry = Telemetry::new();
+        telemetry.watch_offers(state_machine.applied_state());
         let node = Self {
             inner: Arc::new(Inner {
+                telemetry,
                 id: config.id,
                 advertise_addr: config.advertise_addr.clone(),
                 applied: state_machine.applied_state(),
@@ -174,6 +179,11 @@ impl CoreNode {
         self.inner.state_machine.snapshots_built()
     }
 
+    /// What the node counts as it runs (gRPC requests, time to offer).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
+    }
+
     /// The leader as this node sees it.
     pub fn leader_hint(&self) -> LeaderHint {
         let metrics = self.inner.raft.metrics();
@@ -211,6 +221,9 @@ impl CoreNode {
         };
         let mut request = tonic::Request::new(payload);
         request.set_timeout(WRITE_TIMEOUT);
+        if let Some(context) = banyan_client::trace::current() {
+            context.inject(request.metadata_mut());
+        }
         let reply = CommandForwardingClient::new(channel)
             .propose(request)
             .await?
@@ -394,5 +407,39 @@ async fn run_ticker(node: std::sync::Weak<Inner>) {
                 tracing::debug!(error = %e, "tick not committed");
             }
         }
+    }
+}
+
+impl Observed for CoreNode {
+    fn node_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    fn site(&self) -> Option<String> {
+        None
+    }
+
+    fn serving(&self) -> AppliedState {
+        self.inner.applied.clone()
+    }
+
+    fn raft_metrics(&self) -> RaftMetrics {
+        self.metrics()
+    }
+
+    fn committed_index(&self) -> Option<u64> {
+        Some(CoreNode::committed_index(self))
+    }
+
+    fn snapshots_built(&self) -> u64 {
+        CoreNode::snapshots_built(self)
+    }
+
+    fn own_branch(&self) -> Option<OwnBranch> {
+        None
+    }
+
+    fn telemetry(&self) -> Arc<Telemetry> {
+        self.inner.telemetry.clone()
     }
 }

@@ -69,6 +69,7 @@ async fn run(
         .expect("Banyan's own descriptor set is valid");
     Server::builder()
         .tcp_nodelay(true)
+        .layer(node.telemetry().layer())
         .add_service(health)
         .add_service(reflection)
         .add_service(RaftTransportService::new(node.raft().clone()).into_server())

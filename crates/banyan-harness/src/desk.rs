@@ -206,7 +206,7 @@ async fn run(
                                     let mut next = None;
                                     if seen_completed.insert(contact.id.clone()) {
                                         let done = stats.completed.fetch_add(1, Ordering::Relaxed) + 1;
-                                        if let Some(breaks) = behaviour.breaks.as_ref().filter(|b| b.after > 0 && done % b.after == 0) {
+                                        if let Some(breaks) = behaviour.breaks.as_ref().filter(|b| b.after > 0 && done.is_multiple_of(b.after)) {
                                             away_until = Some(tokio::time::Instant::now() + breaks.length);
                                             let back = command(
                                                 format!("back-{run_id}-{done}"),

@@ -21,8 +21,24 @@ pub struct InProcessBranch {
     pub links: BranchLinks,
 }
 
+/// Where the nodes keep their data: a temporary directory removed at the end, or one the
+/// caller chose and keeps.
+enum Root {
+    Temporary(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl Root {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Root::Temporary(dir) => dir.path(),
+            Root::Kept(path) => path,
+        }
+    }
+}
+
 pub struct InProcessCluster {
-    root: tempfile::TempDir,
+    root: Root,
     links: LinkControl,
     timers: RaftTimers,
     nodes: BTreeMap<u64, RunningNode>,
@@ -33,9 +49,28 @@ pub struct InProcessCluster {
 impl InProcessCluster {
     /// Starts voters `ids` on port 0, bootstrapped together.
     pub async fn start(ids: &[u64], timers: RaftTimers) -> anyhow::Result<Self> {
-        let root = tempfile::Builder::new()
-            .prefix("banyan-inproc-")
-            .tempdir()?;
+        Self::start_in(None, ids, timers).await
+    }
+
+    /// Like [`start`](Self::start), with the nodes' data under `data_dir` (kept
+    /// afterwards) when given, else in a temporary directory.
+    pub async fn start_in(
+        data_dir: Option<&std::path::Path>,
+        ids: &[u64],
+        timers: RaftTimers,
+    ) -> anyhow::Result<Self> {
+        let root = match data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                Root::Kept(dir.to_owned())
+            }
+            None => Root::Temporary(
+                tempfile::Builder::new()
+                    .prefix("banyan-inproc-")
+                    .tempdir()?,
+            ),
+        };
         let mut listeners = BTreeMap::new();
         for id in ids {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -84,6 +119,20 @@ impl InProcessCluster {
         lease_ttl: Duration,
         max_clock_skew: Duration,
     ) -> anyhow::Result<String> {
+        self.start_branch_with(id, site, lease_ttl, max_clock_skew, &[])
+            .await
+    }
+
+    /// Like [`start_branch`](Self::start_branch), answering the `self_service` intents
+    /// (`intent=text:...` or `intent=attr:key`) at the branch.
+    pub async fn start_branch_with(
+        &mut self,
+        id: u64,
+        site: &str,
+        lease_ttl: Duration,
+        max_clock_skew: Duration,
+        self_service: &[String],
+    ) -> anyhow::Result<String> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let core: Vec<String> = self.addrs.values().cloned().collect();
@@ -97,7 +146,7 @@ impl InProcessCluster {
             lease_ttl,
             max_clock_skew,
             self.timers,
-            &[],
+            self_service,
         )?;
         let node = banyan_branch::BranchNode::start(config, self.links.clone())
             .await
@@ -163,6 +212,44 @@ impl InProcessCluster {
             leader_metrics.state.is_leader().then_some(leader)
         })
         .await
+    }
+
+    /// Stops core node `id` (its data stays); [`restart`](Self::restart) brings it back.
+    pub async fn stop_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let running = self
+            .nodes
+            .remove(&id)
+            .with_context(|| format!("node {id} is not running"))?;
+        running.shutdown().await;
+        Ok(())
+    }
+
+    /// Starts stopped core node `id` again on its data and its address.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let addr = self
+            .addrs
+            .get(&id)
+            .with_context(|| format!("no node {id}"))?
+            .clone();
+        // The port was this node's: retry briefly while the old socket closes.
+        let listener = wait_until(
+            &format!("node {id}'s port {addr} to be free"),
+            Duration::from_secs(10),
+            || async { TcpListener::bind(&addr).await.ok() },
+        )
+        .await?;
+        let config = CoreConfig::validate(
+            id,
+            &addr,
+            self.root.path().join(format!("node-{id}")),
+            None,
+            self.timers,
+        )?;
+        let node = CoreNode::start(&config, self.links.clone(), system_clock())
+            .await
+            .with_context(|| format!("restarting node {id}"))?;
+        self.nodes.insert(id, serve(node, listener)?);
+        Ok(())
     }
 
     /// Stops every node gracefully.

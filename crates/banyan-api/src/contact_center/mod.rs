@@ -12,6 +12,7 @@
 
 mod watch;
 
+use banyan_client::trace::{self, TraceContext};
 use banyan_domain::state::{ContactQuery, CustomerQuery};
 use banyan_domain::{Action, Command, DomainError, Event, State};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
@@ -19,6 +20,7 @@ use banyan_proto::v1::contact_center_server::{ContactCenter, ContactCenterServer
 use banyan_proto::v1::{self as pb, ReadConsistency};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::convert;
 use crate::errors::invalid;
@@ -158,16 +160,38 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::CreateContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
+        // The contact's trace starts here (or continues the caller's): every call this
+        // node makes for it carries the trace id, and the core logs it too.
+        let context = TraceContext::continue_or_start(request.metadata());
         let message = request.into_inner();
-        let input = convert::contact_input(&message).map_err(invalid)?;
-        let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
-        if let Some(answer) = self.node.self_serve(&input, request_id.as_deref()).await {
-            return answer.map(|contact| Response::new(convert::contact_to_proto(&contact)));
-        }
-        let committed = self
-            .write(Action::CreateContact(input), &message.request_id)
-            .await?;
-        self.reply_contact(&contact_of(&committed)?)
+        let span = tracing::info_span!(
+            "create_contact",
+            trace_id = %context.trace_id,
+            node_id = self.node.node_id(),
+            site = %message.site,
+            contact_id = tracing::field::Empty,
+        );
+        let work = async move {
+            let input = convert::contact_input(&message).map_err(invalid)?;
+            let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
+            let reply =
+                if let Some(answer) = self.node.self_serve(&input, request_id.as_deref()).await {
+                    answer.map(|contact| convert::contact_to_proto(&contact))?
+                } else {
+                    let committed = self
+                        .write(Action::CreateContact(input), &message.request_id)
+                        .await?;
+                    self.reply_contact(&contact_of(&committed)?)?.into_inner()
+                };
+            tracing::Span::current().record("contact_id", reply.id.as_str());
+            tracing::info!(
+                state = ?pb::ContactState::try_from(reply.state).unwrap_or_default(),
+                queue_id = %reply.queue_id,
+                "contact created"
+            );
+            Ok(Response::new(reply))
+        };
+        trace::scope(context, work.instrument(span)).await
     }
 
     async fn get_contact(

@@ -1,0 +1,52 @@
+//! What a node shows the people who run it: the wallboard a supervisor watches, the
+//! Prometheus metrics an SRE scrapes, and the counters behind both. Core voters and
+//! branches serve the same pages from their own view of the cluster.
+
+mod http;
+mod metrics;
+mod snapshot;
+mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banyan_raft::{AppliedState, RaftMetrics};
+
+pub use http::routes;
+pub use metrics::render as render_metrics;
+pub use snapshot::{
+    BranchFigures, ClusterFigures, Member, NodeInfo, QueueFigures, SiteAgents, Snapshot,
+};
+pub use telemetry::{GrpcMetricsLayer, Histogram, MethodStats, Telemetry};
+
+/// A branch's own figures, which only the branch knows first-hand.
+#[derive(Debug, Clone)]
+pub struct OwnBranch {
+    /// "through the core", "alone" or "handing over".
+    pub mode: &'static str,
+    /// Journal entries written alone and not yet applied at the core.
+    pub journal_backlog: u64,
+    /// Self-served contacts not yet delivered to the core.
+    pub outbox_backlog: u64,
+    /// Since the core last accepted the site's lease renewal.
+    pub since_core_answered: Option<Duration>,
+}
+
+/// A node whose figures can be shown.
+pub trait Observed: Clone + Send + Sync + 'static {
+    /// Whether the node runs; a stopped one answers 503 and sends no live updates.
+    fn up(&self) -> bool {
+        true
+    }
+    fn node_id(&self) -> u64;
+    /// The site a branch serves; `None` for a core voter.
+    fn site(&self) -> Option<String>;
+    /// The state the node serves now (a branch alone: its own).
+    fn serving(&self) -> AppliedState;
+    fn raft_metrics(&self) -> RaftMetrics;
+    /// The highest log index this node knows committed, where it tracks it.
+    fn committed_index(&self) -> Option<u64>;
+    fn snapshots_built(&self) -> u64;
+    fn own_branch(&self) -> Option<OwnBranch>;
+    fn telemetry(&self) -> Arc<Telemetry>;
+}

@@ -1,0 +1,476 @@
+//! `banyan demo`: the whole system alive in one process. Three core voters and two
+//! branches (emea, apac) on loopback, queues, customers of every tier, agents at both
+//! sites who accept, talk, wrap up and take breaks, and callers arriving at both branches
+//! with a mix of voice, chat, email, callbacks and self-service questions. A live summary
+//! every few seconds, the wallboard on every node's HTTP port, and at the end a final
+//! summary and the verdict of the same checkers the tests and drills use. `--chaos` stops
+//! and restarts the core's leader and cuts a branch off and heals it while all this runs.
+
+mod summary;
+mod world;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use banyan_api::observe::{Observed, OwnBranch, Snapshot, Telemetry};
+use banyan_client::{Client, RetryPolicy};
+use banyan_core::{CoreNode, RaftTimers};
+use banyan_harness::{check_contacts, EventTap, InProcessCluster, NodeContacts, Nodes};
+use banyan_proto::v1::ReadConsistency;
+use banyan_raft::{AppliedState, RaftMetrics};
+use clap::Args;
+use tokio::net::TcpListener;
+
+use world::{Rng, SITES};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How long callers keep arriving.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seed of the callers, agents and timings: the same seed plays the same day.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Contacts per second over both sites.
+    #[arg(long, default_value_t = 4.0)]
+    rate: f64,
+    /// Stop and restart the core's leader, and cut the emea branch off and heal it,
+    /// while the demo runs.
+    #[arg(long)]
+    chaos: bool,
+    /// Keep the nodes' data here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where core node 1 serves its wallboard (the other nodes use free ports; if this
+    /// one is taken, a free one too).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    wallboard: String,
+    /// How often the live summary prints.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    every: Duration,
+}
+
+const CORE: [u64; 3] = [1, 2, 3];
+/// The branches' lease: short, so a branch cut off by `--chaos` goes on alone within
+/// seconds (a deployment's default is 10 s).
+const LEASE_TTL: Duration = Duration::from_secs(3);
+const CLOCK_SKEW: Duration = Duration::from_millis(500);
+
+/// A core node as the wallboard sees it: whichever incarnation runs now, or none while
+/// `--chaos` has it stopped (the handle must not keep a stopped node's storage open).
+#[derive(Clone)]
+struct Current {
+    id: u64,
+    node: Arc<RwLock<Option<CoreNode>>>,
+    idle: Arc<Telemetry>,
+}
+
+impl Current {
+    fn new(node: CoreNode) -> Self {
+        Self {
+            id: node.id(),
+            node: Arc::new(RwLock::new(Some(node))),
+            idle: Telemetry::new(),
+        }
+    }
+
+    fn get(&self) -> Option<CoreNode> {
+        self.node.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, node: Option<CoreNode>) {
+        *self.node.write().unwrap_or_else(|p| p.into_inner()) = node;
+    }
+}
+
+impl Observed for Current {
+    fn up(&self) -> bool {
+        self.get().is_some()
+    }
+    fn node_id(&self) -> u64 {
+        self.id
+    }
+    fn site(&self) -> Option<String> {
+        None
+    }
+    fn serving(&self) -> AppliedState {
+        self.get().map_or_else(
+            || AppliedState::detached(Default::default()),
+            |n| n.applied().clone(),
+        )
+    }
+    fn raft_metrics(&self) -> RaftMetrics {
+        self.get()
+            .map_or_else(|| RaftMetrics::new_initial(self.id), |n| n.metrics())
+    }
+    fn committed_index(&self) -> Option<u64> {
+        self.get().map(|n| n.committed_index())
+    }
+    fn snapshots_built(&self) -> u64 {
+        self.get().map_or(0, |n| n.snapshots_built())
+    }
+    fn own_branch(&self) -> Option<OwnBranch> {
+        None
+    }
+    fn telemetry(&self) -> Arc<Telemetry> {
+        // A restarted node starts its counters afresh.
+        self.get()
+            .map_or_else(|| self.idle.clone(), |n| n.telemetry().clone())
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rng = Rng::new(args.seed);
+    let mut cluster =
+        InProcessCluster::start_in(args.data_dir.as_deref(), &CORE, RaftTimers::default()).await?;
+    println!(
+        "Banyan demo (seed {}): 3 core nodes and 2 branches on loopback, data in {}",
+        args.seed,
+        cluster.root().display()
+    );
+    let leader = cluster
+        .wait_for_leader(&CORE, Duration::from_secs(20))
+        .await?;
+    let self_service: Vec<String> = world::SELF_SERVICE.iter().map(|s| s.to_string()).collect();
+    let mut branches = Vec::new();
+    for (id, site) in SITES {
+        let addr = cluster
+            .start_branch_with(id, site, LEASE_TTL, CLOCK_SKEW, &self_service)
+            .await?;
+        branches.push((site.to_owned(), addr));
+    }
+
+    // Every node's wallboard and metrics.
+    let mut current = Vec::new();
+    let mut urls = Vec::new();
+    for id in CORE {
+        let node = cluster.node(id).context("core node")?.clone();
+        let handle = Current::new(node);
+        let listener = match (id, TcpListener::bind(&args.wallboard).await) {
+            (1, Ok(listener)) => listener,
+            _ => TcpListener::bind("127.0.0.1:0").await?,
+        };
+        urls.push((
+            format!("core node {id}"),
+            serve_http(listener, banyan_api::observe::routes(handle.clone()))?,
+        ));
+        current.push((id, handle));
+    }
+    for (id, site) in SITES {
+        let node = cluster.branch(id).context("branch")?.running.node.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        urls.push((
+            format!("branch {site}"),
+            serve_http(listener, banyan_api::observe::routes(node))?,
+        ));
+    }
+    println!("Wallboards (live, every node serves one; /metrics beside each):");
+    for (what, url) in &urls {
+        println!("  {what:<12} {url}");
+    }
+
+    let core = cluster.client()?;
+    world::populate(&core, &mut rng).await?;
+    wait_for_branches(&cluster).await?;
+    println!(
+        "Leader node {leader}; 3 queues, {} customers, {} agents per site. Callers arrive at {:.1}/s for {:.0?}{}.\n",
+        world::CUSTOMERS,
+        world::AGENTS_PER_SITE,
+        args.rate,
+        args.duration,
+        if args.chaos { " with chaos" } else { "" }
+    );
+
+    let nodes = Nodes::new(
+        CORE.iter()
+            .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
+    );
+    let tap = EventTap::start(nodes.clone(), CORE.to_vec(), 1);
+    let desks = world::start_agents(&branches, &mut rng);
+    let ops: world::Ops = Arc::new(Mutex::new(Vec::new()));
+    let (stop_callers, stopped) = tokio::sync::watch::channel(false);
+    let callers = world::start_callers(
+        branches.clone(),
+        args.rate,
+        rng.clone(),
+        ops.clone(),
+        stopped,
+    );
+
+    // The day: a summary every few seconds, and the chaos at its moments.
+    let mut chaos = Chaos::plan(args.chaos, args.duration);
+    let terminal = std::io::stdout().is_terminal();
+    let mut every = tokio::time::interval(args.every);
+    every.tick().await;
+    let day_started = Instant::now();
+    let day_end = tokio::time::Instant::from_std(day_started + args.duration);
+    while day_started.elapsed() < args.duration {
+        tokio::select! {
+            () = tokio::time::sleep_until(day_end) => break,
+            _ = every.tick() => {
+                let picture = picture(&cluster, &current);
+                summary::live(day_started.elapsed(), picture.as_ref(), &ops, &chaos.log, terminal);
+            }
+            () = chaos.next_moment(day_started) => {
+                chaos.act(&mut cluster, &current, day_started.elapsed()).await?;
+            }
+        }
+    }
+    chaos
+        .finish(&mut cluster, &current, day_started.elapsed())
+        .await?;
+    let _ = stop_callers.send(true);
+    let _ = callers.await;
+
+    println!("\nCallers stopped; agents finish the contacts they hold…");
+    let settled = summary::wait_settled(&core, Duration::from_secs(45)).await;
+    for desk in desks {
+        desk.stop().await;
+    }
+
+    // The verdict: every node's final state and the whole event history, checked.
+    let (mut contacts, committed) = nodes.final_contacts(&CORE, Duration::from_secs(60)).await?;
+    for (id, site) in SITES {
+        let client = Client::new(
+            [cluster_branch_addr(&branches, site)],
+            RetryPolicy::default(),
+        )?;
+        let mine = banyan_harness::wait_until(
+            &format!("branch {site} to catch up"),
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                let want = contacts[0].contacts.len();
+                async move {
+                    let mine = client.all_contacts(ReadConsistency::Local).await.ok()?;
+                    (mine.len() == want).then_some(mine)
+                }
+            },
+        )
+        .await?;
+        contacts.push(NodeContacts {
+            node: id,
+            contacts: mine,
+        });
+    }
+    tap.wait_past(committed.saturating_sub(1), Duration::from_secs(30))
+        .await?;
+    let events = tap.stop().await?;
+    let ops = ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let report = check_contacts(&ops, &contacts, &events, "demo-contact-");
+    let picture = picture(&cluster, &current);
+    summary::final_report(
+        &contacts[0].contacts,
+        picture.as_ref(),
+        &ops,
+        &report,
+        settled,
+        &chaos.log,
+    );
+    cluster.shutdown().await;
+    println!(
+        "Stopped every node cleanly after {:.0?}.",
+        started.elapsed()
+    );
+    if !report.is_ok() {
+        anyhow::bail!(
+            "the checker found {} broken invariants",
+            report.violations.len()
+        );
+    }
+    Ok(())
+}
+
+fn serve_http(listener: TcpListener, app: axum::Router) -> anyhow::Result<String> {
+    let url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
+}
+
+fn cluster_branch_addr(branches: &[(String, String)], site: &str) -> String {
+    branches
+        .iter()
+        .find(|(s, _)| s == site)
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default()
+}
+
+/// The picture the current leader sees (any core node if none leads).
+fn picture(cluster: &InProcessCluster, current: &[(u64, Current)]) -> Option<Snapshot> {
+    let running: Vec<&Current> = current
+        .iter()
+        .filter(|(id, c)| cluster.node(*id).is_some() && c.up())
+        .map(|(_, c)| c)
+        .collect();
+    let leader = running
+        .iter()
+        .find(|c| c.get().is_some_and(|n| n.is_leader()))
+        .or_else(|| running.first())?;
+    Some(Snapshot::of(*leader))
+}
+
+/// Waits until both branches hold the demo's agents and their sites' leases.
+async fn wait_for_branches(cluster: &InProcessCluster) -> anyhow::Result<()> {
+    for (id, site) in SITES {
+        let branch = &cluster.branch(id).context("branch")?.running.node;
+        banyan_harness::wait_until(
+            &format!("branch {site} to join and hold its agents"),
+            Duration::from_secs(60),
+            || async {
+                let state = branch.serving();
+                let applied = state.read();
+                let agents = applied
+                    .domain
+                    .agents()
+                    .filter(|a| a.input.site == site)
+                    .count();
+                (agents == world::AGENTS_PER_SITE
+                    && branch.mode() == banyan_branch::Mode::Connected)
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `--chaos`: the leader stopped at 30 % of the day and restarted 6 s later; emea cut off
+/// at 60 % and healed once it has served alone for a while.
+struct Chaos {
+    steps: Vec<(f64, Step)>,
+    /// What happened, with the time into the day.
+    log: Vec<(Duration, String)>,
+    stopped: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    StopLeader,
+    RestartNode,
+    CutBranch,
+    HealBranch,
+}
+
+impl Chaos {
+    fn plan(on: bool, day: Duration) -> Self {
+        let day = day.as_secs_f64();
+        let steps = if on {
+            vec![
+                (day * 0.3, Step::StopLeader),
+                (day * 0.3 + 6.0, Step::RestartNode),
+                (day * 0.6, Step::CutBranch),
+                (day * 0.6 + LEASE_TTL.as_secs_f64() + 6.0, Step::HealBranch),
+            ]
+        } else {
+            Vec::new()
+        };
+        Self {
+            steps,
+            log: Vec::new(),
+            stopped: None,
+        }
+    }
+
+    async fn next_moment(&self, day_started: Instant) {
+        match self.steps.first() {
+            Some((at, _)) => {
+                tokio::time::sleep_until((day_started + Duration::from_secs_f64(*at)).into()).await
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn act(
+        &mut self,
+        cluster: &mut InProcessCluster,
+        current: &[(u64, Current)],
+        now: Duration,
+    ) -> anyhow::Result<()> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        let (_, step) = self.steps.remove(0);
+        match step {
+            Step::StopLeader => {
+                let running = cluster.ids();
+                let leader = cluster
+                    .wait_for_leader(&running, Duration::from_secs(20))
+                    .await?;
+                if let Some((_, handle)) = current.iter().find(|(i, _)| *i == leader) {
+                    handle.set(None);
+                }
+                cluster.stop_node(leader).await?;
+                self.stopped = Some(leader);
+                self.note(now, format!("chaos: stopped the leader, node {leader}"));
+                let rest = cluster.ids();
+                let started = Instant::now();
+                let new = cluster
+                    .wait_for_leader(&rest, Duration::from_secs(20))
+                    .await?;
+                self.note(
+                    now + started.elapsed(),
+                    format!("node {new} leads after {:.0?}", started.elapsed()),
+                );
+            }
+            Step::RestartNode => {
+                if let Some(id) = self.stopped.take() {
+                    cluster.restart(id).await?;
+                    if let (Some(node), Some((_, handle))) =
+                        (cluster.node(id), current.iter().find(|(i, _)| *i == id))
+                    {
+                        handle.set(Some(node.clone()));
+                    }
+                    self.note(now, format!("chaos: restarted node {id} on its data"));
+                }
+            }
+            Step::CutBranch => {
+                if let Some(branch) = cluster.branch(SITES[0].0) {
+                    branch.links.cut();
+                    self.note(
+                        now,
+                        format!("chaos: cut the {} branch off the core", SITES[0].1),
+                    );
+                }
+            }
+            Step::HealBranch => {
+                if let Some(branch) = cluster.branch(SITES[0].0) {
+                    branch.links.heal();
+                    self.note(
+                        now,
+                        format!("chaos: healed the {} branch's link", SITES[0].1),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs what is left of the chaos (a short `--duration` ends before it did).
+    async fn finish(
+        &mut self,
+        cluster: &mut InProcessCluster,
+        current: &[(u64, Current)],
+        now: Duration,
+    ) -> anyhow::Result<()> {
+        while !self.steps.is_empty() {
+            let (_, step) = self.steps[0];
+            if matches!(step, Step::StopLeader | Step::CutBranch) {
+                self.steps.remove(0);
+                continue;
+            }
+            self.act(cluster, current, now).await?;
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, at: Duration, what: String) {
+        println!("[{:>5.1} s] {what}", at.as_secs_f64());
+        self.log.push((at, what));
+    }
+}
