@@ -205,6 +205,42 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
     );
     desk.stop().await;
 
+    // The alert rules and the dashboard parse and name only metrics the nodes export.
+    let exported: std::collections::BTreeSet<String> = after_core
+        .keys()
+        .chain(after_branch.keys())
+        .map(|k| k.split('{').next().unwrap_or(k).to_owned())
+        .collect();
+    let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let alerts = std::fs::read_to_string(deploy.join("prometheus/alerts.yaml")).unwrap();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&alerts).unwrap();
+    assert!(rules["groups"][0]["rules"].as_sequence().unwrap().len() >= 4);
+    let dashboard = std::fs::read_to_string(deploy.join("grafana/banyan-dashboard.json")).unwrap();
+    let panels: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(panels["panels"].as_array().unwrap().len() >= 10);
+    for (file, text) in [
+        ("alerts.yaml", &alerts),
+        ("banyan-dashboard.json", &dashboard),
+    ] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("banyan_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            // Histograms are exported as their _bucket, _sum and _count series.
+            let series = [
+                name.clone(),
+                format!("{name}_bucket"),
+                format!("{name}_count"),
+            ];
+            let known = series.iter().any(|s| exported.contains(s))
+                || exported.contains(name.trim_end_matches("_bucket"));
+            assert!(known, "{file} names {name}, which no node exports");
+        }
+    }
+
     // The wallboard: its page, and the picture it draws, on a core node and the branch.
     for http in [&core_http, &branch_http] {
         let (code, page) = http_get(http, "/").await.unwrap();
