@@ -41,7 +41,8 @@ pub struct DemoArgs {
     /// while the demo runs.
     #[arg(long)]
     chaos: bool,
-    /// Keep the nodes' data here instead of a temporary directory.
+    /// Keep the nodes' data in this new or empty directory instead of a temporary one
+    /// (to look at afterwards; each demo forms a new cluster).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Where core node 1 serves its wallboard (the other nodes use free ports; if this
@@ -124,6 +125,17 @@ impl Observed for Current {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(dir) = &args.data_dir {
+        // Each demo forms a new cluster on ports the OS picks, so an earlier demo's
+        // cluster (its members' addresses are in its data) cannot be resumed.
+        let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+        if used {
+            anyhow::bail!(
+                "--data-dir {} is not empty: the demo forms a new cluster each time; give it a new or empty directory",
+                dir.display()
+            );
+        }
+    }
     let mut rng = Rng::new(args.seed);
     let mut cluster =
         InProcessCluster::start_in(args.data_dir.as_deref(), &CORE, RaftTimers::default()).await?;
@@ -173,6 +185,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  {what:<12} {url}");
     }
 
+    let nodes = Nodes::new(
+        CORE.iter()
+            .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
+    );
+    // The history the checker judges starts here: with a `--data-dir` kept from an earlier
+    // day, that day's log is not this one's (and may be compacted away).
+    let from = nodes.status(leader).await?.last_log_index + 1;
+    let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
+    // This day's callers' requests, apart from any earlier day's in a kept `--data-dir`.
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let prefix = format!("demo-{day:x}-contact-");
     let core = cluster.client()?;
     world::populate(&core, &mut rng).await?;
     wait_for_branches(&cluster).await?;
@@ -185,11 +210,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if args.chaos { " with chaos" } else { "" }
     );
 
-    let nodes = Nodes::new(
-        CORE.iter()
-            .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
-    );
-    let tap = EventTap::start(nodes.clone(), CORE.to_vec(), 1);
     let desks = world::start_agents(&branches, &mut rng);
     let ops: world::Ops = Arc::new(Mutex::new(Vec::new()));
     let (stop_callers, stopped) = tokio::sync::watch::channel(false);
@@ -197,6 +217,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         branches.clone(),
         args.rate,
         rng.clone(),
+        prefix.clone(),
         ops.clone(),
         stopped,
     );
@@ -261,7 +282,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     let events = tap.stop().await?;
     let ops = ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let report = check_contacts(&ops, &contacts, &events, "demo-contact-");
+    let report = check_contacts(&ops, &contacts, &events, &prefix);
     let picture = picture(&cluster, &current);
     summary::final_report(
         &contacts[0].contacts,

@@ -239,12 +239,14 @@ fn kind(rng: &mut Rng) -> Kind {
 /// Every create the callers sent, as the checker needs it.
 pub type Ops = Arc<Mutex<Vec<ContactOp>>>;
 
-/// Callers arriving at `rate` per second over both sites until stopped; voice and chat
-/// callers who wait longer than their patience hang up.
+/// Callers arriving at `rate` per second over both sites until stopped, their requests
+/// numbered after `prefix`; voice and chat callers who wait longer than their patience
+/// hang up.
 pub fn start_callers(
     branches: Vec<(String, String)>,
     rate: f64,
     mut rng: Rng,
+    prefix: String,
     ops: Ops,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -274,7 +276,7 @@ pub fn start_callers(
             let customer = customer_id((rng.next_u64() % CUSTOMERS as u64) as usize);
             let patience = rng.duration(Duration::from_secs(15), Duration::from_secs(90));
             let request = pb::CreateContactRequest {
-                request_id: format!("demo-contact-{n}"),
+                request_id: format!("{prefix}{n}"),
                 channel: kind.channel.into(),
                 customer_id: customer,
                 queue_id: kind.queue.into(),
