@@ -101,6 +101,7 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
         "banyan_raft_replication_lag_entries",
         "banyan_raft_snapshots_built_total",
         "banyan_raft_purged_index",
+        "banyan_raft_log_purges_total",
         "banyan_queue_waiting",
         "banyan_queue_longest_wait_seconds",
         "banyan_queue_entered_total",

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banyan_client::trace::{self, TraceContext};
 use banyan_domain::{Action, Command, Event, Presence};
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
@@ -28,6 +29,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::errors::invalid;
 use crate::{convert, Backend};
@@ -149,10 +151,37 @@ impl<B: Backend> Session<B> {
     /// Runs one command and answers it.
     async fn handle(&mut self, command: AgentCommand) -> Next {
         let command_id = command.command_id.clone();
+        // One span per desk command, so whatever is logged while serving it names the
+        // agent, the contact and this node (and the trace the node's calls carry).
+        let contact_id = match &command.command {
+            Some(Cmd::Accept(r) | Cmd::Reject(r) | Cmd::End(r)) => r.contact_id.clone(),
+            Some(Cmd::Complete(c)) => c.contact_id.clone(),
+            _ => String::new(),
+        };
+        let agent_id = match (&command.command, &self.agent_id) {
+            (_, Some(agent)) => agent.clone(),
+            (Some(Cmd::Login(login)), None) => login.agent_id.clone(),
+            _ => String::new(),
+        };
+        let context = TraceContext::new();
+        let span = tracing::info_span!(
+            "agent_command",
+            trace_id = %context.trace_id,
+            node_id = self.node.node_id(),
+            agent_id = %agent_id,
+            contact_id = %contact_id,
+        );
         let result = match self.action(command) {
-            Ok(planned) => self.run_planned(planned).await,
+            Ok(planned) => {
+                trace::scope(context, self.run_planned(planned).instrument(span.clone())).await
+            }
             Err(status) => Err(status),
         };
+        if let Err(status) = &result {
+            span.in_scope(|| {
+                tracing::debug!(code = ?status.code(), message = status.message(), "desk command refused")
+            });
+        }
         let logged_out = matches!(result, Ok(Done::LoggedOut));
         let (code, message) = match &result {
             Ok(_) => (0, String::new()),

@@ -435,6 +435,10 @@ impl Observed for CoreNode {
         CoreNode::snapshots_built(self)
     }
 
+    fn log_purges(&self) -> Option<u64> {
+        Some(self.inner.log.purge_count())
+    }
+
     fn own_branch(&self) -> Option<OwnBranch> {
         None
     }

@@ -44,6 +44,8 @@ struct Inner {
     committed_index: AtomicU64,
     /// Flushes done by the flusher task, for metrics.
     flushes: AtomicU64,
+    /// Purges of the log after snapshots since the node started, for metrics.
+    purges: AtomicU64,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -75,6 +77,7 @@ impl LogStore {
                 flush_requests: tx,
                 committed_index: AtomicU64::new(0),
                 flushes: AtomicU64::new(0),
+                purges: AtomicU64::new(0),
             }),
         };
         if let Ok(Some(committed)) = store.stored_committed() {
@@ -94,6 +97,11 @@ impl LogStore {
     /// The last committed index openraft has reported to this store.
     pub fn committed_index(&self) -> u64 {
         self.inner.committed_index.load(Ordering::Relaxed)
+    }
+
+    /// How many times the log was purged after a snapshot since the node started.
+    pub fn purge_count(&self) -> u64 {
+        self.inner.purges.load(Ordering::Relaxed)
     }
 
     /// How many flushes have covered appends so far.
@@ -287,6 +295,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.remove(k);
         }
         self.inner.log.apply_batch(batch).map_err(write_err)?;
+        self.inner.purges.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -146,6 +146,14 @@ pub fn render<N: Observed>(node: &N) -> String {
         &[],
         c.snapshots_built as f64,
     );
+    if let Some(purges) = node.log_purges() {
+        out.family(
+            "banyan_raft_log_purges_total",
+            "counter",
+            "Purges of the Raft log after snapshots since the node started.",
+        );
+        out.sample("banyan_raft_log_purges_total", &[], purges as f64);
+    }
     out.family(
         "banyan_raft_replication_lag_entries",
         "gauge",

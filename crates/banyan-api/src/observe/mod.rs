@@ -47,6 +47,10 @@ pub trait Observed: Clone + Send + Sync + 'static {
     /// The highest log index this node knows committed, where it tracks it.
     fn committed_index(&self) -> Option<u64>;
     fn snapshots_built(&self) -> u64;
+    /// Purges of the log after snapshots since the node started, where it tracks them.
+    fn log_purges(&self) -> Option<u64> {
+        None
+    }
     fn own_branch(&self) -> Option<OwnBranch>;
     fn telemetry(&self) -> Arc<Telemetry>;
 }

@@ -113,6 +113,9 @@ impl Observed for Current {
     fn snapshots_built(&self) -> u64 {
         self.get().map_or(0, |n| n.snapshots_built())
     }
+    fn log_purges(&self) -> Option<u64> {
+        self.get().and_then(|n| n.log_purges())
+    }
     fn own_branch(&self) -> Option<OwnBranch> {
         None
     }
