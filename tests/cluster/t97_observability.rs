@@ -206,6 +206,44 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
     );
     desk.stop().await;
 
+    // gRPC health and reflection, on a core node and the branch alike.
+    for addr in [cluster.addr(leader).unwrap(), branch_addr.clone()] {
+        let channel = banyan_client::channel(&addr).unwrap();
+        let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "banyan.v1.ContactCenter".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            health.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(channel)
+            .server_reflection_info(futures::stream::iter([ask]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("no service list from {addr}: {answer:?}");
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for wanted in ["banyan.v1.ContactCenter", "banyan.v1.AgentDesk"] {
+            assert!(names.contains(&wanted), "{addr} lists {names:?}");
+        }
+    }
+
     // The alert rules and the dashboard parse and name only metrics the nodes export.
     let exported: std::collections::BTreeSet<String> = after_core
         .keys()

@@ -193,6 +193,13 @@ impl Inner {
     }
 
     /// Hands the journal's work to the core; back to connected mode once applied.
+    ///
+    /// An import whose answer never came may have landed all the same. It is sent again,
+    /// unchanged, before anything else: the core answers a repeat from its request log
+    /// (or applies it now, if it never arrived), and only then is what it covered counted
+    /// as done. Otherwise a contact the branch created, imported once, would be offered to
+    /// the core again as new, and the core would keep its first copy over what the
+    /// branch's agent did with it since.
     async fn reconcile(&self) -> Result<(), Status> {
         let guard = self.journal_lock.lock().await;
         self.mode.set(Mode::Reconciling);
@@ -200,11 +207,27 @@ impl Inner {
             self.mode.set(Mode::Connected);
             return Ok(());
         };
+        let unanswered = self
+            .unanswered_import
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((upto_seq, command)) = unanswered {
+            if let Err(status) = self.send_import(&command).await {
+                self.remember_unanswered(&status, upto_seq, command);
+                self.mode.set(Mode::Autonomous);
+                return Err(status);
+            }
+            self.forget_journal_upto(upto_seq).await?;
+        }
+        // What the core already shows reconciled (a restart lost the unanswered import).
+        let done = self.replica.read().domain.reconciled_seq(&self.config.site);
+        self.forget_journal_upto(done).await?;
         let pending = self
             .journal
             .pending(usize::MAX)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let upto_seq = pending.last().map_or(0, |(seq, _)| *seq);
+        let upto_seq = pending.last().map_or(done, |(seq, _)| *seq);
         let created = pending
             .iter()
             .filter_map(|(_, bytes)| banyan_raft::codec::decode::<Stamped>(bytes).ok())
@@ -234,27 +257,9 @@ impl Inner {
                 self.config.site, self.config.id
             )),
         );
-        let result = async {
-            let reply = self
-                .core
-                .propose(banyan_raft::codec::encode(&command))
-                .await?;
-            let committed: Committed = banyan_raft::codec::decode(&reply)
-                .map_err(|e| Status::internal(format!("undecodable reply: {e}")))?;
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                self.replica.wait_applied(committed.index),
-            )
-            .await
-            .map_err(|_| Status::unavailable("import not yet replicated to this branch"))?;
-            Ok::<_, Status>(committed)
-        }
-        .await;
-        match result {
+        match self.send_import(&command).await {
             Ok(committed) => {
-                for (seq, _) in pending {
-                    let _ = self.journal.delivered(seq).await;
-                }
+                self.forget_journal_upto(upto_seq).await?;
                 // The core has the truth about every accept now, and the replica shows it.
                 for (seq, _) in self.accepts_in_doubt() {
                     let _ = self.accepts.delivered(seq).await;
@@ -268,10 +273,60 @@ impl Inner {
                 Ok(())
             }
             Err(status) => {
+                self.remember_unanswered(&status, upto_seq, command);
                 self.mode.set(Mode::Autonomous);
                 Err(status)
             }
         }
+    }
+
+    /// Proposes an import at the core and waits until the replica shows it applied.
+    async fn send_import(&self, command: &Command) -> Result<Committed, Status> {
+        let reply = self
+            .core
+            .propose(banyan_raft::codec::encode(command))
+            .await?;
+        let committed: Committed = banyan_raft::codec::decode(&reply)
+            .map_err(|e| Status::internal(format!("undecodable reply: {e}")))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.replica.wait_applied(committed.index),
+        )
+        .await
+        .map_err(|_| Status::unavailable("import not yet replicated to this branch"))?;
+        Ok(committed)
+    }
+
+    /// Keeps an import whose outcome is unknown, to send again before anything else.
+    fn remember_unanswered(&self, status: &Status, upto_seq: u64, command: Command) {
+        let definite = matches!(
+            status.code(),
+            tonic::Code::InvalidArgument
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::NotFound
+                | tonic::Code::AlreadyExists
+        );
+        if !definite {
+            *self
+                .unanswered_import
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((upto_seq, command));
+        }
+    }
+
+    /// Forgets the journal entries up to `seq`: the core has applied them.
+    async fn forget_journal_upto(&self, seq: u64) -> Result<(), Status> {
+        let pending = self
+            .journal
+            .pending(usize::MAX)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        for (entry, _) in pending.into_iter().take_while(|(entry, _)| *entry <= seq) {
+            self.journal
+                .delivered(entry)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 

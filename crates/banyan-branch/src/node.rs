@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) journal: Arc<Outbox>,
     /// Serializes local writes: journal order is apply order.
     pub(crate) journal_lock: tokio::sync::Mutex<()>,
+    /// The last import sent to the core without an answer: `(upto_seq, command)`.
+    pub(crate) unanswered_import: std::sync::Mutex<Option<(u64, Command)>>,
     db: Database,
     /// The core, for joining, writes and lease renewals.
     pub(crate) core: Client,
@@ -121,6 +123,7 @@ impl BranchNode {
                 mode: Default::default(),
                 journal,
                 journal_lock: Default::default(),
+                unanswered_import: Default::default(),
                 raft,
                 db,
                 core,

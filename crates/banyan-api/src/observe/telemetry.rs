@@ -132,16 +132,34 @@ impl Telemetry {
     }
 
     /// Follows `state`'s events and records, for every first offer of a contact, how
-    /// long it had waited since it entered its queue. Ends when the feed closes.
+    /// long it had waited since it entered its queue. Resubscribes when the feed starts
+    /// over (a snapshot installed, a branch switching modes); ends once the telemetry is
+    /// dropped with its node.
     pub fn watch_offers(self: &Arc<Self>, state: AppliedState) -> tokio::task::JoinHandle<()> {
         let telemetry = Arc::downgrade(self);
-        let mut events = state.events().subscribe();
         tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let mut events = state.events().subscribe();
             loop {
-                let record = match events.recv().await {
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {
+                        if telemetry.strong_count() == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let record = match received {
                     Ok(record) => record,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => {
+                        if telemetry.strong_count() == 0 {
+                            return;
+                        }
+                        events = state.events().subscribe();
+                        continue;
+                    }
                 };
                 let Event::ContactOffered { contact_id, .. } = &record.event else {
                     continue;
