@@ -218,24 +218,37 @@ impl Inner {
                 self.mode.set(Mode::Autonomous);
                 return Err(status);
             }
-            self.forget_journal_upto(upto_seq).await?;
+            self.forget_journal_upto(upto_seq)
+                .await
+                .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
         }
         // What the core already shows reconciled (a restart lost the unanswered import).
         let done = self.replica.read().domain.reconciled_seq(&self.config.site);
-        self.forget_journal_upto(done).await?;
+        self.forget_journal_upto(done)
+            .await
+            .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
         let pending = self
             .journal
             .pending(usize::MAX)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| Status::unavailable(e.to_string()))
+            .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
+        if pending.is_empty() {
+            // Everything the branch did alone is at the core already.
+            self.back_through_the_core(&local);
+            tracing::info!(site = %self.config.site, upto_seq = done, "reconciled with the core");
+            drop(guard);
+            return Ok(());
+        }
         let upto_seq = pending.last().map_or(done, |(seq, _)| *seq);
-        let created = pending
-            .iter()
-            .filter_map(|(_, bytes)| banyan_raft::codec::decode::<Stamped>(bytes).ok())
-            .filter_map(|stamped| match stamped.command.action {
-                Action::CreateContact(input) => Some(input.id),
-                _ => None,
-            })
-            .collect();
+        // Every contact the branch created during this outage, also those an earlier
+        // import already carried: the core lets the branch's copy stand in for its own
+        // untaken one, and settles what the same agent did with it since.
+        let mut created = self
+            .created_alone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        created.extend(created_in(&pending));
         let import = {
             let state = local.read();
             BranchImport {
@@ -247,7 +260,7 @@ impl Inner {
                     .agents()
                     .map(|a| (a.input.id.clone(), a.presence.clone()))
                     .collect(),
-                created,
+                created: created.into_iter().collect(),
             }
         };
         let command = Command::with_request_id(
@@ -259,15 +272,16 @@ impl Inner {
         );
         match self.send_import(&command).await {
             Ok(committed) => {
-                self.forget_journal_upto(upto_seq).await?;
+                // Applied at the core: a journal not cleared now is cleared next time, as
+                // the replica shows it reconciled.
+                self.forget_journal_upto(upto_seq)
+                    .await
+                    .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
                 // The core has the truth about every accept now, and the replica shows it.
                 for (seq, _) in self.accepts_in_doubt() {
                     let _ = self.accepts.delivered(seq).await;
                 }
-                self.set_local(None);
-                self.lease.clear_error();
-                self.mode.set(Mode::Connected);
-                local.events().close_subscribers();
+                self.back_through_the_core(&local);
                 tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");
                 drop(guard);
                 Ok(())
@@ -314,13 +328,35 @@ impl Inner {
         }
     }
 
-    /// Forgets the journal entries up to `seq`: the core has applied them.
+    /// Serves through the core again: the site's own state is dropped, agent sessions move
+    /// back to the replica's events.
+    fn back_through_the_core(&self, local: &AppliedState) {
+        self.created_alone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.set_local(None);
+        self.lease.clear_error();
+        self.mode.set(Mode::Connected);
+        local.events().close_subscribers();
+    }
+
+    /// Forgets the journal entries up to `seq`: the core has applied them. The contacts
+    /// they created are remembered until the outage is over.
     async fn forget_journal_upto(&self, seq: u64) -> Result<(), Status> {
         let pending = self
             .journal
             .pending(usize::MAX)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        for (entry, _) in pending.into_iter().take_while(|(entry, _)| *entry <= seq) {
+        let done: Vec<(u64, Vec<u8>)> = pending
+            .into_iter()
+            .take_while(|(entry, _)| *entry <= seq)
+            .collect();
+        self.created_alone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(created_in(&done));
+        for (entry, _) in done {
             self.journal
                 .delivered(entry)
                 .await
@@ -328,6 +364,18 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The contacts the journal entries `entries` created.
+fn created_in(entries: &[(u64, Vec<u8>)]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|(_, bytes)| banyan_raft::codec::decode::<Stamped>(bytes).ok())
+        .filter_map(|stamped| match stamped.command.action {
+            Action::CreateContact(input) => Some(input.id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Switches modes as the core comes and goes, and runs the site's timers while autonomous.

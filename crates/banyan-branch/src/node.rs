@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     pub(crate) journal_lock: tokio::sync::Mutex<()>,
     /// The last import sent to the core without an answer: `(upto_seq, command)`.
     pub(crate) unanswered_import: std::sync::Mutex<Option<(u64, Command)>>,
+    /// Contacts created alone during this outage whose journal entries an import already
+    /// carried to the core.
+    pub(crate) created_alone: std::sync::Mutex<std::collections::BTreeSet<String>>,
     db: Database,
     /// The core, for joining, writes and lease renewals.
     pub(crate) core: Client,
@@ -124,6 +127,7 @@ impl BranchNode {
                 journal,
                 journal_lock: Default::default(),
                 unanswered_import: Default::default(),
+                created_alone: Default::default(),
                 raft,
                 db,
                 core,

@@ -85,7 +85,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
             let http_listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding --http {addr}"))?;
-            tracing::info!(http = %http_listener.local_addr()?, "serving /healthz and /readyz");
+            tracing::info!(http = %http_listener.local_addr()?, "serving /healthz, /readyz, /metrics and the wallboard");
             Some(tokio::spawn(banyan_branch::http::serve_http(
                 node.clone(),
                 http_listener,
@@ -108,7 +108,8 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     tracing::info!(node_id = config.id, "shutting down");
     let _ = http_stop.send(());
     if let Some(http) = http {
-        let _ = http.await;
+        // An open wallboard's live feed never ends by itself: cut it after the drain time.
+        let _ = banyan_api::drain(http).await;
     }
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");

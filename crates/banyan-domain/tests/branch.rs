@@ -453,3 +453,53 @@ fn a_retried_create_the_agent_may_be_on_is_answered_as_the_first_time() {
         vec![("emea-8".to_owned(), "a1".to_owned())]
     );
 }
+
+#[test]
+fn a_second_import_of_the_same_outage_settles_what_the_first_carried() {
+    // The branch, alone, takes emea-5 and a1 connects it; an import carries that to the
+    // core, but its answer never reaches the branch. a1 finishes the call and takes the
+    // next; the branch's next import lists emea-5 as created again.
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.agent(agent("a1", "emea", &[]));
+    sim.available("a1");
+    let mut branch = Sim {
+        state: sim.state.branch_view("emea", &[]),
+        now: sim.now,
+    };
+    branch.at(1_000).apply(Action::CreateContact(local(
+        "emea-5",
+        banyan_domain::Channel::Voice,
+    )));
+    branch.at(1_100).accept("a1", "emea-5");
+    let first = BranchImport {
+        site: "emea".into(),
+        upto_seq: 2,
+        contacts: branch.state.contacts().cloned().collect(),
+        agents: vec![("a1".into(), Presence::Available)],
+        created: vec!["emea-5".into()],
+    };
+    sim.at(2_000).apply(Action::ImportBranch(first));
+    assert_eq!(sim.contact("emea-5").state, ContactState::Connected);
+
+    branch.at(3_000).apply(end("a1", "emea-5"));
+    branch.at(3_100).apply(complete("emea-5", "a1", "resolved"));
+    branch.at(3_200).apply(Action::CreateContact(local(
+        "emea-6",
+        banyan_domain::Channel::Voice,
+    )));
+    branch.at(3_300).accept("a1", "emea-6");
+    let second = BranchImport {
+        site: "emea".into(),
+        upto_seq: 6,
+        contacts: branch.state.contacts().cloned().collect(),
+        agents: vec![("a1".into(), Presence::Available)],
+        created: vec!["emea-5".into(), "emea-6".into()],
+    };
+    sim.at(4_000).apply(Action::ImportBranch(second));
+    assert_eq!(sim.contact("emea-5").state, ContactState::Completed);
+    assert_eq!(sim.contact("emea-6").state, ContactState::Connected);
+    let a1 = sim.agent_ref("a1");
+    assert_eq!(a1.held.keys().collect::<Vec<_>>(), vec!["emea-6"]);
+    assert_eq!(a1.load.get(banyan_domain::Channel::Voice), 1);
+}

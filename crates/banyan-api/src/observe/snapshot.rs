@@ -122,7 +122,7 @@ fn wall_clock_ms() -> i64 {
 }
 
 fn pct(ratio: Option<f64>) -> Option<f64> {
-    ratio.map(|r| (r * 1000.0).round() / 10.0)
+    ratio.map(|r| r * 100.0)
 }
 
 impl Snapshot {

@@ -237,7 +237,15 @@ where
         let telemetry = self.telemetry.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
+            // A caller that gives up (its deadline, a cancel) drops this future: counted as
+            // CANCELLED when that happens.
+            let mut unfinished = Unfinished {
+                telemetry: Some(telemetry.clone()),
+                method: method.clone(),
+                started,
+            };
             let result = answer.await;
+            unfinished.telemetry = None;
             // A refusal travels in the response headers (trailers-only); a unary success
             // and a stream's end carry theirs in trailers, counted as OK here.
             let code = match &result {
@@ -252,6 +260,25 @@ where
             telemetry.record_grpc(&method, code, started.elapsed());
             result
         })
+    }
+}
+
+/// Records a request whose future was dropped before it finished.
+struct Unfinished {
+    telemetry: Option<Arc<Telemetry>>,
+    method: String,
+    started: Instant,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.record_grpc(
+                &self.method,
+                tonic::Code::Cancelled as i32,
+                self.started.elapsed(),
+            );
+        }
     }
 }
 

@@ -259,23 +259,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The verdict: every node's final state and the whole event history, checked.
     let (mut contacts, committed) = nodes.final_contacts(&CORE, Duration::from_secs(60)).await?;
     for (id, site) in SITES {
+        // The branch's replica, read once it has applied everything the core's were read at.
+        let branch = cluster.branch(id).context("branch")?.running.node.clone();
+        banyan_harness::wait_until(
+            &format!("branch {site} to catch up"),
+            Duration::from_secs(30),
+            || async {
+                let applied = branch.raft().metrics().borrow().last_applied;
+                applied.is_some_and(|l| l.index >= committed).then_some(())
+            },
+        )
+        .await?;
         let client = Client::new(
             [cluster_branch_addr(&branches, site)],
             RetryPolicy::default(),
         )?;
-        let mine = banyan_harness::wait_until(
-            &format!("branch {site} to catch up"),
-            Duration::from_secs(30),
-            || {
-                let client = client.clone();
-                let want = contacts[0].contacts.len();
-                async move {
-                    let mine = client.all_contacts(ReadConsistency::Local).await.ok()?;
-                    (mine.len() == want).then_some(mine)
-                }
-            },
-        )
-        .await?;
+        let mine = client
+            .all_contacts(ReadConsistency::Local)
+            .await
+            .map_err(|s| anyhow::anyhow!("reading branch {site}: {}", s.message()))?;
         contacts.push(NodeContacts {
             node: id,
             contacts: mine,
@@ -394,6 +396,8 @@ impl Chaos {
         } else {
             Vec::new()
         };
+        let mut steps = steps;
+        steps.sort_by(|a, b| a.0.total_cmp(&b.0));
         Self {
             steps,
             log: Vec::new(),

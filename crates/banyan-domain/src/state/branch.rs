@@ -316,9 +316,13 @@ impl State {
     /// the branch once it was alone. One caller, one contact, one id: if no agent has taken
     /// the core's copy yet, the branch's copy (the caller the branch actually served) takes
     /// its place; if an agent here already has it, the core's copy stands.
+    ///
+    /// The core's copy may also be the branch's own, carried by an earlier import of the
+    /// same outage: then the same agent holds it here and what it did since is settled.
     fn adopt_imported(&mut self, existing: Contact, contact: &Contact, ev: &mut Vec<Event>) {
         let untaken = existing.state.is_waiting() || existing.state == ContactState::Offered;
         if !untaken {
+            self.settle_imported(existing, contact, ev);
             return;
         }
         self.withdraw_all(
