@@ -136,10 +136,17 @@ impl Inner {
     /// After a restart with a journal not yet handed to the core: rebuild the site's own
     /// state from the replica and the journal, and carry on autonomous.
     pub(crate) fn resume_journal(&self) {
-        let pending = match self.journal.pending(usize::MAX) {
-            Ok(pending) if !pending.is_empty() => pending,
-            _ => return,
+        // Entries the core already applied (an import landed just before the restart) are
+        // in the replica's state already; replaying them would apply them twice. The next
+        // reconcile forgets them.
+        let done = self.replica.read().domain.reconciled_seq(&self.config.site);
+        let pending: Vec<(u64, Vec<u8>)> = match self.journal.pending(usize::MAX) {
+            Ok(pending) => pending.into_iter().filter(|(seq, _)| *seq > done).collect(),
+            Err(_) => return,
         };
+        if pending.is_empty() {
+            return;
+        }
         let local = AppliedState::detached(self.view());
         for (seq, bytes) in &pending {
             if let Ok(stamped) = banyan_raft::codec::decode::<Stamped>(bytes) {
