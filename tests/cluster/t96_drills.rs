@@ -9,13 +9,21 @@ use std::process::Command;
 use banyan_tests::banyan_bin;
 use serde_json::Value;
 
-/// Runs one short drill and returns its report.
+/// Runs one short drill and returns its report. The reports stay in
+/// `target/test-artifacts/drills/` (a failed run's judged history and node logs with them).
 fn drill(scenario: &str) -> Value {
-    let out = tempfile::tempdir().unwrap();
+    let artifacts =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/drills");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tempfile::Builder::new()
+        .prefix(&format!("{scenario}-"))
+        .tempdir_in(&artifacts)
+        .unwrap()
+        .keep();
     let output = Command::new(banyan_bin())
         .args(["drill", scenario, "--target", "local", "--duration", "20s"])
         .arg("--out")
-        .arg(out.path())
+        .arg(&out)
         .output()
         .expect("banyan drill runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -25,7 +33,7 @@ fn drill(scenario: &str) -> Value {
         "drill {scenario} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    let dir = only_dir(out.path());
+    let dir = only_dir(&out);
     for file in ["report-1.md", "summary.md", "timeline-1.svg"] {
         assert!(dir.join(file).exists(), "{file} written");
     }

@@ -408,6 +408,50 @@ pub fn check_branch_sides(core: &[pb::Event], branch: &[pb::Event], site: &str) 
         }
         core_side.push(e);
     }
+    // An offer the branch still had out when it handed over goes back to waiting at the
+    // core (inside the import, which the replay leaves out): the ringing stops there.
+    let mut ringing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in branch {
+        match EventKind::try_from(e.kind) {
+            Ok(EventKind::ContactOffered) => {
+                ringing.insert(e.contact_id.clone(), e.agent_ids.clone());
+            }
+            Ok(EventKind::OfferWithdrawn) => {
+                if let Some(agents) = ringing.get_mut(&e.contact_id) {
+                    agents.retain(|a| !e.agent_ids.contains(a));
+                }
+            }
+            Ok(
+                EventKind::ContactConnected
+                | EventKind::ContactCompleted
+                | EventKind::ContactAbandoned
+                | EventKind::ContactTransferred,
+            ) => {
+                ringing.remove(&e.contact_id);
+            }
+            _ => {}
+        }
+    }
+    let handed_over = |contact: &str| {
+        core.iter()
+            .find(|e| e.kind == EventKind::ContactImported as i32 && e.contact_id == contact)
+            .map(|e| e.at_ms)
+    };
+    for (contact, agents) in ringing {
+        let Some(at_ms) = handed_over(&contact) else {
+            continue;
+        };
+        for agent in agents {
+            core_side.push(pb::Event {
+                at_ms,
+                kind: EventKind::OfferWithdrawn.into(),
+                contact_id: contact.clone(),
+                agent_ids: vec![agent],
+                reason: "HANDED_OVER".into(),
+                ..Default::default()
+            });
+        }
+    }
     let mut merged: Vec<pb::Event> = core_side
         .into_iter()
         .chain(branch.iter().cloned())
@@ -843,6 +887,35 @@ mod tests {
             ),
             "{report}"
         );
+    }
+
+    #[test]
+    fn an_offer_the_branch_had_out_when_it_handed_over_rings_no_more() {
+        let core = [
+            at(emea_agent("a"), 0),
+            at(emea_agent("b"), 0),
+            at(renewed(2_000), 1_000),
+            // Renewed once the branch is back; the import puts k1 back in the queue, the core
+            // offers it to b, then a takes k2.
+            at(renewed(20_000), 3_900),
+            at(
+                pb::Event {
+                    index: 5,
+                    kind: EventKind::ContactImported.into(),
+                    contact_id: "k1".into(),
+                    channel: pb::Channel::Voice.into(),
+                    ..Default::default()
+                },
+                4_000,
+            ),
+            at(offered(6, "k1", &["b"], pb::Channel::Voice), 4_100),
+            at(connected(7, "k1", "b"), 4_200),
+            at(offered(8, "k2", &["a"], pb::Channel::Voice), 4_300),
+        ];
+        // Alone, the branch rang a with k1 and handed over before a answered.
+        let branch = [at(offered(1, "k1", &["a"], pb::Channel::Voice), 3_000)];
+        let report = check_branch_sides(&core, &branch, "emea");
+        assert!(report.is_ok(), "{report}");
     }
 
     fn completed(index: u64, contact: &str) -> pb::Event {
