@@ -220,7 +220,7 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some((upto_seq, command)) = unanswered {
-            if let Err(status) = self.send_import(&command).await {
+            if let Err(status) = self.forward(&command).await {
                 self.remember_unanswered(&status, upto_seq, command);
                 self.mode.set(Mode::Autonomous);
                 return Err(status);
@@ -277,7 +277,7 @@ impl Inner {
                 self.config.site, self.config.id
             )),
         );
-        match self.send_import(&command).await {
+        match self.forward(&command).await {
             Ok(committed) => {
                 // Applied at the core: a journal not cleared now is cleared next time, as
                 // the replica shows it reconciled.
@@ -299,23 +299,6 @@ impl Inner {
                 Err(status)
             }
         }
-    }
-
-    /// Proposes an import at the core and waits until the replica shows it applied.
-    async fn send_import(&self, command: &Command) -> Result<Committed, Status> {
-        let reply = self
-            .core
-            .propose(banyan_raft::codec::encode(command))
-            .await?;
-        let committed: Committed = banyan_raft::codec::decode(&reply)
-            .map_err(|e| Status::internal(format!("undecodable reply: {e}")))?;
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            self.replica.wait_applied(committed.index),
-        )
-        .await
-        .map_err(|_| Status::unavailable("import not yet replicated to this branch"))?;
-        Ok(committed)
     }
 
     /// Keeps an import whose outcome is unknown, to send again before anything else.

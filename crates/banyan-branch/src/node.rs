@@ -203,7 +203,7 @@ impl BranchNode {
 impl Inner {
     /// Sends a command to the core's leader, then waits until the branch's own replica
     /// has applied it.
-    async fn forward(&self, command: &Command) -> Result<Committed, Status> {
+    pub(crate) async fn forward(&self, command: &Command) -> Result<Committed, Status> {
         let reply = self
             .core
             .propose(banyan_raft::codec::encode(command))
