@@ -30,8 +30,9 @@ fn drill(scenario: &str) -> Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "drill {scenario} failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        "drill {scenario} failed ({}):\n{stdout}\n{stderr}\n{}",
+        output.status,
+        node_log_tails(&out)
     );
     let dir = only_dir(&out);
     for file in ["report-1.md", "summary.md", "timeline-1.svg"] {
@@ -69,6 +70,36 @@ fn drill(scenario: &str) -> Value {
         "the fault is marked"
     );
     report
+}
+
+/// The end of every node's log from a failed run's `logs-N.txt`, for the test's output.
+fn node_log_tails(out: &Path) -> String {
+    let mut tails = String::new();
+    for dir in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("logs-") && name.ends_with(".txt")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            tails.push_str(&format!("{name}:\n"));
+            // Sections start with "--- node N ---"; keep each one's last lines.
+            for section in text.split("--- node ").filter(|s| !s.is_empty()) {
+                let lines: Vec<&str> = section.lines().collect();
+                let (head, body) = lines.split_first().unwrap_or((&"", &[]));
+                tails.push_str(&format!("--- node {head}\n"));
+                for line in &body[body.len().saturating_sub(25)..] {
+                    tails.push_str(line);
+                    tails.push('\n');
+                }
+            }
+        }
+    }
+    tails
 }
 
 fn only_dir(root: &Path) -> PathBuf {

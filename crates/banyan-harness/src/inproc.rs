@@ -13,6 +13,7 @@ use banyan_core::{serve, CoreConfig, CoreNode, LinkControl, RaftTimers, RunningN
 use tokio::net::TcpListener;
 
 use crate::link::BranchLinks;
+use crate::ports::bind_loopback;
 use crate::wait::wait_until;
 
 /// A branch running in this process, with its links to the core.
@@ -73,7 +74,7 @@ impl InProcessCluster {
         };
         let mut listeners = BTreeMap::new();
         for id in ids {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let listener = bind_loopback().await?;
             listeners.insert(*id, listener);
         }
         let addrs: BTreeMap<u64, String> = listeners
@@ -133,7 +134,7 @@ impl InProcessCluster {
         max_clock_skew: Duration,
         self_service: &[String],
     ) -> anyhow::Result<String> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = bind_loopback().await?;
         let addr = listener.local_addr()?.to_string();
         let core: Vec<String> = self.addrs.values().cloned().collect();
         let links = BranchLinks::start(&core, &addr)?;

@@ -27,6 +27,7 @@ pub mod inproc;
 pub mod link;
 pub mod local;
 pub mod nodes;
+pub mod ports;
 pub mod tap;
 pub mod wait;
 
@@ -39,7 +40,8 @@ pub use feed::ContactFeed;
 pub use history::{History, Operation, Outcome, Sample, WriteLoad};
 pub use inproc::InProcessCluster;
 pub use link::{BranchLinks, Link};
-pub use local::{free_ports, http_get, LocalCluster};
+pub use local::{http_get, LocalCluster};
 pub use nodes::Nodes;
+pub use ports::{bind_loopback, free_ports};
 pub use tap::EventTap;
 pub use wait::wait_until;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,21 +14,9 @@ use crate::checker::NodeState;
 use crate::contacts::NodeContacts;
 use crate::link::BranchLinks;
 use crate::nodes::Nodes;
+use crate::ports::free_ports;
 
 use crate::wait::wait_until;
-
-/// Ports the OS considers free right now. The harness reserves them by binding, then
-/// releases them for the node processes; collisions with other programs are unlikely on
-/// a test machine and show up as a node failing to bind, in its log.
-pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
-}
 
 /// A minimal HTTP/1.0 GET against `addr` (`host:port`): status code and body. Enough for
 /// health endpoints without an HTTP client dependency.

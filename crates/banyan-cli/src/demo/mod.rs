@@ -167,7 +167,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let handle = Current::new(node);
         let listener = match (id, TcpListener::bind(&args.wallboard).await) {
             (1, Ok(listener)) => listener,
-            _ => TcpListener::bind("127.0.0.1:0").await?,
+            _ => banyan_harness::bind_loopback().await?,
         };
         urls.push((
             format!("core node {id}"),
@@ -177,7 +177,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     for (id, site) in SITES {
         let node = cluster.branch(id).context("branch")?.running.node.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = banyan_harness::bind_loopback().await?;
         urls.push((
             format!("branch {site}"),
             serve_http(listener, banyan_api::observe::routes(node))?,
