@@ -2,7 +2,7 @@
 //! in-process clusters with cut links), each test a must-hold property of the cluster.
 //!
 //! Named by level, in the openraft manner: `t10` formation, `t20` replication, `t30`
-//! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart,
+//! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart (`t62` backup and restore),
 //! `t70` bad input, `t80` agents at their desks, `t90` branches (`t92` the core lost,
 //! `t94`/`t95` one branch cut off from a running core), `t96` the failover drills, `t97` metrics, wallboard and traces, `t98` the demo and its wallboard in a browser.
 
@@ -14,6 +14,7 @@ mod t30_leader_kill;
 mod t40_recovery;
 mod t50_membership;
 mod t60_full_restart;
+mod t62_backup_restore;
 mod t70_bad_input;
 mod t75_contact_bad_input;
 mod t80_agent_desk;

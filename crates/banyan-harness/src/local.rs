@@ -337,6 +337,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Node `id`'s data directory (a stopped node's may be copied, replaced or wiped).
+    pub fn data_dir(&self, id: u64) -> anyhow::Result<&Path> {
+        Ok(&self.node(id)?.data_dir)
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.nodes.get(&id).is_some_and(|n| n.child.is_some())
     }
