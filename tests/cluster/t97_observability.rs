@@ -172,7 +172,11 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
             let offered = core
                 .get("banyan_time_to_offer_seconds_count")
                 .is_some_and(|n| *n >= 5.0);
-            (served && offered).then_some((core, branch))
+            // The agent's desk session is open at the branch while it works.
+            let open = branch
+                .get("banyan_grpc_in_flight{method=\"/banyan.v1.AgentDesk/Session\"}")
+                .is_some_and(|n| *n >= 1.0);
+            (served && offered && open).then_some((core, branch))
         }
     })
     .await
@@ -205,6 +209,33 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
         "the branch observes the offers it applied"
     );
     desk.stop().await;
+
+    // A refusal is counted with its code; an agent's session stream when it ends.
+    let refused = branch
+        .create_contact(pb::CreateContactRequest {
+            channel: pb::Channel::Voice.into(),
+            site: "emea".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no queue");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    wait_until("the refusal and the ended session counted", DEADLINE, || {
+        let branch_http = branch_http.clone();
+        async move {
+            let page = scrape(&branch_http).await;
+            let invalid = page
+                .get("banyan_grpc_requests_total{method=\"/banyan.v1.ContactCenter/CreateContact\",code=\"InvalidArgument\"}")
+                .is_some_and(|n| *n >= 1.0);
+            let session = page.iter().any(|(key, n)| {
+                key.starts_with("banyan_grpc_requests_total{method=\"/banyan.v1.AgentDesk/Session\"")
+                    && *n >= 1.0
+            });
+            (invalid && session).then_some(())
+        }
+    })
+    .await
+    .unwrap();
 
     // gRPC health and reflection, on a core node and the branch alike.
     for addr in [cluster.addr(leader).unwrap(), branch_addr.clone()] {

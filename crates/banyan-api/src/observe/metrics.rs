@@ -348,7 +348,7 @@ pub fn render<N: Observed>(node: &N) -> String {
     out.family(
         "banyan_grpc_requests_total",
         "counter",
-        "gRPC requests served, by method and status code.",
+        "gRPC requests ended, by method and the status code they ended with (a stream counts when it ends).",
     );
     for (method, stats) in &grpc {
         for (code, n) in &stats.by_code {
@@ -359,6 +359,18 @@ pub fn render<N: Observed>(node: &N) -> String {
                 *n as f64,
             );
         }
+    }
+    out.family(
+        "banyan_grpc_in_flight",
+        "gauge",
+        "gRPC requests started and not yet ended: for streams, the sessions open now.",
+    );
+    for (method, stats) in &grpc {
+        out.sample(
+            "banyan_grpc_in_flight",
+            &[("method", method)],
+            stats.in_flight as f64,
+        );
     }
     out.family(
         "banyan_grpc_errors_total",
@@ -381,7 +393,7 @@ pub fn render<N: Observed>(node: &N) -> String {
     out.family(
         "banyan_grpc_request_duration_seconds",
         "histogram",
-        "Time to answer a gRPC request (to the response headers, for streams).",
+        "Time from a gRPC request to its status: a unary call's answer, a stream's end.",
     );
     for (method, stats) in &grpc {
         out.histogram(

@@ -73,8 +73,28 @@ impl Histogram {
 /// Requests, failures by status code, and latency of one gRPC method.
 #[derive(Debug, Clone)]
 pub struct MethodStats {
+    /// Requests ended, by the status code they ended with.
     pub by_code: BTreeMap<i32, u64>,
     pub latency: Histogram,
+    /// Requests started and not ended yet: for a stream, the sessions open now.
+    pub in_flight: u64,
+}
+
+/// The figures of `method`, or of `other` once [`MAX_METHODS`] methods are tracked.
+fn method_stats<'a>(
+    grpc: &'a mut BTreeMap<String, MethodStats>,
+    method: &str,
+) -> &'a mut MethodStats {
+    let key = if grpc.contains_key(method) || grpc.len() < MAX_METHODS {
+        method
+    } else {
+        "other"
+    };
+    grpc.entry(key.to_owned()).or_insert_with(|| MethodStats {
+        by_code: BTreeMap::new(),
+        latency: Histogram::new(&GRPC_BUCKETS),
+        in_flight: 0,
+    })
 }
 
 /// What a node counts while it runs. Shared by its gRPC server, its event watcher and its
@@ -105,17 +125,17 @@ impl Telemetry {
         self.started.elapsed()
     }
 
+    /// A request of `method` came in.
+    pub fn grpc_started(&self, method: &str) {
+        let mut grpc = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
+        method_stats(&mut grpc, method).in_flight += 1;
+    }
+
+    /// A request of `method` ended with status `code` after `took`.
     pub fn record_grpc(&self, method: &str, code: i32, took: Duration) {
         let mut grpc = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
-        let key = if grpc.contains_key(method) || grpc.len() < MAX_METHODS {
-            method
-        } else {
-            "other"
-        };
-        let stats = grpc.entry(key.to_owned()).or_insert_with(|| MethodStats {
-            by_code: BTreeMap::new(),
-            latency: Histogram::new(&GRPC_BUCKETS),
-        });
+        let stats = method_stats(&mut grpc, method);
+        stats.in_flight = stats.in_flight.saturating_sub(1);
         *stats.by_code.entry(code).or_default() += 1;
         stats.latency.observe(took.as_secs_f64());
     }
@@ -221,64 +241,114 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
     S::Error: 'static,
-    R: 'static,
+    R: http_body::Body + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<CountedBody<R>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // A caller that gives up (its deadline, a cancel) drops the future or the body
+        // before the end: counted as CANCELLED when that happens.
         let method = request.uri().path().to_owned();
-        let started = Instant::now();
-        let telemetry = self.telemetry.clone();
+        self.telemetry.grpc_started(&method);
+        let mut pending = Pending {
+            telemetry: Some(self.telemetry.clone()),
+            method,
+            started: Instant::now(),
+        };
         let answer = self.inner.call(request);
         Box::pin(async move {
-            // A caller that gives up (its deadline, a cancel) drops this future: counted as
-            // CANCELLED when that happens.
-            let mut unfinished = Unfinished {
-                telemetry: Some(telemetry.clone()),
-                method: method.clone(),
-                started,
+            let response = match answer.await {
+                Ok(response) => response,
+                Err(e) => {
+                    pending.finish(tonic::Code::Internal as i32);
+                    return Err(e);
+                }
             };
-            let result = answer.await;
-            unfinished.telemetry = None;
-            // A refusal travels in the response headers (trailers-only); a unary success
-            // and a stream's end carry theirs in trailers, counted as OK here.
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                Err(_) => tonic::Code::Internal as i32,
-            };
-            telemetry.record_grpc(&method, code, started.elapsed());
-            result
+            // A refusal travels in the response headers (trailers-only); everything else
+            // ends with trailers after the messages, which the body reports.
+            if let Some(code) = grpc_status(response.headers()) {
+                pending.finish(code);
+            }
+            Ok(response.map(|inner| CountedBody { inner, pending }))
         })
     }
 }
 
-/// Records a request whose future was dropped before it finished.
-struct Unfinished {
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A request being counted: recorded once, with the code it ended with, or as CANCELLED
+/// if it is dropped first.
+struct Pending {
     telemetry: Option<Arc<Telemetry>>,
     method: String,
     started: Instant,
 }
 
-impl Drop for Unfinished {
-    fn drop(&mut self) {
+impl Pending {
+    fn finish(&mut self, code: i32) {
         if let Some(telemetry) = self.telemetry.take() {
-            telemetry.record_grpc(
-                &self.method,
-                tonic::Code::Cancelled as i32,
-                self.started.elapsed(),
-            );
+            telemetry.record_grpc(&self.method, code, self.started.elapsed());
         }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled as i32);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A gRPC response body that records its request when the trailers go out: a unary
+    /// call's status, a stream's end status, however long the stream ran.
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        pending: Pending,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = grpc_status(trailers).unwrap_or(tonic::Code::Unknown as i32);
+                    this.pending.finish(code);
+                }
+            }
+            // A body that fails or ends without a status: nothing the caller can read
+            // as a gRPC outcome.
+            Some(Err(_)) | None => this.pending.finish(tonic::Code::Unknown as i32),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
