@@ -41,9 +41,9 @@ pub struct BranchArgs {
     #[arg(long, env = "BANYAN_MAX_CLOCK_SKEW", default_value = "1s", value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
     /// Raft timers: must match the core's.
-    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
-    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "150ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
     #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
     pub snapshot_every: u64,

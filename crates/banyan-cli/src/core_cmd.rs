@@ -35,10 +35,10 @@ pub struct CoreArgs {
     #[arg(long, env = "BANYAN_INIT")]
     pub init: Option<String>,
     /// Raft heartbeat interval; across sites, above the round trip plus a disk flush.
-    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
     /// Minimum election timeout (the maximum is twice this).
-    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "150ms", value_parser = humantime::parse_duration)]
     pub election_timeout: Duration,
     /// Log entries applied between snapshots.
     #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]

@@ -46,11 +46,11 @@ pub struct BenchArgs {
     /// Clients writing during the leader-kill runs.
     #[arg(long, default_value_t = 64)]
     kill_clients: usize,
-    /// Heartbeat of the nodes the benchmark starts.
-    #[arg(long, default_value = "100ms")]
+    /// Heartbeat of the nodes the benchmark starts (the node default).
+    #[arg(long, default_value = "50ms")]
     heartbeat: String,
-    /// Minimum election timeout of the nodes the benchmark starts.
-    #[arg(long, default_value = "250ms")]
+    /// Minimum election timeout of the nodes the benchmark starts (the node default).
+    #[arg(long, default_value = "150ms")]
     election_timeout: String,
     /// Also run the throughput levels against a local 3-member etcd cluster.
     #[arg(long)]
