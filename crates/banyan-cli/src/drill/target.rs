@@ -44,9 +44,15 @@ impl LocalTarget {
         let mut cluster = LocalCluster::new(bin, &[])?;
         cluster.enable_http();
         cluster.start_voters(&CORE)?;
-        cluster
+        if let Err(e) = cluster
             .wait_for_leader(&CORE, Duration::from_secs(30))
-            .await?;
+            .await
+        {
+            bail!(
+                "{e:#}; the end of each node's log:\n{}",
+                cluster.all_log_tails(20)
+            );
+        }
         let flags: Vec<&str> = branch_flags.iter().map(String::as_str).collect();
         let mut links = BTreeMap::new();
         let mut branch_addrs = BTreeMap::new();
