@@ -70,7 +70,10 @@ impl LinkControl {
     }
 }
 
-/// Builds a lazily connected channel to a Banyan node at `addr` (`host:port`).
+/// Builds a lazily connected channel to a Banyan node at `addr` (`host:port`). Pings close
+/// a connection whose path went silent within a few seconds, so replication to a peer
+/// behind a healed cut resumes on a fresh connection instead of TCP's retransmission
+/// backoff.
 pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
     let uri = if addr.contains("://") {
         addr.to_owned()
@@ -80,7 +83,8 @@ pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(uri)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3))
         .keep_alive_while_idle(true)
         .connect_lazy())
 }
