@@ -208,8 +208,19 @@ impl Inner {
     /// the core again as new, and the core would keep its first copy over what the
     /// branch's agent did with it since.
     async fn reconcile(&self) -> Result<(), Status> {
-        let guard = self.journal_lock.lock().await;
+        let _guard = self.journal_lock.lock().await;
         self.mode.set(Mode::Reconciling);
+        let handed = self.hand_over().await;
+        if handed.is_err() {
+            // The core did not take it all: the branch keeps routing on its own.
+            self.mode.set(Mode::Autonomous);
+        }
+        handed
+    }
+
+    /// The body of [`reconcile`](Self::reconcile), under the journal lock: on `Ok` the
+    /// branch is connected again.
+    async fn hand_over(&self) -> Result<(), Status> {
         let Some(local) = self.local() else {
             self.mode.set(Mode::Connected);
             return Ok(());
@@ -222,28 +233,21 @@ impl Inner {
         if let Some((upto_seq, command)) = unanswered {
             if let Err(status) = self.forward(&command).await {
                 self.remember_unanswered(&status, upto_seq, command);
-                self.mode.set(Mode::Autonomous);
                 return Err(status);
             }
-            self.forget_journal_upto(upto_seq)
-                .await
-                .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
+            self.forget_journal_upto(upto_seq).await?;
         }
         // What the core already shows reconciled (a restart lost the unanswered import).
         let done = self.replica.read().domain.reconciled_seq(&self.config.site);
-        self.forget_journal_upto(done)
-            .await
-            .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
+        self.forget_journal_upto(done).await?;
         let pending = self
             .journal
             .pending(usize::MAX)
-            .map_err(|e| Status::unavailable(e.to_string()))
-            .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         if pending.is_empty() {
             // Everything the branch did alone is at the core already.
             self.back_through_the_core(&local);
             tracing::info!(site = %self.config.site, upto_seq = done, "reconciled with the core");
-            drop(guard);
             return Ok(());
         }
         let upto_seq = pending.last().map_or(done, |(seq, _)| *seq);
@@ -281,21 +285,17 @@ impl Inner {
             Ok(committed) => {
                 // Applied at the core: a journal not cleared now is cleared next time, as
                 // the replica shows it reconciled.
-                self.forget_journal_upto(upto_seq)
-                    .await
-                    .inspect_err(|_| self.mode.set(Mode::Autonomous))?;
+                self.forget_journal_upto(upto_seq).await?;
                 // The core has the truth about every accept now, and the replica shows it.
                 for (seq, _) in self.accepts_in_doubt() {
                     let _ = self.accepts.delivered(seq).await;
                 }
                 self.back_through_the_core(&local);
                 tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");
-                drop(guard);
                 Ok(())
             }
             Err(status) => {
                 self.remember_unanswered(&status, upto_seq, command);
-                self.mode.set(Mode::Autonomous);
                 Err(status)
             }
         }

@@ -386,7 +386,7 @@ enum Step {
 impl Chaos {
     fn plan(on: bool, day: Duration) -> Self {
         let day = day.as_secs_f64();
-        let steps = if on {
+        let mut steps = if on {
             vec![
                 (day * 0.3, Step::StopLeader),
                 (day * 0.3 + 6.0, Step::RestartNode),
@@ -396,7 +396,7 @@ impl Chaos {
         } else {
             Vec::new()
         };
-        let mut steps = steps;
+        // On a short day a step's pause can carry it past the next one.
         steps.sort_by(|a, b| a.0.total_cmp(&b.0));
         Self {
             steps,
