@@ -1,7 +1,8 @@
 //! The deployment files reference only what the image and the binary provide: every
 //! Kubernetes manifest and the compose file parse; every flag and `BANYAN_*` variable
 //! they set is one `banyan core` or `banyan branch` accepts; ports, probe paths, the data
-//! path and the user match `deploy/Dockerfile` and what the nodes serve.
+//! path and the user match `deploy/Dockerfile` and what the nodes serve; every node runs
+//! with TLS, its certificates mounted read-only where `BANYAN_CERTS_DIR` points.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -113,6 +114,11 @@ fn check_settings(
             "{place}: banyan {command} has no {flag}"
         );
     }
+    assert!(
+        !flags.iter().any(|f| f == "--insecure")
+            && !env.iter().any(|(name, _)| name == "BANYAN_INSECURE"),
+        "{place}: runs --insecure"
+    );
     for (name, value) in env {
         if name.starts_with("BANYAN_") {
             assert!(
@@ -129,6 +135,14 @@ fn check_settings(
             _ => {}
         }
     }
+}
+
+/// Where `BANYAN_CERTS_DIR` points.
+fn certs_dir(place: &str, env: &[(String, String)]) -> String {
+    env.iter()
+        .find(|(name, _)| name == "BANYAN_CERTS_DIR")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| panic!("{place}: no BANYAN_CERTS_DIR"))
 }
 
 #[test]
@@ -228,13 +242,34 @@ fn t05_kubernetes_manifests_reference_only_what_the_image_provides() {
                     .map(|(_, v)| port_of(v));
                 assert_eq!(Some(number), http, "{place}: {probe} on the HTTP port");
             }
+            let certs = certs_dir(&place, &env);
+            let secrets: BTreeSet<String> = pod["volumes"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter(|volume| volume.get("secret").is_some())
+                .map(|volume| str_of(&volume["name"]))
+                .collect();
+            let mut paths = BTreeSet::new();
             for mount in container["volumeMounts"].as_sequence().unwrap() {
-                assert_eq!(
-                    str_of(&mount["mountPath"]),
-                    image.volume,
-                    "{place}: mount path"
-                );
+                let path = str_of(&mount["mountPath"]);
+                if secrets.contains(&str_of(&mount["name"])) {
+                    assert_eq!(path, certs, "{place}: the certificates' Secret");
+                    assert_eq!(
+                        mount["readOnly"].as_bool(),
+                        Some(true),
+                        "{place}: certificates mounted read-only"
+                    );
+                } else {
+                    assert_eq!(path, image.volume, "{place}: mount path");
+                }
+                paths.insert(path);
             }
+            assert_eq!(
+                paths,
+                BTreeSet::from([image.volume.clone(), certs]),
+                "{place}: mounts its data and its certificates"
+            );
         }
     }
     assert_eq!(
@@ -273,10 +308,35 @@ fn t05_the_compose_file_references_only_what_the_image_provides() {
             .map(|m| m.iter().map(|(k, v)| (str_of(k), str_of(v))).collect())
             .unwrap_or_default();
         check_settings(&place, &command[0], &command[1..], &env, &image);
+        let certs = certs_dir(&place, &env);
+        let mut paths = BTreeSet::new();
         for volume in service["volumes"].as_sequence().unwrap() {
-            let path = str_of(volume).split_once(':').unwrap().1.to_owned();
-            assert_eq!(path, image.volume, "{place}: volume path");
+            // `name:path` is the data volume; the certificates are a read-only bind mount
+            // in the long syntax.
+            let path = match volume {
+                Value::String(short) => {
+                    let path = short.split_once(':').unwrap().1.to_owned();
+                    assert_eq!(path, image.volume, "{place}: volume path");
+                    path
+                }
+                long => {
+                    let path = str_of(&long["target"]);
+                    assert_eq!(path, certs, "{place}: the certificates' mount");
+                    assert_eq!(
+                        long["read_only"].as_bool(),
+                        Some(true),
+                        "{place}: certificates mounted read-only"
+                    );
+                    path
+                }
+            };
+            paths.insert(path);
         }
+        assert_eq!(
+            paths,
+            BTreeSet::from([image.volume.clone(), certs]),
+            "{place}: mounts its data and its certificates"
+        );
         for port in service["ports"]
             .as_sequence()
             .unwrap_or_else(|| panic!("{place}: no ports in {service:?}"))

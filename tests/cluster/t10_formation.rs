@@ -3,13 +3,17 @@
 
 use std::process::Command;
 
-use banyan_harness::{http_get, wait_until};
+use banyan_harness::{http_get, wait_until, LocalCluster};
 use banyan_proto::v1::ReadConsistency;
 use banyan_tests::{banyan_bin, cluster, customer, other_than, pinned, DEADLINE};
 
-fn ctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+/// `banyan ctl` as the cluster's admin (its client certificate from the cluster's CA).
+fn ctl(cluster: &LocalCluster, endpoint: &str, args: &[&str]) -> std::process::Output {
+    let certs = cluster.pki().expect("a secure cluster").path();
     Command::new(banyan_bin())
         .args(["ctl", "--endpoint", endpoint])
+        .arg("--certs-dir")
+        .arg(certs)
         .args(args)
         .output()
         .expect("run banyan ctl")
@@ -24,7 +28,7 @@ async fn t10_three_processes_form_one_cluster() {
     let follower = other_than(&[1, 2, 3], leader);
     let endpoint = cluster.addr(follower).unwrap();
 
-    let out = ctl(&endpoint, &["status", "--json"]);
+    let out = ctl(&cluster, &endpoint, &["status", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -44,7 +48,7 @@ async fn t10_three_processes_form_one_cluster() {
         assert_eq!(n["leader"], leader, "every node agrees on the leader: {n}");
     }
 
-    let out = ctl(&endpoint, &["status"]);
+    let out = ctl(&cluster, &endpoint, &["status"]);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -85,6 +89,7 @@ async fn t10_three_processes_form_one_cluster() {
 
     // Customers through the command line: upsert on a follower, read back as JSON.
     let out = ctl(
+        &cluster,
         &endpoint,
         &[
             "customers",
@@ -105,6 +110,7 @@ async fn t10_three_processes_form_one_cluster() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = ctl(
+        &cluster,
         &endpoint,
         &["--json", "customers", "find", "--phone", "+15550199"],
     );
@@ -116,14 +122,14 @@ async fn t10_three_processes_form_one_cluster() {
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON customers");
     assert_eq!(found[0]["id"], "c-cli", "{found:#}");
     assert_eq!(found[0]["tier"], "TIER_GOLD");
-    let out = ctl(&endpoint, &["customers", "get", "nobody"]);
+    let out = ctl(&cluster, &endpoint, &["customers", "get", "nobody"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
     // The contact center through the command line: a queue, an agent, a contact, its
     // queue's figures and the event stream.
     let run = |args: &[&str]| {
-        let out = ctl(&endpoint, args);
+        let out = ctl(&cluster, &endpoint, args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -182,7 +188,7 @@ async fn t10_three_processes_form_one_cluster() {
         table.contains("ROUND_ROBIN") && table.contains("french≥3"),
         "{table}"
     );
-    let out = ctl(&endpoint, &["contacts", "complete", &id]);
+    let out = ctl(&cluster, &endpoint, &["contacts", "complete", &id]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("FailedPrecondition"));
 
     // A write, then a graceful stop and a restart with the same --init: the node rejoins

@@ -388,8 +388,8 @@ async fn bad_queues_and_agents(client: &Client) {
     );
 }
 
-async fn bad_watch(addr: &str) {
-    let mut cc = ContactCenterClient::new(banyan_client::channel(addr).unwrap());
+async fn bad_watch(security: &banyan_client::Security, addr: &str) {
+    let mut cc = ContactCenterClient::new(banyan_client::channel(security, addr).unwrap());
     let request = pb::WatchEventsRequest {
         contact_id: "bad id".into(),
         ..Default::default()
@@ -402,8 +402,12 @@ async fn bad_watch(addr: &str) {
 }
 
 /// Sends `commands` on one desk session and returns the results, in order.
-async fn desk_results(addr: &str, commands: Vec<pb::AgentCommand>) -> Vec<pb::CommandResult> {
-    let mut desk = AgentDeskClient::new(banyan_client::channel(addr).unwrap());
+async fn desk_results(
+    security: &banyan_client::Security,
+    addr: &str,
+    commands: Vec<pb::AgentCommand>,
+) -> Vec<pb::CommandResult> {
+    let mut desk = AgentDeskClient::new(banyan_client::channel(security, addr).unwrap());
     let expected = commands.len();
     let mut inbound = desk
         .session(futures::stream::iter(commands))
@@ -423,7 +427,7 @@ async fn desk_results(addr: &str, commands: Vec<pb::AgentCommand>) -> Vec<pb::Co
     results
 }
 
-async fn bad_desk(addr: &str, queued: &str) {
+async fn bad_desk(security: &banyan_client::Security, addr: &str, queued: &str) {
     let cmd = |id: &str, c: Cmd| pb::AgentCommand {
         command_id: id.into(),
         command: Some(c),
@@ -433,6 +437,7 @@ async fn bad_desk(addr: &str, queued: &str) {
     };
     // Before a login nothing is accepted; an unknown agent cannot log in.
     let results = desk_results(
+        security,
         addr,
         vec![
             cmd("d1", Cmd::Accept(contact(queued))),
@@ -506,8 +511,8 @@ async fn t75_contact_center_bad_input_is_refused_and_changes_nothing() {
         bad_contacts(&client, &queued).await;
         bad_queues_and_agents(&client).await;
         let addr = cluster.addr(id).unwrap();
-        bad_watch(&addr).await;
-        bad_desk(&addr, &queued).await;
+        bad_watch(&cluster.security(), &addr).await;
+        bad_desk(&cluster.security(), &addr, &queued).await;
     }
     let after = snapshot(&setup).await;
     assert_eq!(before, after, "refused requests changed the state");

@@ -106,7 +106,12 @@ async fn t80_agents_on_every_node_serve_contacts_through_a_leader_kill() {
     let agents: Vec<DeskAgent> = (0..AGENTS)
         .map(|i| {
             let endpoints = (0..3).map(|k| addrs[(i + k) % 3].clone()).collect();
-            DeskAgent::start(&format!("agent-{i}"), endpoints, DeskBehaviour::default())
+            DeskAgent::start(
+                &format!("agent-{i}"),
+                endpoints,
+                DeskBehaviour::default(),
+                cluster.agent_security(&format!("agent-{i}")).unwrap(),
+            )
         })
         .collect();
 

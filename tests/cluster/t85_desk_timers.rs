@@ -46,6 +46,7 @@ async fn setup(client: &Client) {
 
 /// A raw desk session: the sender of commands and the stream of what the node pushes.
 async fn session(
+    security: &banyan_client::Security,
     addr: &str,
     agent: &str,
 ) -> (
@@ -61,7 +62,7 @@ async fn session(
         })),
     };
     tx.send(login).await.unwrap();
-    let stream = AgentDeskClient::new(banyan_client::channel(addr).unwrap())
+    let stream = AgentDeskClient::new(banyan_client::channel(security, addr).unwrap())
         .session(ReceiverStream::new(rx))
         .await
         .unwrap()
@@ -99,7 +100,7 @@ async fn t85_expired_offers_requeue_and_dropped_sessions_return_their_offers() {
     setup(&client).await;
     // The agent's session runs on a follower: offers come from its copy of the log.
     let follower = cluster.addr(other_than(&[1, 2, 3], leader)).unwrap();
-    let (_keep, mut sleepy) = session(&follower, "sleepy").await;
+    let (_keep, mut sleepy) = session(&cluster.security(), &follower, "sleepy").await;
     let create = |n: u32| pb::CreateContactRequest {
         request_id: format!("t85-{n}"),
         channel: pb::Channel::Voice.into(),
@@ -144,7 +145,7 @@ async fn t85_expired_offers_requeue_and_dropped_sessions_return_their_offers() {
     );
 
     // Another agent gets it, then drops its stream without logging out.
-    let (leaver_tx, mut leaver) = session(&follower, "leaver").await;
+    let (leaver_tx, mut leaver) = session(&cluster.security(), &follower, "leaver").await;
     next_matching(
         &mut leaver,
         |e| matches!(e, In::Contact(c) if c.id == first.id && c.offered_to == ["leaver"]),

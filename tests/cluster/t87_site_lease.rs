@@ -106,7 +106,12 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
     assert_eq!(leased.branch_mode, pb::BranchMode::Connected as i32);
 
     let addr = cluster.addr(leader).unwrap();
-    let desk = DeskAgent::start("eve", vec![addr], DeskBehaviour::default());
+    let desk = DeskAgent::start(
+        "eve",
+        vec![addr],
+        DeskBehaviour::default(),
+        cluster.agent_security("eve").unwrap(),
+    );
     let create = |n: u32| pb::CreateContactRequest {
         request_id: format!("t87-{n}"),
         channel: pb::Channel::Voice.into(),

@@ -50,32 +50,41 @@ async fn t90_a_branch_serves_its_region_through_its_replica() {
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let branch = Client::new([&branch_addr], policy).unwrap();
+    let branch = Client::new([&branch_addr], policy, &cluster.security()).unwrap();
     let queue = pb::Queue {
         id: "emea-support".into(),
         name: "EMEA support".into(),
         ..Default::default()
     };
-    branch
+    // Configuration is made at the core: a branch forwards only its site's work, even
+    // for an admin.
+    let refused = branch
         .upsert_queue(pb::UpsertQueueRequest {
-            queue: Some(queue),
+            queue: Some(queue.clone()),
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("core"), "{refused:?}");
+    core.upsert_queue(pb::UpsertQueueRequest {
+        queue: Some(queue),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let agent = pb::Agent {
         id: "lea".into(),
         name: "Léa".into(),
         site: "emea".into(),
         ..Default::default()
     };
-    branch
-        .upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(agent),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    core.upsert_agent(pb::UpsertAgentRequest {
+        agent: Some(agent),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let desk = DeskAgent::start(
         "lea",
         vec![branch_addr.clone()],
@@ -83,6 +92,7 @@ async fn t90_a_branch_serves_its_region_through_its_replica() {
             talk: Duration::from_millis(50),
             ..Default::default()
         },
+        cluster.agent_security("lea").unwrap(),
     );
     let created = branch
         .create_contact(pb::CreateContactRequest {

@@ -47,7 +47,7 @@ async fn t91_a_branch_answers_self_service_while_the_core_is_down() {
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let branch = Client::new([&branch_addr], quick).unwrap();
+    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
     wait_until("the branch's replica has the customer", DEADLINE, || {
         let branch = branch.clone();
         async move { branch.get_customer("c1", ReadConsistency::Local).await.ok() }

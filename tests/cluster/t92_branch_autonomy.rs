@@ -37,7 +37,7 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let branch = Client::new([&branch_addr], quick).unwrap();
+    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
     wait_until(
         "the branch holds its lease and has both agents",
         DEADLINE,
@@ -59,6 +59,7 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
             talk: Duration::from_millis(300),
             ..Default::default()
         },
+        cluster.agent_security("lea").unwrap(),
     );
 
     for id in [1, 2, 3] {

@@ -56,13 +56,14 @@ async fn t93_a_contact_at_one_branch_is_served_by_an_agent_at_the_other() {
             talk: Duration::from_millis(50),
             ..Default::default()
         },
+        cluster.agent_security("bo").unwrap(),
     );
 
     let policy = RetryPolicy {
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let at_emea = Client::new([&emea], policy).unwrap();
+    let at_emea = Client::new([&emea], policy, &cluster.security()).unwrap();
     let created = at_emea
         .create_contact(pb::CreateContactRequest {
             request_id: "t93-1".into(),

@@ -52,7 +52,7 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let branch = Client::new([&branch_addr], quick).unwrap();
+    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
     wait_until("the branch leased with every agent", DEADLINE, || {
         let (core, branch) = (core.clone(), branch.clone());
         async move {
@@ -69,9 +69,24 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     };
     let core_addrs: Vec<String> = [1, 2, 3].map(|id| cluster.addr(id).unwrap()).into();
     let desks = vec![
-        DeskAgent::start("lea", vec![branch_addr.clone()], talk.clone()),
-        DeskAgent::start("max", vec![branch_addr.clone()], talk.clone()),
-        DeskAgent::start("kai", core_addrs, talk),
+        DeskAgent::start(
+            "lea",
+            vec![branch_addr.clone()],
+            talk.clone(),
+            cluster.agent_security("lea").unwrap(),
+        ),
+        DeskAgent::start(
+            "max",
+            vec![branch_addr.clone()],
+            talk.clone(),
+            cluster.agent_security("max").unwrap(),
+        ),
+        DeskAgent::start(
+            "kai",
+            core_addrs,
+            talk,
+            cluster.agent_security("kai").unwrap(),
+        ),
     ];
     let every = Duration::from_millis(300);
     let feeds = [

@@ -39,7 +39,7 @@ async fn t95_an_in_process_branch_is_cut_off_and_reconciles() {
         follow_leader: false,
         ..RetryPolicy::default()
     };
-    let branch = Client::new([&branch_addr], quick).unwrap();
+    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
     let site_mode = |core: Client| async move { site_status(&core, "emea").await.map(|s| s.mode) };
     wait_until("the branch leased with both agents", DEADLINE, || {
         let (core, branch) = (core.clone(), branch.clone());

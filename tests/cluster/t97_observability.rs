@@ -9,7 +9,7 @@ use std::time::Duration;
 use banyan_client::trace::{self, TraceContext};
 use banyan_client::{Client, RetryPolicy};
 use banyan_harness::desk::DeskBehaviour;
-use banyan_harness::{http_get, wait_until, DeskAgent};
+use banyan_harness::{http_get, http_get_as, wait_until, DeskAgent};
 use banyan_proto::v1 as pb;
 use banyan_tests::{cluster, put_agents, put_queue, DEADLINE};
 
@@ -24,8 +24,10 @@ fn samples(page: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn scrape(http: &str) -> BTreeMap<String, f64> {
-    let (code, body) = http_get(http, "/metrics").await.expect("scrape");
+async fn scrape(http: &str, token: &str) -> BTreeMap<String, f64> {
+    let (code, body) = http_get_as(http, "/metrics", Some(token))
+        .await
+        .expect("scrape");
     assert_eq!(code, 200, "{body}");
     samples(&body)
 }
@@ -66,7 +68,7 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
     )
     .await;
     put_agents(&core, &[("a1", "emea")]).await;
-    let branch = Client::new([&branch_addr], RetryPolicy::default()).unwrap();
+    let branch = Client::new([&branch_addr], RetryPolicy::default(), &cluster.security()).unwrap();
     wait_until("the branch holds the agent", DEADLINE, || {
         let branch = branch.clone();
         async move {
@@ -87,12 +89,14 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
             talk: Duration::from_millis(50),
             ..Default::default()
         },
+        cluster.agent_security("a1").unwrap(),
     );
 
+    let token = cluster.viewer_token().expect("a secure cluster");
     let core_http = cluster.http_addr(leader).unwrap();
     let branch_http = cluster.http_addr(101).unwrap();
-    let before_core = scrape(&core_http).await;
-    let before_branch = scrape(&branch_http).await;
+    let before_core = scrape(&core_http, &token).await;
+    let before_branch = scrape(&branch_http, &token).await;
     for family in [
         "banyan_raft_term",
         "banyan_raft_leader_id",
@@ -163,9 +167,10 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
         "banyan_grpc_requests_total{method=\"/banyan.v1.ContactCenter/CreateContact\",code=\"Ok\"}";
     let (after_core, after_branch) = wait_until("the figures to move", DEADLINE, || {
         let (core_http, branch_http) = (core_http.clone(), branch_http.clone());
+        let token = token.clone();
         async move {
-            let core = scrape(&core_http).await;
-            let branch = scrape(&branch_http).await;
+            let core = scrape(&core_http, &token).await;
+            let branch = scrape(&branch_http, &token).await;
             let served = core
                 .get("banyan_queue_handled_total{queue=\"q\"}")
                 .is_some_and(|n| *n >= 5.0);
@@ -197,7 +202,7 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
     // The branch's writes reached the core as forwarded commands, counted where served.
     let mut forwarded = 0.0;
     for id in [1, 2, 3] {
-        let page = scrape(&cluster.http_addr(id).unwrap()).await;
+        let page = scrape(&cluster.http_addr(id).unwrap(), &token).await;
         forwarded += page
             .get("banyan_grpc_requests_total{method=\"/banyan.v1.CommandForwarding/Propose\",code=\"Ok\"}")
             .copied()
@@ -222,8 +227,9 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     wait_until("the refusal and the ended session counted", DEADLINE, || {
         let branch_http = branch_http.clone();
+        let token = token.clone();
         async move {
-            let page = scrape(&branch_http).await;
+            let page = scrape(&branch_http, &token).await;
             let invalid = page
                 .get("banyan_grpc_requests_total{method=\"/banyan.v1.ContactCenter/CreateContact\",code=\"InvalidArgument\"}")
                 .is_some_and(|n| *n >= 1.0);
@@ -239,7 +245,7 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
 
     // gRPC health and reflection, on a core node and the branch alike.
     for addr in [cluster.addr(leader).unwrap(), branch_addr.clone()] {
-        let channel = banyan_client::channel(&addr).unwrap();
+        let channel = banyan_client::channel(&cluster.security(), &addr).unwrap();
         let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
             .check(tonic_health::pb::HealthCheckRequest {
                 service: "banyan.v1.ContactCenter".into(),
@@ -311,15 +317,23 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
         }
     }
 
-    // The wallboard: its page, and the picture it draws, on a core node and the branch.
+    // The wallboard: its page, and the picture it draws, on a core node and the branch;
+    // without a token they answer 401, health and readiness answer anyone.
     for http in [&core_http, &branch_http] {
-        let (code, page) = http_get(http, "/").await.unwrap();
+        for path in ["/", "/api/wallboard", "/metrics"] {
+            let (code, _) = http_get(http, path).await.unwrap();
+            assert_eq!(code, 401, "{path} without a token");
+        }
+        assert_eq!(http_get(http, "/healthz").await.unwrap().0, 200);
+        let (code, page) = http_get_as(http, "/", Some(&token)).await.unwrap();
         assert_eq!(code, 200);
         assert!(
             page.contains("wallboard.js") && page.contains("id=\"queues\""),
             "{page}"
         );
-        let (code, json) = http_get(http, "/api/wallboard").await.unwrap();
+        let (code, json) = http_get_as(http, "/api/wallboard", Some(&token))
+            .await
+            .unwrap();
         assert_eq!(code, 200, "{json}");
         let picture: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(picture["queues"][0]["id"], "q", "{picture}");
@@ -329,7 +343,9 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
             "{picture}"
         );
         assert_eq!(picture["branches"][0]["site"], "emea", "{picture}");
-        let (code, _) = http_get(http, "/wallboard.js").await.unwrap();
+        let (code, _) = http_get_as(http, "/wallboard.js", Some(&token))
+            .await
+            .unwrap();
         assert_eq!(code, 200);
     }
 

@@ -51,6 +51,15 @@ pub async fn three_nodes(extra: &[&str]) -> (LocalCluster, u64) {
     (c, leader)
 }
 
+/// A client of the nodes at `addrs` with the cluster's admin credentials.
+pub fn client_of<S: AsRef<str>>(
+    cluster: &LocalCluster,
+    addrs: impl IntoIterator<Item = S>,
+    policy: RetryPolicy,
+) -> Client {
+    Client::new(addrs, policy, &cluster.security()).expect("client")
+}
+
 /// A client that talks to node `id` only, never following the leader: its writes go
 /// through that node (forwarded when it is a follower).
 pub fn pinned(cluster: &LocalCluster, id: u64) -> Client {
@@ -73,7 +82,7 @@ pub fn spread_clients(cluster: &LocalCluster) -> Vec<Client> {
         .map(|start| {
             let rotated: Vec<&String> =
                 addrs.iter().cycle().skip(start).take(addrs.len()).collect();
-            Client::new(rotated, RetryPolicy::default()).expect("client")
+            Client::new(rotated, RetryPolicy::default(), &cluster.security()).expect("client")
         })
         .collect()
 }

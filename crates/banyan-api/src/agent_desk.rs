@@ -18,12 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banyan_client::trace::{self, TraceContext};
-use banyan_domain::{Action, Command, Event, Presence};
+use banyan_domain::{Action, Command, Event, Presence, Principal};
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use banyan_proto::v1::agent_event::Event as Out;
 use banyan_proto::v1::{self as pb, AgentCommand, AgentEvent};
 use banyan_raft::EventRecord;
+use banyan_trust::edge::token_of;
+use banyan_trust::principal_of;
+use banyan_trust::token::{seconds_left, TokenClaims};
 use futures::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
@@ -64,6 +67,8 @@ impl<B: Backend> AgentDesk for AgentDeskService<B> {
         &self,
         request: Request<Streaming<AgentCommand>>,
     ) -> Result<Response<SessionStream>, Status> {
+        let principal = principal_of(&request)?;
+        let token = token_of(&request).cloned();
         let (tx, rx) = mpsc::channel(SESSION_BUFFER);
         let session = Session {
             node: self.node.clone(),
@@ -71,6 +76,8 @@ impl<B: Backend> AgentDesk for AgentDeskService<B> {
             agent_id: None,
             feed: None,
             session: session_name(self.node.node_id()),
+            principal,
+            token,
         };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -86,6 +93,12 @@ struct Session<B> {
     /// This session's name in the agent's record, so that only its own drop logs the
     /// agent out.
     session: String,
+    /// Who opened the session: an agent's token logs in as that agent only; an admin (or
+    /// an insecure node's caller) as anyone.
+    principal: Principal,
+    /// The bearer token the session was opened with: the session ends when it expires or
+    /// when the agent's tokens are revoked.
+    token: Option<TokenClaims>,
 }
 
 /// How a session ended.
@@ -122,8 +135,20 @@ enum Done {
 
 impl<B: Backend> Session<B> {
     async fn run(mut self, mut inbound: Streaming<AgentCommand>) {
+        let expiry = tokio::time::sleep(
+            self.token
+                .as_ref()
+                .map_or(Duration::from_secs(u64::from(u32::MAX)), |t| {
+                    Duration::from_secs(seconds_left(t))
+                }),
+        );
+        tokio::pin!(expiry);
         let end = loop {
             tokio::select! {
+                () = &mut expiry => {
+                    let _ = self.tx.send(Err(Status::unauthenticated("token expired: the session ends"))).await;
+                    break End::Dropped;
+                }
                 command = inbound.message() => match command {
                     Ok(Some(command)) => match self.handle(command).await {
                         Next::Continue => {}
@@ -132,6 +157,10 @@ impl<B: Backend> Session<B> {
                     Ok(None) | Err(_) => break End::Dropped,
                 },
                 record = next_record(&mut self.feed) => {
+                    if self.revoked(&record) {
+                        let _ = self.tx.send(Err(Status::unauthenticated("the agent's tokens were revoked: the session ends"))).await;
+                        break End::Dropped;
+                    }
                     if !self.forward(record).await {
                         break End::Dropped;
                     }
@@ -144,8 +173,54 @@ impl<B: Backend> Session<B> {
                 self.node.clone(),
                 agent_id,
                 self.session.clone(),
+                self.principal.clone(),
             ));
         }
+    }
+
+    /// Whether `record` revokes the token this session was opened with.
+    fn revoked(&self, record: &Result<Arc<EventRecord>, RecvError>) -> bool {
+        let (Ok(record), Some(_), Some(agent)) = (record, &self.token, &self.agent_id) else {
+            return false;
+        };
+        matches!(&record.event, Event::AgentTokensRevoked { agent_id, .. } if agent_id == agent)
+    }
+
+    /// Whether the agent may log in with this session's credential.
+    fn check_login(&self, agent_id: &str) -> Result<(), Status> {
+        match &self.principal {
+            Principal::Agent(own) if own != agent_id => {
+                return Err(Status::permission_denied(format!(
+                    "agent:{own} may not log in as {agent_id}"
+                )))
+            }
+            Principal::Agent(_)
+            | Principal::Insecure
+            | Principal::User {
+                role: banyan_domain::Role::Admin,
+                ..
+            } => {}
+            // A branch serves its agents' desks itself and forwards their commands.
+            other => {
+                return Err(Status::permission_denied(format!(
+                    "{other} may not log in as an agent"
+                )))
+            }
+        }
+        if let Some(token) = &self.token {
+            let source = self.node.applied();
+            let applied = source.read();
+            let revoked = applied
+                .domain
+                .agent(agent_id)
+                .map_or(0, |a| a.tokens_revoked_ms);
+            if token.issued_at_ms() <= revoked {
+                return Err(Status::unauthenticated(format!(
+                    "token: agent {agent_id}'s tokens issued before {revoked} ms were revoked"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Runs one command and answers it.
@@ -241,7 +316,10 @@ impl<B: Backend> Session<B> {
         };
         let agent_id = match (&command, &self.agent_id) {
             (Cmd::Login(login), None) => {
-                convert::required_id("login.agent_id", &login.agent_id).map_err(invalid)?
+                let id =
+                    convert::required_id("login.agent_id", &login.agent_id).map_err(invalid)?;
+                self.check_login(&id)?;
+                id
             }
             (Cmd::Login(login), Some(current)) if login.agent_id == *current => current.clone(),
             (Cmd::Login(_), Some(current)) => {
@@ -330,7 +408,7 @@ impl<B: Backend> Session<B> {
 
     async fn submit(&self, action: Action, request_id: Option<String>) -> Result<(), Status> {
         self.node
-            .submit(Command::with_request_id(action, request_id))
+            .submit(Command::with_request_id(action, request_id).by(self.principal.clone()))
             .await
             .map(drop)
     }
@@ -448,14 +526,20 @@ fn session_name(node: u64) -> String {
 /// Records that an agent's session dropped, retrying through a leader election. The
 /// command carries the session, so it changes nothing once the agent logged in again
 /// elsewhere, and an id, so a retry of it applies once.
-async fn record_disconnect(node: impl Backend, agent_id: String, session: String) {
+async fn record_disconnect(
+    node: impl Backend,
+    agent_id: String,
+    session: String,
+    principal: Principal,
+) {
     let command = Command::with_request_id(
         Action::AgentDisconnected {
             agent_id: agent_id.clone(),
             session: session.clone(),
         },
         Some(format!("desk/{agent_id}/drop/{session}")),
-    );
+    )
+    .by(principal);
     let deadline = tokio::time::Instant::now() + DISCONNECT_RETRY;
     let mut pause = Duration::from_millis(100);
     loop {

@@ -57,6 +57,11 @@ pub fn not_leader_status(hint: &LeaderHint) -> Status {
     status
 }
 
+/// A refusal by the authorization table, as the caller sees it.
+pub fn denied(refusal: banyan_trust::Denied) -> Status {
+    Status::permission_denied(refusal.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

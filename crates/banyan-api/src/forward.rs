@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use banyan_domain::Principal;
+use banyan_trust::Security;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -17,12 +19,21 @@ use crate::errors::{not_leader_status, LeaderHint};
 pub const FORWARDED_KEY: &str = "x-banyan-forwarded";
 
 /// Cached channels to the nodes requests are forwarded to.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Forwarder {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// TLS with this node's certificate: the leader sees who forwarded.
+    security: Security,
 }
 
 impl Forwarder {
+    pub fn new(security: Security) -> Self {
+        Self {
+            channels: Arc::default(),
+            security,
+        }
+    }
+
     /// A channel to the leader named by `hint`, or the `UNAVAILABLE` status to return when
     /// the leader is unknown.
     pub fn leader_channel(&self, hint: &LeaderHint) -> Result<Channel, Status> {
@@ -34,8 +45,8 @@ impl Forwarder {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel =
-            banyan_raft::network::channel_to(addr).map_err(|_| not_leader_status(hint))?;
+        let channel = banyan_raft::network::channel_to(&self.security, addr)
+            .map_err(|_| not_leader_status(hint))?;
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -66,17 +77,36 @@ pub fn was_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_KEY)
 }
 
-/// Wraps `message` for forwarding, keeping the caller's deadline if it set one.
-pub fn forwarded<T>(message: T, timeout: Option<std::time::Duration>) -> Request<T> {
+/// Wraps `message` for forwarding, keeping the caller's deadline if it set one and naming
+/// the caller, so the leader checks what the caller may do, not only what this node may.
+pub fn forwarded<T>(
+    message: T,
+    timeout: Option<std::time::Duration>,
+    caller: Option<&Principal>,
+) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         FORWARDED_KEY,
         tonic::metadata::MetadataValue::from_static("1"),
     );
+    if let Some(caller) = caller.and_then(|p| {
+        tonic::metadata::MetadataValue::try_from(banyan_trust::edge::encode_principal(p)).ok()
+    }) {
+        request
+            .metadata_mut()
+            .insert(banyan_trust::edge::ON_BEHALF_OF_KEY, caller);
+    }
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
     request
+}
+
+/// The caller's request as it goes on to the leader: same message, deadline and caller.
+pub fn relay<T>(request: Request<T>) -> Request<T> {
+    let timeout = caller_timeout(&request);
+    let caller = request.extensions().get::<Principal>().cloned();
+    forwarded(request.into_inner(), timeout, caller.as_ref())
 }
 
 /// The caller's `grpc-timeout`, if any, so a forwarded request keeps the same deadline.

@@ -98,3 +98,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
         async { None }
     }
 }
+
+/// The gRPC server builder every node starts from: TLS with the node's certificate when
+/// secure (client certificates verified against the cluster's CA), and TCP_NODELAY. The
+/// node adds its layers (telemetry, then the [edge](banyan_trust::EdgeLayer)) and services.
+pub fn server_builder(
+    security: &banyan_trust::Security,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    match security.server_tls() {
+        Some(tls) => builder.tls_config(tls),
+        None => Ok(builder),
+    }
+}

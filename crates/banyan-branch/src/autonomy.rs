@@ -372,7 +372,9 @@ fn created_in(entries: &[(u64, Vec<u8>)]) -> Vec<String> {
 pub(crate) async fn watch_forever(node: Weak<Inner>) {
     let policy = banyan_client::RetryPolicy::once(Duration::from_millis(800));
     let probe = match node.upgrade() {
-        Some(inner) => banyan_client::Client::new(&inner.config.core, policy),
+        Some(inner) => {
+            banyan_client::Client::new(&inner.config.core, policy, &inner.config.security)
+        }
         None => return,
     };
     let Ok(probe) = probe else {

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use banyan_domain::Principal;
 use banyan_raft::{NodeId, RaftTimers};
+use banyan_trust::Security;
 
 use crate::triage::Triage;
 
@@ -26,6 +28,8 @@ pub struct BranchConfig {
     pub timers: RaftTimers,
     /// Intents answered at the branch (self-service).
     pub triage: Triage,
+    /// TLS with the branch's certificate (which names its site), or `--insecure`.
+    pub security: Security,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub enum ConfigError {
     DataDir,
     #[error("--self-service: {0}")]
     SelfService(String),
+    #[error("--certs-dir: {0}")]
+    Certs(String),
 }
 
 impl BranchConfig {
@@ -61,6 +67,7 @@ impl BranchConfig {
         max_clock_skew: Duration,
         timers: RaftTimers,
         triage: &[String],
+        security: Security,
     ) -> Result<Self, ConfigError> {
         let triage = Triage::parse(triage).map_err(ConfigError::SelfService)?;
         if id == 0 {
@@ -95,6 +102,16 @@ impl BranchConfig {
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::DataDir);
         }
+        match security.principal() {
+            None if !security.is_secure() => {}
+            Some(Principal::Branch { node, site: own }) if *node == id && own == site => {}
+            other => {
+                return Err(ConfigError::Certs(format!(
+                    "node.{id}.crt names {}, not branch {id} of site {site}",
+                    other.map_or_else(|| "nobody".to_owned(), ToString::to_string)
+                )))
+            }
+        }
         Ok(Self {
             id,
             site: site.to_owned(),
@@ -105,6 +122,7 @@ impl BranchConfig {
             max_clock_skew,
             timers,
             triage,
+            security,
         })
     }
 }

@@ -29,7 +29,10 @@ pub async fn serve_http(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(node.clone())
-        .merge(banyan_api::observe::routes(node));
+        .merge(banyan_api::observe::routes(
+            node.clone(),
+            node.security().clone(),
+        ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -46,6 +49,17 @@ async fn healthz(State(node): State<BranchNode>) -> (StatusCode, String) {
 }
 
 async fn readyz(State(node): State<BranchNode>) -> (StatusCode, String) {
+    let (code, mut text) = readiness(&node);
+    if code == StatusCode::OK && !node.security().is_secure() {
+        text = text.replace(
+            '\n',
+            " (INSECURE: --insecure, no TLS and no credentials checked)\n",
+        );
+    }
+    (code, text)
+}
+
+fn readiness(node: &BranchNode) -> (StatusCode, String) {
     let (running, joined) = {
         let metrics = node.raft().metrics().borrow().clone();
         let joined = metrics

@@ -99,7 +99,7 @@ pub async fn renew_forever(
         // Only the addresses given in --core, like the branch's other calls to the core.
         follow_leader: false,
     };
-    let client = match Client::new(&config.core, policy) {
+    let client = match Client::new(&config.core, policy, &config.security) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot renew the site lease");

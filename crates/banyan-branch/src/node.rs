@@ -92,7 +92,7 @@ impl BranchNode {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.id, links),
+            NetworkFactory::new(config.id, links, config.security.clone()),
             log,
             state_machine.clone(),
         )
@@ -109,8 +109,8 @@ impl BranchNode {
             follow_leader: false,
             ..RetryPolicy::default()
         };
-        let core =
-            Client::new(&config.core, policy).map_err(|e| StartError::Core(e.to_string()))?;
+        let core = Client::new(&config.core, policy, &config.security)
+            .map_err(|e| StartError::Core(e.to_string()))?;
         let lease = Lease::new(&config);
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let journal = Arc::new(Outbox::open(&db, "journal")?);
@@ -135,7 +135,7 @@ impl BranchNode {
                 outbox,
                 accepts,
                 stop: tokio::sync::watch::channel(false).0,
-                channels: Default::default(),
+                channels: banyan_api::forward::Forwarder::new(config.security.clone()),
                 config,
             }),
         };
@@ -158,6 +158,11 @@ impl BranchNode {
 
     pub fn id(&self) -> u64 {
         self.inner.config.id
+    }
+
+    /// TLS and credentials of this branch (or `--insecure`).
+    pub fn security(&self) -> &banyan_trust::Security {
+        &self.inner.config.security
     }
 
     pub fn site(&self) -> &str {
@@ -299,6 +304,7 @@ impl Backend for BranchNode {
     /// Sends the command to the core's leader, then waits until the branch's own replica
     /// has applied it, so a read at the branch right after sees it.
     async fn submit(&self, mut command: Command) -> Result<Committed, Status> {
+        self.check_site_work(&command)?;
         assign_contact_id(&self.inner.config.site, &mut command);
         match self.inner.mode.get() {
             crate::autonomy::Mode::Connected => {}
@@ -362,6 +368,24 @@ impl Backend for BranchNode {
 }
 
 impl BranchNode {
+    /// A branch forwards its site's work only: configuration and membership are made at
+    /// the core (the core would refuse them from a branch anyway; this says so first).
+    fn check_site_work(&self, command: &Command) -> Result<(), Status> {
+        let me = banyan_domain::Principal::Branch {
+            node: self.inner.config.id,
+            site: self.inner.config.site.clone(),
+        };
+        let needed = banyan_trust::policy::action_permission(&command.action);
+        if banyan_trust::policy::holds(Some(&me), needed) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "{}: made at the core, not at branch {} (send it to a core node)",
+            banyan_trust::policy::action_name(&command.action),
+            self.inner.config.site
+        )))
+    }
+
     async fn record_self_served(
         &self,
         input: &ContactInput,

@@ -5,7 +5,6 @@ use banyan_api::{AgentDeskService, ContactCenterService};
 use banyan_raft::RaftTransportService;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 
 use crate::node::BranchNode;
 
@@ -59,9 +58,9 @@ async fn run(
         .register_encoded_file_descriptor_set(banyan_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("Banyan's own descriptor set is valid");
-    Server::builder()
-        .tcp_nodelay(true)
+    banyan_api::server_builder(node.security())?
         .layer(node.telemetry().layer())
+        .layer(banyan_trust::EdgeLayer::new(node.security().clone()))
         .add_service(health)
         .add_service(reflection)
         .add_service(RaftTransportService::new(node.raft().clone()).into_server())

@@ -10,6 +10,7 @@ use banyan_raft::{LinkControl, RaftTimers};
 use clap::Args;
 
 use crate::core_cmd::{bind, shutdown_signal};
+use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
 pub struct BranchArgs {
@@ -56,9 +57,12 @@ pub struct BranchArgs {
         value_delimiter = ';'
     )]
     pub self_service: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
+    let security = args.trust.node(args.id)?;
     let (listener, advertise) = bind(&args.addr, args.listen).await?;
     let timers = RaftTimers {
         heartbeat: args.heartbeat,
@@ -75,6 +79,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         args.max_clock_skew,
         timers,
         &args.self_service,
+        security,
     )?;
     let node = BranchNode::start(config.clone(), LinkControl::default())
         .await

@@ -11,6 +11,8 @@ use banyan_core::{serve, CoreConfig, CoreNode};
 use banyan_core::{LinkControl, RaftTimers};
 use clap::Args;
 
+use crate::trust_args::TrustArgs;
+
 #[derive(Args, Debug)]
 pub struct CoreArgs {
     /// This node's id: a positive integer, unique in the cluster, never reused. A
@@ -43,6 +45,8 @@ pub struct CoreArgs {
     /// Log entries applied between snapshots.
     #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
     pub snapshot_every: u64,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Where to listen: `--listen`, else `--addr` when it is an IP address, else all
@@ -78,6 +82,7 @@ pub async fn bind(
 }
 
 pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
+    let security = args.trust.node(args.id)?;
     let (listener, advertise) = bind(&args.addr, args.listen).await?;
     let timers = RaftTimers {
         heartbeat: args.heartbeat,
@@ -90,6 +95,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         args.data_dir.clone(),
         args.init.as_deref(),
         timers,
+        security,
     )?;
     let node = CoreNode::start(&config, LinkControl::default(), system_clock())
         .await

@@ -4,11 +4,13 @@
 
 mod bench;
 mod branch_cmd;
+mod certs_cmd;
 mod core_cmd;
 mod ctl;
 mod demo;
 mod drill;
 mod logging;
+mod trust_args;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +43,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Measure write throughput, latency and the write pause after a leader kill.
     Bench(bench::BenchArgs),
+    /// Make the cluster's CA, node, branch and client certificates, and bearer tokens.
+    Certs(certs_cmd::CertsArgs),
     /// Ask a node's HTTP port whether it is ready (or healthy): exit 0 on 200, else 1. For
     /// container health checks in images without a shell or curl.
     Probe(ProbeArgs),
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Drill(args) => drill::run(args).await,
             Command::Probe(args) => probe(args).await,
+            Command::Certs(args) => certs_cmd::run(args),
         }
     })
 }

@@ -25,10 +25,12 @@ use banyan_proto::v1::{
     FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
     LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest,
     ListContactsResponse, ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue,
-    QueueStats, ReadConsistency, RemoveNodeRequest, RenewLeaseRequest, StatusRequest,
-    TransferContactRequest, UpsertAgentRequest, UpsertCustomerRequest, UpsertQueueRequest,
+    QueueStats, ReadConsistency, RemoveNodeRequest, RenewLeaseRequest, RevokeAgentTokensRequest,
+    StatusRequest, TransferContactRequest, UpsertAgentRequest, UpsertCustomerRequest,
+    UpsertQueueRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+pub use banyan_trust::Security;
+use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 /// Metadata key in which a non-leader names the leader's address.
@@ -97,6 +99,8 @@ pub struct Client {
 
 struct Inner {
     targets: Mutex<Vec<Target>>,
+    /// TLS and the credential every call presents (or `--insecure`).
+    security: Security,
     /// Index into `targets` of the node calls go to first.
     current: AtomicUsize,
     policy: RetryPolicy,
@@ -109,13 +113,13 @@ struct Inner {
 /// after the link heals every call waits for TCP's retransmission backoff, seconds after
 /// a long cut. With them the connection is closed within a few seconds of the cut, and
 /// the first call after the heal connects afresh.
-pub fn channel(addr: &str) -> Result<Channel, ClientError> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
+///
+/// With a secure `security` the channel speaks TLS, verifies the node against the
+/// cluster's CA and presents this process's certificate; a bearer token, if that is the
+/// credential, is added to each request by [`authorize`].
+pub fn channel(security: &Security, addr: &str) -> Result<Channel, ClientError> {
+    Ok(security
+        .endpoint(addr)
         .map_err(|e| ClientError::BadEndpoint(addr.to_owned(), e.to_string()))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
@@ -123,6 +127,17 @@ pub fn channel(addr: &str) -> Result<Channel, ClientError> {
         .keep_alive_timeout(Duration::from_secs(3))
         .keep_alive_while_idle(true)
         .connect_lazy())
+}
+
+/// Adds the bearer token of `security`, if it uses one, to a request made by hand on a
+/// [`channel`] (the typed [`Client`] does it on every call).
+pub fn authorize<T>(security: &Security, request: &mut tonic::Request<T>) {
+    if let Some(value) = security
+        .bearer()
+        .and_then(|token| tonic::metadata::MetadataValue::try_from(format!("Bearer {token}")).ok())
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
 }
 
 /// A fresh idempotency key, unique across processes and time.
@@ -162,13 +177,14 @@ impl Client {
     pub fn new<S: AsRef<str>>(
         endpoints: impl IntoIterator<Item = S>,
         policy: RetryPolicy,
+        security: &Security,
     ) -> Result<Self, ClientError> {
         let targets = endpoints
             .into_iter()
             .map(|addr| {
                 let addr = addr.as_ref().trim().to_owned();
                 Ok(Target {
-                    channel: channel(&addr)?,
+                    channel: channel(security, &addr)?,
                     addr,
                 })
             })
@@ -179,10 +195,16 @@ impl Client {
         Ok(Self {
             inner: Arc::new(Inner {
                 targets: Mutex::new(targets),
+                security: security.clone(),
                 current: AtomicUsize::new(0),
                 policy,
             }),
         })
+    }
+
+    /// The security every call of this client uses.
+    pub fn security(&self) -> &Security {
+        &self.inner.security
     }
 
     /// The address calls currently go to first.
@@ -221,7 +243,7 @@ impl Client {
             self.inner.current.store(i, Ordering::Relaxed);
             return true;
         }
-        match channel(&leader) {
+        match channel(&self.inner.security, &leader) {
             Ok(channel) => {
                 targets.push(Target {
                     addr: leader,
@@ -280,6 +302,7 @@ impl Client {
             let attempt = policy.attempt_timeout.min(left);
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(attempt);
+            authorize(&self.inner.security, &mut request);
             if let Some(context) = trace::current() {
                 context.inject(request.metadata_mut());
             }
@@ -313,6 +336,19 @@ impl Client {
             self.redirect(&status);
             tokio::time::sleep(policy.pause).await;
         }
+    }
+
+    /// Opens the event stream of the current node (one attempt: a stream is not retried).
+    pub async fn watch_events(
+        &self,
+        request: banyan_proto::v1::WatchEventsRequest,
+    ) -> Result<tonic::Streaming<banyan_proto::v1::Event>, Status> {
+        let mut request = tonic::Request::new(request);
+        authorize(&self.inner.security, &mut request);
+        Ok(ContactCenterClient::new(self.pick())
+            .watch_events(request)
+            .await?
+            .into_inner())
     }
 
     /// Creates or updates a customer. With `request_id` `None`, one fresh key is made for
@@ -531,6 +567,7 @@ contact_center_calls! {
     write transfer_contact(TransferContactRequest) -> Contact;
     write upsert_queue(UpsertQueueRequest) -> Queue;
     write upsert_agent(UpsertAgentRequest) -> Agent;
+    write revoke_agent_tokens(RevokeAgentTokensRequest) -> Agent;
     read get_contact(GetContactRequest) -> Contact;
     read list_contacts(ListContactsRequest) -> ListContactsResponse;
     read list_queues(ListQueuesRequest) -> ListQueuesResponse;

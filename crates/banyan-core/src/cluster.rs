@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use banyan_domain::{Action, Command, Event};
+use banyan_domain::{Action, Command, Event, Principal};
 use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
 use banyan_proto::v1::{
@@ -12,6 +12,7 @@ use banyan_proto::v1::{
     NodeStatus, RemoveNodeRequest, RenewLeaseRequest, Role, SiteStatus, StatusRequest,
 };
 use banyan_raft::{NodeId, ServerState};
+use banyan_trust::{policy, principal_of};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -180,6 +181,7 @@ impl Cluster for ClusterService {
             millis_since_quorum_ack: metrics.millis_since_quorum_ack.unwrap_or(0),
             sites,
             cluster_clock_ms,
+            insecure: !self.node.security().is_secure(),
         }))
     }
 
@@ -187,9 +189,13 @@ impl Cluster for ClusterService {
         &self,
         request: Request<RenewLeaseRequest>,
     ) -> Result<Response<LeaseResponse>, Status> {
+        let by = principal_of(&request)?;
         let message = request.into_inner();
         let invalid = |e| Status::from(ServiceError::Domain(e));
         let site_id = convert::required_id("site_id", &message.site_id).map_err(invalid)?;
+        // A branch renews its own site's lease only.
+        policy::check_site(Some(&by), &site_id, "renew the lease")
+            .map_err(banyan_api::errors::denied)?;
         let report = convert::branch_report(&message).map_err(invalid)?;
         let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
         let action = Action::RenewLease {
@@ -200,7 +206,7 @@ impl Cluster for ClusterService {
         };
         let committed = self
             .node
-            .submit(Command::with_request_id(action, request_id))
+            .submit(Command::with_request_id(action, request_id).by(by))
             .await?;
         let expires_ms = committed
             .events
@@ -222,9 +228,19 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let already_forwarded = was_forwarded(&request);
         let timeout = caller_timeout(&request);
+        let by = principal_of(&request)?;
         let message = request.into_inner();
         check_node_id(message.node_id)?;
         check_addr(&message.addr).map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+        // A branch joins as itself only; adding other nodes is an admin's.
+        if let Principal::Branch { node, .. } = &by {
+            if *node != message.node_id {
+                return Err(banyan_api::errors::denied(banyan_trust::Denied::new(
+                    Some(&by),
+                    format!("add node {} as a learner (only itself)", message.node_id),
+                )));
+            }
+        }
         let (voters, _) = self.membership();
         if voters.contains(&message.node_id) {
             return Err(Status::failed_precondition(format!(
@@ -237,7 +253,7 @@ impl Cluster for ClusterService {
             Err(e) => {
                 let leader = self.forward_target(e, already_forwarded)?;
                 ClusterClient::new(leader)
-                    .add_learner(forwarded(message, timeout))
+                    .add_learner(forwarded(message, timeout, Some(&by)))
                     .await
             }
         }
@@ -249,6 +265,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let already_forwarded = was_forwarded(&request);
         let timeout = caller_timeout(&request);
+        let by = principal_of(&request)?;
         let message = request.into_inner();
         check_node_id(message.node_id)?;
         let (voters, learners) = self.membership();
@@ -279,7 +296,7 @@ impl Cluster for ClusterService {
             Err(e) => {
                 let leader = self.forward_target(e, already_forwarded)?;
                 ClusterClient::new(leader)
-                    .add_voter(forwarded(message, timeout))
+                    .add_voter(forwarded(message, timeout, Some(&by)))
                     .await
             }
         }
@@ -291,6 +308,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let already_forwarded = was_forwarded(&request);
         let timeout = caller_timeout(&request);
+        let by = principal_of(&request)?;
         let message = request.into_inner();
         check_node_id(message.node_id)?;
         let (voters, learners) = self.membership();
@@ -311,7 +329,7 @@ impl Cluster for ClusterService {
             Err(e) => {
                 let leader = self.forward_target(e, already_forwarded)?;
                 ClusterClient::new(leader)
-                    .remove_node(forwarded(message, timeout))
+                    .remove_node(forwarded(message, timeout, Some(&by)))
                     .await
             }
         }

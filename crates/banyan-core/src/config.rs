@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use banyan_domain::Principal;
 use banyan_raft::{NodeId, RaftTimers};
+use banyan_trust::Security;
 
 /// Everything a core node needs to start. Built by [`CoreConfig::validate`].
 #[derive(Debug, Clone)]
@@ -16,6 +18,8 @@ pub struct CoreConfig {
     /// Voters of a new cluster; ignored once this node is initialized.
     pub init: Option<BTreeMap<NodeId, String>>,
     pub timers: RaftTimers,
+    /// TLS with the node's certificate, or `--insecure`.
+    pub security: Security,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +34,8 @@ pub enum ConfigError {
     DataDir,
     #[error("timers: {0}")]
     Timers(String),
+    #[error("--certs-dir: {0}")]
+    Certs(String),
 }
 
 impl CoreConfig {
@@ -40,6 +46,7 @@ impl CoreConfig {
         data_dir: PathBuf,
         init: Option<&str>,
         timers: RaftTimers,
+        security: Security,
     ) -> Result<Self, ConfigError> {
         if id == 0 {
             return Err(ConfigError::ZeroId);
@@ -65,12 +72,23 @@ impl CoreConfig {
             ));
         }
         timers.to_openraft("banyan").map_err(ConfigError::Timers)?;
+        match security.principal() {
+            None if !security.is_secure() => {}
+            Some(Principal::Node(node)) if *node == id => {}
+            other => {
+                return Err(ConfigError::Certs(format!(
+                    "node.{id}.crt names {}, not core node {id}",
+                    other.map_or_else(|| "nobody".to_owned(), ToString::to_string)
+                )))
+            }
+        }
         Ok(Self {
             id,
             advertise_addr: advertise_addr.to_owned(),
             data_dir,
             init,
             timers,
+            security,
         })
     }
 }
@@ -117,7 +135,14 @@ mod tests {
     use super::*;
 
     fn validate(id: NodeId, addr: &str, init: Option<&str>) -> Result<CoreConfig, ConfigError> {
-        CoreConfig::validate(id, addr, "d".into(), init, RaftTimers::default())
+        CoreConfig::validate(
+            id,
+            addr,
+            "d".into(),
+            init,
+            RaftTimers::default(),
+            Security::Insecure,
+        )
     }
 
     #[test]

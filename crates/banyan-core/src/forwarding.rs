@@ -4,10 +4,12 @@
 //! A forwarded command is proposed here and never forwarded again: if this node is not
 //! the leader any more, the caller gets `UNAVAILABLE` with the leader's address.
 
+use banyan_api::errors::denied;
 use banyan_client::trace::TraceContext;
-use banyan_domain::{Action, Command};
+use banyan_domain::{Action, Command, Principal};
 use banyan_proto::v1::command_forwarding_server::{CommandForwarding, CommandForwardingServer};
 use banyan_proto::v1::RaftPayload;
+use banyan_trust::{policy, principal_of, Denied};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -28,6 +30,59 @@ impl ForwardingService {
     }
 }
 
+impl ForwardingService {
+    /// A branch forwards only its own site's work: its agents' desk commands, contacts
+    /// created at its site, and contacts its site's agents hold or that came in there.
+    fn check_site_work(
+        &self,
+        forwarder: &Principal,
+        site: &str,
+        action: &Action,
+    ) -> Result<(), Status> {
+        let applied = self.node.applied().read();
+        let state = &applied.domain;
+        let refuse = |what: String| Err(denied(Denied::new(Some(forwarder), what)));
+        if let Some(agent_id) = policy::action_agent(action).filter(|a| !a.is_empty()) {
+            return match state.agent(agent_id) {
+                Some(agent) if agent.input.site != site => refuse(format!(
+                    "{} for agent {agent_id} of site {}",
+                    policy::action_name(action),
+                    agent.input.site
+                )),
+                _ => Ok(()),
+            };
+        }
+        let contact_id = match action {
+            // A contact without a site may be routed anywhere; a branch does not create
+            // one for another site.
+            Action::CreateContact(input)
+                if !input.origin_site.is_empty() && input.origin_site != site =>
+            {
+                return refuse(format!("create a contact for site {}", input.origin_site))
+            }
+            Action::CompleteContact { contact_id, .. }
+            | Action::AbandonContact { contact_id }
+            | Action::TransferContact { contact_id, .. } => contact_id,
+            _ => return Ok(()),
+        };
+        let Some(contact) = state.contact(contact_id) else {
+            return Ok(());
+        };
+        let holder_site = state
+            .agent(&contact.agent_id)
+            .map(|a| a.input.site.as_str());
+        if contact.origin_site == site || holder_site == Some(site) {
+            Ok(())
+        } else {
+            refuse(format!(
+                "{} of contact {contact_id} of site {}",
+                policy::action_name(action),
+                contact.origin_site
+            ))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl CommandForwarding for ForwardingService {
     async fn propose(
@@ -36,8 +91,19 @@ impl CommandForwarding for ForwardingService {
     ) -> Result<Response<RaftPayload>, Status> {
         // A branch's write: the same trace as the request the branch is serving.
         let context = TraceContext::continue_or_start(request.metadata());
-        let command: Command = banyan_raft::codec::decode(&request.into_inner().data)
+        let forwarder = principal_of(&request)?;
+        let mut command: Command = banyan_raft::codec::decode(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("data: undecodable command: {e}")))?;
+        // A node's or a branch's own command (a shipped self-service contact, an import)
+        // is the forwarder's.
+        if command.principal.is_none() {
+            command.principal = Some(forwarder.clone());
+        }
+        policy::check_forwarded(&forwarder, command.principal.as_ref(), &command.action)
+            .map_err(denied)?;
+        if let Principal::Branch { site, .. } = &forwarder {
+            self.check_site_work(&forwarder, site, &command.action)?;
+        }
         let contact_id = match &command.action {
             Action::CreateContact(input) => Some(input.id.clone()),
             _ => None,

@@ -27,7 +27,10 @@ pub async fn serve_http(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(node.clone())
-        .merge(banyan_api::observe::routes(node));
+        .merge(banyan_api::observe::routes(
+            node.clone(),
+            node.security().clone(),
+        ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -62,10 +65,21 @@ async fn readyz(State(node): State<CoreNode>) -> (StatusCode, String) {
         Some(leader) => (
             StatusCode::OK,
             format!(
-                "ready: leader is node {leader}, term {}\n",
-                metrics.current_term
+                "ready: leader is node {leader}, term {}{}\n",
+                metrics.current_term,
+                insecure_note(node.security())
             ),
         ),
         None => (StatusCode::SERVICE_UNAVAILABLE, "no leader known\n".into()),
+    }
+}
+
+/// What `/readyz` adds for a node running `--insecure`, so nobody mistakes it for a secure
+/// one.
+pub fn insecure_note(security: &banyan_trust::Security) -> &'static str {
+    if security.is_secure() {
+        ""
+    } else {
+        " (INSECURE: --insecure, no TLS and no credentials checked)"
     }
 }

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use banyan_domain::{Action, Command, Stamped};
+use banyan_domain::{Action, Command, Principal, Stamped};
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
 use banyan_proto::v1::RaftPayload;
 use banyan_raft::{
     open_stores, AppliedState, ChangeMembers, Database, LinkControl, LogStore, NetworkFactory,
     Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
 };
+use banyan_trust::Security;
 
 use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
@@ -72,6 +73,8 @@ struct Inner {
     /// Channels to the leader for commands this node cannot commit itself.
     forwarder: Forwarder,
     telemetry: Arc<Telemetry>,
+    /// TLS and credentials of this node (or `--insecure`).
+    security: Security,
 }
 
 /// How often the leader checks whether a timer is due and proposes a `Tick`.
@@ -93,7 +96,7 @@ impl CoreNode {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.id, links),
+            NetworkFactory::new(config.id, links, config.security.clone()),
             log.clone(),
             state_machine.clone(),
         )
@@ -113,7 +116,8 @@ impl CoreNode {
                 state_machine,
                 db,
                 clock,
-                forwarder: Forwarder::default(),
+                forwarder: Forwarder::new(config.security.clone()),
+                security: config.security.clone(),
             }),
         };
         tokio::spawn(run_ticker(Arc::downgrade(&node.inner)));
@@ -197,6 +201,10 @@ impl CoreNode {
                 .map(|n| n.addr.clone())
         });
         LeaderHint { id, addr }
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.inner.security
     }
 
     pub fn forwarder(&self) -> &Forwarder {
@@ -403,7 +411,10 @@ async fn run_ticker(node: std::sync::Weak<Inner>) {
         }
         let due = node.inner.applied.read().domain.next_due_ms();
         if due.is_some_and(|due| due <= (node.inner.clock)()) {
-            if let Err(e) = node.propose(Command::new(Action::Tick)).await {
+            if let Err(e) = node
+                .propose(Command::new(Action::Tick).by(Principal::Node(node.id())))
+                .await
+            {
                 tracing::debug!(error = %e, "tick not committed");
             }
         }

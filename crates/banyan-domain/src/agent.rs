@@ -131,6 +131,9 @@ pub struct Agent {
     pub last_offer_seq: u64,
     /// The desk session of the agent's latest login: only its disconnect counts.
     pub session: String,
+    /// Desk tokens issued at or before this time (ms since the epoch) are refused; 0 when
+    /// the agent's tokens were never revoked.
+    pub tokens_revoked_ms: i64,
 }
 
 impl Agent {
@@ -149,6 +152,7 @@ impl Agent {
             missed_total: 0,
             last_offer_seq: 0,
             session: String::new(),
+            tokens_revoked_ms: 0,
         }
     }
 

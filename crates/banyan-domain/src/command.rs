@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentInput, Presence};
 use crate::contact::{Contact, ContactInput};
 use crate::customer::CustomerInput;
+use crate::principal::Principal;
 use crate::queue::QueueInput;
 use crate::site::{BranchReport, SiteInput};
 
@@ -23,6 +24,10 @@ pub struct Stamped {
 pub struct Command {
     pub request_id: Option<String>,
     pub action: Action,
+    /// Who caused it, as the edge authenticated the caller; kept through forwarding and
+    /// branch journals for the audit trail. `None` for the cluster's own commands (timer
+    /// ticks, lease renewals are a branch's).
+    pub principal: Option<Principal>,
 }
 
 impl Command {
@@ -30,11 +35,22 @@ impl Command {
         Self {
             request_id: None,
             action,
+            principal: None,
         }
     }
 
     pub fn with_request_id(action: Action, request_id: Option<String>) -> Self {
-        Self { request_id, action }
+        Self {
+            request_id,
+            action,
+            principal: None,
+        }
+    }
+
+    /// The same command, caused by `principal`.
+    pub fn by(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
     }
 
     pub fn request_id(&self) -> Option<&str> {
@@ -127,6 +143,11 @@ pub enum Action {
     },
     /// A branch's work while it was cut off, applied once (see [`BranchImport`]).
     ImportBranch(BranchImport),
+    /// Refuse every desk token of the agent issued up to the stamped time, and end its
+    /// open desk sessions.
+    RevokeAgentTokens {
+        agent_id: String,
+    },
     /// Advance timers to the stamped time: offer expiry, escalation, max wait, wrap-up end,
     /// site lease expiry. The leader proposes it when something is due.
     Tick,

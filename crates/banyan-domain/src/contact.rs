@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::principal::Principal;
+
 use crate::channel::Channel;
 use crate::error::DomainError;
 use crate::queue::{Strategy, MAX_PRIORITY};
@@ -170,6 +172,10 @@ pub struct Transition {
     pub at_ms: i64,
     pub state: ContactState,
     pub detail: String,
+    /// The principal of the command that caused this step (an offer made while routing
+    /// after an agent became free names that agent's command); `None` for steps of
+    /// commands that carried none.
+    pub by: Option<Principal>,
 }
 
 /// A stored contact.
@@ -263,6 +269,7 @@ impl Contact {
             at_ms,
             state,
             detail: detail.into(),
+            by: None,
         });
     }
 

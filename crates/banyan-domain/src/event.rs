@@ -49,6 +49,12 @@ pub enum Event {
     LeaseLapsed {
         site_id: String,
     },
+    /// The agent's desk tokens issued up to `revoked_ms` are refused from now on; its open
+    /// desk sessions end.
+    AgentTokensRevoked {
+        agent_id: String,
+        revoked_ms: i64,
+    },
     /// A new contact, in the state it starts in (`QUEUED`, `SELF_SERVED`, `ABANDONED` when
     /// the queue was full, `CALLBACK_SCHEDULED`).
     ContactCreated {
@@ -165,7 +171,8 @@ impl Event {
             | Event::ContactTransferred { agent_id, .. }
             | Event::AgentStateChanged { agent_id, .. }
             | Event::ContactImported { agent_id, .. }
-            | Event::AgentUpserted { agent_id, .. } => agent_id == agent,
+            | Event::AgentUpserted { agent_id, .. }
+            | Event::AgentTokensRevoked { agent_id, .. } => agent_id == agent,
             _ => false,
         }
     }
@@ -179,6 +186,7 @@ impl Event {
             Event::SiteUpserted { .. } => "site_upserted",
             Event::LeaseRenewed { .. } => "lease_renewed",
             Event::LeaseLapsed { .. } => "lease_lapsed",
+            Event::AgentTokensRevoked { .. } => "agent_tokens_revoked",
             Event::ContactCreated { .. } => "contact_created",
             Event::ContactOffered { .. } => "contact_offered",
             Event::OfferWithdrawn { .. } => "offer_withdrawn",

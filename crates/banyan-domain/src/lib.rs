@@ -11,6 +11,7 @@
 //! * [`customer`], [`agent`], [`queue`], [`contact`], [`site`], [`channel`]: the objects,
 //!   their inputs and validation.
 //! * [`command`] and [`event`]: what can be asked of the state machine, and what it answers.
+//! * [`principal`]: who caused a command, for the audit trail.
 //! * [`error`]: why a command was refused; the service edge maps it to a gRPC status.
 //! * [`requests`]: idempotency keys and the first result of each.
 //! * [`routing`]: the ordered indexes that keep a routing decision flat in the queue size.
@@ -24,6 +25,7 @@ pub mod contact;
 pub mod customer;
 pub mod error;
 pub mod event;
+pub mod principal;
 pub mod queue;
 pub mod requests;
 mod routing;
@@ -39,6 +41,7 @@ pub use contact::{Contact, ContactInput, ContactState};
 pub use customer::{Customer, CustomerInput, Tier};
 pub use error::DomainError;
 pub use event::{Event, WithdrawReason};
+pub use principal::{Principal, Role};
 pub use queue::{EscalationAction, EscalationStep, QueueInput, Strategy, WhenFull};
 pub use site::{BranchMode, BranchReport, Site, SiteInput, SiteMode};
 pub use state::State;

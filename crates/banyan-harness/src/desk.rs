@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banyan_client::Security;
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_client::AgentDeskClient;
 use banyan_proto::v1::agent_event::Event as In;
@@ -69,13 +70,19 @@ pub struct DeskAgent {
 
 impl DeskAgent {
     /// Starts an agent whose session runs on `endpoints[0]`, moving to the next endpoint
-    /// whenever its session drops.
-    pub fn start(agent_id: &str, endpoints: Vec<String>, behaviour: DeskBehaviour) -> Self {
+    /// whenever its session drops. `security` is the agent's credential (its desk token).
+    pub fn start(
+        agent_id: &str,
+        endpoints: Vec<String>,
+        behaviour: DeskBehaviour,
+        security: Security,
+    ) -> Self {
         let stats = Arc::new(DeskStats::default());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(
             agent_id.to_owned(),
             endpoints,
+            security,
             behaviour,
             stats.clone(),
             stopped,
@@ -112,6 +119,7 @@ fn contact_ref(id: &str) -> pb::ContactRef {
 async fn run(
     agent_id: String,
     endpoints: Vec<String>,
+    security: Security,
     behaviour: DeskBehaviour,
     stats: Arc<DeskStats>,
     mut stopped: watch::Receiver<bool>,
@@ -131,10 +139,11 @@ async fn run(
         attempt += 1;
         let (tx, rx) = mpsc::channel::<AgentCommand>(64);
         let session = async {
-            let channel = banyan_client::channel(endpoint).ok()?;
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let channel = banyan_client::channel(&security, endpoint).ok()?;
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            banyan_client::authorize(&security, &mut request);
             AgentDeskClient::new(channel)
-                .session(stream)
+                .session(request)
                 .await
                 .ok()
                 .map(|r| r.into_inner())

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
 use banyan_core::node::system_clock;
 use banyan_core::{serve, CoreConfig, CoreNode, LinkControl, RaftTimers, RunningNode};
 use tokio::net::TcpListener;
 
 use crate::link::BranchLinks;
+use crate::pki::Pki;
 use crate::ports::bind_loopback;
 use crate::wait::wait_until;
 
@@ -45,6 +46,8 @@ pub struct InProcessCluster {
     nodes: BTreeMap<u64, RunningNode>,
     addrs: BTreeMap<u64, String>,
     branches: BTreeMap<u64, InProcessBranch>,
+    /// The cluster's certificates, under the root: every node runs secure.
+    pki: Pki,
 }
 
 impl InProcessCluster {
@@ -87,14 +90,17 @@ impl InProcessCluster {
             .collect::<Vec<_>>()
             .join(",");
         let links = LinkControl::default();
+        let pki = Pki::create(root.path().join("certs"))?;
         let mut nodes = BTreeMap::new();
         for (id, listener) in listeners {
+            pki.node(id)?;
             let config = CoreConfig::validate(
                 id,
                 &addrs[&id],
                 root.path().join(format!("node-{id}")),
                 Some(&init),
                 timers,
+                pki.node_security(id)?,
             )?;
             let node = CoreNode::start(&config, links.clone(), system_clock())
                 .await
@@ -108,6 +114,7 @@ impl InProcessCluster {
             nodes,
             addrs,
             branches: BTreeMap::new(),
+            pki,
         })
     }
 
@@ -138,6 +145,7 @@ impl InProcessCluster {
         let addr = listener.local_addr()?.to_string();
         let core: Vec<String> = self.addrs.values().cloned().collect();
         let links = BranchLinks::start(&core, &addr)?;
+        self.pki.branch(id, site)?;
         let config = banyan_branch::BranchConfig::validate(
             id,
             site,
@@ -148,6 +156,7 @@ impl InProcessCluster {
             max_clock_skew,
             self.timers,
             self_service,
+            self.pki.node_security(id)?,
         )?;
         let node = banyan_branch::BranchNode::start(config, self.links.clone())
             .await
@@ -159,6 +168,21 @@ impl InProcessCluster {
 
     pub fn branch(&self, id: u64) -> Option<&InProcessBranch> {
         self.branches.get(&id)
+    }
+
+    /// The cluster's certificates: admin client, agents' tokens.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// The admin client's security, for the harness's own calls.
+    pub fn security(&self) -> Security {
+        self.pki.admin().expect("the harness's admin certificate")
+    }
+
+    /// The security of agent `agent`'s desk: a 12-hour desk token.
+    pub fn agent_security(&self, agent: &str) -> anyhow::Result<Security> {
+        self.pki.agent(agent)
     }
 
     pub fn links(&self) -> &LinkControl {
@@ -187,13 +211,17 @@ impl InProcessCluster {
 
     /// A client of every node.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.addrs.values(), RetryPolicy::default())?)
+        Ok(Client::new(
+            self.addrs.values(),
+            RetryPolicy::default(),
+            &self.security(),
+        )?)
     }
 
     /// A client of node `id` only.
     pub fn node_client(&self, id: u64, policy: RetryPolicy) -> anyhow::Result<Client> {
         let addr = self.addr(id).with_context(|| format!("no node {id}"))?;
-        Ok(Client::new([addr], policy)?)
+        Ok(Client::new([addr], policy, &self.security())?)
     }
 
     /// The leader that the nodes in `among` agree on.
@@ -245,6 +273,7 @@ impl InProcessCluster {
             self.root.path().join(format!("node-{id}")),
             None,
             self.timers,
+            self.pki.node_security(id)?,
         )?;
         let node = CoreNode::start(&config, self.links.clone(), system_clock())
             .await

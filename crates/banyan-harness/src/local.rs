@@ -7,13 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
 use banyan_proto::v1::{ClusterStatus, Event};
 
 use crate::checker::NodeState;
 use crate::contacts::NodeContacts;
 use crate::link::BranchLinks;
 use crate::nodes::Nodes;
+use crate::pki::Pki;
 use crate::ports::free_ports;
 
 use crate::wait::wait_until;
@@ -21,10 +22,21 @@ use crate::wait::wait_until;
 /// A minimal HTTP/1.0 GET against `addr` (`host:port`): status code and body. Enough for
 /// health endpoints without an HTTP client dependency.
 pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_as(addr, path, None).await
+}
+
+/// Like [`http_get`], presenting `token` as a bearer token (the wallboard and `/metrics`
+/// of a secure node need one).
+pub async fn http_get_as(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
@@ -66,11 +78,23 @@ pub struct LocalCluster {
     nodes: BTreeMap<u64, LocalNode>,
     /// Whether nodes get an `--http` port.
     http: bool,
+    /// The cluster's certificates (under `root`); `None` runs every node `--insecure`.
+    pki: Option<Pki>,
 }
 
 impl LocalCluster {
-    /// An empty cluster that will start nodes with the `banyan` binary at `bin`.
+    /// An empty cluster that will start nodes with the `banyan` binary at `bin`, secure:
+    /// a CA in its temporary directory, a certificate for every node it starts, and an
+    /// admin client certificate for its own calls.
     pub fn new(bin: impl Into<PathBuf>, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let mut cluster = Self::new_insecure(bin, extra_args)?;
+        cluster.pki = Some(Pki::create(cluster.root.path().join("certs"))?);
+        Ok(cluster)
+    }
+
+    /// Like [`new`](Self::new), with every node started `--insecure` (no TLS, no
+    /// credentials): only for the test that keeps that mode working.
+    pub fn new_insecure(bin: impl Into<PathBuf>, extra_args: &[&str]) -> anyhow::Result<Self> {
         let bin = bin.into();
         if !bin.exists() {
             bail!("banyan binary not found at {}", bin.display());
@@ -83,7 +107,44 @@ impl LocalCluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),
             http: false,
+            pki: None,
         })
+    }
+
+    /// The cluster's certificates, when it runs secure.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.pki.as_ref()
+    }
+
+    /// The security the harness's own calls use: the admin client, or insecure.
+    pub fn security(&self) -> Security {
+        match &self.pki {
+            Some(pki) => pki.admin().expect("the harness's admin certificate"),
+            None => Security::Insecure,
+        }
+    }
+
+    /// A viewer's bearer token for the nodes' HTTP pages (`None` when insecure).
+    pub fn viewer_token(&self) -> Option<String> {
+        let pki = self.pki.as_ref()?;
+        banyan_trust::token::TokenSigner::load(pki.certs_dir())
+            .and_then(|s| {
+                s.scoped(
+                    "harness",
+                    banyan_trust::Role::Viewer,
+                    None,
+                    Duration::from_secs(3600),
+                )
+            })
+            .ok()
+    }
+
+    /// The security of agent `agent`'s desk: a desk token, or insecure.
+    pub fn agent_security(&self, agent: &str) -> anyhow::Result<Security> {
+        match &self.pki {
+            Some(pki) => pki.agent(agent),
+            None => Ok(Security::Insecure),
+        }
     }
 
     /// Gives every node started from now on an HTTP port (`/healthz`, `/readyz`).
@@ -202,6 +263,9 @@ impl LocalCluster {
         extra: &[&str],
     ) -> anyhow::Result<()> {
         self.register(id, addr, None)?;
+        if let Some(pki) = &self.pki {
+            pki.branch(id, site)?;
+        }
         let mut flags = vec![
             "--site".to_owned(),
             site.to_owned(),
@@ -218,7 +282,16 @@ impl LocalCluster {
     /// (Re)starts node `id` with its original command line and data directory.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let bin = self.bin.clone();
-        let extra = self.extra_args.clone();
+        let mut extra = self.extra_args.clone();
+        match &self.pki {
+            Some(pki) => {
+                // A branch's certificate was issued when it was registered.
+                pki.node(id)?;
+                extra.push("--certs-dir".to_owned());
+                extra.push(pki.path().display().to_string());
+            }
+            None => extra.push("--insecure".to_owned()),
+        }
         let node = self.node_mut(id)?;
         if node.child.is_some() {
             bail!("node {id} is already running");
@@ -374,17 +447,24 @@ impl LocalCluster {
             .filter(|n| n.child.is_some() && n.branch.is_none())
             .map(|n| n.addr.clone())
             .collect();
-        Ok(Client::new(endpoints, RetryPolicy::default())?)
+        Ok(Client::new(
+            endpoints,
+            RetryPolicy::default(),
+            &self.security(),
+        )?)
     }
 
     /// A client of node `id` alone.
     pub fn node_client(&self, id: u64, policy: RetryPolicy) -> anyhow::Result<Client> {
-        Ok(Client::new([self.addr(id)?], policy)?)
+        Ok(Client::new([self.addr(id)?], policy, &self.security())?)
     }
 
     /// Every node of the cluster by address, for reads against any of them.
     pub fn nodes(&self) -> Nodes {
-        Nodes::new(self.nodes.iter().map(|(id, n)| (*id, n.addr.clone())))
+        Nodes::new(
+            self.nodes.iter().map(|(id, n)| (*id, n.addr.clone())),
+            self.security(),
+        )
     }
 
     /// Status as node `id` sees it (one attempt).

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::{
     ClusterStatus, Event, EventKind, ReadConsistency, Role, WatchEventsRequest,
@@ -17,17 +17,39 @@ use crate::checker::NodeState;
 use crate::contacts::NodeContacts;
 use crate::wait::wait_until;
 
-/// Nodes by id, each at the address this process reaches it at.
-#[derive(Debug, Clone, Default)]
+/// Nodes by id, each at the address this process reaches it at, and the credentials the
+/// reads present.
+#[derive(Debug, Clone)]
 pub struct Nodes {
     addrs: BTreeMap<u64, String>,
+    security: Security,
 }
 
 impl Nodes {
-    pub fn new(addrs: impl IntoIterator<Item = (u64, String)>) -> Self {
+    pub fn new(addrs: impl IntoIterator<Item = (u64, String)>, security: Security) -> Self {
         Self {
             addrs: addrs.into_iter().collect(),
+            security,
         }
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// A channel to node `id` with the reads' credentials, and a request carrying them.
+    fn watch_request(
+        &self,
+        id: u64,
+        request: WatchEventsRequest,
+    ) -> anyhow::Result<(
+        tonic::transport::Channel,
+        tonic::Request<WatchEventsRequest>,
+    )> {
+        let channel = banyan_client::channel(&self.security, &self.addr(id)?)?;
+        let mut request = tonic::Request::new(request);
+        banyan_client::authorize(&self.security, &mut request);
+        Ok((channel, request))
     }
 
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {
@@ -39,7 +61,7 @@ impl Nodes {
 
     /// A client of node `id` alone.
     pub fn client(&self, id: u64, policy: RetryPolicy) -> anyhow::Result<Client> {
-        Ok(Client::new([self.addr(id)?], policy)?)
+        Ok(Client::new([self.addr(id)?], policy, &self.security)?)
     }
 
     /// Status as node `id` sees it (one attempt).
@@ -183,11 +205,13 @@ impl Nodes {
         until: u64,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Event>> {
-        let channel = banyan_client::channel(&self.addr(id)?)?;
-        let request = WatchEventsRequest {
-            from_index: from,
-            ..Default::default()
-        };
+        let (channel, request) = self.watch_request(
+            id,
+            WatchEventsRequest {
+                from_index: from,
+                ..Default::default()
+            },
+        )?;
         let mut stream = ContactCenterClient::new(channel)
             .watch_events(request)
             .await?
@@ -216,12 +240,14 @@ impl Nodes {
         id: u64,
         from: u64,
     ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<Event>>>> {
-        let channel = banyan_client::channel(&self.addr(id)?)?;
-        Ok(tokio::spawn(async move {
-            let request = WatchEventsRequest {
+        let (channel, request) = self.watch_request(
+            id,
+            WatchEventsRequest {
                 from_index: from,
                 ..Default::default()
-            };
+            },
+        )?;
+        Ok(tokio::spawn(async move {
             let mut stream = ContactCenterClient::new(channel)
                 .watch_events(request)
                 .await?

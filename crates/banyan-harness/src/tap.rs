@@ -154,13 +154,14 @@ async fn follow(
             held.events.last().map(|e| (e.index, e.ordinal))
         };
         let Ok(addr) = nodes.addr(id) else { continue };
-        let Ok(channel) = banyan_client::channel(&addr) else {
+        let Ok(channel) = banyan_client::channel(nodes.security(), &addr) else {
             continue;
         };
-        let request = WatchEventsRequest {
+        let mut request = tonic::Request::new(WatchEventsRequest {
             from_index: last.map_or(from, |(index, _)| index),
             ..Default::default()
-        };
+        });
+        banyan_client::authorize(nodes.security(), &mut request);
         let mut client = ContactCenterClient::new(channel);
         let subscribe = tokio::time::timeout(Duration::from_secs(2), client.watch_events(request));
         let mut stream = match subscribe.await {

@@ -7,10 +7,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format this build writes. Version 2 holds the whole contact-center domain (commands
-/// with an action and an optional idempotency key; snapshots with queues, agents, sites and
-/// contacts). Version 1 held customers only and was never released, so it is not read.
-pub const FORMAT_VERSION: u8 = 2;
+/// The format this build writes. Version 3 adds the principal to every command and
+/// timeline step, and agents' token revocations. Version 2 (the whole contact-center
+/// domain without principals) and version 1 (customers only) were never released, so they
+/// are not read.
+pub const FORMAT_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use banyan_domain::Event;
+use banyan_domain::{Event, Principal};
 use tokio::sync::broadcast;
 
 /// How many recent events a node keeps for resuming watchers.
@@ -25,6 +25,8 @@ pub struct EventRecord {
     pub ordinal: u32,
     /// Leader-stamped time of the command that produced it.
     pub at_ms: i64,
+    /// Who caused that command (the audit trail).
+    pub principal: Option<Principal>,
     pub event: Event,
 }
 
@@ -144,6 +146,7 @@ mod tests {
             index,
             ordinal,
             at_ms: 0,
+            principal: None,
             event: Event::QueueUpserted {
                 queue_id: format!("q{index}.{ordinal}"),
             },

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use banyan_proto::v1::raft_transport_client::RaftTransportClient;
 use banyan_proto::v1::RaftPayload;
+use banyan_trust::Security;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -20,7 +21,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::codec;
 use crate::types::{Node, NodeId, TypeConfig};
@@ -74,13 +75,10 @@ impl LinkControl {
 /// a connection whose path went silent within a few seconds, so replication to a peer
 /// behind a healed cut resumes on a fresh connection instead of TCP's retransmission
 /// backoff.
-pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)?
+/// With a secure `security` it speaks TLS and presents this node's certificate.
+pub fn channel_to(security: &Security, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(security
+        .endpoint(addr)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
@@ -95,14 +93,17 @@ pub struct NetworkFactory {
     id: NodeId,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     links: LinkControl,
+    /// TLS with this node's certificate (peers refuse Raft traffic from anyone else).
+    security: Security,
 }
 
 impl NetworkFactory {
-    pub fn new(id: NodeId, links: LinkControl) -> Self {
+    pub fn new(id: NodeId, links: LinkControl, security: Security) -> Self {
         Self {
             id,
             channels: Arc::default(),
             links,
+            security,
         }
     }
 
@@ -114,7 +115,7 @@ impl NetworkFactory {
                 return Ok(channel.clone());
             }
         }
-        let channel = channel_to(addr)?;
+        let channel = channel_to(&self.security, addr)?;
         channels.insert(target, (addr.to_owned(), channel.clone()));
         Ok(channel)
     }

@@ -91,6 +91,7 @@ impl AppliedState {
                         index: seq,
                         ordinal: ordinal as u32,
                         at_ms: stamped.at_ms,
+                        principal: stamped.command.principal.clone(),
                         event: event.clone(),
                     })
                     .collect(),
@@ -412,6 +413,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                         index,
                                         ordinal,
                                         at_ms: command.at_ms,
+                                        principal: command.command.principal.clone(),
                                         event: event.clone(),
                                     });
                                 }

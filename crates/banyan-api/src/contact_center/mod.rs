@@ -14,17 +14,18 @@ mod watch;
 
 use banyan_client::trace::{self, TraceContext};
 use banyan_domain::state::{ContactQuery, CustomerQuery};
-use banyan_domain::{Action, Command, DomainError, Event, State};
+use banyan_domain::{Action, Command, DomainError, Event, Principal, State};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::contact_center_server::{ContactCenter, ContactCenterServer};
 use banyan_proto::v1::{self as pb, ReadConsistency};
+use banyan_trust::{policy, principal_of};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::convert;
-use crate::errors::invalid;
-use crate::forward::{caller_timeout, forwarded, was_forwarded};
+use crate::errors::{denied, invalid};
+use crate::forward::{relay, was_forwarded};
 use crate::{Backend, Committed};
 
 /// Metadata key on read replies: the log index the answering node had applied.
@@ -82,11 +83,43 @@ impl<B: Backend> ContactCenterService<B> {
     }
 
     /// Commits a command through the leader.
-    async fn write(&self, action: Action, request_id: &str) -> Result<Committed, Status> {
+    async fn write(
+        &self,
+        by: &Principal,
+        action: Action,
+        request_id: &str,
+    ) -> Result<Committed, Status> {
         let request_id = convert::request_id(request_id.to_owned()).map_err(invalid)?;
+        self.check_scope(by, &action)?;
         self.node
-            .submit(Command::with_request_id(action, request_id))
+            .submit(Command::with_request_id(action, request_id).by(by.clone()))
             .await
+    }
+
+    /// A site-limited principal acts only on its own site's contacts (the method table
+    /// already said it may act at all).
+    fn check_scope(&self, by: &Principal, action: &Action) -> Result<(), Status> {
+        if by.site_scope().is_none() {
+            return Ok(());
+        }
+        let contact_id = match action {
+            Action::CompleteContact { contact_id, .. }
+            | Action::AbandonContact { contact_id }
+            | Action::TransferContact { contact_id, .. } => contact_id,
+            Action::CreateContact(input) => {
+                return policy::check_site(Some(by), &input.origin_site, "create a contact")
+                    .map_err(denied)
+            }
+            _ => return Ok(()),
+        };
+        let applied = self.node.applied();
+        let state = applied.read();
+        match state.domain.contact(contact_id) {
+            Some(contact) => {
+                policy::check_site(Some(by), &contact.origin_site, "act on contact").map_err(denied)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Answers a write with the object it wrote, as this node has it now.
@@ -163,6 +196,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         // The contact's trace starts here (or continues the caller's): every call this
         // node makes for it carries the trace id, and the core logs it too.
         let context = TraceContext::continue_or_start(request.metadata());
+        let by = principal_of(&request)?;
         let message = request.into_inner();
         let span = tracing::info_span!(
             "create_contact",
@@ -179,7 +213,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
                     answer.map(|contact| convert::contact_to_proto(&contact))?
                 } else {
                     let committed = self
-                        .write(Action::CreateContact(input), &message.request_id)
+                        .write(&by, Action::CreateContact(input), &message.request_id)
                         .await?;
                     self.reply_contact(&contact_of(&committed)?)?.into_inner()
                 };
@@ -203,16 +237,15 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             .leader_for_read(&request, request.get_ref().consistency)
             .await?
         {
-            let timeout = caller_timeout(&request);
-            return leader
-                .get_contact(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.get_contact(relay(request)).await;
         }
+        let by = principal_of(&request)?;
         self.read(|state, _| {
-            state
+            let contact = state
                 .contact(&id)
-                .map(convert::contact_to_proto)
-                .ok_or_else(|| invalid(DomainError::not_found("id", &id)))
+                .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?;
+            policy::check_site(Some(&by), &contact.origin_site, "read contact").map_err(denied)?;
+            Ok(convert::contact_to_proto(contact))
         })
     }
 
@@ -231,10 +264,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             limit: limit + 1,
         };
         if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
-            let timeout = caller_timeout(&request);
-            return leader
-                .list_contacts(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.list_contacts(relay(request)).await;
         }
         self.read(|state, index| {
             let mut found = state.list_contacts(&query);
@@ -251,6 +281,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::CompleteContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
         let action = Action::CompleteContact {
@@ -259,7 +290,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             disposition: m.disposition,
             notes: m.notes,
         };
-        self.write(action, &m.request_id).await?;
+        self.write(&by, action, &m.request_id).await?;
         self.reply_contact(&contact_id)
     }
 
@@ -267,12 +298,13 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::AbandonContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
         let action = Action::AbandonContact {
             contact_id: contact_id.clone(),
         };
-        self.write(action, &m.request_id).await?;
+        self.write(&by, action, &m.request_id).await?;
         self.reply_contact(&contact_id)
     }
 
@@ -280,13 +312,14 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::TransferContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let contact_id = convert::required_id("contact_id", &m.contact_id).map_err(invalid)?;
         let action = Action::TransferContact {
             contact_id: contact_id.clone(),
             queue_id: convert::required_id("queue_id", &m.queue_id).map_err(invalid)?,
         };
-        let committed = self.write(action, &m.request_id).await?;
+        let committed = self.write(&by, action, &m.request_id).await?;
         // Answer with the new contact in the target queue.
         let new_id = committed
             .events
@@ -303,10 +336,11 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::UpsertCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let input = convert::customer_input(m.customer).map_err(invalid)?;
         let committed = self
-            .write(Action::UpsertCustomer(input), &m.request_id)
+            .write(&by, Action::UpsertCustomer(input), &m.request_id)
             .await?;
         match committed.events.first() {
             Some(Event::CustomerUpserted(c)) => Ok(Response::new(convert::customer_to_proto(c))),
@@ -323,12 +357,25 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             .leader_for_read(&request, request.get_ref().consistency)
             .await?
         {
-            let timeout = caller_timeout(&request);
-            return leader
-                .get_customer(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.get_customer(relay(request)).await;
         }
+        let by = principal_of(&request)?;
         self.read(|state, _| {
+            if let Principal::Agent(agent) = &by {
+                // An agent reads the customers of the contacts offered to it or held by it.
+                let serves = state.agent(agent).is_some_and(|a| {
+                    a.held
+                        .keys()
+                        .filter_map(|c| state.contact(c))
+                        .any(|c| c.customer_id == id)
+                });
+                if !serves {
+                    return Err(denied(banyan_trust::Denied::new(
+                        Some(&by),
+                        format!("read customer {id} (not a customer of its contacts)"),
+                    )));
+                }
+            }
             let customer = state
                 .customer(&id)
                 .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?;
@@ -345,6 +392,12 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::FindCustomersRequest>,
     ) -> Result<Response<pb::FindCustomersResponse>, Status> {
+        if let Principal::Agent(_) = principal_of(&request)? {
+            return Err(denied(banyan_trust::Denied::new(
+                request.extensions().get::<Principal>(),
+                "search customers (an agent reads its contacts' customers only)",
+            )));
+        }
         let m = request.get_ref();
         let limit = page_limit(m.limit)?;
         let query = CustomerQuery {
@@ -356,10 +409,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             limit: limit + 1,
         };
         if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
-            let timeout = caller_timeout(&request);
-            return leader
-                .find_customers(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.find_customers(relay(request)).await;
         }
         self.read(|state, index| {
             let mut found = state.find_customers(&query);
@@ -376,10 +426,11 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::UpsertQueueRequest>,
     ) -> Result<Response<pb::Queue>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let input = convert::queue_input(m.queue).map_err(invalid)?;
         let id = input.id.clone();
-        self.write(Action::UpsertQueue(input), &m.request_id)
+        self.write(&by, Action::UpsertQueue(input), &m.request_id)
             .await?;
         self.read_back("queue", &id, |state| {
             state.queue(&id).map(convert::queue_to_proto)
@@ -394,10 +445,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             .leader_for_read(&request, request.get_ref().consistency)
             .await?
         {
-            let timeout = caller_timeout(&request);
-            return leader
-                .list_queues(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.list_queues(relay(request)).await;
         }
         self.read(|state, index| {
             Ok(pb::ListQueuesResponse {
@@ -416,10 +464,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             .leader_for_read(&request, request.get_ref().consistency)
             .await?
         {
-            let timeout = caller_timeout(&request);
-            return leader
-                .get_queue_stats(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.get_queue_stats(relay(request)).await;
         }
         self.read(|state, _| {
             let (Some(stats), Some(queue)) = (state.queue_stats(&id), state.queue(&id)) else {
@@ -437,11 +482,28 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::UpsertAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
+        let by = principal_of(&request)?;
         let m = request.into_inner();
         let input = convert::agent_input(m.agent).map_err(invalid)?;
         let id = input.id.clone();
-        self.write(Action::UpsertAgent(input), &m.request_id)
+        self.write(&by, Action::UpsertAgent(input), &m.request_id)
             .await?;
+        self.read_back("agent", &id, |state| {
+            state.agent(&id).map(convert::agent_to_proto)
+        })
+    }
+
+    async fn revoke_agent_tokens(
+        &self,
+        request: Request<pb::RevokeAgentTokensRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        let by = principal_of(&request)?;
+        let m = request.into_inner();
+        let id = convert::required_id("agent_id", &m.agent_id).map_err(invalid)?;
+        let action = Action::RevokeAgentTokens {
+            agent_id: id.clone(),
+        };
+        self.write(&by, action, &m.request_id).await?;
         self.read_back("agent", &id, |state| {
             state.agent(&id).map(convert::agent_to_proto)
         })
@@ -451,14 +513,21 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let scope = principal_of(&request)?.site_scope().map(str::to_owned);
         let m = request.get_ref();
         let site = convert::optional_id("site", &m.site).map_err(invalid)?;
+        if let (Some(scope), Some(site)) = (&scope, &site) {
+            if scope != site {
+                return Err(denied(banyan_trust::Denied::new(
+                    request.extensions().get::<Principal>(),
+                    format!("list the agents of site {site:?} (limited to site {scope:?})"),
+                )));
+            }
+        }
+        let site = site.or(scope);
         let wanted = convert::agent_state_filter("state", m.state).map_err(invalid)?;
         if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
-            let timeout = caller_timeout(&request);
-            return leader
-                .list_agents(forwarded(request.into_inner(), timeout))
-                .await;
+            return leader.list_agents(relay(request)).await;
         }
         self.read(|state, index| {
             let agents = state

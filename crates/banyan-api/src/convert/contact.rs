@@ -97,6 +97,7 @@ fn transition_to_proto(t: &Transition) -> v1::Transition {
         at_ms: t.at_ms,
         state: contact_state_to_proto(t.state).into(),
         detail: t.detail.clone(),
+        by: t.by.as_ref().map(ToString::to_string).unwrap_or_default(),
     }
 }
 

@@ -27,6 +27,11 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
         index: record.index,
         ordinal: record.ordinal,
         at_ms: record.at_ms,
+        principal: record
+            .principal
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         ..Default::default()
     };
     let kind = match &record.event {
@@ -63,6 +68,14 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
         Event::LeaseLapsed { site_id } => {
             e.site_id = site_id.clone();
             K::LeaseLapsed
+        }
+        Event::AgentTokensRevoked {
+            agent_id,
+            revoked_ms,
+        } => {
+            e.agent_ids = vec![agent_id.clone()];
+            e.until_ms = *revoked_ms;
+            K::AgentTokensRevoked
         }
         Event::ContactCreated {
             contact_id,

@@ -16,6 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 
+use banyan_trust::Security;
+
 use super::{Observed, Snapshot};
 
 const PAGE: &str = include_str!("../../assets/wallboard.html");
@@ -25,8 +27,9 @@ const SCRIPT: &str = include_str!("../../assets/wallboard.js");
 /// How often the live feed sends a new picture.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// The observability routes of `node`, to merge into its HTTP router.
-pub fn routes<N: Observed>(node: N) -> Router {
+/// The observability routes of `node`, to merge into its HTTP router, each behind the
+/// edge's check of a bearer token (see [`guard`]).
+pub fn routes<N: Observed>(node: N, security: Security) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/wallboard.css", get(style))
@@ -35,6 +38,42 @@ pub fn routes<N: Observed>(node: N) -> Router {
         .route("/api/wallboard/stream", get(stream::<N>))
         .route("/metrics", get(metrics::<N>))
         .with_state(node)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            guard(security.clone(), request, next)
+        }))
+}
+
+/// Lets a request through when its token may read the route (the table of
+/// `banyan_trust::policy::ROUTES`); a wallboard opened with `?token=…` keeps the token in
+/// a cookie for the page's own requests.
+pub async fn guard(
+    security: Security,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    if let Err((code, reason)) =
+        banyan_trust::edge::admit_http(&security, &path, request.headers(), query.as_deref())
+    {
+        return (code, reason).into_response();
+    }
+    let from_query = query.as_deref().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(str::to_owned)
+    });
+    let mut response = next.run(request).await;
+    if let Some(cookie) = from_query.and_then(|token| {
+        header::HeaderValue::from_str(&format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict",
+            banyan_trust::edge::TOKEN_COOKIE
+        ))
+        .ok()
+    }) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 async fn page() -> impl IntoResponse {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
 use banyan_harness::{wait_until, BranchLinks, LocalCluster};
 use banyan_proto::v1::{self as pb, EventKind};
 use clap::Args;
@@ -146,18 +146,17 @@ fn wall_ms() -> i64 {
 /// `since_ms` how long after the leader stamped it the node delivered it.
 fn watch_lag(
     addr: &str,
+    security: &Security,
     since_ms: i64,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<Histogram<u64>>> {
-    let channel = banyan_client::channel(addr)?;
+    let client = Client::new([addr], RetryPolicy::default(), security)?;
     Ok(tokio::spawn(async move {
         let mut histogram = Histogram::<u64>::new(3).expect("valid histogram");
-        let mut client = pb::contact_center_client::ContactCenterClient::new(channel);
         let request = pb::WatchEventsRequest::default();
-        let Ok(stream) = client.watch_events(request).await else {
+        let Ok(mut stream) = client.watch_events(request).await else {
             return histogram;
         };
-        let mut stream = stream.into_inner();
         let mut stop = stop;
         loop {
             tokio::select! {
@@ -185,8 +184,13 @@ async fn replica_lag(
 ) -> anyhow::Result<LagResult> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let since = wall_ms();
-    let at_branch = watch_lag(branch_addr, since, stopped.clone())?;
-    let at_follower = watch_lag(&cluster.addr(follower)?, since, stopped.clone())?;
+    let at_branch = watch_lag(branch_addr, &cluster.security(), since, stopped.clone())?;
+    let at_follower = watch_lag(
+        &cluster.addr(follower)?,
+        &cluster.security(),
+        since,
+        stopped.clone(),
+    )?;
     let max_lag = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(AtomicU64::new(0));
     // Replication progress is the leader's to know.
@@ -280,6 +284,7 @@ async fn reconciliation(
             follow_leader: false,
             ..RetryPolicy::default()
         },
+        &cluster.security(),
     )?;
     let contact = move |n: u64| pb::CreateContactRequest {
         request_id: format!("bench-reconcile-{round}-{n}"),
@@ -315,14 +320,17 @@ async fn reconciliation(
     let leader = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await?;
     let from = cluster.status(leader).await?.last_log_index + 1;
     let watch = {
-        let channel = banyan_client::channel(&cluster.addr(leader)?)?;
+        let client = Client::new(
+            [cluster.addr(leader)?],
+            RetryPolicy::default(),
+            &cluster.security(),
+        )?;
         tokio::spawn(async move {
-            let mut client = pb::contact_center_client::ContactCenterClient::new(channel);
             let request = pb::WatchEventsRequest {
                 from_index: from,
                 ..Default::default()
             };
-            let mut stream = client.watch_events(request).await?.into_inner();
+            let mut stream = client.watch_events(request).await?;
             let mut imported = 0u64;
             while let Some(event) = stream.message().await? {
                 if event.kind == EventKind::ContactImported as i32 {

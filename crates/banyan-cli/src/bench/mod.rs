@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
 use banyan_harness::LocalCluster;
 use banyan_proto::v1::Customer;
 use clap::Args;
@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// With `--endpoints`: the deployment's certificates (or `--insecure`). The cluster
+    /// the benchmark starts itself makes its own CA and runs secure.
+    #[command(flatten)]
+    trust: crate::trust_args::TrustArgs,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -106,6 +110,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return branch::run(branch).await;
     }
     let mut local = None;
+    let security;
     let endpoints = if args.endpoints.is_empty() {
         let bin = std::env::current_exe().context("locating the banyan binary")?;
         let timers = [
@@ -128,9 +133,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "started a 3-node cluster under {}",
             cluster.root().display()
         );
+        security = cluster.security();
         local = Some(cluster);
         endpoints
     } else {
+        security = args.trust.client("admin", None)?;
         args.endpoints.clone()
     };
 
@@ -138,7 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         throughput: Vec::new(),
         leader_kills: Vec::new(),
     };
-    let banyan = banyan_writers(&endpoints)?;
+    let banyan = banyan_writers(&endpoints, &security)?;
     measure(&args, "banyan", &banyan, &mut report).await?;
     if args.etcd {
         let cluster = etcd::EtcdCluster::start(&args.etcd_bin).await?;
@@ -235,7 +242,7 @@ impl Writer {
 }
 
 /// One Banyan client per starting node, so the load enters through every node.
-fn banyan_writers(endpoints: &[String]) -> anyhow::Result<Vec<Writer>> {
+fn banyan_writers(endpoints: &[String], security: &Security) -> anyhow::Result<Vec<Writer>> {
     (0..endpoints.len())
         .map(|start| {
             let rotated: Vec<&String> = endpoints
@@ -247,6 +254,7 @@ fn banyan_writers(endpoints: &[String]) -> anyhow::Result<Vec<Writer>> {
             Ok(Writer::Banyan(Client::new(
                 rotated,
                 RetryPolicy::default(),
+                security,
             )?))
         })
         .collect()
@@ -358,8 +366,9 @@ async fn leader_kill(
     let load = {
         let stop = stop.clone();
         let endpoints = endpoints.clone();
+        let security = cluster.security();
         tokio::spawn(async move {
-            let writers = banyan_writers(&endpoints)?;
+            let writers = banyan_writers(&endpoints, &security)?;
             load_until(&writers, clients, Duration::from_secs(120), &prefix, stop).await
         })
     };

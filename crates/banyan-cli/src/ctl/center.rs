@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use banyan_client::Client;
+use banyan_client::{Client, Security};
 use banyan_proto::v1 as pb;
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use clap::{Subcommand, ValueEnum};
@@ -95,6 +95,12 @@ pub enum AgentCommand {
         callback: u32,
         #[arg(long)]
         request_id: Option<String>,
+    },
+    /// Refuse every desk token the agent holds now and end its open sessions (a lost
+    /// laptop, a leaver). Tokens issued afterwards work.
+    RevokeTokens {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -487,6 +493,14 @@ pub async fn agents(
     json: bool,
 ) -> Result<(), tonic::Status> {
     let agents = match command {
+        AgentCommand::RevokeTokens { id } => vec![
+            client
+                .revoke_agent_tokens(pb::RevokeAgentTokensRequest {
+                    agent_id: id,
+                    request_id: String::new(),
+                })
+                .await?,
+        ],
         AgentCommand::List { site, local } => {
             client
                 .list_agents(pb::ListAgentsRequest {
@@ -748,8 +762,110 @@ fn print_contacts(contacts: &[pb::Contact], json: bool) {
     }
 }
 
+/// Opens the event stream of the node at `endpoint`.
+async fn watch(
+    security: &Security,
+    endpoint: &str,
+    request: pb::WatchEventsRequest,
+) -> anyhow::Result<tonic::Streaming<pb::Event>> {
+    let channel = banyan_client::channel(security, endpoint)?;
+    let mut request = tonic::Request::new(request);
+    banyan_client::authorize(security, &mut request);
+    Ok(ContactCenterClient::new(channel)
+        .watch_events(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner())
+}
+
+/// What `banyan ctl audit` looks for.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub contact: String,
+    pub queue: String,
+    pub agent: String,
+    pub principal: String,
+}
+
+/// `banyan ctl audit`: who did what and when, from the events the node retains, each with
+/// the principal of the command that caused it.
+pub async fn audit(
+    security: &Security,
+    endpoint: &str,
+    filter: AuditFilter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut stream = watch(
+        security,
+        endpoint,
+        pb::WatchEventsRequest {
+            from_index: 0,
+            contact_id: filter.contact.clone(),
+            agent_id: filter.agent.clone(),
+        },
+    )
+    .await?;
+    let idle = std::time::Duration::from_millis(500);
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "at",
+        "index",
+        "principal",
+        "event",
+        "contact",
+        "agent",
+        "queue",
+    ]);
+    while let Ok(next) = tokio::time::timeout(idle, stream.message()).await {
+        let Some(e) = next.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))? else {
+            break;
+        };
+        let queue_matches =
+            filter.queue.is_empty() || e.queue_id == filter.queue || e.to_queue_id == filter.queue;
+        let principal_matches = filter.principal.is_empty() || e.principal == filter.principal;
+        if !queue_matches || !principal_matches {
+            continue;
+        }
+        let kind = name(e.kind, pb::EventKind::as_str_name, "EVENT_KIND_");
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms.max(0) as u64),
+        )
+        .to_string();
+        if json {
+            println!(
+                "{}",
+                json!({
+                    "at": at, "at_ms": e.at_ms, "index": e.index, "ordinal": e.ordinal,
+                    "principal": e.principal, "kind": kind, "contact_id": e.contact_id,
+                    "agent_ids": e.agent_ids, "queue_id": e.queue_id,
+                })
+            );
+        } else {
+            table.add_row([
+                at,
+                e.index.to_string(),
+                if e.principal.is_empty() {
+                    "-".into()
+                } else {
+                    e.principal.clone()
+                },
+                kind,
+                e.contact_id.clone(),
+                e.agent_ids.join(","),
+                e.queue_id.clone(),
+            ]);
+        }
+    }
+    if !json {
+        println!("{table}");
+    }
+    Ok(())
+}
+
 /// `banyan ctl events`: the event stream, from an index, optionally followed live.
 pub async fn events(
+    security: &Security,
     endpoint: &str,
     from_index: u64,
     contact: String,
@@ -757,16 +873,16 @@ pub async fn events(
     follow: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let channel = banyan_client::channel(endpoint)?;
-    let mut stream = ContactCenterClient::new(channel)
-        .watch_events(pb::WatchEventsRequest {
+    let mut stream = watch(
+        security,
+        endpoint,
+        pb::WatchEventsRequest {
             from_index,
             contact_id: contact,
             agent_id: agent,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-        .into_inner();
+        },
+    )
+    .await?;
     let idle = std::time::Duration::from_millis(500);
     loop {
         let next = if follow {
@@ -789,6 +905,7 @@ pub async fn events(
                     "index": e.index, "ordinal": e.ordinal, "at_ms": e.at_ms, "kind": kind,
                     "contact_id": e.contact_id, "agent_ids": e.agent_ids, "queue_id": e.queue_id,
                     "reason": e.reason, "state": state_name(e.contact_state),
+                    "principal": e.principal,
                 })
             );
         } else {

@@ -15,6 +15,8 @@ use banyan_proto::v1::{
     Role, SiteMode, Tier,
 };
 use clap::{Args, Subcommand, ValueEnum};
+
+use crate::trust_args::TrustArgs;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
@@ -29,6 +31,14 @@ pub struct CtlArgs {
     /// Give up after this long (retries included).
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Present `client.USER.crt` from --certs-dir.
+    #[arg(long, env = "BANYAN_USER", default_value = "admin")]
+    user: String,
+    /// Present this bearer token instead of a client certificate.
+    #[arg(long, env = "BANYAN_TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -80,6 +90,18 @@ enum CtlCommand {
         /// Keep printing new events as they happen.
         #[arg(long)]
         follow: bool,
+    },
+    /// Who did what and when: the events the node retains with the principal that caused
+    /// each, for one contact, queue, agent or principal (`admin:ops`, `agent:ada`, ...).
+    Audit {
+        #[arg(long, default_value = "")]
+        contact: String,
+        #[arg(long, default_value = "")]
+        queue: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+        #[arg(long, default_value = "")]
+        principal: String,
     },
 }
 
@@ -171,7 +193,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         max_attempts: 0,
         follow_leader: true,
     };
-    let client = Client::new(&args.endpoint, policy)?;
+    let security = args.trust.client(&args.user, args.token.as_deref())?;
+    let client = Client::new(&args.endpoint, policy, &security)?;
     let status_err = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
     match args.command {
         CtlCommand::Status => {
@@ -216,6 +239,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             follow,
         } => {
             center::events(
+                &security,
                 &args.endpoint[0],
                 from_index,
                 contact,
@@ -224,6 +248,20 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 args.json,
             )
             .await?
+        }
+        CtlCommand::Audit {
+            contact,
+            queue,
+            agent,
+            principal,
+        } => {
+            let filter = center::AuditFilter {
+                contact,
+                queue,
+                agent,
+                principal,
+            };
+            center::audit(&security, &args.endpoint[0], filter, args.json).await?
         }
     }
     Ok(())
@@ -447,6 +485,7 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
             let one = Client::new(
                 [&addr],
                 RetryPolicy::once(timeout.min(Duration::from_secs(2))),
+                client.security(),
             )
             .context("endpoint")?;
             one.status()

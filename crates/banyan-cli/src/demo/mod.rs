@@ -164,6 +164,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut urls = Vec::new();
     for id in CORE {
         let node = cluster.node(id).context("core node")?.clone();
+        let security = node.security().clone();
         let handle = Current::new(node);
         let listener = match (id, TcpListener::bind(&args.wallboard).await) {
             (1, Ok(listener)) => listener,
@@ -171,7 +172,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         urls.push((
             format!("core node {id}"),
-            serve_http(listener, banyan_api::observe::routes(handle.clone()))?,
+            serve_http(
+                listener,
+                banyan_api::observe::routes(handle.clone(), security),
+            )?,
         ));
         current.push((id, handle));
     }
@@ -180,17 +184,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let listener = banyan_harness::bind_loopback().await?;
         urls.push((
             format!("branch {site}"),
-            serve_http(listener, banyan_api::observe::routes(node))?,
+            serve_http(
+                listener,
+                banyan_api::observe::routes(node.clone(), node.security().clone()),
+            )?,
         ));
     }
-    println!("Wallboards (live, every node serves one; /metrics beside each):");
+    // The wallboard takes credentials like every other port: the links carry a viewer's
+    // token for the length of the day.
+    let viewer = banyan_trust::token::TokenSigner::load(cluster.pki().certs_dir())?.scoped(
+        "wallboard",
+        banyan_trust::Role::Viewer,
+        None,
+        args.duration + Duration::from_secs(3600),
+    )?;
+    println!(
+        "Wallboards (live, every node serves one; /metrics beside each, with the same token):"
+    );
     for (what, url) in &urls {
-        println!("  {what:<12} {url}");
+        println!("  {what:<12} {url}?token={viewer}");
     }
 
     let nodes = Nodes::new(
         CORE.iter()
             .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
+        cluster.security(),
     );
     // The history the checker judges starts here: with a `--data-dir` kept from an earlier
     // day, that day's log is not this one's (and may be compacted away).
@@ -213,11 +231,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if args.chaos { " with chaos" } else { "" }
     );
 
-    let desks = world::start_agents(&branches, &mut rng);
+    let desks = world::start_agents(&branches, cluster.pki(), &mut rng)?;
+    // Callers come in through the IVR, a telephony front end with an integration
+    // certificate.
+    let ivr = cluster
+        .pki()
+        .new_client("ivr", banyan_trust::Role::Integration, None)?;
     let ops: world::Ops = Arc::new(Mutex::new(Vec::new()));
     let (stop_callers, stopped) = tokio::sync::watch::channel(false);
     let callers = world::start_callers(
         branches.clone(),
+        ivr,
         args.rate,
         rng.clone(),
         prefix.clone(),
@@ -273,6 +297,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let client = Client::new(
             [cluster_branch_addr(&branches, site)],
             RetryPolicy::default(),
+            &cluster.security(),
         )?;
         let mine = client
             .all_contacts(ReadConsistency::Local)

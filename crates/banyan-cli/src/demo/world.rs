@@ -170,7 +170,11 @@ pub fn agent_id(site: &str, n: usize) -> String {
 
 /// Logs every agent in at its site's branch: each talks, wraps up and takes breaks at its
 /// own pace.
-pub fn start_agents(branches: &[(String, String)], rng: &mut Rng) -> Vec<DeskAgent> {
+pub fn start_agents(
+    branches: &[(String, String)],
+    pki: &banyan_harness::Pki,
+    rng: &mut Rng,
+) -> anyhow::Result<Vec<DeskAgent>> {
     let mut desks = Vec::new();
     for (site, addr) in branches {
         for n in 0..AGENTS_PER_SITE {
@@ -184,14 +188,18 @@ pub fn start_agents(branches: &[(String, String)], rng: &mut Rng) -> Vec<DeskAge
                     reason: "coffee".into(),
                 }),
             };
+            let id = agent_id(site, n);
+            // Each agent logs in with its own desk token, as a home agent would.
+            let security = pki.agent(&id)?;
             desks.push(DeskAgent::start(
-                &agent_id(site, n),
+                &id,
                 vec![addr.clone()],
                 behaviour,
+                security,
             ));
         }
     }
-    desks
+    Ok(desks)
 }
 
 /// What a caller wants, and where it goes.
@@ -244,6 +252,7 @@ pub type Ops = Arc<Mutex<Vec<ContactOp>>>;
 /// hang up.
 pub fn start_callers(
     branches: Vec<(String, String)>,
+    security: banyan_client::Security,
     rate: f64,
     mut rng: Rng,
     prefix: String,
@@ -254,7 +263,7 @@ pub fn start_callers(
         let clients: Vec<(String, Client)> = branches
             .iter()
             .filter_map(|(site, addr)| {
-                Client::new([addr], RetryPolicy::default())
+                Client::new([addr], RetryPolicy::default(), &security)
                     .ok()
                     .map(|c| (site.clone(), c))
             })

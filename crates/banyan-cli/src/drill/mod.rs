@@ -106,6 +106,11 @@ pub struct DrillArgs {
     /// Where the reports go (a directory per drill inside).
     #[arg(long, default_value = "drill-reports")]
     out: PathBuf,
+    /// `--target compose`: the deployment's certificates directory (the drill presents
+    /// `client.admin.crt` and signs its agents' desk tokens with `token.key`). A local
+    /// drill makes its own CA.
+    #[arg(long, env = "BANYAN_CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
@@ -135,7 +140,9 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             ];
             Target::Local(target::LocalTarget::start(&flags).await?)
         }
-        TargetKind::Compose => Target::Compose(target::ComposeTarget::attach(&args.project).await?),
+        TargetKind::Compose => Target::Compose(
+            target::ComposeTarget::attach(&args.project, args.certs_dir.as_deref()).await?,
+        ),
     };
     eprintln!(
         "drill {} against {}; reports in {}",
@@ -542,8 +549,12 @@ async fn agents_at_the_end(target: &Target, names: &Names) -> Vec<String> {
         ("branch emea", BRANCHES[0].0),
         ("branch apac", BRANCHES[1].0),
     ] {
+        let Ok(security) = target.security() else {
+            continue;
+        };
         let Ok(addr) = target.addr(id) else { continue };
-        let Ok(client) = Client::new([addr], RetryPolicy::once(Duration::from_secs(5))) else {
+        let Ok(client) = Client::new([addr], RetryPolicy::once(Duration::from_secs(5)), &security)
+        else {
             continue;
         };
         let list = pb::ListAgentsRequest {
@@ -623,6 +634,7 @@ async fn branch_replica(
     let client = Client::new(
         [target.addr(branch)?],
         RetryPolicy::once(Duration::from_secs(10)),
+        &target.security()?,
     )?;
     let contacts = wait_until(
         &format!("branch {branch}'s replica to catch up"),
@@ -676,6 +688,7 @@ async fn site_mode(target: &Target, site: &str) -> Option<i32> {
         let client = Client::new(
             [target.addr(id).ok()?],
             RetryPolicy::once(Duration::from_secs(2)),
+            &target.security().ok()?,
         )
         .ok()?;
         let Ok(status) = client.status().await else {

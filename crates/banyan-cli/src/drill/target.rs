@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use banyan_client::Security;
 use banyan_harness::{BranchLinks, Link, LocalCluster, Nodes};
 
 /// The core's voters.
@@ -71,6 +72,9 @@ impl LocalTarget {
 
 pub struct ComposeTarget {
     project: String,
+    /// The deployment's certificates (`--certs-dir`): the drill presents the admin client
+    /// certificate and makes its agents' desk tokens with the token key.
+    pki: Option<banyan_harness::Pki>,
     /// Container name per node id.
     containers: BTreeMap<u64, String>,
     grpc: BTreeMap<u64, Link>,
@@ -104,9 +108,13 @@ async fn docker(args: &[&str]) -> anyhow::Result<String> {
 impl ComposeTarget {
     /// Finds the running Compose project `project` (containers labelled by Compose) and
     /// puts a relay in front of each node's published gRPC and HTTP ports.
-    pub async fn attach(project: &str) -> anyhow::Result<Self> {
+    pub async fn attach(
+        project: &str,
+        certs_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let mut target = Self {
             project: project.to_owned(),
+            pki: certs_dir.map(banyan_harness::Pki::open),
             containers: BTreeMap::new(),
             grpc: BTreeMap::new(),
             http: BTreeMap::new(),
@@ -224,6 +232,29 @@ impl Target {
         }
     }
 
+    /// The credentials of the drill's own calls: the admin client, or insecure for a
+    /// deployment run without certificates.
+    pub fn security(&self) -> anyhow::Result<Security> {
+        match self {
+            Target::Local(local) => Ok(local.cluster.security()),
+            Target::Compose(compose) => match &compose.pki {
+                Some(pki) => pki.admin(),
+                None => Ok(Security::Insecure),
+            },
+        }
+    }
+
+    /// The credential of agent `agent`'s desk: a token signed with the cluster's key.
+    pub fn agent_security(&self, agent: &str) -> anyhow::Result<Security> {
+        match self {
+            Target::Local(local) => local.cluster.agent_security(agent),
+            Target::Compose(compose) => match &compose.pki {
+                Some(pki) => pki.agent(agent),
+                None => Ok(Security::Insecure),
+            },
+        }
+    }
+
     /// Every node, core and branches, by the address the drill reaches it at.
     pub fn nodes(&self) -> anyhow::Result<Nodes> {
         let ids = CORE
@@ -233,7 +264,7 @@ impl Target {
         let addrs = ids
             .map(|id| Ok((id, self.addr(id)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Nodes::new(addrs))
+        Ok(Nodes::new(addrs, self.security()?))
     }
 
     /// SIGKILL: no shutdown code runs.

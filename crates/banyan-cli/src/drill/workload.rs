@@ -72,6 +72,7 @@ pub fn core_clients(
         .iter()
         .map(|id| target.addr(*id))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let security = target.security()?;
     (0..count.max(1))
         .map(|start| {
             let rotated: Vec<&String> = addrs
@@ -80,7 +81,7 @@ pub fn core_clients(
                 .skip(start % addrs.len())
                 .take(addrs.len())
                 .collect();
-            Ok(Client::new(rotated, policy)?)
+            Ok(Client::new(rotated, policy, &security)?)
         })
         .collect()
 }
@@ -130,6 +131,7 @@ pub async fn set_up(target: &Target, names: &Names, load: &Load) -> anyhow::Resu
         let client = Client::new(
             [target.addr(branch)?],
             RetryPolicy::once(Duration::from_secs(2)),
+            &target.security()?,
         )?;
         let wanted: Vec<String> = (1..=load.agents_per_site)
             .map(|n| names.agent(site, n))
@@ -226,6 +228,7 @@ impl Workload {
                     follow_leader: false,
                     ..policy
                 },
+                &target.security()?,
             )?;
             feeds.push(ContactFeed::start(
                 at_branch,
@@ -240,10 +243,12 @@ impl Workload {
                 every,
             ));
             for n in 1..=load.agents_per_site {
+                let agent = names.agent(site, n);
                 desks.push(DeskAgent::start(
-                    &names.agent(site, n),
+                    &agent,
                     vec![target.addr(branch)?],
                     talk.clone(),
+                    target.agent_security(&agent)?,
                 ));
             }
         }

@@ -201,6 +201,25 @@ impl State {
         Ok(())
     }
 
+    /// Refuses the agent's desk tokens issued up to now; its sessions end when they see
+    /// the event.
+    pub(super) fn revoke_agent_tokens(
+        &mut self,
+        agent_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        self.find_agent(agent_id)?;
+        let now = self.data.clock_ms;
+        if let Some(agent) = self.data.agents.get_mut(agent_id) {
+            agent.tokens_revoked_ms = now;
+        }
+        ev.push(Event::AgentTokensRevoked {
+            agent_id: agent_id.to_owned(),
+            revoked_ms: now,
+        });
+        Ok(())
+    }
+
     /// A desk session logs the agent in: like choosing a presence, and the session becomes
     /// the agent's current one.
     pub(super) fn login_agent(

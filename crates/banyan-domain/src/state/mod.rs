@@ -31,6 +31,7 @@ use crate::contact::Contact;
 use crate::customer::{normalize_email, normalize_phone, Customer, CustomerInput, Tier};
 use crate::error::DomainError;
 use crate::event::Event;
+use crate::principal::Principal;
 use crate::queue::QueueInput;
 use crate::requests::{RequestLog, RequestRecord};
 use crate::routing::Indexes;
@@ -147,6 +148,9 @@ impl State {
             self.data.clock_ms = before;
             return Err(err);
         }
+        if let Some(principal) = &command.principal {
+            self.attribute_steps(principal, now, &events);
+        }
         self.data.requests.expire(now);
         if let Some(id) = command.request_id() {
             self.data.requests.record(
@@ -161,6 +165,22 @@ impl State {
             );
         }
         Ok(events)
+    }
+
+    /// Names `principal` on the timeline steps this command added to the contacts its
+    /// events mention: the steps at the end of each timeline, stamped now, not named yet.
+    fn attribute_steps(&mut self, principal: &Principal, now: i64, events: &[Event]) {
+        for contact_id in events.iter().filter_map(Event::contact_id) {
+            let Some(contact) = self.data.contacts.get_mut(contact_id) else {
+                continue;
+            };
+            for step in contact.timeline.iter_mut().rev() {
+                if step.by.is_some() || step.at_ms != now {
+                    break;
+                }
+                step.by = Some(principal.clone());
+            }
+        }
     }
 
     /// Like [`apply`](Self::apply), also saying whether the command took effect now
@@ -231,6 +251,10 @@ impl State {
                 contact_id,
                 queue_id,
             } => self.transfer_contact(contact_id, queue_id, ev)?,
+            Action::RevokeAgentTokens { agent_id } => {
+                self.revoke_agent_tokens(agent_id, ev)?;
+                return Ok(());
+            }
             Action::Tick => self.tick(ev),
             Action::ImportBranch(import) => self.import_branch(import, ev)?,
         }
