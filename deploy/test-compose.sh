@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The container test: from this checkout, build the image without pulling anything, bring
-# the compose cluster up, see it healthy with `banyan ctl status` showing 3 core nodes and
-# 2 branches (both sites leased), cut one site off from the core and heal it (the core
-# fences the site, the branch serves it alone, then reconciles and is leased again), run
-# every `banyan drill` scenario against it, stop the cluster and check every node stopped
-# cleanly (exit 0).
+# The container test: from this checkout, build the image without pulling anything, make
+# the cluster's certificates (deploy/make-certs.sh, twice: the second run changes
+# nothing), bring the compose cluster up with TLS, see it healthy with `banyan ctl status`
+# showing 3 core nodes and 2 branches (both sites leased), see a plaintext client refused,
+# cut one site off from the core and heal it (the core fences the site, the branch serves
+# it alone, then reconciles and is leased again), run every `banyan drill` scenario
+# against it, stop the cluster and check every node stopped cleanly (exit 0).
 # Skips, saying so, where no Docker engine answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every credential is named on the command line, none comes from the caller's environment.
+unset BANYAN_CERTS_DIR BANYAN_INSECURE BANYAN_TOKEN BANYAN_USER BANYAN_ENDPOINT
 
 if ! docker info >/dev/null 2>&1; then
     echo "container test SKIPPED: no Docker engine answers here"
@@ -24,10 +27,18 @@ fi
 
 project="banyan-ci-$$"
 image="banyan:ci-$$"
-compose() { BANYAN_IMAGE="$image" "${compose_cmd[@]}" -f deploy/compose.yaml -p "$project" "$@"; }
+certs="$(mktemp -d -t banyan-certs.XXXXXX)"
+# The group the nodes read their keys through (deploy/make-certs.sh, compose.yaml).
+if [ "$(id -u)" = 0 ]; then certs_gid=10001; else certs_gid="$(id -g)"; fi
+compose() {
+    BANYAN_IMAGE="$image" BANYAN_CERTS_DIR_HOST="$certs" BANYAN_CERTS_GID="$certs_gid" \
+        "${compose_cmd[@]}" -f deploy/compose.yaml -p "$project" "$@"
+}
+ctl() { target/release/banyan ctl --endpoint "$endpoint" --certs-dir "$certs" "$@"; }
 cleanup() {
     compose down -v --remove-orphans >/dev/null 2>&1 || true
     docker image rm -f "$image" >/dev/null 2>&1 || true
+    rm -rf "$certs"
 }
 trap cleanup EXIT
 
@@ -36,6 +47,19 @@ cargo build --release --bin banyan
 deploy/base/make-base.sh target/release/banyan banyan-base:local
 DOCKER_BUILDKIT=0 docker build -q -f deploy/Dockerfile \
     --build-arg BASE_IMAGE=banyan-base:local -t "$image" . >/dev/null
+
+echo "-- making the cluster's certificates"
+make_certs() {
+    BANYAN_BIN=target/release/banyan BANYAN_CERTS_GID="$certs_gid" deploy/make-certs.sh "$certs" >/dev/null
+}
+fingerprint() { (cd "$certs" && sha256sum -- * && stat -c '%n %a %u %g' -- *); }
+make_certs
+made="$(fingerprint)"
+make_certs
+if [ "$(fingerprint)" != "$made" ]; then
+    echo "container test FAILED: deploy/make-certs.sh changed certificates that existed"
+    exit 1
+fi
 
 echo "-- starting 3 core nodes and 2 branches"
 compose up -d
@@ -55,7 +79,7 @@ for service in "${services[@]}"; do
 done
 
 endpoint="$(compose port core1 7000)"
-until status="$(target/release/banyan ctl --endpoint "$endpoint" status --json 2>/dev/null)" &&
+until status="$(ctl status --json 2>/dev/null)" &&
     python3 - "$status" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1])
@@ -69,16 +93,27 @@ PY
 do
     if [ "$SECONDS" -ge "$deadline" ]; then
         echo "container test FAILED: ctl status does not show 3 voters, 2 branches and both sites leased"
-        target/release/banyan ctl --endpoint "$endpoint" status || true
+        ctl status || true
         exit 1
     fi
     sleep 1
 done
-target/release/banyan ctl --endpoint "$endpoint" status
+ctl status
+
+echo "-- a client without TLS is refused"
+# Plaintext to the TLS port must fail; exit status 2 would be a usage error, not a refusal.
+refused=0
+target/release/banyan ctl --endpoint "$endpoint" --insecure --timeout 5s status >/dev/null 2>&1 ||
+    refused=$?
+if [ "$refused" = 0 ] || [ "$refused" = 2 ]; then
+    echo "container test FAILED: core1's gRPC port answered a plaintext client (exit $refused)"
+    exit 1
+fi
+echo "   a plaintext client got no answer from core1"
 
 echo "-- cutting emea off from the core (its WAN network) and healing it"
 site_mode() {
-    target/release/banyan ctl --endpoint "$endpoint" status --json 2>/dev/null |
+    ctl status --json 2>/dev/null |
         python3 -c 'import json,sys; s=json.load(sys.stdin); print(next(x["mode"] for x in s["sites"] if x["site"]=="emea"))'
 }
 site_is() { test "$(site_mode)" = "$1"; }
@@ -111,7 +146,7 @@ echo "-- failover drills against the running deployment"
 # deployment, and exits non-zero when an invariant broke or the cluster did not recover.
 for scenario in leader-kill leader-pause follower-restart quorum-loss branch-partition rolling-restart; do
     if ! target/release/banyan drill "$scenario" --target compose --project "$project" \
-        --duration "${BANYAN_DRILL_DURATION:-30s}" --out target/drill-reports; then
+        --certs-dir "$certs" --duration "${BANYAN_DRILL_DURATION:-30s}" --out target/drill-reports; then
         echo "container test FAILED: drill $scenario (reports in target/drill-reports)"
         compose logs --tail 40
         exit 1
@@ -129,4 +164,4 @@ for service in "${services[@]}"; do
         exit 1
     fi
 done
-echo "container test passed: image built locally, cluster healthy, six drills passed, clean shutdown"
+echo "container test passed: image built locally, cluster healthy over TLS, plaintext refused, six drills passed, clean shutdown"
