@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banyan_client::trace::{self, TraceContext};
-use banyan_domain::{Action, Command, Event, Presence, Principal};
+use banyan_domain::{Action, Command, DomainError, Event, Presence, Principal};
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use banyan_proto::v1::agent_event::Event as Out;
@@ -27,6 +27,7 @@ use banyan_raft::EventRecord;
 use banyan_trust::edge::token_of;
 use banyan_trust::principal_of;
 use banyan_trust::token::{seconds_left, TokenClaims};
+use banyan_trust::Denied;
 use futures::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
@@ -34,7 +35,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::errors::invalid;
+use crate::errors::{invalid, ApiError};
 use crate::{convert, Backend};
 
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<AgentEvent, Status>> + Send>>;
@@ -146,7 +147,8 @@ impl<B: Backend> Session<B> {
         let end = loop {
             tokio::select! {
                 () = &mut expiry => {
-                    let _ = self.tx.send(Err(Status::unauthenticated("token expired: the session ends"))).await;
+                    let ended = ApiError::Unauthenticated("token expired: the session ends".into());
+                    let _ = self.tx.send(Err(ended.into())).await;
                     break End::Dropped;
                 }
                 command = inbound.message() => match command {
@@ -158,7 +160,10 @@ impl<B: Backend> Session<B> {
                 },
                 record = next_record(&mut self.feed) => {
                     if self.revoked(&record) {
-                        let _ = self.tx.send(Err(Status::unauthenticated("the agent's tokens were revoked: the session ends"))).await;
+                        let ended = ApiError::Unauthenticated(
+                            "the agent's tokens were revoked: the session ends".into(),
+                        );
+                        let _ = self.tx.send(Err(ended.into())).await;
                         break End::Dropped;
                     }
                     if !self.forward(record).await {
@@ -187,11 +192,12 @@ impl<B: Backend> Session<B> {
     }
 
     /// Whether the agent may log in with this session's credential.
-    fn check_login(&self, agent_id: &str) -> Result<(), Status> {
+    fn check_login(&self, agent_id: &str) -> Result<(), ApiError> {
         match &self.principal {
             Principal::Agent(own) if own != agent_id => {
-                return Err(Status::permission_denied(format!(
-                    "agent:{own} may not log in as {agent_id}"
+                return Err(ApiError::Denied(Denied::new(
+                    Some(&self.principal),
+                    format!("log in as {agent_id}"),
                 )))
             }
             Principal::Agent(_)
@@ -202,8 +208,9 @@ impl<B: Backend> Session<B> {
             } => {}
             // A branch serves its agents' desks itself and forwards their commands.
             other => {
-                return Err(Status::permission_denied(format!(
-                    "{other} may not log in as an agent"
+                return Err(ApiError::Denied(Denied::new(
+                    Some(other),
+                    "log in as an agent",
                 )))
             }
         }
@@ -215,7 +222,7 @@ impl<B: Backend> Session<B> {
                 .agent(agent_id)
                 .map_or(0, |a| a.tokens_revoked_ms);
             if token.issued_at_ms() <= revoked {
-                return Err(Status::unauthenticated(format!(
+                return Err(ApiError::Unauthenticated(format!(
                     "token: agent {agent_id}'s tokens issued before {revoked} ms were revoked"
                 )));
             }
@@ -252,6 +259,8 @@ impl<B: Backend> Session<B> {
             }
             Err(status) => Err(status),
         };
+        // The desk's edge: the command's answer as the agent's client reads it.
+        let result = result.map_err(Status::from);
         if let Err(status) = &result {
             span.in_scope(|| {
                 tracing::debug!(code = ?status.code(), message = status.message(), "desk command refused")
@@ -278,7 +287,7 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    async fn run_planned(&mut self, planned: Planned) -> Result<Done, Status> {
+    async fn run_planned(&mut self, planned: Planned) -> Result<Done, ApiError> {
         let Planned {
             action,
             request_id,
@@ -309,10 +318,10 @@ impl<B: Backend> Session<B> {
     }
 
     /// The domain action a command asks for, its idempotency key, and what kind it is.
-    fn action(&self, command: AgentCommand) -> Result<Planned, Status> {
+    fn action(&self, command: AgentCommand) -> Result<Planned, ApiError> {
         let request_id = convert::request_id(command.command_id).map_err(invalid)?;
         let Some(command) = command.command else {
-            return Err(Status::invalid_argument("command: required"));
+            return Err(invalid(DomainError::invalid("command", "required")));
         };
         let agent_id = match (&command, &self.agent_id) {
             (Cmd::Login(login), None) => {
@@ -323,15 +332,17 @@ impl<B: Backend> Session<B> {
             }
             (Cmd::Login(login), Some(current)) if login.agent_id == *current => current.clone(),
             (Cmd::Login(_), Some(current)) => {
-                return Err(Status::failed_precondition(format!(
-                    "login: this session is already logged in as {current}"
+                return Err(invalid(DomainError::precondition(
+                    "login",
+                    format!("this session is already logged in as {current}"),
                 )))
             }
             (_, Some(current)) => current.clone(),
             (_, None) => {
-                return Err(Status::failed_precondition(
-                    "command: log in first (send login)",
-                ))
+                return Err(invalid(DomainError::precondition(
+                    "command",
+                    "log in first (send login)",
+                )))
             }
         };
         // Command ids are the agent's own: two agents' desks may both number theirs 1, 2, …
@@ -406,7 +417,7 @@ impl<B: Backend> Session<B> {
         })
     }
 
-    async fn submit(&self, action: Action, request_id: Option<String>) -> Result<(), Status> {
+    async fn submit(&self, action: Action, request_id: Option<String>) -> Result<(), ApiError> {
         self.node
             .submit(Command::with_request_id(action, request_id).by(self.principal.clone()))
             .await

@@ -1,10 +1,97 @@
-//! The one place where domain refusals and "not the leader" become gRPC statuses for the
-//! public services. A domain refusal keeps the field it names; `UNAVAILABLE` carries the
-//! leader's address in `x-banyan-leader` when it is known, so clients retry there.
+//! Banyan's errors at the service edge, and the one place they become gRPC statuses.
+//!
+//! Everything below the gRPC services (the [`Backend`](crate::Backend), the node crates)
+//! answers with an [`ApiError`]: refused by the domain (naming the field), refused by the
+//! authorization table (naming the principal and what it lacks), retryable (no leader
+//! here, with the leader's address when known; busy; stopping), of unknown outcome (the
+//! write may still apply), or fatal. `impl From<ApiError> for Status` turns it into the
+//! status a client sees; `UNAVAILABLE` carries the leader's address in `x-banyan-leader`,
+//! so clients retry there.
 
 use banyan_domain::DomainError;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
+
+/// Why a request could not be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Refused by the domain or the service's own validation; names the field.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Refused by the authorization table; names the principal and what it lacks.
+    #[error(transparent)]
+    Denied(#[from] banyan_trust::Denied),
+    /// The credential does not prove who the caller claims to be (expired, revoked).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Retryable: this node is not the leader; the request needs the leader.
+    #[error("this node is not the leader")]
+    NotLeader(LeaderHint),
+    /// Retryable, no verdict given: catching up, busy, stopping, handing work over.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The outcome is unknown: the write may still apply; retry with the same request id.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// A stream's caller asked for what is no longer retained.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A stream's caller fell behind and must resume from where it was.
+    #[error("{0}")]
+    Aborted(String),
+    /// Broken inside (storage, an answer that cannot be decoded): not the caller's fault.
+    #[error("{0}")]
+    Fatal(String),
+    /// Another node's answer to a forwarded request, passed on as it came.
+    #[error("{0}")]
+    Remote(Status),
+}
+
+impl ApiError {
+    /// Retryable, no verdict given.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        ApiError::Unavailable(reason.into())
+    }
+
+    /// Broken inside.
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        ApiError::Fatal(reason.into())
+    }
+
+    /// Whether the request may still have taken effect: no verdict was given (timed out,
+    /// unavailable, connection lost) rather than a refusal.
+    pub fn may_have_taken_effect(&self) -> bool {
+        banyan_client::may_have_taken_effect(&Status::from(self.clone()))
+    }
+
+    /// The gRPC code this error becomes.
+    pub fn code(&self) -> Code {
+        Status::from(self.clone()).code()
+    }
+}
+
+impl From<Status> for ApiError {
+    fn from(status: Status) -> Self {
+        ApiError::Remote(status)
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Domain(e) => domain_status(&e),
+            ApiError::Denied(d) => Status::permission_denied(d.to_string()),
+            ApiError::Unauthenticated(reason) => Status::unauthenticated(reason),
+            ApiError::NotLeader(hint) => not_leader_status(&hint),
+            ApiError::Unavailable(reason) => Status::unavailable(reason),
+            ApiError::OutcomeUnknown(reason) => Status::deadline_exceeded(reason),
+            ApiError::OutOfRange(reason) => Status::out_of_range(reason),
+            ApiError::Aborted(reason) => Status::aborted(reason),
+            ApiError::Fatal(reason) => Status::internal(reason),
+            ApiError::Remote(status) => status,
+        }
+    }
+}
 
 /// Metadata key carrying the leader's address on `UNAVAILABLE`.
 pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
@@ -19,7 +106,7 @@ pub struct LeaderHint {
 }
 
 /// A refused command as a status naming the field.
-pub fn domain_status(error: &DomainError) -> Status {
+fn domain_status(error: &DomainError) -> Status {
     let code = match error {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
         DomainError::NotFound { .. } => Code::NotFound,
@@ -30,12 +117,12 @@ pub fn domain_status(error: &DomainError) -> Status {
 }
 
 /// Shorthand for `map_err` at the service edge.
-pub fn invalid(error: DomainError) -> Status {
-    domain_status(&error)
+pub fn invalid(error: DomainError) -> ApiError {
+    ApiError::Domain(error)
 }
 
 /// `UNAVAILABLE` pointing at the leader when it is known.
-pub fn not_leader_status(hint: &LeaderHint) -> Status {
+fn not_leader_status(hint: &LeaderHint) -> Status {
     let message = match (&hint.id, &hint.addr) {
         (Some(id), Some(addr)) => format!("not the leader; leader is node {id} at {addr}"),
         _ => "no leader known yet; retry shortly".to_owned(),
@@ -57,9 +144,9 @@ pub fn not_leader_status(hint: &LeaderHint) -> Status {
     status
 }
 
-/// A refusal by the authorization table, as the caller sees it.
-pub fn denied(refusal: banyan_trust::Denied) -> Status {
-    Status::permission_denied(refusal.to_string())
+/// A refusal by the authorization table.
+pub fn denied(refusal: banyan_trust::Denied) -> ApiError {
+    ApiError::Denied(refusal)
 }
 
 #[cfg(test)]
@@ -68,10 +155,10 @@ mod tests {
 
     #[test]
     fn not_leader_carries_the_leader_address() {
-        let status = not_leader_status(&LeaderHint {
+        let status = Status::from(ApiError::NotLeader(LeaderHint {
             id: Some(2),
             addr: Some("127.0.0.1:7002".into()),
-        });
+        }));
         assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(
             status.metadata().get(LEADER_ADDR_KEY).unwrap(),
@@ -82,7 +169,10 @@ mod tests {
 
     #[test]
     fn domain_errors_name_the_field() {
-        let status = invalid(DomainError::invalid("customer.id", "must not be empty"));
+        let status = Status::from(invalid(DomainError::invalid(
+            "customer.id",
+            "must not be empty",
+        )));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("customer.id"));
     }

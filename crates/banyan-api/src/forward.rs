@@ -8,12 +8,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use banyan_domain::Principal;
+use std::time::Duration;
+
+use banyan_domain::{Command, Principal};
+use banyan_raft::AppliedState;
 use banyan_trust::Security;
 use tonic::transport::Channel;
+
+use crate::Committed;
 use tonic::{Request, Status};
 
-use crate::errors::{not_leader_status, LeaderHint};
+use crate::errors::{ApiError, LeaderHint};
 
 /// Marks a request that a node already forwarded.
 pub const FORWARDED_KEY: &str = "x-banyan-forwarded";
@@ -36,20 +41,52 @@ impl Forwarder {
 
     /// A channel to the leader named by `hint`, or the `UNAVAILABLE` status to return when
     /// the leader is unknown.
-    pub fn leader_channel(&self, hint: &LeaderHint) -> Result<Channel, Status> {
+    pub fn leader_channel(&self, hint: &LeaderHint) -> Result<Channel, ApiError> {
         let addr = hint
             .addr
             .as_deref()
-            .ok_or_else(|| not_leader_status(hint))?;
+            .ok_or_else(|| ApiError::NotLeader(hint.clone()))?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
         let channel = banyan_raft::network::channel_to(&self.security, addr)
-            .map_err(|_| not_leader_status(hint))?;
+            .map_err(|_| ApiError::NotLeader(hint.clone()))?;
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
+}
+
+/// The one way a node that is not the leader (a core follower, a branch) hands a domain
+/// command to the core's leader: `send` delivers the encoded command over
+/// `CommandForwarding` (once to a known leader, or through a retrying client), the
+/// leader's answer is decoded, and the reply waits until this node's own replica
+/// (`applied`) has applied the entry, so a read here right after sees the write.
+///
+/// The command carries its principal; the leader checks it again, within what the
+/// forwarding node's own certificate allows.
+pub async fn forward_command<Fut>(
+    command: &Command,
+    applied: &AppliedState,
+    wait: Duration,
+    send: impl FnOnce(Vec<u8>) -> Fut,
+) -> Result<Committed, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Vec<u8>, Status>>,
+{
+    let reply = send(banyan_raft::codec::encode(command)).await?;
+    let committed: Committed = banyan_raft::codec::decode(&reply)
+        .map_err(|e| ApiError::Fatal(format!("undecodable reply from the leader: {e}")))?;
+    if tokio::time::timeout(wait, applied.wait_applied(committed.index))
+        .await
+        .is_err()
+    {
+        return Err(ApiError::Unavailable(format!(
+            "committed at log index {} but not yet applied on this node; retry with the same request_id",
+            committed.index
+        )));
+    }
+    Ok(committed)
 }
 
 /// Marks a reply that came through a forward with the leader's address, so a client can

@@ -30,8 +30,8 @@ use std::future::Future;
 
 use banyan_domain::{Command, Contact, ContactInput, Event};
 use banyan_raft::AppliedState;
+pub use errors::ApiError;
 use tonic::transport::Channel;
-use tonic::Status;
 
 pub use agent_desk::AgentDeskService;
 pub use contact_center::ContactCenterService;
@@ -77,15 +77,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Commits `command` and returns once it is applied on this node too, so a read here
     /// sees it.
-    fn submit(&self, command: Command) -> impl Future<Output = Result<Committed, Status>> + Send;
+    fn submit(&self, command: Command) -> impl Future<Output = Result<Committed, ApiError>> + Send;
 
     /// Prepares a linearizable read: `Ok(None)` when this node may answer from its own
     /// state now, `Ok(Some(channel))` when the read must go to that node instead (only
-    /// when the request was not forwarded already), `Err` with the status to return.
+    /// when the request was not forwarded already), `Err` with why not.
     fn read_target(
         &self,
         already_forwarded: bool,
-    ) -> impl Future<Output = Result<Option<Channel>, Status>> + Send;
+    ) -> impl Future<Output = Result<Option<Channel>, ApiError>> + Send;
 
     /// A new contact this node resolves itself, without waiting on the core (a branch's
     /// self-service), or `None` to commit it as usual. The default resolves nothing.
@@ -93,7 +93,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         input: &ContactInput,
         request_id: Option<&str>,
-    ) -> impl Future<Output = Option<Result<Contact, Status>>> + Send {
+    ) -> impl Future<Output = Option<Result<Contact, ApiError>>> + Send {
         let _ = (input, request_id);
         async { None }
     }

@@ -11,6 +11,7 @@
 //! writes every command to its journal, on disk before it answers. Reconciling sends the
 //! core one `ImportBranch` covering the journal; the core applies each sequence once.
 
+use banyan_api::ApiError;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Weak;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use banyan_api::Committed;
 use banyan_domain::{Action, BranchImport, Command, Stamped};
 use banyan_raft::AppliedState;
-use tonic::Status;
 
 use crate::node::Inner;
 
@@ -81,7 +81,7 @@ impl Inner {
 
     /// Applies a command on the branch's own state: on disk in the journal first, then
     /// applied; the answer follows both.
-    pub(crate) async fn submit_local(&self, mut command: Command) -> Result<Committed, Status> {
+    pub(crate) async fn submit_local(&self, mut command: Command) -> Result<Committed, ApiError> {
         let site = self.config.site.clone();
         match &mut command.action {
             Action::CreateContact(input) => {
@@ -89,8 +89,9 @@ impl Inner {
                     input.origin_site = site.clone();
                 }
                 if input.origin_site != site {
-                    return Err(Status::failed_precondition(format!(
-                        "site: this branch serves {site} on its own while the core is unreachable"
+                    return Err(ApiError::from(banyan_domain::DomainError::precondition(
+                        "site",
+                        format!("this branch serves {site} on its own while the core is unreachable"),
                     )));
                 }
                 if input.id.is_empty() {
@@ -107,14 +108,14 @@ impl Inner {
             | Action::AbandonContact { .. }
             | Action::Tick => {}
             _ => {
-                return Err(Status::unavailable(
+                return Err(ApiError::unavailable(
                     "the core is unreachable: this branch serves contacts and agents on its own, nothing else",
                 ))
             }
         }
         let _order = self.journal_lock.lock().await;
         let Some(local) = self.local() else {
-            return Err(Status::unavailable(
+            return Err(ApiError::unavailable(
                 "the branch is switching modes; retry shortly",
             ));
         };
@@ -125,11 +126,11 @@ impl Inner {
             .journal
             .push(&bytes)
             .await
-            .map_err(|e| Status::unavailable(format!("writing the journal: {e}")))?;
+            .map_err(|e| ApiError::unavailable(format!("writing the journal: {e}")))?;
         match local.apply_local(seq, &stamped) {
             Some(Ok(events)) => Ok(Committed { index: seq, events }),
-            Some(Err(e)) => Err(banyan_api::errors::domain_status(&e)),
-            None => Err(Status::internal("the local state is not detached")),
+            Some(Err(e)) => Err(banyan_api::errors::invalid(e)),
+            None => Err(ApiError::fatal("the local state is not detached")),
         }
     }
 
@@ -207,7 +208,7 @@ impl Inner {
     /// as done. Otherwise a contact the branch created, imported once, would be offered to
     /// the core again as new, and the core would keep its first copy over what the
     /// branch's agent did with it since.
-    async fn reconcile(&self) -> Result<(), Status> {
+    async fn reconcile(&self) -> Result<(), ApiError> {
         let _guard = self.journal_lock.lock().await;
         self.mode.set(Mode::Reconciling);
         let handed = self.hand_over().await;
@@ -220,7 +221,7 @@ impl Inner {
 
     /// The body of [`reconcile`](Self::reconcile), under the journal lock: on `Ok` the
     /// branch is connected again.
-    async fn hand_over(&self) -> Result<(), Status> {
+    async fn hand_over(&self) -> Result<(), ApiError> {
         let Some(local) = self.local() else {
             self.mode.set(Mode::Connected);
             return Ok(());
@@ -243,7 +244,7 @@ impl Inner {
         let pending = self
             .journal
             .pending(usize::MAX)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
         if pending.is_empty() {
             // Everything the branch did alone is at the core already.
             self.back_through_the_core(&local);
@@ -302,7 +303,7 @@ impl Inner {
     }
 
     /// Keeps an import whose outcome is unknown, to send again before anything else.
-    fn remember_unanswered(&self, status: &Status, upto_seq: u64, command: Command) {
+    fn remember_unanswered(&self, status: &ApiError, upto_seq: u64, command: Command) {
         let definite = matches!(
             status.code(),
             tonic::Code::InvalidArgument
@@ -333,11 +334,11 @@ impl Inner {
 
     /// Forgets the journal entries up to `seq`: the core has applied them. The contacts
     /// they created are remembered until the outage is over.
-    async fn forget_journal_upto(&self, seq: u64) -> Result<(), Status> {
+    async fn forget_journal_upto(&self, seq: u64) -> Result<(), ApiError> {
         let pending = self
             .journal
             .pending(usize::MAX)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let done: Vec<(u64, Vec<u8>)> = pending
             .into_iter()
             .take_while(|(entry, _)| *entry <= seq)
@@ -350,7 +351,7 @@ impl Inner {
             self.journal
                 .delivered(entry)
                 .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The branch node: an openraft learner of the core over the same sled stores as a core
 //! voter, and the `Backend` the public services run on.
 
+use banyan_api::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use banyan_raft::{
 };
 use banyan_raft::{Appended, Outbox};
 use tonic::transport::Channel;
-use tonic::Status;
 
 use crate::config::BranchConfig;
 use crate::lease::Lease;
@@ -208,30 +208,22 @@ impl BranchNode {
 impl Inner {
     /// Sends a command to the core's leader, then waits until the branch's own replica
     /// has applied it.
-    pub(crate) async fn forward(&self, command: &Command) -> Result<Committed, Status> {
-        let reply = self
-            .core
-            .propose(banyan_raft::codec::encode(command))
-            .await?;
-        let committed: Committed = banyan_raft::codec::decode(&reply)
-            .map_err(|e| Status::internal(format!("undecodable reply from the core: {e}")))?;
-        let applied = self.replica.wait_applied(committed.index);
-        if tokio::time::timeout(WRITE_WAIT, applied).await.is_err() {
-            return Err(Status::unavailable(format!(
-                "committed at the core at log index {} but not yet replicated to this branch; retry with the same request_id",
-                committed.index
-            )));
-        }
-        Ok(committed)
+    pub(crate) async fn forward(&self, command: &Command) -> Result<Committed, ApiError> {
+        // Through the client, which follows the core's leader and retries what is safe
+        // (the command's request id makes a retry apply once).
+        banyan_api::forward::forward_command(command, &self.replica, WRITE_WAIT, |payload| {
+            self.core.propose(payload)
+        })
+        .await
     }
 
     /// Records, on disk, an accept about to be sent to the core.
-    async fn accept_in_doubt(&self, contact_id: &str, agent_id: &str) -> Result<u64, Status> {
+    async fn accept_in_doubt(&self, contact_id: &str, agent_id: &str) -> Result<u64, ApiError> {
         let entry = banyan_raft::codec::encode(&(contact_id.to_owned(), agent_id.to_owned()));
         self.accepts
             .push(&entry)
             .await
-            .map_err(|e| Status::unavailable(format!("recording the accept: {e}")))
+            .map_err(|e| ApiError::unavailable(format!("recording the accept: {e}")))
     }
 
     /// The accepts still in doubt, as `(contact, agent)`, with their sequence numbers.
@@ -303,14 +295,14 @@ impl Backend for BranchNode {
 
     /// Sends the command to the core's leader, then waits until the branch's own replica
     /// has applied it, so a read at the branch right after sees it.
-    async fn submit(&self, mut command: Command) -> Result<Committed, Status> {
+    async fn submit(&self, mut command: Command) -> Result<Committed, ApiError> {
         self.check_site_work(&command)?;
         assign_contact_id(&self.inner.config.site, &mut command);
         match self.inner.mode.get() {
             crate::autonomy::Mode::Connected => {}
             crate::autonomy::Mode::Autonomous => return self.inner.submit_local(command).await,
             crate::autonomy::Mode::Reconciling => {
-                return Err(Status::unavailable(
+                return Err(ApiError::unavailable(
                     "this branch is handing its autonomous work to the core; retry shortly",
                 ))
             }
@@ -328,7 +320,7 @@ impl Backend for BranchNode {
             // reached this branch's replica yet, which the replica will show later).
             let settled = match &result {
                 Ok(_) => true,
-                Err(status) => !banyan_client::may_have_taken_effect(status),
+                Err(error) => !error.may_have_taken_effect(),
             };
             if settled {
                 let _ = self.inner.accepts.delivered(seq).await;
@@ -344,7 +336,7 @@ impl Backend for BranchNode {
         &self,
         input: &ContactInput,
         request_id: Option<&str>,
-    ) -> Option<Result<Contact, Status>> {
+    ) -> Option<Result<Contact, ApiError>> {
         let answer = {
             let source = self.inner.serving();
             let applied = source.read();
@@ -355,7 +347,7 @@ impl Backend for BranchNode {
 
     /// A linearizable read at a branch is answered by the core; a local read by the
     /// branch's replica (with its applied index).
-    async fn read_target(&self, already_forwarded: bool) -> Result<Option<Channel>, Status> {
+    async fn read_target(&self, already_forwarded: bool) -> Result<Option<Channel>, ApiError> {
         if already_forwarded {
             return Ok(None);
         }
@@ -370,7 +362,7 @@ impl Backend for BranchNode {
 impl BranchNode {
     /// A branch forwards its site's work only: configuration and membership are made at
     /// the core (the core would refuse them from a branch anyway; this says so first).
-    fn check_site_work(&self, command: &Command) -> Result<(), Status> {
+    fn check_site_work(&self, command: &Command) -> Result<(), ApiError> {
         let me = banyan_domain::Principal::Branch {
             node: self.inner.config.id,
             site: self.inner.config.site.clone(),
@@ -379,10 +371,13 @@ impl BranchNode {
         if banyan_trust::policy::holds(Some(&me), needed) {
             return Ok(());
         }
-        Err(Status::permission_denied(format!(
-            "{}: made at the core, not at branch {} (send it to a core node)",
-            banyan_trust::policy::action_name(&command.action),
-            self.inner.config.site
+        Err(ApiError::Denied(banyan_trust::Denied::new(
+            Some(&me),
+            format!(
+                "{}: that is made at the core, not at branch {} (send it to a core node)",
+                banyan_trust::policy::action_name(&command.action),
+                self.inner.config.site
+            ),
         )))
     }
 
@@ -391,7 +386,7 @@ impl BranchNode {
         input: &ContactInput,
         request_id: Option<&str>,
         answer: String,
-    ) -> Result<Contact, Status> {
+    ) -> Result<Contact, ApiError> {
         let config = &self.inner.config;
         let id = if input.id.is_empty() {
             fresh_contact_id("ss", &config.site, config.id)
@@ -435,11 +430,13 @@ impl BranchNode {
                 &banyan_raft::codec::encode(&command),
             )
             .await
-            .map_err(|e| Status::unavailable(format!("recording the self-served contact: {e}")))?;
+            .map_err(|e| {
+                ApiError::unavailable(format!("recording the self-served contact: {e}"))
+            })?;
         match appended {
             Appended::New(_) => Ok(contact),
             Appended::Existing(first) => banyan_raft::codec::decode(&first)
-                .map_err(|e| Status::internal(format!("undecodable earlier answer: {e}"))),
+                .map_err(|e| ApiError::fatal(format!("undecodable earlier answer: {e}"))),
         }
     }
 }

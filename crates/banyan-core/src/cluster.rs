@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use banyan_domain::{Action, Command, Event, Principal};
+use banyan_domain::{Action, Command, DomainError, Event, Principal};
 use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
 use banyan_proto::v1::{
@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::config::check_addr;
-use crate::errors::ServiceError;
+use crate::errors::{ApiError, ServiceError};
 use crate::node::CoreNode;
 use banyan_api::convert;
 use banyan_api::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
@@ -63,7 +63,7 @@ impl ClusterService {
     ) -> Result<Channel, Status> {
         match error {
             ServiceError::NotLeader(hint) if !already_forwarded => {
-                self.forwarder.leader_channel(&hint)
+                Ok(self.forwarder.leader_channel(&hint)?)
             }
             other => Err(other.into()),
         }
@@ -113,11 +113,9 @@ fn role_of(state: ServerState) -> Role {
     }
 }
 
-fn check_node_id(id: NodeId) -> Result<(), Status> {
+fn check_node_id(id: NodeId) -> Result<(), ApiError> {
     if id == 0 {
-        return Err(Status::invalid_argument(
-            "node_id: must be a positive integer",
-        ));
+        return Err(DomainError::invalid("node_id", "must be a positive integer").into());
     }
     Ok(())
 }
@@ -191,7 +189,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<LeaseResponse>, Status> {
         let by = principal_of(&request)?;
         let message = request.into_inner();
-        let invalid = |e| Status::from(ServiceError::Domain(e));
+        let invalid = ApiError::Domain;
         let site_id = convert::required_id("site_id", &message.site_id).map_err(invalid)?;
         // A branch renews its own site's lease only.
         policy::check_site(Some(&by), &site_id, "renew the lease")
@@ -215,7 +213,7 @@ impl Cluster for ClusterService {
                 Event::LeaseRenewed { expires_ms, .. } => Some(*expires_ms),
                 _ => None,
             })
-            .ok_or_else(|| Status::internal("lease renewed without an event"))?;
+            .ok_or_else(|| ApiError::Fatal("lease renewed without an event".into()))?;
         Ok(Response::new(LeaseResponse {
             site_id,
             expires_ms,
@@ -231,22 +229,26 @@ impl Cluster for ClusterService {
         let by = principal_of(&request)?;
         let message = request.into_inner();
         check_node_id(message.node_id)?;
-        check_addr(&message.addr).map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+        check_addr(&message.addr)
+            .map_err(|e| DomainError::invalid("addr", e))
+            .map_err(ApiError::from)?;
         // A branch joins as itself only; adding other nodes is an admin's.
         if let Principal::Branch { node, .. } = &by {
             if *node != message.node_id {
                 return Err(banyan_api::errors::denied(banyan_trust::Denied::new(
                     Some(&by),
                     format!("add node {} as a learner (only itself)", message.node_id),
-                )));
+                ))
+                .into());
             }
         }
         let (voters, _) = self.membership();
         if voters.contains(&message.node_id) {
-            return Err(Status::failed_precondition(format!(
-                "node_id: node {} is already a voter",
-                message.node_id
-            )));
+            return Err(ApiError::from(DomainError::precondition(
+                "node_id",
+                format!("node {} is already a voter", message.node_id),
+            ))
+            .into());
         }
         match self.node.add_learner(message.node_id, &message.addr).await {
             Ok(index) => Ok(self.membership_reply(index)),
@@ -273,14 +275,18 @@ impl Cluster for ClusterService {
             return Ok(self.membership_reply(0));
         }
         if !learners.contains(&message.node_id) && message.addr.is_empty() {
-            return Err(Status::not_found(format!(
-                "node_id: node {} is not a learner; give its addr to add it",
-                message.node_id
-            )));
+            return Err(ApiError::from(DomainError::not_found(
+                "node_id",
+                format!(
+                    "{} (not a learner; give its addr to add it)",
+                    message.node_id
+                ),
+            ))
+            .into());
         }
         if !message.addr.is_empty() {
             check_addr(&message.addr)
-                .map_err(|e| Status::invalid_argument(format!("addr: {e}")))?;
+                .map_err(|e| ApiError::from(DomainError::invalid("addr", e)))?;
         }
         let result = async {
             if !learners.contains(&message.node_id) {
@@ -314,15 +320,18 @@ impl Cluster for ClusterService {
         let (voters, learners) = self.membership();
         let voter = voters.contains(&message.node_id);
         if !voter && !learners.contains(&message.node_id) {
-            return Err(Status::not_found(format!(
-                "node_id: node {} is not a member of the cluster",
-                message.node_id
-            )));
+            return Err(ApiError::from(DomainError::not_found(
+                "node_id",
+                format!("{} (not a member of the cluster)", message.node_id),
+            ))
+            .into());
         }
         if voter && voters.len() == 1 {
-            return Err(Status::failed_precondition(
-                "node_id: cannot remove the last voter",
-            ));
+            return Err(ApiError::from(DomainError::precondition(
+                "node_id",
+                "cannot remove the last voter",
+            ))
+            .into());
         }
         match self.node.remove(message.node_id, voter).await {
             Ok(index) => Ok(self.membership_reply(index)),

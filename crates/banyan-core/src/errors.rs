@@ -1,16 +1,15 @@
-//! The one place where node and domain errors become gRPC statuses.
+//! A core node's errors, and how each is told to the services' edge ([`ApiError`], which
+//! alone becomes a gRPC status).
 //!
-//! Retryable conditions (no leader, leader elsewhere, node stopping) become `UNAVAILABLE`
-//! with the leader's address in the `x-banyan-leader` metadata when it is known; clients
-//! retry there. Domain refusals keep the field they name.
+//! Retryable conditions (no leader, leader elsewhere, node stopping) are retryable there
+//! too, with the leader's address when it is known; domain refusals keep the field they
+//! name; a commit not confirmed in time is an outcome the caller does not know.
 
+pub use banyan_api::errors::{ApiError, LeaderHint, LEADER_ADDR_KEY, LEADER_ID_KEY};
 use banyan_domain::DomainError;
 use banyan_raft::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, NodeId, RaftError,
 };
-use tonic::Status;
-
-pub use banyan_api::errors::{not_leader_status, LeaderHint, LEADER_ADDR_KEY, LEADER_ID_KEY};
 
 /// Why a node could not serve a request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,21 +36,30 @@ pub enum ServiceError {
     Stopped(String),
 }
 
-impl From<ServiceError> for Status {
+impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Domain(e) => banyan_api::errors::domain_status(&e),
-            ServiceError::NotLeader(hint) => not_leader_status(&hint),
-            ServiceError::Membership(reason) => Status::failed_precondition(reason),
-            e @ ServiceError::CatchingUp { .. } => Status::unavailable(e.to_string()),
-            ServiceError::MembershipBusy(reason) => {
-                Status::unavailable(format!("{reason}; retry when it has committed"))
+            ServiceError::Domain(e) => ApiError::Domain(e),
+            ServiceError::NotLeader(hint) => ApiError::NotLeader(hint),
+            ServiceError::Membership(reason) => {
+                ApiError::Domain(DomainError::precondition("membership", reason))
             }
-            ServiceError::Unconfirmed => Status::deadline_exceeded(
-                "commit not confirmed in time; the write may still apply: retry with the same request_id",
+            e @ ServiceError::CatchingUp { .. } => ApiError::Unavailable(e.to_string()),
+            ServiceError::MembershipBusy(reason) => {
+                ApiError::Unavailable(format!("{reason}; retry when it has committed"))
+            }
+            ServiceError::Unconfirmed => ApiError::OutcomeUnknown(
+                "commit not confirmed in time; the write may still apply: retry with the same request_id".into(),
             ),
-            ServiceError::Stopped(reason) => Status::unavailable(format!("node stopping: {reason}")),
+            ServiceError::Stopped(reason) => ApiError::Unavailable(format!("node stopping: {reason}")),
         }
+    }
+}
+
+/// A node error as the caller sees it (through [`ApiError`], the one mapping).
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
+        ApiError::from(error).into()
     }
 }
 
@@ -97,7 +105,7 @@ pub fn read_error(error: RaftError<CheckIsLeaderError>) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
+    use tonic::{Code, Status};
 
     #[test]
     fn not_leader_carries_the_leader_address() {

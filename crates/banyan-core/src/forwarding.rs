@@ -4,9 +4,9 @@
 //! A forwarded command is proposed here and never forwarded again: if this node is not
 //! the leader any more, the caller gets `UNAVAILABLE` with the leader's address.
 
-use banyan_api::errors::denied;
+use banyan_api::errors::{denied, ApiError};
 use banyan_client::trace::TraceContext;
-use banyan_domain::{Action, Command, Principal};
+use banyan_domain::{Action, Command, DomainError, Principal};
 use banyan_proto::v1::command_forwarding_server::{CommandForwarding, CommandForwardingServer};
 use banyan_proto::v1::RaftPayload;
 use banyan_trust::{policy, principal_of, Denied};
@@ -38,7 +38,7 @@ impl ForwardingService {
         forwarder: &Principal,
         site: &str,
         action: &Action,
-    ) -> Result<(), Status> {
+    ) -> Result<(), ApiError> {
         let applied = self.node.applied().read();
         let state = &applied.domain;
         let refuse = |what: String| Err(denied(Denied::new(Some(forwarder), what)));
@@ -89,11 +89,18 @@ impl CommandForwarding for ForwardingService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        Ok(Response::new(self.take(request).await?))
+    }
+}
+
+impl ForwardingService {
+    /// Checks a handed-over command and proposes it.
+    async fn take(&self, request: Request<RaftPayload>) -> Result<RaftPayload, ApiError> {
         // A branch's write: the same trace as the request the branch is serving.
         let context = TraceContext::continue_or_start(request.metadata());
         let forwarder = principal_of(&request)?;
         let mut command: Command = banyan_raft::codec::decode(&request.into_inner().data)
-            .map_err(|e| Status::invalid_argument(format!("data: undecodable command: {e}")))?;
+            .map_err(|e| DomainError::invalid("data", format!("undecodable command: {e}")))?;
         // A node's or a branch's own command (a shipped self-service contact, an import)
         // is the forwarder's.
         if command.principal.is_none() {
@@ -120,8 +127,8 @@ impl CommandForwarding for ForwardingService {
                 tracing::info!(index = committed.index, "contact created for a branch")
             });
         }
-        Ok(Response::new(RaftPayload {
+        Ok(RaftPayload {
             data: banyan_raft::codec::encode(&committed),
-        }))
+        })
     }
 }

@@ -14,7 +14,7 @@ use banyan_raft::{
 use banyan_trust::Security;
 
 use crate::config::CoreConfig;
-use crate::errors::{read_error, write_error, LeaderHint, ServiceError};
+use crate::errors::{read_error, write_error, ApiError, LeaderHint, ServiceError};
 use crate::proposer::Proposer;
 use banyan_api::forward::Forwarder;
 use banyan_api::observe::{Observed, OwnBranch, Telemetry};
@@ -218,36 +218,32 @@ impl CoreNode {
     /// Commits `command` through the leader, wherever it is: proposes it here on the
     /// leader, or hands it to the leader once (never onward) from any other node. Returns
     /// once the command is applied on this node too, so a read here sees it.
-    pub async fn submit(&self, command: Command) -> Result<Committed, tonic::Status> {
+    pub async fn submit(&self, command: Command) -> Result<Committed, ApiError> {
         let hint = match self.propose(command.clone()).await {
             Err(ServiceError::NotLeader(hint)) => hint,
             other => return other.map_err(Into::into),
         };
+        // Once, to the leader this node knows: if it moved meanwhile the caller gets
+        // UNAVAILABLE with its address and retries there.
         let channel = self.inner.forwarder.leader_channel(&hint)?;
-        let payload = RaftPayload {
-            data: banyan_raft::codec::encode(&command),
-        };
-        let mut request = tonic::Request::new(payload);
-        request.set_timeout(WRITE_TIMEOUT);
-        if let Some(context) = banyan_client::trace::current() {
-            context.inject(request.metadata_mut());
-        }
-        let reply = CommandForwardingClient::new(channel)
-            .propose(request)
-            .await?
-            .into_inner();
-        let committed: Committed = banyan_raft::codec::decode(&reply.data).map_err(|e| {
-            tonic::Status::internal(format!("undecodable reply from the leader: {e}"))
-        })?;
-        // Committed on a quorum; make it visible here before answering.
-        let applied = self.inner.applied.wait_applied(committed.index);
-        if tokio::time::timeout(WRITE_TIMEOUT, applied).await.is_err() {
-            return Err(tonic::Status::unavailable(format!(
-                "committed at log index {} but not yet applied on this node; retry with the same request_id",
-                committed.index
-            )));
-        }
-        Ok(committed)
+        banyan_api::forward::forward_command(
+            &command,
+            &self.inner.applied,
+            WRITE_TIMEOUT,
+            |data| async move {
+                let mut request = tonic::Request::new(RaftPayload { data });
+                request.set_timeout(WRITE_TIMEOUT);
+                if let Some(context) = banyan_client::trace::current() {
+                    context.inject(request.metadata_mut());
+                }
+                Ok(CommandForwardingClient::new(channel)
+                    .propose(request)
+                    .await?
+                    .into_inner()
+                    .data)
+            },
+        )
+        .await
     }
 
     /// Proposes `command`, stamped with the leader's clock, and returns the domain's
@@ -374,14 +370,14 @@ impl banyan_api::Backend for CoreNode {
         self.inner.applied.clone()
     }
 
-    async fn submit(&self, command: Command) -> Result<Committed, tonic::Status> {
+    async fn submit(&self, command: Command) -> Result<Committed, ApiError> {
         CoreNode::submit(self, command).await
     }
 
     async fn read_target(
         &self,
         already_forwarded: bool,
-    ) -> Result<Option<tonic::transport::Channel>, tonic::Status> {
+    ) -> Result<Option<tonic::transport::Channel>, ApiError> {
         match self.linearize().await {
             Ok(()) => Ok(None),
             Err(ServiceError::NotLeader(hint)) if !already_forwarded => {

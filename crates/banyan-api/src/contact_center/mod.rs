@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::convert;
-use crate::errors::{denied, invalid};
+use crate::errors::{denied, invalid, ApiError};
 use crate::forward::{relay, was_forwarded};
 use crate::{Backend, Committed};
 
@@ -55,9 +55,9 @@ impl<B: Backend> ContactCenterService<B> {
         &self,
         request: &Request<T>,
         consistency: i32,
-    ) -> Result<Option<ContactCenterClient<tonic::transport::Channel>>, Status> {
+    ) -> Result<Option<ContactCenterClient<tonic::transport::Channel>>, ApiError> {
         let consistency = ReadConsistency::try_from(consistency).map_err(|_| {
-            Status::invalid_argument(format!("consistency: unknown value {consistency}"))
+            DomainError::invalid("consistency", format!("unknown value {consistency}"))
         })?;
         if consistency == ReadConsistency::Local {
             return Ok(None);
@@ -69,7 +69,7 @@ impl<B: Backend> ContactCenterService<B> {
     /// Runs `read` on this node's applied state and tags the reply with its index.
     fn read<T>(
         &self,
-        read: impl FnOnce(&State, u64) -> Result<T, Status>,
+        read: impl FnOnce(&State, u64) -> Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
         let applied = self.node.applied();
         let index = applied.applied_index();
@@ -88,8 +88,8 @@ impl<B: Backend> ContactCenterService<B> {
         by: &Principal,
         action: Action,
         request_id: &str,
-    ) -> Result<Committed, Status> {
-        let request_id = convert::request_id(request_id.to_owned()).map_err(invalid)?;
+    ) -> Result<Committed, ApiError> {
+        let request_id = convert::request_id(request_id.to_owned())?;
         self.check_scope(by, &action)?;
         self.node
             .submit(Command::with_request_id(action, request_id).by(by.clone()))
@@ -98,7 +98,7 @@ impl<B: Backend> ContactCenterService<B> {
 
     /// A site-limited principal acts only on its own site's contacts (the method table
     /// already said it may act at all).
-    fn check_scope(&self, by: &Principal, action: &Action) -> Result<(), Status> {
+    fn check_scope(&self, by: &Principal, action: &Action) -> Result<(), ApiError> {
         if by.site_scope().is_none() {
             return Ok(());
         }
@@ -131,7 +131,7 @@ impl<B: Backend> ContactCenterService<B> {
     ) -> Result<Response<T>, Status> {
         self.read(|state, _| {
             find(state)
-                .ok_or_else(|| Status::internal(format!("{what} {id} missing after its write")))
+                .ok_or_else(|| ApiError::Fatal(format!("{what} {id} missing after its write")))
         })
     }
 
@@ -143,18 +143,19 @@ impl<B: Backend> ContactCenterService<B> {
 }
 
 /// Page size from a request's `limit`.
-fn page_limit(limit: u32) -> Result<usize, Status> {
+fn page_limit(limit: u32) -> Result<usize, ApiError> {
     match limit {
         0 => Ok(DEFAULT_PAGE as usize),
-        n if n > MAX_PAGE => Err(Status::invalid_argument(format!(
-            "limit: {n} is above the maximum of {MAX_PAGE}"
+        n if n > MAX_PAGE => Err(invalid(DomainError::invalid(
+            "limit",
+            format!("{n} is above the maximum of {MAX_PAGE}"),
         ))),
         n => Ok(n as usize),
     }
 }
 
 /// A paging token: the id of the last item of the previous page.
-fn page_token(token: &str) -> Result<Option<String>, Status> {
+fn page_token(token: &str) -> Result<Option<String>, ApiError> {
     convert::optional_id("page_token", token).map_err(invalid)
 }
 
@@ -168,23 +169,23 @@ fn paginate<T>(items: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> S
     }
 }
 
-fn non_empty(value: &str, field: &str, max: usize) -> Result<Option<String>, Status> {
+fn non_empty(value: &str, field: &str, max: usize) -> Result<Option<String>, ApiError> {
     if value.len() > max {
-        return Err(Status::invalid_argument(format!(
-            "{field}: {} bytes, at most {max} allowed",
-            value.len()
+        return Err(invalid(DomainError::invalid(
+            field,
+            format!("{} bytes, at most {max} allowed", value.len()),
         )));
     }
     Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 /// The contact a write was about: the one its first event names.
-fn contact_of(committed: &Committed) -> Result<String, Status> {
+fn contact_of(committed: &Committed) -> Result<String, ApiError> {
     committed
         .events
         .iter()
         .find_map(|e| e.contact_id().map(str::to_owned))
-        .ok_or_else(|| Status::internal("contact write applied without a contact event"))
+        .ok_or_else(|| ApiError::Fatal("contact write applied without a contact event".into()))
 }
 
 #[tonic::async_trait]
@@ -344,7 +345,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             .await?;
         match committed.events.first() {
             Some(Event::CustomerUpserted(c)) => Ok(Response::new(convert::customer_to_proto(c))),
-            _ => Err(Status::internal("upsert applied without an event")),
+            _ => Err(ApiError::Fatal("upsert applied without an event".into()).into()),
         }
     }
 
@@ -396,7 +397,8 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             return Err(denied(banyan_trust::Denied::new(
                 request.extensions().get::<Principal>(),
                 "search customers (an agent reads its contacts' customers only)",
-            )));
+            ))
+            .into());
         }
         let m = request.get_ref();
         let limit = page_limit(m.limit)?;
@@ -521,7 +523,8 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
                 return Err(denied(banyan_trust::Denied::new(
                     request.extensions().get::<Principal>(),
                     format!("list the agents of site {site:?} (limited to site {scope:?})"),
-                )));
+                ))
+                .into());
             }
         }
         let site = site.or(scope);
@@ -549,6 +552,9 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        watch::watch(&self.node, request.into_inner()).map(Response::new)
+        Ok(Response::new(watch::watch(
+            &self.node,
+            request.into_inner(),
+        )?))
     }
 }

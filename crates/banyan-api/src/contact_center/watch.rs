@@ -16,18 +16,19 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::{convert, Backend};
+use crate::{convert, ApiError, Backend};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 /// Events buffered per watcher between the feed and the network.
 const WATCH_BUFFER: usize = 1024;
 
-pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<EventStream, Status> {
-    let contact = convert::optional_id("contact_id", &request.contact_id)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let agent = convert::optional_id("agent_id", &request.agent_id)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+pub fn watch(
+    node: &impl Backend,
+    request: pb::WatchEventsRequest,
+) -> Result<EventStream, ApiError> {
+    let contact = convert::optional_id("contact_id", &request.contact_id)?;
+    let agent = convert::optional_id("agent_id", &request.agent_id)?;
     let applied = node.applied();
     let feed = applied.events();
     let subscribed = if request.from_index == 0 {
@@ -36,7 +37,7 @@ pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<Eve
         feed.subscribe_from(request.from_index)
     };
     let (backlog, mut live) =
-        subscribed.map_err(|e| Status::out_of_range(format!("from_index: {e}")))?;
+        subscribed.map_err(|e| ApiError::OutOfRange(format!("from_index: {e}")))?;
     let wanted = move |record: &banyan_raft::EventRecord| {
         contact
             .as_deref()
@@ -74,18 +75,18 @@ pub fn watch(node: &impl Backend, request: pb::WatchEventsRequest) -> Result<Eve
                         continue;
                     }
                     Err(_) => {
-                        let status = Status::aborted(format!(
+                        let status = ApiError::Aborted(format!(
                             "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
                         ));
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(Err(status.into())).await;
                         return;
                     }
                 },
                 Err(RecvError::Closed) => {
-                    let status = Status::aborted(format!(
+                    let status = ApiError::Aborted(format!(
                         "this node restarted its event feed from a snapshot after index {next_index}; resume on another node"
                     ));
-                    let _ = tx.send(Err(status)).await;
+                    let _ = tx.send(Err(status.into())).await;
                     return;
                 }
             };
@@ -114,10 +115,13 @@ mod tests {
         fn applied(&self) -> AppliedState {
             self.0.clone()
         }
-        async fn submit(&self, _: Command) -> Result<crate::Committed, Status> {
-            Err(Status::unimplemented("read-only"))
+        async fn submit(&self, _: Command) -> Result<crate::Committed, ApiError> {
+            Err(ApiError::Unavailable("read-only".into()))
         }
-        async fn read_target(&self, _: bool) -> Result<Option<tonic::transport::Channel>, Status> {
+        async fn read_target(
+            &self,
+            _: bool,
+        ) -> Result<Option<tonic::transport::Channel>, ApiError> {
             Ok(None)
         }
     }
