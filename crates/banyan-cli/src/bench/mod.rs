@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Also run the throughput levels against a local 3-member etcd cluster.
     #[arg(long)]
     etcd: bool,
+    /// Also run the throughput levels against a second local cluster started with
+    /// `--insecure` (no TLS, no credentials): what the trust boundary costs.
+    #[arg(long)]
+    also_insecure: bool,
     /// The etcd binary for `--etcd` (Debian's etcd-server package provides it).
     #[arg(long, default_value = "etcd")]
     etcd_bin: String,
@@ -76,7 +80,7 @@ enum BenchWhat {
 
 #[derive(Debug, Serialize)]
 struct ThroughputResult {
-    /// `banyan` or `etcd`.
+    /// `banyan` (TLS), `banyan-insecure`, `etcd` (TLS) or `etcd-plain`.
     system: &'static str,
     clients: usize,
     writes: u64,
@@ -112,18 +116,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut local = None;
     let security;
     let endpoints = if args.endpoints.is_empty() {
-        let bin = std::env::current_exe().context("locating the banyan binary")?;
-        let timers = [
-            "--heartbeat",
-            args.heartbeat.as_str(),
-            "--election-timeout",
-            args.election_timeout.as_str(),
-        ];
-        let mut cluster = LocalCluster::new(bin, &timers)?;
-        cluster.start_voters(&[1, 2, 3])?;
-        cluster
-            .wait_for_leader(&[1, 2, 3], Duration::from_secs(20))
-            .await?;
+        let cluster = start_local(&args, true).await?;
         let endpoints = cluster
             .ids()
             .iter()
@@ -146,20 +139,41 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         leader_kills: Vec::new(),
     };
     let banyan = banyan_writers(&endpoints, &security)?;
-    measure(&args, "banyan", &banyan, &mut report).await?;
+    let secure = security.is_secure();
+    measure(
+        &args,
+        if secure { "banyan" } else { "banyan-insecure" },
+        &banyan,
+        &mut report,
+    )
+    .await?;
+    if args.also_insecure {
+        let plain = start_local(&args, false).await?;
+        let endpoints = plain
+            .ids()
+            .iter()
+            .map(|id| plain.addr(*id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let writers = banyan_writers(&endpoints, &Security::Insecure)?;
+        measure(&args, "banyan-insecure", &writers, &mut report).await?;
+    }
     if args.etcd {
-        let cluster = etcd::EtcdCluster::start(&args.etcd_bin).await?;
-        eprintln!("started a 3-member etcd cluster for comparison");
+        // Beside a secure Banyan, etcd runs on TLS from the same CA with client
+        // certificates, so both pay for the same handshakes and encryption.
+        let pki = local.as_ref().and_then(LocalCluster::pki);
+        let cluster = etcd::EtcdCluster::start(&args.etcd_bin, pki, &security).await?;
+        let system = if pki.is_some() { "etcd" } else { "etcd-plain" };
+        eprintln!("started a 3-member etcd cluster for comparison ({system})");
         let writers = cluster
             .client_urls
             .iter()
             .map(|url| {
                 Ok(Writer::Etcd(etcd::pb::kv_client::KvClient::new(
-                    etcd::channel(url)?,
+                    etcd::channel(url, &security)?,
                 )))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        measure(&args, "etcd", &writers, &mut report).await?;
+        measure(&args, system, &writers, &mut report).await?;
     }
     if args.leader_kills > 0 {
         let cluster = local
@@ -180,6 +194,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_markdown(&report);
     }
     Ok(())
+}
+
+/// A 3-node cluster of `banyan core` processes at the benchmark's timers: secure (its
+/// own CA) or `--insecure`.
+async fn start_local(args: &BenchArgs, secure: bool) -> anyhow::Result<LocalCluster> {
+    let bin = std::env::current_exe().context("locating the banyan binary")?;
+    let timers = [
+        "--heartbeat",
+        args.heartbeat.as_str(),
+        "--election-timeout",
+        args.election_timeout.as_str(),
+    ];
+    let mut cluster = if secure {
+        LocalCluster::new(bin, &timers)?
+    } else {
+        LocalCluster::new_insecure(bin, &timers)?
+    };
+    cluster.start_voters(&[1, 2, 3])?;
+    cluster
+        .wait_for_leader(&[1, 2, 3], Duration::from_secs(20))
+        .await?;
+    Ok(cluster)
 }
 
 /// Runs every `--clients` level against `writers`.
