@@ -553,6 +553,19 @@ async fn t12_internal_services_answer_nodes_only_and_a_branch_acts_for_its_site(
     })
     .await
     .unwrap();
+    // A contact that came in at apac, for the import below.
+    let apac_contact = cluster
+        .client()
+        .unwrap()
+        .create_contact(pb::CreateContactRequest {
+            request_id: "t12-apac".into(),
+            queue_id: "q".into(),
+            channel: pb::Channel::Email.into(),
+            site: "apac".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let before = picture(&cluster).await;
 
     // Client certificates and tokens, even an admin's, never reach the internal services.
@@ -632,6 +645,116 @@ async fn t12_internal_services_answer_nodes_only_and_a_branch_acts_for_its_site(
         as_emea.add_learner(7, "127.0.0.1:1").await.map(drop),
         "add another node as a learner",
     );
+    // Naming someone else: a branch cannot pass itself off as a core node, another
+    // branch, an admin or another site's agent, in the relay header or in a command.
+    let behalf = |who: &str| {
+        let who = tonic::metadata::MetadataValue::try_from(who).unwrap();
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("x-banyan-on-behalf-of", who.clone());
+            Ok(request)
+        }
+    };
+    let channel = banyan_client::channel(&emea, &leader_addr).unwrap();
+    let forged = banyan_raft::codec::encode(&banyan_domain::Command::new(Action::UpsertQueue(
+        banyan_domain::QueueInput {
+            id: "evil".into(),
+            name: "Evil".into(),
+            ..Default::default()
+        },
+    )));
+    let status =
+        CommandForwardingClient::with_interceptor(channel.clone(), behalf("banyan://node/1"))
+            .propose(pb::RaftPayload { data: forged })
+            .await
+            .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status =
+        ClusterClient::with_interceptor(channel.clone(), behalf("banyan://branch/apac/102"))
+            .renew_lease(pb::RenewLeaseRequest {
+                site_id: "apac".into(),
+                sent_at_ms: 1,
+                ttl_ms: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status =
+        ClusterClient::with_interceptor(channel.clone(), behalf("banyan://client/root/admin"))
+            .add_learner(pb::AddLearnerRequest {
+                node_id: 7,
+                addr: "127.0.0.1:1".into(),
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = ContactCenterClient::with_interceptor(
+        channel.clone(),
+        behalf("banyan://client/root/admin"),
+    )
+    .upsert_queue(pb::UpsertQueueRequest {
+        queue: Some(pb::Queue {
+            id: "evil".into(),
+            name: "Evil".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let login = pb::AgentCommand {
+        command_id: "1".into(),
+        command: Some(Cmd::Login(pb::Login {
+            agent_id: "bob".into(),
+            ..Default::default()
+        })),
+    };
+    let status = AgentDeskClient::with_interceptor(channel.clone(), behalf("banyan://agent/bob"))
+        .session(futures::stream::iter([login]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let as_node = banyan_raft::codec::encode(
+        &banyan_domain::Command::new(lease("apac")).by(Principal::Node(1)),
+    );
+    let status = CommandForwardingClient::new(channel.clone())
+        .propose(pb::RaftPayload { data: as_node })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // An import under its own site that settles another site's contact.
+    let stored = |id: &str| {
+        let mut c = banyan_domain::Contact::self_served(
+            id.into(),
+            None,
+            &banyan_domain::ContactInput {
+                id: id.into(),
+                queue_id: "q".into(),
+                origin_site: "emea".into(),
+                ..Default::default()
+            },
+            1,
+        );
+        c.origin_site = "emea".into();
+        c
+    };
+    let import = Action::ImportBranch(BranchImport {
+        site: "emea".into(),
+        upto_seq: 1,
+        contacts: vec![stored(&apac_contact.id)],
+        agents: Vec::new(),
+        created: vec![apac_contact.id.clone()],
+    });
+    let status = propose(import).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("belongs to site apac"),
+        "{status:?}"
+    );
+
     // Raft traffic: not from a branch, to a core node or to another branch.
     for addr in [&leader_addr, &apac] {
         let mut raft = RaftTransportClient::new(banyan_client::channel(&emea, addr).unwrap());

@@ -159,7 +159,11 @@ impl<B: Backend> Session<B> {
                     Ok(None) | Err(_) => break End::Dropped,
                 },
                 record = next_record(&mut self.feed) => {
-                    if self.revoked(&record) {
+                    // A feed that lagged or restarted may have dropped the revocation:
+                    // look at the agent's record instead.
+                    let missed = record.is_err()
+                        && self.agent_id.as_deref().is_some_and(|a| self.check_token(a).is_err());
+                    if missed || self.revoked(&record) {
                         let ended = ApiError::Unauthenticated(
                             "the agent's tokens were revoked: the session ends".into(),
                         );
@@ -214,18 +218,25 @@ impl<B: Backend> Session<B> {
                 )))
             }
         }
-        if let Some(token) = &self.token {
-            let source = self.node.applied();
-            let applied = source.read();
-            let revoked = applied
-                .domain
-                .agent(agent_id)
-                .map_or(0, |a| a.tokens_revoked_ms);
-            if token.issued_at_ms() <= revoked {
-                return Err(ApiError::Unauthenticated(format!(
-                    "token: agent {agent_id}'s tokens issued before {revoked} ms were revoked"
-                )));
-            }
+        self.check_token(agent_id)?;
+        Ok(())
+    }
+
+    /// Refuses a session whose token the agent's record has revoked since it was issued.
+    fn check_token(&self, agent_id: &str) -> Result<(), ApiError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let source = self.node.applied();
+        let applied = source.read();
+        let revoked = applied
+            .domain
+            .agent(agent_id)
+            .map_or(0, |a| a.tokens_revoked_ms);
+        if token.issued_at_ms() <= revoked {
+            return Err(ApiError::Unauthenticated(format!(
+                "token: agent {agent_id}'s tokens issued before {revoked} ms were revoked"
+            )));
         }
         Ok(())
     }
@@ -295,8 +306,14 @@ impl<B: Backend> Session<B> {
         } = planned;
         match kind {
             Kind::FirstLogin(agent_id) => {
-                // Subscribe before logging in: the login itself may produce an offer.
+                // Subscribe before logging in: the login itself may produce an offer, and
+                // a revocation applied from here on reaches the session. One applied
+                // before is in the agent's record, checked once more now.
                 self.feed = Some(self.node.applied().events().subscribe());
+                if let Err(error) = self.check_token(&agent_id) {
+                    self.feed = None;
+                    return Err(error);
+                }
                 self.agent_id = Some(agent_id);
                 if let Err(status) = self.submit(action, request_id).await {
                     self.agent_id = None;
@@ -337,7 +354,10 @@ impl<B: Backend> Session<B> {
                     format!("this session is already logged in as {current}"),
                 )))
             }
-            (_, Some(current)) => current.clone(),
+            (_, Some(current)) => {
+                self.check_token(current)?;
+                current.clone()
+            }
             (_, None) => {
                 return Err(invalid(DomainError::precondition(
                     "command",

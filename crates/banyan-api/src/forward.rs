@@ -153,8 +153,8 @@ pub fn caller_timeout<T>(request: &Request<T>) -> Option<std::time::Duration> {
     let amount: u64 = digits.parse().ok()?;
     use std::time::Duration;
     Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
         "S" => Duration::from_secs(amount),
         "m" => Duration::from_millis(amount),
         "u" => Duration::from_micros(amount),

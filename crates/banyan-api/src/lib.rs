@@ -18,6 +18,7 @@
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: domain refusals and leader hints as gRPC statuses.
 //! * [`forward`]: forwarding a request to the leader once, and the channel cache.
+//! * [`scope`]: site-limited principals act on their own site's contacts only.
 
 pub mod agent_desk;
 pub mod contact_center;
@@ -25,10 +26,11 @@ pub mod convert;
 pub mod errors;
 pub mod forward;
 pub mod observe;
+pub mod scope;
 
 use std::future::Future;
 
-use banyan_domain::{Command, Contact, ContactInput, Event};
+use banyan_domain::{Command, Contact, ContactInput, Event, Principal};
 use banyan_raft::AppliedState;
 pub use errors::ApiError;
 use tonic::transport::Channel;
@@ -89,12 +91,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// A new contact this node resolves itself, without waiting on the core (a branch's
     /// self-service), or `None` to commit it as usual. The default resolves nothing.
+    /// `by` is the caller, recorded on the contact as on any other command.
     fn self_serve(
         &self,
         input: &ContactInput,
         request_id: Option<&str>,
+        by: &Principal,
     ) -> impl Future<Output = Option<Result<Contact, ApiError>>> + Send {
-        let _ = (input, request_id);
+        let _ = (input, request_id, by);
         async { None }
     }
 }

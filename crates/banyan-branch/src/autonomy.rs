@@ -400,7 +400,12 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
                     .and_then(|l| l.read().domain.next_due_ms())
                     .is_some_and(|due| due <= wall_clock_ms());
                 if due {
-                    let _ = inner.submit_local(Command::new(Action::Tick)).await;
+                    // The branch's own timers, named in the audit trail like the core's.
+                    let me = banyan_domain::Principal::Branch {
+                        node: inner.config.id,
+                        site: inner.config.site.clone(),
+                    };
+                    let _ = inner.submit_local(Command::new(Action::Tick).by(me)).await;
                 }
                 if probe.status().await.is_ok_and(|s| s.leader_id != 0) {
                     if let Err(status) = inner.reconcile().await {

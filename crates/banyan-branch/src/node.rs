@@ -336,13 +336,14 @@ impl Backend for BranchNode {
         &self,
         input: &ContactInput,
         request_id: Option<&str>,
+        by: &banyan_domain::Principal,
     ) -> Option<Result<Contact, ApiError>> {
         let answer = {
             let source = self.inner.serving();
             let applied = source.read();
             self.inner.config.triage.answer(input, &applied.domain)?
         };
-        Some(self.record_self_served(input, request_id, answer).await)
+        Some(self.record_self_served(input, request_id, answer, by).await)
     }
 
     /// A linearizable read at a branch is answered by the core; a local read by the
@@ -368,7 +369,7 @@ impl BranchNode {
             site: self.inner.config.site.clone(),
         };
         let needed = banyan_trust::policy::action_permission(&command.action);
-        if banyan_trust::policy::holds(Some(&me), needed) {
+        if banyan_trust::policy::may_forward(&me, needed) {
             return Ok(());
         }
         Err(ApiError::Denied(banyan_trust::Denied::new(
@@ -386,6 +387,7 @@ impl BranchNode {
         input: &ContactInput,
         request_id: Option<&str>,
         answer: String,
+        by: &banyan_domain::Principal,
     ) -> Result<Contact, ApiError> {
         let config = &self.inner.config;
         let id = if input.id.is_empty() {
@@ -419,7 +421,8 @@ impl BranchNode {
         let command = Command::with_request_id(
             Action::CreateContact(input),
             Some(format!("self-served/{id}")),
-        );
+        )
+        .by(by.clone());
         let key = request_id.map_or_else(|| format!("self-served/{id}"), str::to_owned);
         let appended = self
             .inner

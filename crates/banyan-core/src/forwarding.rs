@@ -108,6 +108,12 @@ impl ForwardingService {
         }
         policy::check_forwarded(&forwarder, command.principal.as_ref(), &command.action)
             .map_err(denied)?;
+        // The caller's site scope, again against the leader's state: the forwarding node
+        // checked it against a replica that may have been behind.
+        if let Some(caller) = &command.principal {
+            let applied = self.node.applied().read();
+            banyan_api::scope::check_scope(&applied.domain, caller, &command.action)?;
+        }
         if let Principal::Branch { site, .. } = &forwarder {
             self.check_site_work(&forwarder, site, &command.action)?;
         }

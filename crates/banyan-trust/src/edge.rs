@@ -148,21 +148,15 @@ pub fn admit(
     let (principal, forwarder) = match behalf {
         None => (caller, None),
         Some(original) => {
-            let forwarder = match caller {
-                Some(p @ (Principal::Node(_) | Principal::Branch { .. } | Principal::Insecure)) => {
-                    p
-                }
-                other => {
-                    return Err(Status::permission_denied(
-                        policy::Denied::new(other.as_ref(), "forward on behalf of another caller")
-                            .to_string(),
-                    ))
-                }
-            };
             let original = original.ok_or_else(|| {
                 Status::invalid_argument(format!("{ON_BEHALF_OF_KEY}: names no principal"))
             })?;
-            policy::check(Some(&forwarder), permission, &format!("forward {path}"))
+            let forwarder = caller.ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "{path}: no credentials: present a client certificate or a bearer token"
+                ))
+            })?;
+            policy::check_relay(&forwarder, &original, permission, path)
                 .map_err(|d| Status::permission_denied(d.to_string()))?;
             (Some(original), Some(forwarder))
         }

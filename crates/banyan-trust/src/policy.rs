@@ -200,6 +200,8 @@ pub fn holds(principal: Option<&Principal>, permission: Permission) -> bool {
         Principal::Node(_) => true,
         // A branch: its site's work, forwarded; never configuration or membership, and no
         // Raft traffic of its own (a learner only receives).
+        // Its agents' desk commands travel as commands it forwards (never as a desk
+        // session of its own at the core).
         Principal::Branch { .. } => matches!(
             permission,
             Read | ReadCustomers
@@ -207,7 +209,6 @@ pub fn holds(principal: Option<&Principal>, permission: Permission) -> bool {
                 | CreateContact
                 | RouteContact
                 | CompleteContact
-                | Desk
                 | JoinAsLearner
                 | RenewLease
                 | ImportBranch
@@ -262,6 +263,49 @@ pub fn check_site(principal: Option<&Principal>, site: &str, what: &str) -> Resu
     }
 }
 
+/// Whether `forwarder` may relay a call needing `permission` on behalf of `original` (the
+/// `x-banyan-on-behalf-of` header). Only reads and the membership calls a core follower
+/// passes to its leader are relayed: writes travel as commands over CommandForwarding
+/// (checked by [`check_forwarded`]), and desks, leases, imports and Raft are never relayed.
+/// A core node relays people, agents and branches; a branch relays only the reads of
+/// people and agents; nobody relays a node or an unproven caller.
+pub fn check_relay(
+    forwarder: &Principal,
+    original: &Principal,
+    permission: Permission,
+    path: &str,
+) -> Result<(), Denied> {
+    use Permission::*;
+    let refuse = |why: &str| {
+        Err(Denied::new(
+            Some(forwarder),
+            format!("relay {path} for {original} ({why})"),
+        ))
+    };
+    if *forwarder == Principal::Insecure {
+        return Ok(());
+    }
+    if !matches!(
+        permission,
+        Read | ReadCustomers | Membership | JoinAsLearner
+    ) {
+        return refuse("only reads and membership calls are relayed");
+    }
+    match (forwarder, original) {
+        (_, Principal::Node(_) | Principal::Insecure) => refuse("nodes are never relayed"),
+        (
+            Principal::Node(_),
+            Principal::User { .. } | Principal::Agent(_) | Principal::Branch { .. },
+        ) => check(Some(forwarder), permission, &format!("relay {path}")),
+        (Principal::Branch { .. }, Principal::User { .. } | Principal::Agent(_))
+            if matches!(permission, Read | ReadCustomers) =>
+        {
+            check(Some(forwarder), permission, &format!("relay {path}"))
+        }
+        _ => refuse("a branch relays only the reads of people and agents"),
+    }
+}
+
 /// The permission a domain command needs.
 pub fn action_permission(action: &Action) -> Permission {
     use Permission::*;
@@ -303,7 +347,34 @@ pub fn check_forwarded(
             _ => Err(Denied::new(Some(forwarder), "propose timer ticks")),
         };
     }
-    check(Some(forwarder), needed, &format!("forward {what}"))?;
+    if !may_forward(forwarder, needed) {
+        return Err(Denied::new(
+            Some(forwarder),
+            format!("forward {what} (needs {needed:?})"),
+        ));
+    }
+    if let Principal::Branch { .. } = forwarder {
+        // A branch acts for the people and agents it serves, and for itself; it never
+        // names a core node, another branch or an unproven caller.
+        match principal {
+            Some(Principal::User { .. } | Principal::Agent(_)) => {}
+            Some(own) if own == forwarder => {}
+            other => {
+                return Err(Denied::new(
+                    Some(forwarder),
+                    format!(
+                        "forward {what} for {}",
+                        other.map_or_else(|| "nobody".to_owned(), ToString::to_string)
+                    ),
+                ))
+            }
+        }
+        match action {
+            Action::RenewLease { site_id, .. } => check_site(Some(forwarder), site_id, what)?,
+            Action::ImportBranch(import) => check_site(Some(forwarder), &import.site, what)?,
+            _ => {}
+        }
+    }
     let agent_desk = needed == Permission::Desk
         || (matches!(action, Action::CompleteContact { agent_id, .. } if !agent_id.is_empty()));
     match principal {
@@ -311,18 +382,18 @@ pub fn check_forwarded(
             if action_agent(action) != Some(own.as_str()) {
                 return Err(Denied::new(principal, format!("{what} for another agent")));
             }
+            Ok(())
         }
-        _ => check(principal, needed, what)?,
+        _ => check(principal, needed, what),
     }
-    if let Principal::Branch { site, .. } = forwarder {
-        match action {
-            Action::RenewLease { site_id, .. } => check_site(Some(forwarder), site_id, what)?,
-            Action::ImportBranch(import) => check_site(Some(forwarder), &import.site, what)?,
-            _ => {}
-        }
-        let _ = site;
-    }
-    Ok(())
+}
+
+/// Whether `forwarder` may hand the leader a command needing `needed`: what it holds
+/// itself, and for a branch also its agents' desk commands (a branch serves its agents'
+/// desks and forwards what they do).
+pub fn may_forward(forwarder: &Principal, needed: Permission) -> bool {
+    holds(Some(forwarder), needed)
+        || (matches!(forwarder, Principal::Branch { .. }) && needed == Permission::Desk)
 }
 
 /// The agent a desk command is about.
@@ -421,7 +492,7 @@ mod tests {
             ("/banyan.v1.ContactCenter/ListAgents", "-YYYY-YY"),
             ("/banyan.v1.ContactCenter/WatchEvents", "-YYYY-YY"),
             ("/banyan.v1.ContactCenter/RevokeAgentTokens", "-Y----Y-"),
-            ("/banyan.v1.AgentDesk/Session", "-Y---YYY"),
+            ("/banyan.v1.AgentDesk/Session", "-Y---YY-"),
             ("/banyan.v1.Cluster/Status", "-YYYY-YY"),
             ("/banyan.v1.Cluster/AddLearner", "-Y----YY"),
             ("/banyan.v1.Cluster/AddVoter", "-Y----Y-"),

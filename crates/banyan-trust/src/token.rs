@@ -49,6 +49,11 @@ impl TokenClaims {
             .as_deref()
             .and_then(Role::parse)
             .ok_or_else(|| TrustError::Invalid("token names no agent and no role".into()))?;
+        if role == Role::Admin {
+            return Err(TrustError::Invalid(
+                "a token never carries admin: an admin holds a client certificate".into(),
+            ));
+        }
         Ok(Principal::User {
             name: self.name.clone().unwrap_or_else(|| role.to_string()),
             role,

@@ -99,27 +99,9 @@ impl<B: Backend> ContactCenterService<B> {
     /// A site-limited principal acts only on its own site's contacts (the method table
     /// already said it may act at all).
     fn check_scope(&self, by: &Principal, action: &Action) -> Result<(), ApiError> {
-        if by.site_scope().is_none() {
-            return Ok(());
-        }
-        let contact_id = match action {
-            Action::CompleteContact { contact_id, .. }
-            | Action::AbandonContact { contact_id }
-            | Action::TransferContact { contact_id, .. } => contact_id,
-            Action::CreateContact(input) => {
-                return policy::check_site(Some(by), &input.origin_site, "create a contact")
-                    .map_err(denied)
-            }
-            _ => return Ok(()),
-        };
         let applied = self.node.applied();
         let state = applied.read();
-        match state.domain.contact(contact_id) {
-            Some(contact) => {
-                policy::check_site(Some(by), &contact.origin_site, "act on contact").map_err(denied)
-            }
-            None => Ok(()),
-        }
+        crate::scope::check_scope(&state.domain, by, action)
     }
 
     /// Answers a write with the object it wrote, as this node has it now.
@@ -209,15 +191,18 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         let work = async move {
             let input = convert::contact_input(&message).map_err(invalid)?;
             let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
-            let reply =
-                if let Some(answer) = self.node.self_serve(&input, request_id.as_deref()).await {
-                    answer.map(|contact| convert::contact_to_proto(&contact))?
-                } else {
-                    let committed = self
-                        .write(&by, Action::CreateContact(input), &message.request_id)
-                        .await?;
-                    self.reply_contact(&contact_of(&committed)?)?.into_inner()
-                };
+            let reply = if let Some(answer) = self
+                .node
+                .self_serve(&input, request_id.as_deref(), &by)
+                .await
+            {
+                answer.map(|contact| convert::contact_to_proto(&contact))?
+            } else {
+                let committed = self
+                    .write(&by, Action::CreateContact(input), &message.request_id)
+                    .await?;
+                self.reply_contact(&contact_of(&committed)?)?.into_inner()
+            };
             tracing::Span::current().record("contact_id", reply.id.as_str());
             tracing::info!(
                 state = ?pb::ContactState::try_from(reply.state).unwrap_or_default(),
@@ -261,6 +246,8 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             agent_id: convert::optional_id("agent_id", &m.agent_id).map_err(invalid)?,
             customer_id: convert::optional_id("customer_id", &m.customer_id).map_err(invalid)?,
             state: convert::contact_state_filter("state", m.state).map_err(invalid)?,
+            // A site-limited reader lists its site's contacts.
+            origin_site: principal_of(&request)?.site_scope().map(str::to_owned),
             after_id: page_token(&m.page_token)?,
             limit: limit + 1,
         };
@@ -552,9 +539,12 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        // A site-limited watcher sees its site's events only.
+        let scope = principal_of(&request)?.site_scope().map(str::to_owned);
         Ok(Response::new(watch::watch(
             &self.node,
             request.into_inner(),
+            scope,
         )?))
     }
 }

@@ -23,9 +23,12 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Se
 /// Events buffered per watcher between the feed and the network.
 const WATCH_BUFFER: usize = 1024;
 
+/// `scope`: the site a site-limited watcher may see; events of other sites' contacts,
+/// agents and leases are left out.
 pub fn watch(
     node: &impl Backend,
     request: pb::WatchEventsRequest,
+    scope: Option<String>,
 ) -> Result<EventStream, ApiError> {
     let contact = convert::optional_id("contact_id", &request.contact_id)?;
     let agent = convert::optional_id("agent_id", &request.agent_id)?;
@@ -38,6 +41,7 @@ pub fn watch(
     };
     let (backlog, mut live) =
         subscribed.map_err(|e| ApiError::OutOfRange(format!("from_index: {e}")))?;
+    let state = applied.clone();
     let wanted = move |record: &banyan_raft::EventRecord| {
         contact
             .as_deref()
@@ -45,6 +49,9 @@ pub fn watch(
             && agent
                 .as_deref()
                 .is_none_or(|a| record.event.concerns_agent(a))
+            && scope
+                .as_deref()
+                .is_none_or(|site| in_site(&state, &record.event, site))
     };
     let from_index = request.from_index;
     let feed = feed.clone();
@@ -94,6 +101,35 @@ pub fn watch(
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Whether `event` belongs to `site`: its contact came in there or is held there, its
+/// agent works there, or it is that site's lease. Queue and customer events belong to
+/// every site.
+fn in_site(state: &banyan_raft::AppliedState, event: &banyan_domain::Event, site: &str) -> bool {
+    use banyan_domain::Event as E;
+    let applied = state.read();
+    let domain = &applied.domain;
+    let agent_here = |id: &str| domain.agent(id).is_some_and(|a| a.input.site == site);
+    if let Some(id) = event.contact_id() {
+        return domain.contact(id).is_some_and(|c| {
+            c.origin_site == site
+                || agent_here(&c.agent_id)
+                || c.offer
+                    .as_ref()
+                    .is_some_and(|o| o.agents.iter().any(|a| agent_here(a)))
+        });
+    }
+    match event {
+        E::AgentUpserted { site: s, .. } => s == site,
+        E::AgentStateChanged { agent_id, .. } | E::AgentTokensRevoked { agent_id, .. } => {
+            agent_here(agent_id)
+        }
+        E::LeaseRenewed { site_id, .. }
+        | E::LeaseLapsed { site_id }
+        | E::SiteUpserted { site_id } => site_id == site,
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +183,7 @@ mod tests {
         };
         apply(&state, 1, Action::UpsertQueue(queue));
         let replica = Replica(state.clone());
-        let mut stream = watch(&replica, pb::WatchEventsRequest::default()).unwrap();
+        let mut stream = watch(&replica, pb::WatchEventsRequest::default(), None).unwrap();
         // Far more events than the live buffer holds, while the watcher reads nothing.
         let contacts = 20_000u64;
         for n in 0..contacts {

@@ -58,11 +58,16 @@ pub async fn guard(
     {
         return (code, reason).into_response();
     }
-    let from_query = query.as_deref().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(str::to_owned)
-    });
+    // Only a token that proved itself goes into the cookie: the one in the query when
+    // no Authorization header took precedence over it.
+    let from_query = query
+        .as_deref()
+        .filter(|_| banyan_trust::edge::bearer(request.headers()).is_none())
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_owned)
+        });
     let mut response = next.run(request).await;
     if let Some(cookie) = from_query.and_then(|token| {
         header::HeaderValue::from_str(&format!(

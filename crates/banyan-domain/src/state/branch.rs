@@ -197,7 +197,31 @@ impl State {
                     "does not follow the contact life cycle",
                 ));
             }
-            if self.data.contacts.contains_key(&contact.id) {
+            if let Some(existing) = self.data.contacts.get(&contact.id) {
+                // A branch settles only its own site's contacts: ones that came in there,
+                // carry no site, or are held by or offered to its agents.
+                let of_site = |agent: &str| {
+                    self.data
+                        .agents
+                        .get(agent)
+                        .is_some_and(|a| a.input.site == site)
+                };
+                let ours = existing.origin_site == site
+                    || existing.origin_site.is_empty()
+                    || of_site(&existing.agent_id)
+                    || existing
+                        .offer
+                        .as_ref()
+                        .is_some_and(|o| o.agents.iter().any(|a| of_site(a)));
+                if !ours {
+                    return Err(DomainError::precondition(
+                        field("id"),
+                        format!(
+                            "contact {} belongs to site {}, not {site}",
+                            contact.id, existing.origin_site
+                        ),
+                    ));
+                }
                 continue;
             }
             if contact.origin_site != site {

@@ -114,6 +114,8 @@ pub struct ContactQuery {
     pub agent_id: Option<String>,
     pub customer_id: Option<String>,
     pub state: Option<crate::contact::ContactState>,
+    /// Only contacts of this site: those that came in there (for a site-limited reader).
+    pub origin_site: Option<String>,
     pub after_id: Option<String>,
     pub limit: usize,
 }
@@ -424,6 +426,10 @@ impl State {
                     .as_ref()
                     .is_none_or(|id| c.customer_id == *id)
                 && query.state.is_none_or(|s| c.state == s)
+                && query
+                    .origin_site
+                    .as_ref()
+                    .is_none_or(|s| c.origin_site == *s)
         };
         self.data
             .contacts
