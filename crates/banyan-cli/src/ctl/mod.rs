@@ -432,6 +432,8 @@ pub struct StatusReport {
     pub members: usize,
     pub nodes: Vec<NodeRow>,
     pub sites: Vec<SiteRow>,
+    /// The answering node runs `--insecure`: no TLS, no credentials checked.
+    pub insecure: bool,
 }
 
 fn site_rows(view: &ClusterStatus) -> Vec<SiteRow> {
@@ -551,6 +553,7 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
         voters: first.nodes.iter().filter(|n| n.voter).count(),
         members: first.nodes.len(),
         nodes,
+        insecure: first.insecure,
     })
 }
 
@@ -585,6 +588,12 @@ fn print_status(report: &StatusReport) {
         ]);
     }
     println!("{table}");
+    if report.insecure {
+        println!(
+            "INSECURE: node {} runs with --insecure: no TLS, and every caller may do anything",
+            report.answered_by
+        );
+    }
     if !report.sites.is_empty() {
         let mut sites = Table::new();
         sites.load_preset(UTF8_FULL_CONDENSED);
