@@ -503,3 +503,47 @@ fn a_second_import_of_the_same_outage_settles_what_the_first_carried() {
     assert_eq!(a1.held.keys().collect::<Vec<_>>(), vec!["emea-6"]);
     assert_eq!(a1.load.get(banyan_domain::Channel::Voice), 1);
 }
+
+/// Regression: an import that hands the core, for a contact it already has, a copy held by
+/// an agent that does not exist used to panic inside `apply` on every replica (and again
+/// on every replay): a poison entry. It is refused like any bad import.
+#[test]
+fn an_import_naming_an_unknown_agent_for_a_contact_the_core_has_is_refused() {
+    let (mut sim, _, _) = core();
+    let view = sim.state.branch_view("emea", &[]);
+    for id in ["a1", "b1"] {
+        sim.presence(
+            id,
+            Presence::Break {
+                reason: "meeting".into(),
+            },
+        );
+    }
+    sim.at(2_500).apply(Action::CreateContact(local(
+        "emea-9",
+        banyan_domain::Channel::Chat,
+    )));
+    let mut branch = Sim {
+        state: view,
+        now: sim.now,
+    };
+    branch.at(3_000).apply(Action::CreateContact(local(
+        "emea-9",
+        banyan_domain::Channel::Chat,
+    )));
+    branch.at(3_500).accept("a1", "emea-9");
+    let mut contacts: Vec<_> = branch.state.contacts().cloned().collect();
+    for contact in &mut contacts {
+        if contact.id == "emea-9" {
+            contact.agent_id = "ghost".into();
+        }
+    }
+    let err = sim.at(9_000).refuse(Action::ImportBranch(BranchImport {
+        site: "emea".into(),
+        upto_seq: 2,
+        contacts,
+        agents: Vec::new(),
+        created: vec!["emea-9".into()],
+    }));
+    assert!(field_of(&err).ends_with("agent_id"), "{err}");
+}

@@ -222,7 +222,14 @@ impl State {
                         ),
                     ));
                 }
-                continue;
+                // A copy that replaces the core's untaken one (see `adopt_imported`) lands
+                // like a new contact: its queue, its agent and that agent's room are
+                // checked below. Any other copy only settles what the same agent did.
+                let adopted = import.created.contains(&contact.id)
+                    && (existing.state.is_waiting() || existing.state == ContactState::Offered);
+                if !adopted {
+                    continue;
+                }
             }
             if contact.origin_site != site {
                 return Err(DomainError::invalid(
