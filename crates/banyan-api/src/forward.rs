@@ -162,3 +162,35 @@ pub fn caller_timeout<T>(request: &Request<T>) -> Option<std::time::Duration> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(value: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", value.parse().unwrap());
+        request
+    }
+
+    #[test]
+    fn the_callers_deadline_is_kept() {
+        let timeout = caller_timeout(&with_timeout("250m"));
+        assert_eq!(timeout, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(
+            caller_timeout(&with_timeout("2H")),
+            Some(std::time::Duration::from_secs(7200))
+        );
+    }
+
+    /// Regression: hours and minutes were multiplied unchecked, so a hostile
+    /// `grpc-timeout` overflowed (a panic in a debug build) instead of being ignored.
+    #[test]
+    fn a_deadline_too_large_to_hold_is_ignored() {
+        assert_eq!(caller_timeout(&with_timeout("99999999999999999H")), None);
+        assert_eq!(caller_timeout(&with_timeout("999999999999999999M")), None);
+        assert_eq!(caller_timeout(&with_timeout("12X")), None);
+    }
+}
