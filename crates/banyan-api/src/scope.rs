@@ -11,8 +11,23 @@ use crate::errors::{denied, ApiError};
 
 /// `Ok` when `by` may apply `action` to the objects it names in `state`.
 pub fn check_scope(state: &State, by: &Principal, action: &Action) -> Result<(), ApiError> {
-    if by.site_scope().is_none() {
+    let Some(scope) = by.site_scope() else {
         return Ok(());
+    };
+    // A command for one agent (a desk's, or a completion in its name) is for an agent of
+    // the site.
+    if let Some(agent_id) = policy::action_agent(action).filter(|a| !a.is_empty()) {
+        return match state.agent(agent_id) {
+            Some(agent) if agent.input.site != scope => Err(denied(banyan_trust::Denied::new(
+                Some(by),
+                format!(
+                    "{} for agent {agent_id} of site {}",
+                    policy::action_name(action),
+                    agent.input.site
+                ),
+            ))),
+            _ => Ok(()),
+        };
     }
     let contact_id = match action {
         Action::CompleteContact { contact_id, .. }
@@ -36,7 +51,7 @@ pub fn check_scope(state: &State, by: &Principal, action: &Action) -> Result<(),
     let holder_site = state
         .agent(&contact.agent_id)
         .map(|a| a.input.site.as_str());
-    if holder_site.is_some() && holder_site == by.site_scope() {
+    if holder_site == Some(scope) {
         return Ok(());
     }
     policy::check_site(Some(by), &contact.origin_site, "act on contact").map_err(denied)

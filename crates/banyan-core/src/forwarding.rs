@@ -6,10 +6,10 @@
 
 use banyan_api::errors::{denied, ApiError};
 use banyan_client::trace::TraceContext;
-use banyan_domain::{Action, Command, DomainError, Principal};
+use banyan_domain::{Action, Command, DomainError};
 use banyan_proto::v1::command_forwarding_server::{CommandForwarding, CommandForwardingServer};
 use banyan_proto::v1::RaftPayload;
-use banyan_trust::{policy, principal_of, Denied};
+use banyan_trust::{policy, principal_of};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -27,59 +27,6 @@ impl ForwardingService {
 
     pub fn into_server(self) -> CommandForwardingServer<Self> {
         CommandForwardingServer::new(self)
-    }
-}
-
-impl ForwardingService {
-    /// A branch forwards only its own site's work: its agents' desk commands, contacts
-    /// created at its site, and contacts its site's agents hold or that came in there.
-    fn check_site_work(
-        &self,
-        forwarder: &Principal,
-        site: &str,
-        action: &Action,
-    ) -> Result<(), ApiError> {
-        let applied = self.node.applied().read();
-        let state = &applied.domain;
-        let refuse = |what: String| Err(denied(Denied::new(Some(forwarder), what)));
-        if let Some(agent_id) = policy::action_agent(action).filter(|a| !a.is_empty()) {
-            return match state.agent(agent_id) {
-                Some(agent) if agent.input.site != site => refuse(format!(
-                    "{} for agent {agent_id} of site {}",
-                    policy::action_name(action),
-                    agent.input.site
-                )),
-                _ => Ok(()),
-            };
-        }
-        let contact_id = match action {
-            // A contact without a site may be routed anywhere; a branch does not create
-            // one for another site.
-            Action::CreateContact(input)
-                if !input.origin_site.is_empty() && input.origin_site != site =>
-            {
-                return refuse(format!("create a contact for site {}", input.origin_site))
-            }
-            Action::CompleteContact { contact_id, .. }
-            | Action::AbandonContact { contact_id }
-            | Action::TransferContact { contact_id, .. } => contact_id,
-            _ => return Ok(()),
-        };
-        let Some(contact) = state.contact(contact_id) else {
-            return Ok(());
-        };
-        let holder_site = state
-            .agent(&contact.agent_id)
-            .map(|a| a.input.site.as_str());
-        if contact.origin_site == site || holder_site == Some(site) {
-            Ok(())
-        } else {
-            refuse(format!(
-                "{} of contact {contact_id} of site {}",
-                policy::action_name(action),
-                contact.origin_site
-            ))
-        }
     }
 }
 
@@ -108,14 +55,14 @@ impl ForwardingService {
         }
         policy::check_forwarded(&forwarder, command.principal.as_ref(), &command.action)
             .map_err(denied)?;
-        // The caller's site scope, again against the leader's state: the forwarding node
-        // checked it against a replica that may have been behind.
-        if let Some(caller) = &command.principal {
+        // Site scope, against the leader's state: the caller's (the forwarding node checked
+        // it against a replica that may have been behind), and a branch's own: it
+        // forwards its site's work only, its agents' commands and its site's contacts.
+        {
             let applied = self.node.applied().read();
-            banyan_api::scope::check_scope(&applied.domain, caller, &command.action)?;
-        }
-        if let Principal::Branch { site, .. } = &forwarder {
-            self.check_site_work(&forwarder, site, &command.action)?;
+            for by in command.principal.iter().chain([&forwarder]) {
+                banyan_api::scope::check_scope(&applied.domain, by, &command.action)?;
+            }
         }
         let contact_id = match &command.action {
             Action::CreateContact(input) => Some(input.id.clone()),

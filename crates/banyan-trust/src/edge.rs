@@ -26,11 +26,6 @@ use crate::token::TokenClaims;
 /// Metadata in which a forwarding node names the caller it forwards for.
 pub const ON_BEHALF_OF_KEY: &str = "x-banyan-on-behalf-of";
 
-/// The node or branch that forwarded a request (in the request's extensions, beside the
-/// caller's [`Principal`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarder(pub Principal);
-
 /// The caller's principal, as the edge authenticated it; `UNAUTHENTICATED` when none (an
 /// open method called without credentials).
 pub fn principal_of<T>(request: &tonic::Request<T>) -> Result<Principal, Status> {
@@ -48,11 +43,6 @@ pub fn principal_of<T>(request: &tonic::Request<T>) -> Result<Principal, Status>
 /// The claims of the bearer token the caller presented, if it used one.
 pub fn token_of<T>(request: &tonic::Request<T>) -> Option<&TokenClaims> {
     request.extensions().get::<TokenClaims>()
-}
-
-/// The node that forwarded this request, if one did.
-pub fn forwarder_of<T>(request: &tonic::Request<T>) -> Option<&Principal> {
-    request.extensions().get::<Forwarder>().map(|f| &f.0)
 }
 
 /// The text that names `principal` in [`ON_BEHALF_OF_KEY`].
@@ -124,16 +114,15 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 /// What the edge learnt of an admitted call.
 #[derive(Debug, Default)]
 pub struct Admitted {
-    /// The caller the services see (`None` on an open method called without credentials).
+    /// The caller the services see (`None` on an open method called without credentials):
+    /// the one a forwarding node names, once both were checked.
     pub principal: Option<Principal>,
-    /// The node or branch that forwarded the call for the caller.
-    pub forwarder: Option<Principal>,
     /// The bearer token the caller presented.
     pub claims: Option<TokenClaims>,
 }
 
 /// Authenticates and authorizes one gRPC call to `path`: the principal the services see,
-/// the forwarding node if any, or the refusal.
+/// or the refusal.
 pub fn admit(
     security: &Security,
     path: &str,
@@ -145,8 +134,8 @@ pub fn admit(
     let behalf = headers
         .get(ON_BEHALF_OF_KEY)
         .map(|v| v.to_str().ok().and_then(decode_principal));
-    let (principal, forwarder) = match behalf {
-        None => (caller, None),
+    let principal = match behalf {
+        None => caller,
         Some(original) => {
             let original = original.ok_or_else(|| {
                 Status::invalid_argument(format!("{ON_BEHALF_OF_KEY}: names no principal"))
@@ -158,7 +147,7 @@ pub fn admit(
             })?;
             policy::check_relay(&forwarder, &original, permission, path)
                 .map_err(|d| Status::permission_denied(d.to_string()))?;
-            (Some(original), Some(forwarder))
+            Some(original)
         }
     };
     if principal.is_none() && permission != Permission::Open {
@@ -168,11 +157,7 @@ pub fn admit(
     }
     policy::check(principal.as_ref(), permission, &format!("call {path}"))
         .map_err(|d| Status::permission_denied(d.to_string()))?;
-    Ok(Admitted {
-        principal,
-        forwarder,
-        claims,
-    })
+    Ok(Admitted { principal, claims })
 }
 
 /// The edge layer of a node's gRPC server.
@@ -227,17 +212,10 @@ where
             request.headers(),
         );
         match admitted {
-            Ok(Admitted {
-                principal,
-                forwarder,
-                claims,
-            }) => {
+            Ok(Admitted { principal, claims }) => {
                 let extensions = request.extensions_mut();
                 if let Some(principal) = principal {
                     extensions.insert(principal);
-                }
-                if let Some(forwarder) = forwarder {
-                    extensions.insert(Forwarder(forwarder));
                 }
                 if let Some(claims) = claims {
                     extensions.insert(claims);
@@ -262,11 +240,7 @@ pub fn http_token<'a>(headers: &'a http::HeaderMap, query: Option<&'a str>) -> O
     if let Some(token) = bearer(headers) {
         return Some(token);
     }
-    if let Some(token) = query.and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .filter(|t| !t.is_empty())
-    }) {
+    if let Some(token) = query_token(query) {
         return Some(token);
     }
     headers
@@ -275,6 +249,14 @@ pub fn http_token<'a>(headers: &'a http::HeaderMap, query: Option<&'a str>) -> O
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+}
+
+/// The `token=` parameter of a query string (a wallboard link).
+pub fn query_token(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
 }
 
 /// Authenticates and authorizes one HTTP request to `path` by its bearer token (the

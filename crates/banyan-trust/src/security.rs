@@ -130,22 +130,6 @@ impl Security {
         }
     }
 
-    /// The same CA and certificate, presenting `token` instead of any certificate (an
-    /// agent's desk run by a tool that holds the cluster's credentials).
-    pub fn with_token(&self, token: String) -> Self {
-        match self {
-            Security::Secure(c) => Security::Secure(Arc::new(Credentials {
-                dir: c.dir.clone(),
-                ca_pem: c.ca_pem.clone(),
-                identity: None,
-                principal: None,
-                token: Some(token),
-                verifier: c.verifier.clone(),
-            })),
-            Security::Insecure => Security::Insecure,
-        }
-    }
-
     /// The bearer token to send with every call, if this client uses one.
     pub fn bearer(&self) -> Option<&str> {
         match self {
