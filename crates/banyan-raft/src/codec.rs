@@ -2,7 +2,9 @@
 //!
 //! Every log entry, snapshot and Raft RPC payload starts with the version byte, so a node
 //! of the next release can still read what this one wrote during a rolling upgrade: a new
-//! version adds a decoding arm here and keeps the old one.
+//! version adds a decoding arm here and keeps the old one. The golden files under
+//! `tests/golden/vN/` hold each version's log entries, snapshot and RPC payloads; their
+//! test fails when today's code can no longer read one of them.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
