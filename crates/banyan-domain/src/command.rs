@@ -58,6 +58,18 @@ impl Command {
     }
 }
 
+/// Most contacts one import may carry: a site's whole state after a long outage fits, and
+/// the entry stays within what one Raft entry should hold.
+pub const MAX_IMPORT_CONTACTS: usize = 20_000;
+/// Most agents (and their presences) one import may carry.
+pub const MAX_IMPORT_AGENTS: usize = 5_000;
+/// How far ahead of the cluster clock an imported time may be: a branch's clock may run a
+/// little ahead of the leader's, never by more than this.
+pub const MAX_IMPORT_CLOCK_AHEAD_MS: i64 = 60_000;
+/// Most journal entries one import may cover: a site that claims more cannot have
+/// journalled them, and recording such a sequence would skip every later import of it.
+pub const MAX_IMPORT_SPAN: u64 = 1 << 32;
+
 /// What a branch hands the core after routing on its own: every contact it handled (as it
 /// ended up, or as it still is), its agents' presence, and the last journal sequence this
 /// covers. Applied at most once per sequence: an import at or below the site's recorded

@@ -19,8 +19,15 @@ use crate::principal::Principal;
 
 use crate::channel::Channel;
 use crate::error::DomainError;
-use crate::queue::{Strategy, MAX_PRIORITY};
-use crate::validate::{validate_attributes, validate_id, validate_len, MAX_NAME_LEN};
+use crate::queue::{Strategy, MAX_PRIORITY, MAX_STEPS, MAX_TIMER_MS, RING_ALL_MAX};
+use crate::validate::{
+    validate_attributes, validate_count, validate_id, validate_len, validate_range, MAX_ID_LEN,
+    MAX_NAME_LEN, MAX_TEXT_LEN,
+};
+
+/// Most steps a contact's timeline may record when it comes from outside the state
+/// machine (an import): hours of missed offers and requeues fit.
+pub const MAX_TIMELINE: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ContactState {
@@ -157,6 +164,13 @@ pub struct Decision {
     pub priority: i64,
 }
 
+impl Decision {
+    fn validate(&self, field: impl Fn(&str) -> String) -> Result<(), DomainError> {
+        validate_id(&field("queue_id"), &self.queue_id)?;
+        validate_range(&field("step"), i64::from(self.step), 0, MAX_STEPS as i64)
+    }
+}
+
 /// An outstanding offer. `RING_ALL` offers to several agents at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
@@ -271,6 +285,102 @@ impl Contact {
             detail: detail.into(),
             by: None,
         });
+    }
+
+    /// Checks a whole contact record that comes from outside the state machine (a branch's
+    /// import) as thoroughly as `CreateContact` checks its input: ids, lengths, attributes,
+    /// priorities, counts, and times no later than `latest_ms` (deadlines such as the
+    /// wrap-up end no later than a timer past it). `field` turns a field name into its path
+    /// in the command, such as `contacts[3].priority`.
+    pub fn validate_record(
+        &self,
+        field: impl Fn(&str) -> String,
+        latest_ms: i64,
+    ) -> Result<(), DomainError> {
+        let id_or_empty = |name: &str, value: &str| {
+            if value.is_empty() {
+                Ok(())
+            } else {
+                validate_id(&field(name), value)
+            }
+        };
+        validate_id(&field("id"), &self.id)?;
+        if let Some(request_id) = &self.request_id {
+            validate_len(&field("request_id"), request_id, 2 * MAX_ID_LEN)?;
+        }
+        id_or_empty("customer_id", &self.customer_id)?;
+        if !(self.state == ContactState::SelfServed && self.queue_id.is_empty()) {
+            validate_id(&field("queue_id"), &self.queue_id)?;
+        }
+        validate_len(&field("intent"), &self.intent, MAX_NAME_LEN)?;
+        validate_range(&field("base_priority"), self.base_priority, 0, MAX_PRIORITY)?;
+        // Base plus a tier boost, itself at most MAX_PRIORITY.
+        validate_range(&field("priority"), self.priority, 0, 2 * MAX_PRIORITY)?;
+        validate_attributes(&field("attributes"), &self.attributes)?;
+        id_or_empty("origin_site", &self.origin_site)?;
+        validate_len(&field("owner"), &self.owner, MAX_ID_LEN)?;
+        validate_range(&field("step"), i64::from(self.step), 0, MAX_STEPS as i64)?;
+        id_or_empty("agent_id", &self.agent_id)?;
+        id_or_empty("passed_by", &self.passed_by)?;
+        validate_len(&field("disposition"), &self.disposition, MAX_NAME_LEN)?;
+        validate_len(&field("notes"), &self.notes, MAX_TEXT_LEN)?;
+        id_or_empty("transferred_from", &self.transferred_from)?;
+        id_or_empty("transferred_to", &self.transferred_to)?;
+        let deadline = latest_ms.saturating_add(MAX_TIMER_MS);
+        let time = |name: &str, at_ms: i64, latest_ms: i64| {
+            validate_range(&field(name), at_ms, 0, latest_ms)
+        };
+        time("enqueued_ms", self.enqueued_ms, latest_ms)?;
+        time("queue_entered_ms", self.queue_entered_ms, latest_ms)?;
+        for (name, at_ms) in [
+            ("connected_ms", self.connected_ms),
+            ("ended_ms", self.ended_ms),
+        ] {
+            if let Some(at_ms) = at_ms {
+                time(name, at_ms, latest_ms)?;
+            }
+        }
+        if let Some(until) = self.wrap_until_ms {
+            time("wrap_until_ms", until, deadline)?;
+        }
+        for (name, decision) in [
+            ("decision", self.decision.as_ref()),
+            ("offer.decision", self.offer.as_ref().map(|o| &o.decision)),
+        ] {
+            if let Some(decision) = decision {
+                decision.validate(|f| field(&format!("{name}.{f}")))?;
+            }
+        }
+        if let Some(offer) = &self.offer {
+            validate_count(&field("offer.agents"), offer.agents.len(), RING_ALL_MAX)?;
+            for agent in &offer.agents {
+                validate_id(&field("offer.agents"), agent)?;
+            }
+            time("offer.offered_ms", offer.offered_ms, latest_ms)?;
+            time("offer.expires_ms", offer.expires_ms, deadline)?;
+        }
+        validate_count(&field("timeline"), self.timeline.len(), MAX_TIMELINE)?;
+        let mut previous = 0;
+        for (i, step) in self.timeline.iter().enumerate() {
+            let name = format!("timeline[{i}].at_ms");
+            time(&name, step.at_ms, latest_ms)?;
+            if step.at_ms < previous {
+                return Err(DomainError::invalid(field(&name), "steps go back in time"));
+            }
+            previous = step.at_ms;
+            validate_len(
+                &field(&format!("timeline[{i}].detail")),
+                &step.detail,
+                MAX_NAME_LEN,
+            )?;
+        }
+        if !self.timeline_is_legal() {
+            return Err(DomainError::invalid(
+                field("timeline"),
+                "does not follow the contact life cycle",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the recorded timeline follows the life cycle.

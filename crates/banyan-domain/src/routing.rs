@@ -74,14 +74,19 @@ pub(crate) enum TimerKind {
     MaxWait,
 }
 
-/// The static rank of a contact in its queue (see the module docs).
+/// The static rank of a contact in its queue (see the module docs). Saturating: validated
+/// priorities and times stay far from the ends of `i64`, and nothing in `apply` may
+/// overflow even when they do not.
 pub(crate) fn static_rank(queue: &QueueInput, contact: &Contact) -> i64 {
-    contact.priority * PRIORITY_SCALE - queue.aging_per_minute * contact.enqueued_ms
+    contact
+        .priority
+        .saturating_mul(PRIORITY_SCALE)
+        .saturating_sub(queue.aging_per_minute.saturating_mul(contact.enqueued_ms))
 }
 
 /// The effective priority at `now`, in scaled points: comparable across queues.
 pub(crate) fn effective_rank(queue: &QueueInput, contact: &Contact, now_ms: i64) -> i64 {
-    static_rank(queue, contact) + queue.aging_per_minute * now_ms
+    static_rank(queue, contact).saturating_add(queue.aging_per_minute.saturating_mul(now_ms))
 }
 
 pub(crate) fn lane_of(queue: &QueueInput, contact: &Contact) -> Lane {
@@ -151,9 +156,18 @@ pub(crate) struct Indexes {
     pub by_phone: BTreeMap<String, BTreeSet<String>>,
     /// Normalized email → ids of customers with that email.
     pub by_email: BTreeMap<String, BTreeSet<String>>,
+    /// Inconsistencies of the state met while applying since it was loaded (see
+    /// `State::contact_mut`), and the last one.
+    pub inconsistencies: u64,
+    pub last_inconsistency: Option<String>,
 }
 
 impl Indexes {
+    pub fn inconsistent(&mut self, what: String) {
+        self.inconsistencies += 1;
+        self.last_inconsistency = Some(what);
+    }
+
     pub fn place(&mut self, queue: &QueueInput, contact: &Contact) {
         let lane = lane_of(queue, contact);
         let key = wait_key(queue, contact);

@@ -159,6 +159,27 @@ struct Inner {
     events: EventFeed,
 }
 
+/// Logs, loudly, a command whose application met an inconsistent state (the count moved
+/// past `seen`); `/metrics` counts them.
+fn report_inconsistency(
+    domain: &banyan_domain::State,
+    seen: u64,
+    index: u64,
+    command: &banyan_domain::Stamped,
+) {
+    let (count, last) = domain.inconsistencies();
+    if count > seen {
+        tracing::error!(
+            index,
+            steps_skipped = count - seen,
+            last = last.unwrap_or(""),
+            command = ?command.command.action,
+            "applying a command met an inconsistent state; the steps that needed the missing \
+             objects were skipped on every replica alike"
+        );
+    }
+}
+
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
 }
@@ -404,7 +425,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let results = commands
                             .iter()
                             .map(|command| {
+                                let (seen, _) = state.domain.inconsistencies();
                                 let (result, fresh) = state.domain.apply_traced(command);
+                                report_inconsistency(&state.domain, seen, index, command);
                                 // A retry answers with its first events; they are not new.
                                 let new_events = result.iter().flatten().filter(|_| fresh);
                                 for event in new_events {

@@ -146,6 +146,17 @@ pub fn render<N: Observed>(node: &N) -> String {
         &[],
         c.snapshots_built as f64,
     );
+    out.family(
+        "banyan_apply_inconsistencies_total",
+        "counter",
+        "Steps applying a command skipped because the replicated state was inconsistent \
+         (an object its checks found was gone); zero in a healthy cluster.",
+    );
+    out.sample(
+        "banyan_apply_inconsistencies_total",
+        &[],
+        c.apply_inconsistencies as f64,
+    );
     if let Some(purges) = node.log_purges() {
         out.family(
             "banyan_raft_log_purges_total",

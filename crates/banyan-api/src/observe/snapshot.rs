@@ -86,6 +86,8 @@ pub struct ClusterFigures {
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub snapshots_built: u64,
+    /// Steps `apply` skipped because the state was inconsistent (zero when healthy).
+    pub apply_inconsistencies: u64,
     pub members: Vec<Member>,
 }
 
@@ -213,6 +215,7 @@ impl Snapshot {
             snapshot_index: raft.snapshot.map(|l| l.index),
             purged_index: raft.purged.map(|l| l.index),
             snapshots_built: node.snapshots_built(),
+            apply_inconsistencies: state.inconsistencies().0,
             members,
         };
 

@@ -45,8 +45,9 @@ impl State {
             .map(|w| w.iter().map(|(_, id)| id.clone()).collect())
             .unwrap_or_default();
         for id in waiting {
-            let contact = self.contact_mut(&id);
-            contact.step = contact.step.min(steps);
+            if let Some(contact) = self.contact_mut(&id) {
+                contact.step = contact.step.min(steps);
+            }
             self.reschedule(&id);
         }
         ev.push(Event::QueueUpserted {
@@ -141,7 +142,7 @@ impl State {
                 format!("renewal sent at {sent_at_ms} is older than its TTL of {ttl_ms} ms"),
             ));
         }
-        if sent_at_ms > now + MAX_LEASE_MS {
+        if sent_at_ms > now.saturating_add(MAX_LEASE_MS) {
             return Err(DomainError::invalid(
                 "sent_at_ms",
                 format!("{sent_at_ms} is too far ahead of the cluster clock {now}"),
@@ -231,7 +232,9 @@ impl State {
     ) -> Result<(), DomainError> {
         crate::validate::validate_len("session", session, crate::validate::MAX_ID_LEN)?;
         self.set_presence(agent_id, presence, ev)?;
-        self.agent_mut(agent_id).session = session.to_owned();
+        if let Some(agent) = self.agent_mut(agent_id) {
+            agent.session = session.to_owned();
+        }
         Ok(())
     }
 
@@ -249,7 +252,9 @@ impl State {
             return Ok(());
         }
         self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
-        let agent = self.agent_mut(agent_id);
+        let Some(agent) = self.agent_mut(agent_id) else {
+            return Ok(());
+        };
         let presence = if agent.held.is_empty() {
             Presence::Offline
         } else {
@@ -268,7 +273,9 @@ impl State {
         ev: &mut Vec<Event>,
     ) {
         let now = self.data.clock_ms;
-        let agent = self.agent_mut(agent_id);
+        let Some(agent) = self.agent_mut(agent_id) else {
+            return;
+        };
         if agent.presence == presence {
             return;
         }

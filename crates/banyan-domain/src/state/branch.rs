@@ -11,12 +11,16 @@ use std::collections::BTreeSet;
 
 use super::State;
 use crate::channel::PerChannel;
-use crate::command::{Action, BranchImport};
+use crate::command::{
+    Action, BranchImport, MAX_IMPORT_AGENTS, MAX_IMPORT_CLOCK_AHEAD_MS, MAX_IMPORT_CONTACTS,
+    MAX_IMPORT_SPAN,
+};
 use crate::contact::{Contact, ContactState};
 use crate::error::DomainError;
 use crate::event::Event;
+use crate::principal::Principal;
 use crate::routing::Indexes;
-use crate::validate::validate_id;
+use crate::validate::{validate_count, validate_id};
 
 impl State {
     /// The state a branch of `site` routes with on its own: other sites' agents are left
@@ -118,12 +122,43 @@ impl State {
     pub(super) fn import_branch(
         &mut self,
         import: &BranchImport,
+        by: Option<&Principal>,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
         let site = import.site.as_str();
         validate_id("site", site)?;
-        if self.reconciled_seq(site) >= import.upto_seq {
+        if let Some(scope) = by.and_then(Principal::site_scope) {
+            if scope != site {
+                return Err(DomainError::precondition(
+                    "site",
+                    format!("a branch of site {scope} cannot import for site {site}"),
+                ));
+            }
+        }
+        validate_count("contacts", import.contacts.len(), MAX_IMPORT_CONTACTS)?;
+        validate_count("created", import.created.len(), MAX_IMPORT_CONTACTS)?;
+        validate_count("agents", import.agents.len(), MAX_IMPORT_AGENTS)?;
+        let done = self.reconciled_seq(site);
+        if import.upto_seq == 0 {
+            return Err(DomainError::invalid(
+                "upto_seq",
+                "journal sequences start at 1",
+            ));
+        }
+        if done >= import.upto_seq {
+            // Applied before: a replay changes nothing.
             return Ok(());
+        }
+        if import.upto_seq - done > MAX_IMPORT_SPAN {
+            return Err(DomainError::invalid(
+                "upto_seq",
+                format!(
+                    "{} is {} journal entries past the {done} reconciled for site {site}, \
+                     more than {MAX_IMPORT_SPAN} a branch can have journalled",
+                    import.upto_seq,
+                    import.upto_seq - done
+                ),
+            ));
         }
         self.check_import(import)?;
         // Checks done; from here on nothing fails.
@@ -188,13 +223,15 @@ impl State {
                 *slot = slot.saturating_sub(1);
             }
         }
+        let latest_ms = self.data.clock_ms.saturating_add(MAX_IMPORT_CLOCK_AHEAD_MS);
+        let mut seen = BTreeSet::new();
         for (i, contact) in import.contacts.iter().enumerate() {
             let field = |name: &str| format!("contacts[{i}].{name}");
-            validate_id(&field("id"), &contact.id)?;
-            if !contact.timeline_is_legal() {
+            contact.validate_record(field, latest_ms)?;
+            if !seen.insert(contact.id.as_str()) {
                 return Err(DomainError::invalid(
-                    field("timeline"),
-                    "does not follow the contact life cycle",
+                    field("id"),
+                    format!("contact {} is in the import twice", contact.id),
                 ));
             }
             if let Some(existing) = self.data.contacts.get(&contact.id) {
@@ -228,6 +265,14 @@ impl State {
                 let adopted = import.created.contains(&contact.id)
                     && (existing.state.is_waiting() || existing.state == ContactState::Offered);
                 if !adopted {
+                    let settles =
+                        !existing.agent_id.is_empty() && existing.agent_id == contact.agent_id;
+                    if settles && !of_site(&existing.agent_id) {
+                        return Err(DomainError::precondition(
+                            field("agent_id"),
+                            format!("agent {} is not at site {site}", existing.agent_id),
+                        ));
+                    }
                     continue;
                 }
             }
@@ -264,6 +309,9 @@ impl State {
                     ));
                 }
             }
+        }
+        for (i, id) in import.created.iter().enumerate() {
+            validate_id(&format!("created[{i}]"), id)?;
         }
         for (i, (agent_id, presence)) in import.agents.iter().enumerate() {
             presence.validate()?;
@@ -324,7 +372,9 @@ impl State {
         if held {
             self.hold(&agent_id, &id, channel);
             if state == ContactState::WrapUp {
-                self.agent_mut(&agent_id).wrapping_up += 1;
+                if let Some(agent) = self.agent_mut(&agent_id) {
+                    agent.wrapping_up += 1;
+                }
                 self.repool(&agent_id);
             }
         }

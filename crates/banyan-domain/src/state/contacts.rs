@@ -63,7 +63,7 @@ impl State {
             queue_id: input.queue_id.clone(),
             intent: input.intent.clone(),
             base_priority: input.priority,
-            priority: input.priority + boost,
+            priority: input.priority.saturating_add(boost),
             attributes: input.attributes.clone(),
             origin_site: input.origin_site.clone(),
             owner: "core".into(),
@@ -205,8 +205,10 @@ impl State {
         for other in others {
             self.withdraw(contact_id, &other, WithdrawReason::TakenByOther, ev);
         }
-        let contact = self.contact_mut(contact_id);
-        let waited_ms = (now - contact.enqueued_ms).max(0);
+        let Some(contact) = self.contact_mut(contact_id) else {
+            return Ok(());
+        };
+        let waited_ms = now.saturating_sub(contact.enqueued_ms).max(0);
         contact.offer = None;
         contact.agent_id = agent_id.to_owned();
         contact.connected_ms = Some(now);
@@ -219,12 +221,13 @@ impl State {
             .map_or(i64::MAX, |q| q.service_level_ms);
         let counters = self.data.counters.entry(queue_id).or_default();
         counters.answered += 1;
-        counters.answered_wait_ms += waited_ms;
+        counters.answered_wait_ms = counters.answered_wait_ms.saturating_add(waited_ms);
         if waited_ms <= target {
             counters.answered_in_target += 1;
         }
-        let agent = self.agent_mut(agent_id);
-        agent.missed_in_row = 0;
+        if let Some(agent) = self.agent_mut(agent_id) {
+            agent.missed_in_row = 0;
+        }
         ev.push(Event::ContactConnected {
             contact_id: contact_id.to_owned(),
             agent_id: agent_id.to_owned(),
@@ -263,14 +266,16 @@ impl State {
             .queues
             .get(&contact.queue_id)
             .map_or(0, |q| q.wrap_up_ms);
-        let talk = now - contact.connected_ms.unwrap_or(now);
-        let agent = self.agent_mut(agent_id);
-        agent.talk_time_ms += talk.max(0);
-        agent.wrapping_up += 1;
-        let until_ms = now + wrap_up_ms;
-        let contact = self.contact_mut(contact_id);
-        contact.wrap_until_ms = Some(until_ms);
-        contact.enter(now, ContactState::WrapUp, "");
+        let talk = now.saturating_sub(contact.connected_ms.unwrap_or(now));
+        let until_ms = now.saturating_add(wrap_up_ms);
+        if let Some(agent) = self.agent_mut(agent_id) {
+            agent.talk_time_ms = agent.talk_time_ms.saturating_add(talk.max(0));
+            agent.wrapping_up += 1;
+        }
+        if let Some(contact) = self.contact_mut(contact_id) {
+            contact.wrap_until_ms = Some(until_ms);
+            contact.enter(now, ContactState::WrapUp, "");
+        }
         ev.push(Event::ContactWrapUp {
             contact_id: contact_id.to_owned(),
             agent_id: agent_id.to_owned(),
@@ -364,7 +369,9 @@ impl State {
         ev: &mut Vec<Event>,
     ) {
         let now = self.data.clock_ms;
-        let contact = self.contact_mut(contact_id);
+        let Some(contact) = self.contact_mut(contact_id) else {
+            return;
+        };
         let was = contact.state;
         let agent_id = contact.agent_id.clone();
         let connected = contact.connected_ms.unwrap_or(now);
@@ -376,11 +383,14 @@ impl State {
         contact.enter(now, ContactState::Completed, disposition);
         let counters = self.data.counters.entry(queue_id).or_default();
         counters.handled += 1;
-        counters.handle_ms += (now - connected).max(0);
-        let agent = self.agent_mut(&agent_id);
+        let handled_ms = now.saturating_sub(connected).max(0);
+        counters.handle_ms = counters.handle_ms.saturating_add(handled_ms);
+        let Some(agent) = self.agent_mut(&agent_id) else {
+            return;
+        };
         let shown = agent.state();
         if was == ContactState::Connected {
-            agent.talk_time_ms += (now - connected).max(0);
+            agent.talk_time_ms = agent.talk_time_ms.saturating_add(handled_ms);
         } else {
             agent.wrapping_up = agent.wrapping_up.saturating_sub(1);
         }
@@ -421,11 +431,13 @@ impl State {
         let now = self.data.clock_ms;
         self.withdraw_all(contact_id, WithdrawReason::ContactEnded, ev);
         self.idx.unplace(contact_id);
-        let contact = self.contact_mut(contact_id);
+        let Some(contact) = self.contact_mut(contact_id) else {
+            return;
+        };
         contact.offer = None;
         contact.ended_ms = Some(now);
         contact.enter(now, ContactState::Abandoned, reason);
-        let waited = now - contact.enqueued_ms;
+        let waited = now.saturating_sub(contact.enqueued_ms);
         let queue_id = contact.queue_id.clone();
         let target = self
             .data
@@ -488,7 +500,9 @@ impl State {
         let new_id = self.next_contact_id();
         self.withdraw_all(contact_id, WithdrawReason::ContactEnded, ev);
         self.idx.unplace(contact_id);
-        let old = self.contact_mut(contact_id);
+        let Some(old) = self.contact_mut(contact_id) else {
+            return Ok(());
+        };
         let agent_id = old.agent_id.clone();
         let connected = old.connected_ms;
         let old_queue = old.queue_id.clone();
@@ -498,9 +512,11 @@ impl State {
         old.enter(now, ContactState::Transferred, queue_id);
         let mut new = old.clone();
         if !agent_id.is_empty() {
-            let agent = self.agent_mut(&agent_id);
-            agent.talk_time_ms += (now - connected.unwrap_or(now)).max(0);
-            agent.idle_since_ms = now;
+            if let Some(agent) = self.agent_mut(&agent_id) {
+                let talk = now.saturating_sub(connected.unwrap_or(now)).max(0);
+                agent.talk_time_ms = agent.talk_time_ms.saturating_add(talk);
+                agent.idle_since_ms = now;
+            }
             self.release(&agent_id, contact_id);
         }
         self.data
@@ -516,7 +532,7 @@ impl State {
         new.id = new_id.clone();
         new.request_id = None;
         new.queue_id = queue_id.to_owned();
-        new.priority = new.base_priority + boost;
+        new.priority = new.base_priority.saturating_add(boost);
         new.queue_entered_ms = now;
         new.step = 0;
         new.agent_id = String::new();

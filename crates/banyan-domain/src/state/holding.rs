@@ -10,18 +10,26 @@ use crate::routing::TimerKind;
 use crate::stats::{HistoryEntry, HISTORY_LEN};
 
 impl State {
-    pub(super) fn contact_mut(&mut self, id: &str) -> &mut Contact {
-        self.data
-            .contacts
-            .get_mut(id)
-            .expect("contact checked before changing it")
+    /// A contact a command's checks found, to change it. `None` only when the state is
+    /// inconsistent (an offer, a hold or a timer names a contact that is gone): the caller
+    /// skips that step, and the inconsistency is counted for the node to report. Nothing
+    /// reachable from `apply` may panic: every replica would panic at the same entry, and
+    /// again on every replay.
+    pub(super) fn contact_mut(&mut self, id: &str) -> Option<&mut Contact> {
+        if !self.data.contacts.contains_key(id) {
+            self.idx.inconsistent(format!("contact {id} is gone"));
+            return None;
+        }
+        self.data.contacts.get_mut(id)
     }
 
-    pub(super) fn agent_mut(&mut self, id: &str) -> &mut crate::agent::Agent {
-        self.data
-            .agents
-            .get_mut(id)
-            .expect("agent checked before changing it")
+    /// An agent a command's checks found, to change it; see [`contact_mut`](Self::contact_mut).
+    pub(super) fn agent_mut(&mut self, id: &str) -> Option<&mut crate::agent::Agent> {
+        if !self.data.agents.contains_key(id) {
+            self.idx.inconsistent(format!("agent {id} is gone"));
+            return None;
+        }
+        self.data.agents.get_mut(id)
     }
 
     /// Reports a change of the agent's shown state since `before` (wrap-up starts and ends
@@ -55,9 +63,13 @@ impl State {
 
     /// The agent takes on a contact (an offer).
     pub(super) fn hold(&mut self, agent_id: &str, contact_id: &str, channel: Channel) {
-        let agent = self.agent_mut(agent_id);
-        agent.held.insert(contact_id.to_owned(), channel);
-        *agent.load.get_mut(channel) += 1;
+        let Some(agent) = self.agent_mut(agent_id) else {
+            return;
+        };
+        if agent.held.insert(contact_id.to_owned(), channel).is_none() {
+            let load = agent.load.get_mut(channel);
+            *load = load.saturating_add(1);
+        }
         self.repool(agent_id);
     }
 
@@ -81,7 +93,7 @@ impl State {
         reason: WithdrawReason,
         ev: &mut Vec<Event>,
     ) {
-        if let Some(offer) = self.contact_mut(contact_id).offer.as_mut() {
+        if let Some(offer) = self.contact_mut(contact_id).and_then(|c| c.offer.as_mut()) {
             offer.agents.retain(|a| a != agent_id);
         }
         self.release(agent_id, contact_id);
@@ -119,7 +131,9 @@ impl State {
         ev: &mut Vec<Event>,
     ) {
         let now = self.data.clock_ms;
-        let contact = self.contact_mut(contact_id);
+        let Some(contact) = self.contact_mut(contact_id) else {
+            return;
+        };
         if contact.state != ContactState::Offered
             || contact.offer.as_ref().is_some_and(|o| !o.agents.is_empty())
         {
@@ -165,11 +179,11 @@ impl State {
                 self.idx.unplace(contact_id);
                 self.idx.place(queue, contact);
                 if let Some(step) = queue.escalation.get(contact.step as usize) {
-                    let at = contact.queue_entered_ms + step.after_ms;
+                    let at = contact.queue_entered_ms.saturating_add(step.after_ms);
                     self.idx.schedule(at, TimerKind::Escalation, contact_id);
                 }
                 if state == ContactState::Queued && queue.max_wait_ms > 0 {
-                    let at = contact.enqueued_ms + queue.max_wait_ms;
+                    let at = contact.enqueued_ms.saturating_add(queue.max_wait_ms);
                     self.idx.schedule(at, TimerKind::MaxWait, contact_id);
                 }
             }

@@ -258,7 +258,9 @@ impl State {
                 return Ok(());
             }
             Action::Tick => self.tick(ev),
-            Action::ImportBranch(import) => self.import_branch(import, ev)?,
+            Action::ImportBranch(import) => {
+                self.import_branch(import, command.principal.as_ref(), ev)?
+            }
         }
         self.route(ev);
         Ok(())
@@ -294,6 +296,16 @@ impl State {
     /// The state machine's clock: the largest leader stamp of a command that took effect.
     pub fn clock_ms(&self) -> i64 {
         self.data.clock_ms
+    }
+
+    /// Inconsistencies of the state met while applying since this state was loaded: a
+    /// step that found an object its command's checks had found gone, and skipped. Zero in
+    /// a healthy cluster; the node logs and counts every one.
+    pub fn inconsistencies(&self) -> (u64, Option<&str>) {
+        (
+            self.idx.inconsistencies,
+            self.idx.last_inconsistency.as_deref(),
+        )
     }
 
     /// Idempotency keys currently remembered.
@@ -480,7 +492,7 @@ impl State {
         let waiting = self.idx.waiting.get(queue_id);
         let longest_wait_ms = waiting
             .and_then(|w| w.first())
-            .map_or(0, |(enqueued, _)| (now - enqueued).max(0));
+            .map_or(0, |(enqueued, _)| now.saturating_sub(*enqueued).max(0));
         let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
         for agent in self.data.agents.values() {
             let qualified = self

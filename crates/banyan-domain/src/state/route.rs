@@ -66,7 +66,10 @@ impl State {
                     break;
                 }
                 // Higher effective priority first, then older, then lower id.
-                let rank = (-effective_rank(queue, contact, now), contact.enqueued_ms);
+                let rank = (
+                    effective_rank(queue, contact, now).saturating_neg(),
+                    contact.enqueued_ms,
+                );
                 let better = best
                     .as_ref()
                     .is_none_or(|b| (rank, &contact.id) < (b.rank, &b.contact_id));
@@ -131,22 +134,34 @@ impl State {
         let now = self.data.clock_ms;
         let contact_id = choice.contact_id;
         self.idx.unplace(&contact_id);
-        let contact = &self.data.contacts[&contact_id];
-        let queue = &self.data.queues[&contact.queue_id];
+        let Some(contact) = self.data.contacts.get(&contact_id) else {
+            self.idx
+                .inconsistent(format!("lane head {contact_id} is gone"));
+            return;
+        };
+        let Some(queue) = self.data.queues.get(&contact.queue_id) else {
+            self.idx.inconsistent(format!(
+                "queue {} of {contact_id} is gone",
+                contact.queue_id
+            ));
+            return;
+        };
         let channel = contact.channel;
         let decision = Decision {
             queue_id: queue.id.clone(),
             strategy: queue.strategy,
             step: choice.lane.step,
             score: choice.agents.first().map_or(0, |a| a.score),
-            priority: -choice.rank.0 / PRIORITY_SCALE,
+            priority: choice.rank.0.saturating_neg() / PRIORITY_SCALE,
         };
-        let expires_ms = now + queue.offer_timeout_ms;
+        let expires_ms = now.saturating_add(queue.offer_timeout_ms);
         let agent_ids: Vec<String> = choice.agents.into_iter().map(|a| a.agent_id).collect();
         for agent_id in &agent_ids {
             self.data.offer_seq += 1;
             let seq = self.data.offer_seq;
-            self.agent_mut(agent_id).last_offer_seq = seq;
+            if let Some(agent) = self.agent_mut(agent_id) {
+                agent.last_offer_seq = seq;
+            }
             self.hold(agent_id, &contact_id, channel);
         }
         self.data
@@ -154,7 +169,9 @@ impl State {
             .entry(decision.queue_id.clone())
             .or_default()
             .offers += 1;
-        let contact = self.contact_mut(&contact_id);
+        let Some(contact) = self.contact_mut(&contact_id) else {
+            return;
+        };
         contact.decision = Some(decision.clone());
         contact.offer = Some(Offer {
             agents: agent_ids.clone(),

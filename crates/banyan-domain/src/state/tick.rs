@@ -92,7 +92,9 @@ impl State {
                 .entry(queue_id)
                 .or_default()
                 .missed_offers += 1;
-            let agent = self.agent_mut(agent_id);
+            let Some(agent) = self.agent_mut(agent_id) else {
+                return;
+            };
             agent.missed_in_row += 1;
             agent.missed_total += 1;
             if agent.missed_in_row >= max_missed && agent.presence == Presence::Available {
@@ -126,7 +128,9 @@ impl State {
         let Some(step) = queue.escalation.get(contact.step as usize) else {
             return;
         };
-        if !contact.state.is_waiting() || contact.queue_entered_ms + step.after_ms != at {
+        if !contact.state.is_waiting()
+            || contact.queue_entered_ms.saturating_add(step.after_ms) != at
+        {
             return;
         }
         let action = step.action.clone();
@@ -148,7 +152,9 @@ impl State {
             .get(&contact.customer_id)
             .map(|c| c.input.tier)
             .unwrap_or_default();
-        let contact = self.contact_mut(contact_id);
+        let Some(contact) = self.contact_mut(contact_id) else {
+            return;
+        };
         contact.step += 1;
         let step_no = contact.step;
         ev.push(Event::ContactEscalated {
@@ -161,7 +167,9 @@ impl State {
             contact.queue_id = target.id.clone();
             contact.queue_entered_ms = now;
             contact.step = 0;
-            contact.priority = contact.base_priority + target.tier_boost(tier);
+            contact.priority = contact
+                .base_priority
+                .saturating_add(target.tier_boost(tier));
             let state = contact.state;
             contact.enter(now, state, format!("overflow to {}", target.id));
             let counters = &mut self.data.counters;
@@ -189,14 +197,16 @@ impl State {
         };
         if contact.state != ContactState::Queued
             || queue.max_wait_ms == 0
-            || contact.enqueued_ms + queue.max_wait_ms != at
+            || contact.enqueued_ms.saturating_add(queue.max_wait_ms) != at
         {
             return;
         }
         if queue.when_full == WhenFull::Callback && contact.channel == Channel::Voice {
             let queue_id = queue.id.clone();
             self.data.counters.entry(queue_id).or_default().callbacks += 1;
-            let contact = self.contact_mut(contact_id);
+            let Some(contact) = self.contact_mut(contact_id) else {
+                return;
+            };
             contact.channel = Channel::Callback;
             contact.enter(now, ContactState::CallbackScheduled, "max wait: callback");
             ev.push(Event::CallbackScheduled {
