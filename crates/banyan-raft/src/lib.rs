@@ -24,6 +24,7 @@
 //! * [`store`]: opens one node's sled database and both stores over it.
 //! * [`outbox`]: a durable outbox of records to deliver later (a branch's self-service).
 //! * [`config`]: Raft timers as configuration.
+//! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
 
 #![allow(
     clippy::result_large_err,
@@ -34,6 +35,7 @@ pub mod codec;
 pub mod config;
 pub mod durable;
 pub mod events;
+pub mod fuzz;
 pub mod log_store;
 pub mod network;
 pub mod outbox;
