@@ -59,6 +59,17 @@ async fn t10_three_processes_form_one_cluster() {
         assert!(table.contains(&cluster.addr(id).unwrap()), "{table}");
     }
 
+    // Regression: a node writing its log to a file (not a terminal) wrote ANSI colour
+    // codes into it.
+    for id in [1, 2, 3] {
+        let log = cluster.log_tail(id, 1_000);
+        assert!(log.contains("INFO"), "node {id} logged: {log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "node {id}'s log file holds terminal colour codes: {log}"
+        );
+    }
+
     // Every member is healthy and ready once it knows the leader.
     for id in [1, 2, 3] {
         let http = cluster.http_addr(id).unwrap();

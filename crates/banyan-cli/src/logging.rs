@@ -1,5 +1,7 @@
 //! Structured logs with `tracing`: readable text by default, JSON on request.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -28,8 +30,12 @@ pub fn init(format: LogFormat, verbosity: Verbosity) {
         Verbosity::Narrated => "error,openraft=off",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal: a log file, a pipe or a container's log
+    // collector gets plain text (and `NO_COLOR` turns them off everywhere).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
