@@ -3,7 +3,7 @@
 //!
 //! Named by level, in the openraft manner: `t10` formation, `t12` the trust boundary (TLS, principals, the authorization table, the audit trail), `t20` replication, `t30`
 //! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart (`t62` backup and restore),
-//! `t70` bad input, `t80` agents at their desks, `t90` branches (`t92` the core lost,
+//! `t70` bad input, `t80` agents at their desks (`t88` hostile imports), `t90` branches (`t92` the core lost,
 //! `t94`/`t95` one branch cut off from a running core), `t96` the failover drills, `t97` metrics, wallboard and traces, `t98` the demo and its wallboard in a browser.
 
 mod t05_deploy_manifests;
@@ -21,6 +21,7 @@ mod t75_contact_bad_input;
 mod t80_agent_desk;
 mod t85_desk_timers;
 mod t87_site_lease;
+mod t88_hostile_import;
 mod t90_branch;
 mod t91_branch_self_service;
 mod t92_branch_autonomy;

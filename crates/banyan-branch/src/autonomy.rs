@@ -24,6 +24,11 @@ use crate::node::Inner;
 
 /// How often the branch checks whether to switch modes.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How long a branch whose import the core refused waits before it sends the next one.
+/// A refusal does not change by itself (the operator fixes its cause and restarts the
+/// branch, which tries at once); the retry only covers a cause that went away, such as an
+/// agent the core had at capacity.
+pub(crate) const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -136,23 +141,37 @@ impl Inner {
 
     /// After a restart with a journal not yet handed to the core: rebuild the site's own
     /// state from the replica and the journal, and carry on autonomous.
-    pub(crate) fn resume_journal(&self) {
+    ///
+    /// A journal entry or an accept record that cannot be read stops the branch with an
+    /// error naming it: each is a write the branch acknowledged, and skipping it would lose
+    /// it without a trace (the operator restores the data directory or takes the entry
+    /// out knowingly).
+    pub(crate) fn resume_journal(&self) -> Result<(), String> {
         // Entries the core already applied (an import landed just before the restart) are
         // in the replica's state already; replaying them would apply them twice. The next
         // reconcile forgets them.
         let done = self.replica.read().domain.reconciled_seq(&self.config.site);
-        let pending: Vec<(u64, Vec<u8>)> = match self.journal.pending(usize::MAX) {
-            Ok(pending) => pending.into_iter().filter(|(seq, _)| *seq > done).collect(),
-            Err(_) => return,
-        };
-        if pending.is_empty() {
-            return;
+        let pending: Vec<(u64, Vec<u8>)> = self
+            .journal
+            .pending(usize::MAX)
+            .map_err(|e| format!("reading the journal: {e}"))?
+            .into_iter()
+            .filter(|(seq, _)| *seq > done)
+            .collect();
+        let mut entries = Vec::with_capacity(pending.len());
+        for (seq, bytes) in &pending {
+            let stamped = banyan_raft::codec::decode::<Stamped>(bytes)
+                .map_err(|e| format!("journal entry {seq} cannot be read: {e}"))?;
+            entries.push((*seq, stamped));
+        }
+        self.check_accept_records()?;
+        if entries.is_empty() {
+            return Ok(());
         }
         let local = AppliedState::detached(self.view());
-        for (seq, bytes) in &pending {
-            if let Ok(stamped) = banyan_raft::codec::decode::<Stamped>(bytes) {
-                let _ = local.apply_local(*seq, &stamped);
-            }
+        for (seq, stamped) in &entries {
+            // A refusal replays as a refusal: the branch answered it so the first time.
+            let _ = local.apply_local(*seq, stamped);
         }
         tracing::info!(
             entries = pending.len(),
@@ -160,6 +179,7 @@ impl Inner {
         );
         self.set_local(Some(local));
         self.mode.set(Mode::Autonomous);
+        Ok(())
     }
 
     /// The replicated state narrowed to this branch's site, with the accepts in doubt.
@@ -302,7 +322,10 @@ impl Inner {
         }
     }
 
-    /// Keeps an import whose outcome is unknown, to send again before anything else.
+    /// Keeps an import whose outcome is unknown, to send again before anything else. A
+    /// refusal is a definite answer: the branch keeps its journal and serves on alone, and
+    /// sends the next import only after [`RETRY_REFUSED_AFTER`] (or a restart), instead of
+    /// committing the same refused entry at the core every round.
     fn remember_unanswered(&self, status: &ApiError, upto_seq: u64, command: Command) {
         let definite = matches!(
             status.code(),
@@ -311,7 +334,23 @@ impl Inner {
                 | tonic::Code::NotFound
                 | tonic::Code::AlreadyExists
         );
-        if !definite {
+        if definite {
+            tracing::error!(
+                site = %self.config.site,
+                upto_seq,
+                %status,
+                retry_in = ?RETRY_REFUSED_AFTER,
+                "the core refused this branch's import; the journal is kept and the site \
+                 served alone"
+            );
+            *self
+                .import_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((
+                format!("import up to journal entry {upto_seq} refused: {status}"),
+                std::time::Instant::now(),
+            ));
+        } else {
             *self
                 .unanswered_import
                 .lock()
@@ -322,6 +361,10 @@ impl Inner {
     /// Serves through the core again: the site's own state is dropped, agent sessions move
     /// back to the replica's events.
     fn back_through_the_core(&self, local: &AppliedState) {
+        *self
+            .import_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.created_alone
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -407,7 +450,13 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
                     };
                     let _ = inner.submit_local(Command::new(Action::Tick).by(me)).await;
                 }
-                if probe.status().await.is_ok_and(|s| s.leader_id != 0) {
+                let holding_off = inner
+                    .import_refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() < RETRY_REFUSED_AFTER);
+                if !holding_off && probe.status().await.is_ok_and(|s| s.leader_id != 0) {
                     if let Err(status) = inner.reconcile().await {
                         tracing::warn!(%status, "reconciliation failed; still autonomous");
                     }

@@ -37,6 +37,8 @@ pub enum StartError {
     Raft(String),
     #[error("core endpoints: {0}")]
     Core(String),
+    #[error("the branch's own records: {0}")]
+    Journal(String),
 }
 
 /// A running branch. Cheap to clone.
@@ -62,6 +64,9 @@ pub(crate) struct Inner {
     /// Contacts created alone during this outage whose journal entries an import already
     /// carried to the core.
     pub(crate) created_alone: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The core's refusal of the last import, and when it came: the branch holds off
+    /// sending the next one (see `autonomy::RETRY_REFUSED_AFTER`).
+    pub(crate) import_refused: std::sync::Mutex<Option<(String, std::time::Instant)>>,
     db: Database,
     /// The core, for joining, writes and lease renewals.
     pub(crate) core: Client,
@@ -128,6 +133,7 @@ impl BranchNode {
                 journal_lock: Default::default(),
                 unanswered_import: Default::default(),
                 created_alone: Default::default(),
+                import_refused: Default::default(),
                 raft,
                 db,
                 core,
@@ -151,7 +157,10 @@ impl BranchNode {
             node.inner.outbox.clone(),
             node.inner.mode.clone(),
         ));
-        node.inner.resume_journal();
+        if let Err(e) = node.inner.resume_journal() {
+            node.shutdown().await;
+            return Err(StartError::Journal(e));
+        }
         tokio::spawn(crate::autonomy::watch_forever(Arc::downgrade(&node.inner)));
         Ok(node)
     }
@@ -227,6 +236,19 @@ impl Inner {
     }
 
     /// The accepts still in doubt, as `(contact, agent)`, with their sequence numbers.
+    /// Checks that every accept record reads (at start: see `resume_journal`).
+    pub(crate) fn check_accept_records(&self) -> Result<(), String> {
+        let records = self
+            .accepts
+            .pending(usize::MAX)
+            .map_err(|e| format!("reading the accept records: {e}"))?;
+        for (seq, bytes) in records {
+            banyan_raft::codec::decode::<(String, String)>(&bytes)
+                .map_err(|e| format!("accept record {seq} cannot be read: {e}"))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn accepts_in_doubt(&self) -> Vec<(u64, (String, String))> {
         self.accepts
             .pending(usize::MAX)
@@ -519,6 +541,13 @@ impl Observed for BranchNode {
             journal_backlog: self.inner.journal.backlog(),
             outbox_backlog: self.inner.outbox.backlog(),
             since_core_answered: self.inner.lease.since_last_renewal(),
+            import_refused: self
+                .inner
+                .import_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|(why, _)| why.clone()),
         })
     }
 

@@ -96,6 +96,9 @@ impl ClusterService {
                     .agents()
                     .filter(|a| a.input.site == site.input.id)
                     .count() as u32;
+                if let Some(refused) = applied.refused_imports.get(&site.input.id) {
+                    status.import_refused = refused.to_string();
+                }
                 status
             })
             .collect();

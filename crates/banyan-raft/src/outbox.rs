@@ -122,8 +122,10 @@ impl Outbox {
             .take(limit)
             .map(|item| {
                 let (k, v) = item.map_err(store_err)?;
-                let mut seq = [0u8; 8];
-                seq.copy_from_slice(&k[1..9]);
+                let seq: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| store_err(sled::Error::Corruption { at: None, bt: () }))?;
                 Ok((u64::from_be_bytes(seq), v.to_vec()))
             })
             .collect()

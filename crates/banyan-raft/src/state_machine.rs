@@ -14,7 +14,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use banyan_domain::State;
+use banyan_domain::{Stamped, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
@@ -27,8 +27,8 @@ use crate::codec;
 use crate::durable::DurableDb;
 use crate::events::{EventFeed, EventRecord};
 use crate::types::{
-    Batch, BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    Batch, BatchResponse, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig,
 };
 
 const KEY_CURRENT: &[u8] = b"current";
@@ -42,6 +42,62 @@ pub struct Applied {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub domain: State,
+    /// Site → the last import of its branch this node applied and the domain refused,
+    /// until one of the site's imports lands. Derived from the log (every replica refuses
+    /// alike) and not part of snapshots: a node restored from one shows the refusals
+    /// applied since.
+    #[serde(skip)]
+    pub refused_imports: std::collections::BTreeMap<String, RefusedImport>,
+}
+
+/// A branch's import the core refused: a definite answer, shown in the cluster status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedImport {
+    /// The log index of the refused import.
+    pub index: u64,
+    pub upto_seq: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RefusedImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "import up to journal entry {} refused at log index {}: {}",
+            self.upto_seq, self.index, self.reason
+        )
+    }
+}
+
+impl Applied {
+    /// Notes the outcome of a command for the refused-import table.
+    fn note_outcome(&mut self, index: u64, stamped: &Stamped, result: &Response) {
+        let banyan_domain::Action::ImportBranch(import) = &stamped.command.action else {
+            return;
+        };
+        match result {
+            Ok(_) => {
+                self.refused_imports.remove(&import.site);
+            }
+            Err(err) => {
+                tracing::error!(
+                    index,
+                    site = %import.site,
+                    upto_seq = import.upto_seq,
+                    %err,
+                    "refused a branch's import; the branch keeps its journal"
+                );
+                self.refused_imports.insert(
+                    import.site.clone(),
+                    RefusedImport {
+                        index,
+                        upto_seq: import.upto_seq,
+                        reason: err.to_string(),
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// Read access to the applied state, shared with the node's services.
@@ -299,6 +355,7 @@ impl StateMachineStore {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             domain,
+            refused_imports: Default::default(),
         };
         self.inner.events.reset_after(index);
         self.inner.applied_tx.send_replace(index);
@@ -428,6 +485,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 let (seen, _) = state.domain.inconsistencies();
                                 let (result, fresh) = state.domain.apply_traced(command);
                                 report_inconsistency(&state.domain, seen, index, command);
+                                state.note_outcome(index, command, &result);
                                 // A retry answers with its first events; they are not new.
                                 let new_events = result.iter().flatten().filter(|_| fresh);
                                 for event in new_events {

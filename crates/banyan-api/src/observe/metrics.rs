@@ -341,6 +341,19 @@ pub fn render<N: Observed>(node: &N) -> String {
             b.journal_backlog as f64,
         );
     }
+    out.family(
+        "banyan_branch_import_refused",
+        "gauge",
+        "1 while the core's answer to the site's last import is a refusal: the branch keeps \
+         its journal and the site's work since the outage is not at the core.",
+    );
+    for b in &snap.branches {
+        out.sample(
+            "banyan_branch_import_refused",
+            &[("site", &b.site)],
+            f64::from(u8::from(b.import_refused.is_some())),
+        );
+    }
     if let Some(own) = node.own_branch() {
         out.gauge(
             "banyan_branch_outbox_backlog",

@@ -30,6 +30,9 @@ pub struct OwnBranch {
     pub outbox_backlog: u64,
     /// Since the core last accepted the site's lease renewal.
     pub since_core_answered: Option<Duration>,
+    /// Why the core refused this branch's last import, while the branch holds off
+    /// sending it again.
+    pub import_refused: Option<String>,
 }
 
 /// A node whose figures can be shown.

@@ -115,6 +115,8 @@ pub struct BranchFigures {
     pub lag: Option<u64>,
     /// Seconds since the core last accepted the site's lease renewal (the branch itself).
     pub since_core_answered_s: Option<f64>,
+    /// Why the core refused the site's last import, while it stands.
+    pub import_refused: Option<String>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -263,6 +265,16 @@ impl Snapshot {
                         .filter(|_| mine)
                         .and_then(|o| o.since_core_answered)
                         .map(|d| d.as_secs_f64()),
+                    import_refused: own
+                        .as_ref()
+                        .filter(|_| mine)
+                        .and_then(|o| o.import_refused.clone())
+                        .or_else(|| {
+                            applied
+                                .refused_imports
+                                .get(&site.input.id)
+                                .map(ToString::to_string)
+                        }),
                 }
             })
             .collect();

@@ -421,6 +421,8 @@ pub struct SiteRow {
     pub last_contact_s: Option<f64>,
     pub lease_left_s: Option<f64>,
     pub agents: u32,
+    /// Why the core refused the site's last import (the branch keeps its journal).
+    pub import_refused: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -460,6 +462,7 @@ fn site_rows(view: &ClusterStatus) -> Vec<SiteRow> {
             last_contact_s: (s.last_renewal_ms != 0).then(|| secs(now - s.last_renewal_ms)),
             lease_left_s: (s.lease_expires_ms != 0).then(|| secs(s.lease_expires_ms - now)),
             agents: s.agents,
+            import_refused: (!s.import_refused.is_empty()).then(|| s.import_refused.clone()),
         })
         .collect()
 }
@@ -623,6 +626,11 @@ fn print_status(report: &StatusReport) {
             ]);
         }
         println!("{sites}");
+        for s in &report.sites {
+            if let Some(why) = &s.import_refused {
+                println!("site {}: {why}", s.site);
+            }
+        }
     }
     println!(
         "leader: {}   term: {}   voters: {}   members: {}",

@@ -1,0 +1,217 @@
+//! Imports a faulty or hostile branch could send, against a running secure cluster: one
+//! with a priority at the end of `i64` (it used to panic `apply` on every replica), one
+//! that would silence the site for good, one beyond the size caps and one beyond the
+//! message limit. Each is refused with its field named, no node restarts, the status says
+//! why the site's import was refused, and the site's real import then lands exactly once,
+//! however often it is sent.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banyan_domain::contact::{Contact, Transition};
+use banyan_domain::{Action, BranchImport, Channel, Command, ContactState};
+use banyan_proto::v1 as pb;
+use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
+use banyan_tests::{contact_now, put_queue, site_status, three_nodes};
+use tonic::Code;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A call the emea branch took in alone, still waiting in queue `q`.
+fn taken_alone(id: &str, at_ms: i64) -> Contact {
+    Contact {
+        id: id.into(),
+        request_id: Some(format!("call-{id}")),
+        channel: Channel::Voice,
+        customer_id: String::new(),
+        queue_id: "q".into(),
+        intent: "billing".into(),
+        base_priority: 5,
+        priority: 5,
+        attributes: BTreeMap::new(),
+        origin_site: "emea".into(),
+        owner: "emea".into(),
+        state: ContactState::Queued,
+        enqueued_ms: at_ms,
+        queue_entered_ms: at_ms,
+        step: 0,
+        offer: None,
+        decision: None,
+        agent_id: String::new(),
+        passed_by: String::new(),
+        connected_ms: None,
+        wrap_until_ms: None,
+        ended_ms: None,
+        disposition: String::new(),
+        notes: String::new(),
+        transferred_from: String::new(),
+        transferred_to: String::new(),
+        timeline: vec![Transition {
+            at_ms,
+            state: ContactState::Queued,
+            detail: "q".into(),
+            by: None,
+        }],
+    }
+}
+
+fn import(upto_seq: u64, contacts: Vec<Contact>) -> BranchImport {
+    BranchImport {
+        site: "emea".into(),
+        upto_seq,
+        created: contacts.iter().map(|c| c.id.clone()).collect(),
+        contacts,
+        agents: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t88_hostile_replayed_and_giant_imports_break_nothing() {
+    let (cluster, leader) = three_nodes(&[]).await;
+    let client = cluster.client().unwrap();
+    put_queue(
+        &client,
+        pb::Queue {
+            id: "q".into(),
+            name: "Q".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let pki = cluster.pki().expect("a secure cluster");
+    pki.branch(101, "emea").unwrap();
+    let emea = pki.node_security(101).unwrap();
+    let leader_addr = cluster.addr(leader).unwrap();
+    let send = |action: Action, request_id: &str| {
+        let security = emea.clone();
+        let addr = leader_addr.clone();
+        let command = Command::with_request_id(action, Some(request_id.to_owned()));
+        async move {
+            let mut request = tonic::Request::new(pb::RaftPayload {
+                data: banyan_raft::codec::encode(&command),
+            });
+            request.set_timeout(Duration::from_secs(10));
+            CommandForwardingClient::new(banyan_client::channel(&security, &addr).unwrap())
+                .propose(request)
+                .await
+                .map(drop)
+        }
+    };
+    let refused = |result: Result<(), tonic::Status>, code: Code, field: &str| {
+        let status = result.expect_err("a hostile import must be refused");
+        assert_eq!(status.code(), code, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+    };
+    // The site exists: its branch renewed its lease once.
+    banyan_client::Client::new([&leader_addr], banyan_client::RetryPolicy::default(), &emea)
+        .unwrap()
+        .renew_lease(pb::RenewLeaseRequest {
+            site_id: "emea".into(),
+            node_id: 101,
+            sent_at_ms: now_ms(),
+            ttl_ms: 60_000,
+            ..Default::default()
+        })
+        .await
+        .expect("the emea branch renews its lease");
+    let at = now_ms() - 5_000;
+    let real = taken_alone("emea-7", at);
+
+    // Hostile: a priority that overflowed the ranking inside apply.
+    let mut hostile = real.clone();
+    hostile.priority = i64::MAX;
+    hostile.base_priority = i64::MAX;
+    refused(
+        send(Action::ImportBranch(import(3, vec![hostile])), "hostile-1").await,
+        Code::InvalidArgument,
+        "base_priority",
+    );
+    // Silencing: recorded as reconciled, it would skip every later import of the site.
+    refused(
+        send(
+            Action::ImportBranch(import(u64::MAX, vec![real.clone()])),
+            "hostile-2",
+        )
+        .await,
+        Code::InvalidArgument,
+        "upto_seq",
+    );
+    // Giant: past the caps on what one import may carry...
+    let mut giant = import(3, Vec::new());
+    giant.created = (0..=banyan_domain::command::MAX_IMPORT_CONTACTS)
+        .map(|i| format!("emea-{i}"))
+        .collect();
+    refused(
+        send(Action::ImportBranch(giant), "hostile-3").await,
+        Code::InvalidArgument,
+        "created",
+    );
+    // ...and past the message limit altogether.
+    let mut huge = real.clone();
+    huge.notes = "n".repeat(64 << 20);
+    let too_big = send(Action::ImportBranch(import(3, vec![huge])), "hostile-4").await;
+    let status = too_big.expect_err("a 64 MiB import");
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+
+    // The status says why the site's last import was refused.
+    let site = site_status(&client, "emea").await.expect("site emea");
+    assert!(
+        site.import_refused.contains("refused") && site.import_refused.contains("created"),
+        "{site:?}"
+    );
+
+    // No node went down, and none restarted.
+    for id in [1, 2, 3] {
+        assert!(cluster.is_running(id), "node {id} stopped");
+    }
+    let leader_now = cluster
+        .wait_for_leader(&[1, 2, 3], banyan_tests::DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(leader_now, leader, "the leader stayed");
+
+    // The real import lands; sent again (a lost answer) and again under another request
+    // id (a restarted branch), it changes nothing.
+    send(
+        Action::ImportBranch(import(3, vec![real.clone()])),
+        "reconcile/emea/101/3",
+    )
+    .await
+    .expect("the real import");
+    send(
+        Action::ImportBranch(import(3, vec![real.clone()])),
+        "reconcile/emea/101/3",
+    )
+    .await
+    .expect("the same import again");
+    send(
+        Action::ImportBranch(import(3, vec![real])),
+        "reconcile/emea/102/3",
+    )
+    .await
+    .expect("the same journal again");
+    let contact = contact_now(&client, "emea-7").await;
+    assert_eq!(contact.enqueued_ms, at, "the call keeps its place");
+    let listed = client
+        .list_contacts(pb::ListContactsRequest {
+            queue_id: "q".into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let copies = listed.contacts.iter().filter(|c| c.id == "emea-7").count();
+    assert_eq!(copies, 1, "{listed:?}");
+    let site = site_status(&client, "emea").await.expect("site emea");
+    assert!(site.import_refused.is_empty(), "{site:?}");
+    for id in [1, 2, 3] {
+        assert!(cluster.is_running(id), "node {id} stopped");
+    }
+}
