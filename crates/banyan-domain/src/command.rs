@@ -58,14 +58,15 @@ impl Command {
     }
 }
 
-/// Most contacts one import may carry: a site's whole state after a long outage fits, and
-/// the entry stays within what one Raft entry should hold.
-pub const MAX_IMPORT_CONTACTS: usize = 20_000;
+/// Most contacts one import may carry: far more than a site takes in during any outage (the
+/// message limit binds first); a bound on what a hostile import can make a replica
+/// allocate.
+pub const MAX_IMPORT_CONTACTS: usize = 1_000_000;
 /// Most agents (and their presences) one import may carry.
-pub const MAX_IMPORT_AGENTS: usize = 5_000;
-/// How far ahead of the cluster clock an imported time may be: a branch's clock may run a
-/// little ahead of the leader's, never by more than this.
-pub const MAX_IMPORT_CLOCK_AHEAD_MS: i64 = 60_000;
+pub const MAX_IMPORT_AGENTS: usize = 100_000;
+/// How far ahead of the cluster clock an imported time may be: as far as a lease renewal's
+/// send time may be (a branch whose clock runs further ahead is refused there first).
+pub const MAX_IMPORT_CLOCK_AHEAD_MS: i64 = crate::site::MAX_LEASE_MS;
 /// Most journal entries one import may cover: a site that claims more cannot have
 /// journalled them, and recording such a sequence would skip every later import of it.
 pub const MAX_IMPORT_SPAN: u64 = 1 << 32;

@@ -25,10 +25,6 @@ use crate::validate::{
     MAX_NAME_LEN, MAX_TEXT_LEN,
 };
 
-/// Most steps a contact's timeline may record when it comes from outside the state
-/// machine (an import): hours of missed offers and requeues fit.
-pub const MAX_TIMELINE: usize = 10_000;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ContactState {
     SelfServed,
@@ -359,7 +355,9 @@ impl Contact {
             time("offer.offered_ms", offer.offered_ms, latest_ms)?;
             time("offer.expires_ms", offer.expires_ms, deadline)?;
         }
-        validate_count(&field("timeline"), self.timeline.len(), MAX_TIMELINE)?;
+        // The timeline's length is not capped: the domain itself makes timelines of any
+        // length (a ring-all nobody answers requeues forever), and the message limit bounds
+        // what an import can carry.
         let mut previous = 0;
         for (i, step) in self.timeline.iter().enumerate() {
             let name = format!("timeline[{i}].at_ms");
@@ -368,10 +366,11 @@ impl Contact {
                 return Err(DomainError::invalid(field(&name), "steps go back in time"));
             }
             previous = step.at_ms;
+            // A ring-all offer's step names every agent rung.
             validate_len(
                 &field(&format!("timeline[{i}].detail")),
                 &step.detail,
-                MAX_NAME_LEN,
+                MAX_TEXT_LEN,
             )?;
         }
         if !self.timeline_is_legal() {

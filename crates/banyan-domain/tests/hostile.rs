@@ -182,3 +182,24 @@ fn the_real_import_lands_after_the_hostile_ones() {
     assert_eq!(sim.state.reconciled_seq("emea"), 1);
     assert!(sim.state.contact("emea-1").is_some());
 }
+
+/// Regression: the domain writes a ring-all offer's step detail with every agent rung,
+/// longer than a name; an import carrying such a contact was refused, stranding the site.
+#[test]
+fn an_import_with_a_ring_all_step_naming_many_agents_lands() {
+    let (mut sim, mut taken) = setup();
+    let rung: Vec<String> = (0..16).map(|i| format!("agent-{i:0>40}")).collect();
+    taken.timeline[0].detail = rung.join(",");
+    sim.apply(Action::ImportBranch(import(vec![taken])));
+    assert!(sim.state.contact("emea-1").is_some());
+}
+
+/// Regression: a stamp near the end of `i64` saturated every timer sum to "now", and a
+/// tick could fire the same escalation again and again. Such a stamp is no clock.
+#[test]
+fn a_stamp_past_the_year_9999_is_refused() {
+    let (mut sim, _) = setup();
+    sim.now = i64::MAX - 1;
+    let err = sim.refuse(Action::Tick);
+    assert_eq!(field_of(&err), "at_ms", "{err}");
+}

@@ -63,16 +63,15 @@ impl Outbox {
             .next_back()
             .transpose()
             .map_err(store_err)?
-            .map_or(0, |k| {
-                let mut seq = [0u8; 8];
-                seq.copy_from_slice(&k[1..9]);
-                u64::from_be_bytes(seq)
-            });
-        let last_handed_out = tree.get(LAST).map_err(store_err)?.map_or(0, |v| {
-            let mut seq = [0u8; 8];
-            seq.copy_from_slice(&v[..8]);
-            u64::from_be_bytes(seq)
-        });
+            .map(|k| be_u64(k.get(1..9)))
+            .transpose()?
+            .unwrap_or(0);
+        let last_handed_out = tree
+            .get(LAST)
+            .map_err(store_err)?
+            .map(|v| be_u64(v.get(..8)))
+            .transpose()?
+            .unwrap_or(0);
         let last = last_entry.max(last_handed_out);
         Ok(Self {
             db: durable,
@@ -122,11 +121,7 @@ impl Outbox {
             .take(limit)
             .map(|item| {
                 let (k, v) = item.map_err(store_err)?;
-                let seq: [u8; 8] = k
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| store_err(sled::Error::Corruption { at: None, bt: () }))?;
-                Ok((u64::from_be_bytes(seq), v.to_vec()))
+                Ok((be_u64(k.get(1..9))?, v.to_vec()))
             })
             .collect()
     }
@@ -141,6 +136,14 @@ impl Outbox {
         self.tree.remove(entry_key(seq)).map_err(store_err)?;
         self.db.sync_async().await.map_err(store_err)
     }
+}
+
+/// A sequence number stored big-endian; a record too short to hold one is corrupt.
+fn be_u64(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| store_err(sled::Error::Corruption { at: None, bt: () }))
 }
 
 #[cfg(test)]

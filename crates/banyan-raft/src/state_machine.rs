@@ -57,6 +57,8 @@ pub struct RefusedImport {
     pub index: u64,
     pub upto_seq: u64,
     pub reason: String,
+    /// The site's reconciled journal sequence when it was refused.
+    reconciled_then: u64,
 }
 
 impl std::fmt::Display for RefusedImport {
@@ -70,14 +72,38 @@ impl std::fmt::Display for RefusedImport {
 }
 
 impl Applied {
+    fn may_note_refusal(&self, stamped: &Stamped, site: &str) -> bool {
+        let scoped = stamped
+            .command
+            .principal
+            .as_ref()
+            .and_then(banyan_domain::Principal::site_scope)
+            .is_none_or(|scope| scope == site);
+        scoped && self.domain.site(site).is_some()
+    }
+
     /// Notes the outcome of a command for the refused-import table.
     fn note_outcome(&mut self, index: u64, stamped: &Stamped, result: &Response) {
         let banyan_domain::Action::ImportBranch(import) = &stamped.command.action else {
             return;
         };
         match result {
+            // Cleared once an import of the site lands: its reconciled sequence moved on
+            // since the refusal (an older import answered again does not clear it).
             Ok(_) => {
-                self.refused_imports.remove(&import.site);
+                let done = self.domain.reconciled_seq(&import.site);
+                if self
+                    .refused_imports
+                    .get(&import.site)
+                    .is_some_and(|r| done > r.reconciled_then)
+                {
+                    self.refused_imports.remove(&import.site);
+                }
+            }
+            // Only for a site that exists and the sender may speak for: a refusal for an
+            // invented or another site's name must not grow the table or raise its alert.
+            Err(err) if !self.may_note_refusal(stamped, &import.site) => {
+                tracing::warn!(index, site = %import.site, %err, "refused an import for a site its sender does not serve");
             }
             Err(err) => {
                 tracing::error!(
@@ -93,6 +119,7 @@ impl Applied {
                         index,
                         upto_seq: import.upto_seq,
                         reason: err.to_string(),
+                        reconciled_then: self.domain.reconciled_seq(&import.site),
                     },
                 );
             }

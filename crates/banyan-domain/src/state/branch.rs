@@ -181,7 +181,11 @@ impl State {
             match self.data.contacts.get(&contact.id) {
                 None if served_here => {}
                 None => self.insert_imported(contact, true, ev),
-                Some(existing) if import.created.contains(&contact.id) => {
+                // Only a contact of the site itself is the branch's to stand in for (the
+                // check above validated exactly those as new contacts).
+                Some(existing)
+                    if import.created.contains(&contact.id) && existing.origin_site == site =>
+                {
                     self.adopt_imported(existing.clone(), contact, ev)
                 }
                 Some(existing) => self.settle_imported(existing.clone(), contact, ev),
@@ -263,6 +267,7 @@ impl State {
                 // like a new contact: its queue, its agent and that agent's room are
                 // checked below. Any other copy only settles what the same agent did.
                 let adopted = import.created.contains(&contact.id)
+                    && existing.origin_site == site
                     && (existing.state.is_waiting() || existing.state == ContactState::Offered);
                 if !adopted {
                     let settles =

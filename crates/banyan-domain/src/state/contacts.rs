@@ -385,24 +385,27 @@ impl State {
         counters.handled += 1;
         let handled_ms = now.saturating_sub(connected).max(0);
         counters.handle_ms = counters.handle_ms.saturating_add(handled_ms);
-        let Some(agent) = self.agent_mut(&agent_id) else {
-            return;
-        };
-        let shown = agent.state();
-        if was == ContactState::Connected {
-            agent.talk_time_ms = agent.talk_time_ms.saturating_add(handled_ms);
-        } else {
-            agent.wrapping_up = agent.wrapping_up.saturating_sub(1);
-        }
-        agent.handled += 1;
-        agent.idle_since_ms = now;
+        // The agent's side is skipped (and counted) if it is gone; the contact still ends.
+        let shown = self.agent_mut(&agent_id).map(|agent| {
+            let shown = agent.state();
+            if was == ContactState::Connected {
+                agent.talk_time_ms = agent.talk_time_ms.saturating_add(handled_ms);
+            } else {
+                agent.wrapping_up = agent.wrapping_up.saturating_sub(1);
+            }
+            agent.handled += 1;
+            agent.idle_since_ms = now;
+            shown
+        });
         self.release(&agent_id, contact_id);
         ev.push(Event::ContactCompleted {
             contact_id: contact_id.to_owned(),
             agent_id: agent_id.clone(),
             disposition: disposition.to_owned(),
         });
-        self.agent_state_changed(&agent_id, &shown, ev);
+        if let Some(shown) = shown {
+            self.agent_state_changed(&agent_id, &shown, ev);
+        }
         self.record_history(contact_id);
     }
 

@@ -38,6 +38,9 @@ use crate::routing::Indexes;
 use crate::site::Site;
 use crate::stats::{HistoryEntry, QueueCounters, QueueStats};
 
+/// The latest stamp `apply` takes: the last millisecond of the year 9999.
+pub const MAX_STAMP_MS: i64 = 253_402_300_799_999;
+
 /// The source of truth: everything a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Data {
@@ -129,6 +132,14 @@ impl State {
     pub fn apply(&mut self, stamped: &Stamped) -> Result<Vec<Event>, DomainError> {
         // A refused command and a retry change nothing, not even the clock: only a command
         // that takes effect advances it and expires old request ids.
+        // A stamp past the year 9999 is no clock: refused, so that no timer sum can
+        // saturate at the end of i64 and fire again and again within one tick.
+        if stamped.at_ms > MAX_STAMP_MS {
+            return Err(DomainError::invalid(
+                "at_ms",
+                format!("{} is past the year 9999", stamped.at_ms),
+            ));
+        }
         let before = self.data.clock_ms;
         let now = before.max(stamped.at_ms);
         let command = &stamped.command;

@@ -92,12 +92,12 @@ impl State {
                 .entry(queue_id)
                 .or_default()
                 .missed_offers += 1;
-            let Some(agent) = self.agent_mut(agent_id) else {
-                return;
-            };
-            agent.missed_in_row += 1;
-            agent.missed_total += 1;
-            if agent.missed_in_row >= max_missed && agent.presence == Presence::Available {
+            let put_on_break = self.agent_mut(agent_id).is_some_and(|agent| {
+                agent.missed_in_row += 1;
+                agent.missed_total += 1;
+                agent.missed_in_row >= max_missed && agent.presence == Presence::Available
+            });
+            if put_on_break {
                 self.withdraw_offers_of(agent_id, WithdrawReason::AgentUnavailable, ev);
                 let reason = MISSED_OFFERS_REASON.to_owned();
                 self.change_presence(agent_id, Presence::Break { reason }, ev);
