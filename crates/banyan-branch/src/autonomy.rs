@@ -199,14 +199,25 @@ impl Inner {
     /// Whether the branch may route on its own now: its site held a lease at the core (so
     /// the core fences the site's agents when it lapses), the lease has certainly lapsed,
     /// and the last renewal attempt failed.
+    ///
+    /// The lease must also be this node's (a lease another branch node of the site holds is
+    /// that node's to route with: two live branches for one site never both route), and
+    /// past the expiry the replica last saw, plus the skew, on this node's clock (a node
+    /// restarted right after a renewal does not know when it sent it).
     fn should_go_autonomous(&self) -> bool {
-        let leased = self
-            .replica
-            .read()
-            .domain
-            .site(&self.config.site)
-            .is_some_and(|s| s.lease_expires_ms.is_some());
-        leased && !self.lease.may_be_held() && self.lease.last_error().is_some()
+        let replica = self.replica.read();
+        let Some(site) = replica.domain.site(&self.config.site) else {
+            return false;
+        };
+        let Some(expires_ms) = site.lease_expires_ms else {
+            return false;
+        };
+        let holder = site.branch.map_or(0, |b| b.node_id);
+        let ours = holder == self.config.id || holder == 0;
+        let skew_ms = self.config.max_clock_skew.as_millis() as i64;
+        let past_expiry = wall_clock_ms() > expires_ms.saturating_add(skew_ms);
+        drop(replica);
+        ours && past_expiry && !self.lease.may_be_held() && self.lease.last_error().is_some()
     }
 
     fn go_autonomous(&self) {

@@ -44,6 +44,8 @@ pub enum ConfigError {
     NoCore,
     #[error("--lease-ttl: {0}")]
     Lease(String),
+    #[error("--max-clock-skew: {0}")]
+    Skew(String),
     #[error("--data-dir: must not be empty")]
     DataDir,
     #[error("--self-service: {0}")]
@@ -97,6 +99,14 @@ impl BranchConfig {
                 "{lease_ttl:?} is outside {} ms..={} ms",
                 banyan_domain::site::MIN_LEASE_MS,
                 banyan_domain::site::MAX_LEASE_MS
+            )));
+        }
+        let budget = 2 * banyan_domain::site::MAX_CLOCK_OFFSET_MS;
+        if (max_clock_skew.as_millis() as i64) < budget {
+            return Err(ConfigError::Skew(format!(
+                "{max_clock_skew:?} is less than {budget} ms: it must cover the core's clock \
+                 offset budget ({} ms) and a renewal's network delay",
+                banyan_domain::site::MAX_CLOCK_OFFSET_MS
             )));
         }
         if data_dir.as_os_str().is_empty() {

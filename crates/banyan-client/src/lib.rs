@@ -23,7 +23,7 @@ use banyan_proto::v1::{
     AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
     CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
     FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
-    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest,
+    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest, ReleaseLeaseRequest,
     ListContactsResponse, ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue,
     QueueStats, ReadConsistency, RemoveNodeRequest, RenewLeaseRequest, RevokeAgentTokensRequest,
     StatusRequest, TransferContactRequest, UpsertAgentRequest, UpsertCustomerRequest,
@@ -500,6 +500,18 @@ impl Client {
         }
         self.call(&request, |channel, request| async move {
             ClusterClient::new(channel).renew_lease(request).await
+        })
+        .await
+    }
+
+    /// Releases a site's lease (an administrator's call); retries apply once.
+    pub async fn release_lease(&self, site_id: &str) -> Result<LeaseResponse, Status> {
+        let request = ReleaseLeaseRequest {
+            site_id: site_id.to_owned(),
+            request_id: new_request_id(),
+        };
+        self.call(&request, |channel, request| async move {
+            ClusterClient::new(channel).release_lease(request).await
         })
         .await
     }

@@ -9,7 +9,7 @@ use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
 use banyan_proto::v1::{
     AddLearnerRequest, AddVoterRequest, ClusterStatus, LeaseResponse, MembershipResponse,
-    NodeStatus, RemoveNodeRequest, RenewLeaseRequest, Role, SiteStatus, StatusRequest,
+    NodeStatus, RemoveNodeRequest, ReleaseLeaseRequest, RenewLeaseRequest, Role, SiteStatus, StatusRequest,
 };
 use banyan_raft::{NodeId, ServerState};
 use banyan_trust::{policy, principal_of};
@@ -98,6 +98,11 @@ impl ClusterService {
                     .count() as u32;
                 if let Some(refused) = applied.refused_imports.get(&site.input.id) {
                     status.import_refused = refused.to_string();
+                }
+                if let Some(offset) = applied.clock_offsets.get(&site.input.id) {
+                    status.clock_offset_ms = offset.offset_ms;
+                    status.clock_offset_known = true;
+                    status.clock_offset_past_budget = offset.past_budget;
                 }
                 status
             })
@@ -217,6 +222,35 @@ impl Cluster for ClusterService {
                 _ => None,
             })
             .ok_or_else(|| ApiError::Fatal("lease renewed without an event".into()))?;
+        Ok(Response::new(LeaseResponse {
+            site_id,
+            expires_ms,
+        }))
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<ReleaseLeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let by = principal_of(&request)?;
+        let message = request.into_inner();
+        let invalid = ApiError::Domain;
+        let site_id = convert::required_id("site_id", &message.site_id).map_err(invalid)?;
+        let request_id = convert::request_id(message.request_id).map_err(invalid)?;
+        let action = Action::ReleaseLease {
+            site_id: site_id.clone(),
+        };
+        self.node
+            .submit(Command::with_request_id(action, request_id).by(by))
+            .await?;
+        let expires_ms = self
+            .node
+            .applied()
+            .read()
+            .domain
+            .site(&site_id)
+            .and_then(|s| s.lease_expires_ms)
+            .unwrap_or(0);
         Ok(Response::new(LeaseResponse {
             site_id,
             expires_ms,

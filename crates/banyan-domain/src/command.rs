@@ -64,8 +64,9 @@ impl Command {
 pub const MAX_IMPORT_CONTACTS: usize = 1_000_000;
 /// Most agents (and their presences) one import may carry.
 pub const MAX_IMPORT_AGENTS: usize = 100_000;
-/// How far ahead of the cluster clock an imported time may be: as far as a lease renewal's
-/// send time may be (a branch whose clock runs further ahead is refused there first).
+/// How far ahead of the cluster clock an imported time may be: far more than the clock
+/// offset a branch's renewals are accepted with, so that a branch whose clock drifted
+/// while it was cut off still hands its work over.
 pub const MAX_IMPORT_CLOCK_AHEAD_MS: i64 = crate::site::MAX_LEASE_MS;
 /// Most journal entries one import may cover: a site that claims more cannot have
 /// journalled them, and recording such a sequence would skip every later import of it.
@@ -164,4 +165,11 @@ pub enum Action {
     /// Advance timers to the stamped time: offer expiry, escalation, max wait, wrap-up end,
     /// site lease expiry. The leader proposes it when something is due.
     Tick,
+    /// An administrator releases a site's lease: it lapses now and no branch node holds
+    /// it, so another node of the site may take it (a branch replaced under a new id).
+    /// Last of the variants: a new variant goes at the end, so that older log entries
+    /// decode unchanged.
+    ReleaseLease {
+        site_id: String,
+    },
 }

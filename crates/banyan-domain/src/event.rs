@@ -137,6 +137,11 @@ pub enum Event {
         state: ContactState,
         agent_id: String,
     },
+    /// An administrator released the site's lease (it lapsed at once). Last of the
+    /// variants, so older records decode unchanged.
+    LeaseReleased {
+        site_id: String,
+    },
 }
 
 impl Event {
@@ -201,6 +206,7 @@ impl Event {
             Event::ContactTransferred { .. } => "contact_transferred",
             Event::AgentStateChanged { .. } => "agent_state_changed",
             Event::ContactImported { .. } => "contact_imported",
+            Event::LeaseReleased { .. } => "lease_released",
         }
     }
 }

@@ -14,6 +14,12 @@ use crate::validate::{validate_id, validate_len, MAX_NAME_LEN};
 /// Shortest and longest lease a branch may ask for.
 pub const MIN_LEASE_MS: i64 = 500;
 pub const MAX_LEASE_MS: i64 = 10 * 60 * 1000;
+/// The clock-offset budget: how far ahead of the cluster clock a branch's clock may run.
+/// A renewal sent further ahead is refused, naming the offset: the core would let the
+/// lease run that much longer than the branch believes, and both could route to the
+/// site's agents. A branch's `--max-clock-skew` must cover twice this (the budget plus the
+/// network delay of a renewal).
+pub const MAX_CLOCK_OFFSET_MS: i64 = 250;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteInput {

@@ -50,6 +50,6 @@ pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use outbox::{Appended, Outbox};
 pub use service::RaftTransportService;
-pub use state_machine::{AppliedState, RefusedImport, StateMachineStore};
+pub use state_machine::{AppliedState, ClockOffset, RefusedImport, StateMachineStore};
 pub use store::{open_stores, Database, StoreError};
 pub use types::*;

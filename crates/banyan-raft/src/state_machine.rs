@@ -48,6 +48,21 @@ pub struct Applied {
     /// applied since.
     #[serde(skip)]
     pub refused_imports: std::collections::BTreeMap<String, RefusedImport>,
+    /// Site → how far ahead of the cluster clock its branch's clock ran at its last
+    /// renewal (its send time less the leader's stamp; the network delay makes it look a
+    /// little behind), whether or not the renewal was accepted. From the log, like
+    /// `refused_imports`.
+    #[serde(skip)]
+    pub clock_offsets: std::collections::BTreeMap<String, ClockOffset>,
+}
+
+/// A branch's clock offset to the cluster clock, as its last renewal showed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockOffset {
+    pub node_id: u64,
+    pub offset_ms: i64,
+    /// Whether it was past the budget (the renewal was refused for it).
+    pub past_budget: bool,
 }
 
 /// A branch's import the core refused: a definite answer, shown in the cluster status.
@@ -82,8 +97,39 @@ impl Applied {
         scoped && self.domain.site(site).is_some()
     }
 
-    /// Notes the outcome of a command for the refused-import table.
+    /// Notes the outcome of a command for the refused-import and clock-offset tables.
     fn note_outcome(&mut self, index: u64, stamped: &Stamped, result: &Response) {
+        if let banyan_domain::Action::RenewLease {
+            site_id,
+            sent_at_ms,
+            report,
+            ..
+        } = &stamped.command.action
+        {
+            if self.may_note_refusal(stamped, site_id) {
+                let offset_ms = sent_at_ms.saturating_sub(self.domain.clock_ms().max(stamped.at_ms));
+                let past_budget = offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS;
+                if past_budget {
+                    tracing::error!(
+                        index,
+                        site = %site_id,
+                        node_id = report.node_id,
+                        offset_ms,
+                        budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
+                        "refused a lease renewal: the branch's clock runs ahead past the budget"
+                    );
+                }
+                self.clock_offsets.insert(
+                    site_id.clone(),
+                    ClockOffset {
+                        node_id: report.node_id,
+                        offset_ms,
+                        past_budget,
+                    },
+                );
+            }
+            return;
+        }
         let banyan_domain::Action::ImportBranch(import) = &stamped.command.action else {
             return;
         };
@@ -383,6 +429,7 @@ impl StateMachineStore {
             membership: meta.last_membership.clone(),
             domain,
             refused_imports: Default::default(),
+            clock_offsets: Default::default(),
         };
         self.inner.events.reset_after(index);
         self.inner.applied_tx.send_replace(index);

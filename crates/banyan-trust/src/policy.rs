@@ -119,6 +119,7 @@ pub const METHODS: &[(&str, Permission)] = &[
     ("/banyan.v1.Cluster/AddVoter", Permission::Membership),
     ("/banyan.v1.Cluster/RemoveNode", Permission::Membership),
     ("/banyan.v1.Cluster/RenewLease", Permission::RenewLease),
+    ("/banyan.v1.Cluster/ReleaseLease", Permission::Membership),
     (
         "/banyan.v1.RaftTransport/AppendEntries",
         Permission::RaftPeer,
@@ -327,6 +328,7 @@ pub fn action_permission(action: &Action) -> Permission {
         Action::ImportBranch(_) => ImportBranch,
         Action::Tick => Admin,
         Action::RevokeAgentTokens { .. } => Configure,
+        Action::ReleaseLease { .. } => Membership,
     }
 }
 
@@ -431,6 +433,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::ImportBranch(_) => "import a branch's journal",
         Action::Tick => "advance timers",
         Action::RevokeAgentTokens { .. } => "revoke an agent's tokens",
+        Action::ReleaseLease { .. } => "release a site's lease",
     }
 }
 
@@ -498,6 +501,7 @@ mod tests {
             ("/banyan.v1.Cluster/AddVoter", "-Y----Y-"),
             ("/banyan.v1.Cluster/RemoveNode", "-Y----Y-"),
             ("/banyan.v1.Cluster/RenewLease", "-Y----YY"),
+            ("/banyan.v1.Cluster/ReleaseLease", "-Y----Y-"),
             ("/banyan.v1.RaftTransport/AppendEntries", "------Y-"),
             ("/banyan.v1.RaftTransport/Vote", "------Y-"),
             ("/banyan.v1.RaftTransport/InstallSnapshot", "------Y-"),

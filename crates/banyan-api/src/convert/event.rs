@@ -69,6 +69,10 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             e.site_id = site_id.clone();
             K::LeaseLapsed
         }
+        Event::LeaseReleased { site_id } => {
+            e.site_id = site_id.clone();
+            K::LeaseReleased
+        }
         Event::AgentTokensRevoked {
             agent_id,
             revoked_ms,

@@ -354,6 +354,21 @@ pub fn render<N: Observed>(node: &N) -> String {
             f64::from(u8::from(b.import_refused.is_some())),
         );
     }
+    out.family(
+        "banyan_branch_clock_offset_seconds",
+        "gauge",
+        "How far ahead of the cluster clock the site's branch clock ran at its last lease \
+         renewal (negative: behind, network delay included).",
+    );
+    for b in &snap.branches {
+        if let Some(offset) = b.clock_offset_s {
+            out.sample(
+                "banyan_branch_clock_offset_seconds",
+                &[("site", &b.site)],
+                offset,
+            );
+        }
+    }
     if let Some(own) = node.own_branch() {
         out.gauge(
             "banyan_branch_outbox_backlog",

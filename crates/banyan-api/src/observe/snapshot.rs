@@ -117,6 +117,8 @@ pub struct BranchFigures {
     pub since_core_answered_s: Option<f64>,
     /// Why the core refused the site's last import, while it stands.
     pub import_refused: Option<String>,
+    /// The branch's clock offset to the cluster clock at its last renewal, in seconds.
+    pub clock_offset_s: Option<f64>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -275,6 +277,10 @@ impl Snapshot {
                                 .get(&site.input.id)
                                 .map(ToString::to_string)
                         }),
+                    clock_offset_s: applied
+                        .clock_offsets
+                        .get(&site.input.id)
+                        .map(|o| o.offset_ms as f64 / 1000.0),
                 }
             })
             .collect();

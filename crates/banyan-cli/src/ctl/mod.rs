@@ -66,6 +66,9 @@ enum CtlCommand {
         #[arg(long)]
         node_id: u64,
     },
+    /// Sites: release a site's lease.
+    #[command(subcommand)]
+    Sites(SiteCommand),
     /// Customers: upsert, get, find.
     #[command(subcommand)]
     Customers(CustomerCommand),
@@ -102,6 +105,17 @@ enum CtlCommand {
         agent: String,
         #[arg(long, default_value = "")]
         principal: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SiteCommand {
+    /// Release a site's lease: it lapses now (the core stops routing to the site's agents)
+    /// and any branch node of the site may take it. For a branch replaced under a new
+    /// node id; release only a lease whose branch node is gone.
+    Release {
+        /// The site.
+        site: String,
     },
 }
 
@@ -219,6 +233,20 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::RemoveNode { node_id } => {
             let reply = client.remove_node(node_id).await.map_err(status_err)?;
             print_membership(&reply, args.json)?;
+        }
+        CtlCommand::Sites(SiteCommand::Release { site }) => {
+            let reply = client.release_lease(&site).await.map_err(status_err)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "site": reply.site_id, "released": true })
+                );
+            } else {
+                println!(
+                    "site {}: lease released; the next renewal of any of its branch nodes takes it",
+                    reply.site_id
+                );
+            }
         }
         CtlCommand::Customers(command) => customers(&client, command, args.json)
             .await
@@ -423,6 +451,10 @@ pub struct SiteRow {
     pub agents: u32,
     /// Why the core refused the site's last import (the branch keeps its journal).
     pub import_refused: Option<String>,
+    /// The branch's clock offset to the cluster clock at its last renewal, in ms.
+    pub clock_offset_ms: Option<i64>,
+    /// Past the cluster's budget: its renewals are refused.
+    pub clock_offset_past_budget: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -463,6 +495,8 @@ fn site_rows(view: &ClusterStatus) -> Vec<SiteRow> {
             lease_left_s: (s.lease_expires_ms != 0).then(|| secs(s.lease_expires_ms - now)),
             agents: s.agents,
             import_refused: (!s.import_refused.is_empty()).then(|| s.import_refused.clone()),
+            clock_offset_ms: s.clock_offset_known.then_some(s.clock_offset_ms),
+            clock_offset_past_budget: s.clock_offset_past_budget,
         })
         .collect()
 }
@@ -609,6 +643,7 @@ fn print_status(report: &StatusReport) {
             "journal",
             "last contact",
             "lease left",
+            "clock",
             "agents",
         ]);
         let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
@@ -622,6 +657,7 @@ fn print_status(report: &StatusReport) {
                 s.journal_backlog.to_string(),
                 secs(s.last_contact_s),
                 secs(s.lease_left_s),
+                s.clock_offset_ms.map_or("-".to_owned(), |ms| format!("{ms:+} ms")),
                 s.agents.to_string(),
             ]);
         }
@@ -629,6 +665,13 @@ fn print_status(report: &StatusReport) {
         for s in &report.sites {
             if let Some(why) = &s.import_refused {
                 println!("site {}: {why}", s.site);
+            }
+            if let (true, Some(ms)) = (s.clock_offset_past_budget, s.clock_offset_ms) {
+                println!(
+                    "site {}: the branch's clock runs {ms} ms ahead of the cluster's, past \
+                     its budget: its lease renewals are refused until its clock is fixed",
+                    s.site
+                );
             }
         }
     }

@@ -7,7 +7,8 @@ use crate::contact::ContactState;
 use crate::error::DomainError;
 use crate::event::{Event, WithdrawReason};
 use crate::queue::{EscalationAction, QueueInput};
-use crate::site::{BranchReport, Site, SiteInput, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::principal::Principal;
+use crate::site::{BranchReport, Site, SiteInput, MAX_CLOCK_OFFSET_MS, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::validate::validate_id;
 
 impl State {
@@ -130,6 +131,7 @@ impl State {
         sent_at_ms: i64,
         ttl_ms: i64,
         report: BranchReport,
+        by: Option<&Principal>,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
         validate_id("site_id", site_id)?;
@@ -142,11 +144,46 @@ impl State {
                 format!("renewal sent at {sent_at_ms} is older than its TTL of {ttl_ms} ms"),
             ));
         }
-        if sent_at_ms > now.saturating_add(MAX_LEASE_MS) {
-            return Err(DomainError::invalid(
+        let offset_ms = sent_at_ms.saturating_sub(now);
+        if offset_ms > MAX_CLOCK_OFFSET_MS {
+            return Err(DomainError::precondition(
                 "sent_at_ms",
-                format!("{sent_at_ms} is too far ahead of the cluster clock {now}"),
+                format!(
+                    "the branch's clock runs {offset_ms} ms ahead of the cluster clock, past \
+                     the {MAX_CLOCK_OFFSET_MS} ms budget: the core would hold the lease \
+                     longer than the branch believes; fix the branch's clock (NTP)"
+                ),
             ));
+        }
+        if let Some(Principal::Branch { node, .. }) = by {
+            if report.node_id != *node {
+                return Err(DomainError::invalid(
+                    "node_id",
+                    format!("branch node {node} cannot renew as node {}", report.node_id),
+                ));
+            }
+        }
+        // A lease is bound to the branch node that holds it: another node of the same
+        // site (a second branch, or a replacement started too early) waits until it
+        // lapses or an administrator releases it.
+        if let Some(site) = self.data.sites.get(site_id) {
+            let holder = site
+                .branch
+                .map(|b| b.node_id)
+                .filter(|_| site.routable(now) && site.lease_expires_ms.is_some());
+            if let Some(holder) = holder.filter(|h| *h != 0 && report.node_id != 0) {
+                if holder != report.node_id {
+                    return Err(DomainError::precondition(
+                        "site_id",
+                        format!(
+                            "site {site_id}'s lease is held by branch node {holder}; node {} \
+                             may take it once it lapses or `banyan ctl sites release \
+                             {site_id}` releases it",
+                            report.node_id
+                        ),
+                    ));
+                }
+            }
         }
         let site = self
             .data
@@ -170,6 +207,39 @@ impl State {
             site_id: site_id.to_owned(),
             expires_ms,
         });
+        Ok(())
+    }
+
+    /// An administrator releases a site's lease: it lapses now (the core stops routing to
+    /// the site's agents at once) and no branch node holds it any more, so the next
+    /// renewal of any branch node of the site takes it.
+    pub(super) fn release_lease(
+        &mut self,
+        site_id: &str,
+        ev: &mut Vec<Event>,
+    ) -> Result<(), DomainError> {
+        validate_id("site_id", site_id)?;
+        let now = self.data.clock_ms;
+        let site = self
+            .data
+            .sites
+            .get_mut(site_id)
+            .ok_or_else(|| DomainError::not_found("site_id", site_id))?;
+        if site.lease_expires_ms.is_none() {
+            return Err(DomainError::precondition(
+                "site_id",
+                format!("site {site_id} holds no lease"),
+            ));
+        }
+        site.lease_expires_ms = Some(site.lease_expires_ms.map_or(now, |end| end.min(now)));
+        if let Some(report) = site.branch.as_mut() {
+            report.node_id = 0;
+        }
+        ev.push(Event::LeaseReleased {
+            site_id: site_id.to_owned(),
+        });
+        // The lapse itself (offers to the site's agents taken back) as a tick does it.
+        self.tick(ev);
         Ok(())
     }
 

@@ -228,7 +228,15 @@ impl State {
                 sent_at_ms,
                 ttl_ms,
                 report,
-            } => self.renew_lease(site_id, *sent_at_ms, *ttl_ms, *report, ev)?,
+            } => self.renew_lease(
+                site_id,
+                *sent_at_ms,
+                *ttl_ms,
+                *report,
+                command.principal.as_ref(),
+                ev,
+            )?,
+            Action::ReleaseLease { site_id } => self.release_lease(site_id, ev)?,
             Action::CreateContact(input) => self.create_contact(input, command.request_id(), ev)?,
             Action::SetAgentPresence { agent_id, presence } => {
                 self.set_presence(agent_id, presence, ev)?

@@ -1,0 +1,91 @@
+//! Leases against bad clocks and a second branch: a renewal sent from a clock running
+//! ahead past the budget is refused with the offset named (the core would hold the lease
+//! longer than the branch believes, and both would route to the site's agents); a lease is
+//! bound to the branch node holding it; an administrator can release it.
+
+mod common;
+
+use banyan_domain::site::MAX_CLOCK_OFFSET_MS;
+use banyan_domain::{Action, BranchReport, Command, Principal, Stamped};
+use common::*;
+
+fn renew_as(node_id: u64, sent_at_ms: i64) -> Action {
+    Action::RenewLease {
+        site_id: "emea".into(),
+        sent_at_ms,
+        ttl_ms: 10_000,
+        report: BranchReport {
+            node_id,
+            ..Default::default()
+        },
+    }
+}
+
+fn sim() -> Sim {
+    let mut sim = Sim::new();
+    sim.site("emea");
+    sim
+}
+
+/// Regression: a renewal stamped up to ten minutes ahead of the cluster clock was
+/// accepted, so a branch whose clock ran ahead kept its lease at the core for that much
+/// longer than it believed it held it.
+#[test]
+fn a_renewal_from_a_clock_ahead_past_the_budget_is_refused_naming_the_offset() {
+    let mut sim = sim();
+    let now = sim.now;
+    let err = sim.refuse(renew_as(101, now + 1_500));
+    assert_eq!(field_of(&err), "sent_at_ms", "{err}");
+    assert!(err.to_string().contains("1500 ms ahead"), "{err}");
+    // Within the budget, and behind (network delay), renewals are taken.
+    sim.apply(renew_as(101, now + MAX_CLOCK_OFFSET_MS));
+    sim.at(100).apply(renew_as(101, T0 + 100 - 300));
+}
+
+/// Regression: any branch node of a site could renew its lease while another held it.
+#[test]
+fn a_lease_is_bound_to_the_branch_node_that_holds_it_until_released() {
+    let mut sim = sim();
+    let now = sim.now;
+    sim.apply(renew_as(101, now));
+    let err = sim.at(1_000).refuse(renew_as(102, T0 + 1_000));
+    assert_eq!(field_of(&err), "site_id", "{err}");
+    assert!(err.to_string().contains("held by branch node 101"), "{err}");
+    // The holder itself renews.
+    sim.at(2_000).apply(renew_as(101, T0 + 2_000));
+    // Released by an administrator, the site is fenced at once and node 102 may take it.
+    let events = sim.at(3_000).apply(Action::ReleaseLease {
+        site_id: "emea".into(),
+    });
+    assert!(kinds(&events).contains(&"lease_released"), "{events:?}");
+    assert!(kinds(&events).contains(&"lease_lapsed"), "{events:?}");
+    assert!(!sim.state.site("emea").unwrap().routable(sim.now));
+    sim.at(4_000).apply(renew_as(102, T0 + 4_000));
+    // A site that holds no lease has none to release.
+    sim.site("apac");
+    let err = sim.refuse(Action::ReleaseLease {
+        site_id: "apac".into(),
+    });
+    assert_eq!(field_of(&err), "site_id", "{err}");
+}
+
+/// A branch renews as itself only.
+#[test]
+fn a_branch_cannot_renew_as_another_node() {
+    let mut sim = sim();
+    let mut command = Command::new(renew_as(102, sim.now));
+    command.principal = Some(Principal::Branch {
+        node: 101,
+        site: "emea".into(),
+    });
+    let before = sim.state.clone();
+    let err = sim
+        .state
+        .apply(&Stamped {
+            at_ms: sim.now,
+            command,
+        })
+        .unwrap_err();
+    assert_eq!(field_of(&err), "node_id", "{err}");
+    assert!(sim.state == before);
+}
