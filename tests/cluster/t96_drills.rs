@@ -172,3 +172,29 @@ fn t96_branch_partition_drill() {
 fn t96_rolling_restart_drill() {
     drill("rolling-restart");
 }
+
+/// A branch whose clock runs ahead past the budget: the core refuses its renewals and says
+/// why, fences the site, the branch serves it alone, and once its clock is right it
+/// reconciles, with nothing lost and no agent double-booked. Needs libfaketime (Debian's
+/// `faketime`, which `.ci/run` installs); without it the test says so and passes.
+#[test]
+fn t96_clock_skew_drill() {
+    if !Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1").is_file() {
+        assert!(
+            std::env::var_os("BANYAN_REQUIRE_FAKETIME").is_none(),
+            "the clock-skew drill needs libfaketime (apt-get install faketime)"
+        );
+        eprintln!("SKIPPED: the clock-skew drill needs libfaketime (apt-get install faketime)");
+        return;
+    }
+    let report = drill("clock-skew");
+    site_figures(&report, "emea");
+    let marks = report["marks"].as_array().expect("marks");
+    assert!(
+        marks.iter().any(|m| {
+            let what = m["what"].as_str().unwrap_or("");
+            what.contains("refused") && what.contains("ms ahead")
+        }),
+        "the core's refusal, with the offset, is in the report: {marks:?}"
+    );
+}

@@ -24,11 +24,12 @@ use crate::node::Inner;
 
 /// How often the branch checks whether to switch modes.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
-/// How long a branch whose import the core refused waits before it sends the next one.
-/// A refusal does not change by itself (the operator fixes its cause and restarts the
-/// branch, which tries at once); the retry only covers a cause that went away, such as an
-/// agent the core had at capacity.
-pub(crate) const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(300);
+/// How long a branch whose import the core refused waits before it sends the next one:
+/// the first wait, doubled after every refusal in a row up to the last. Some causes go
+/// away by themselves (an agent the core still had at capacity finishes the call); others
+/// need the operator, who fixes them and restarts the branch, which tries at once.
+pub(crate) const RETRY_REFUSED_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_REFUSED_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -200,24 +201,20 @@ impl Inner {
     /// the core fences the site's agents when it lapses), the lease has certainly lapsed,
     /// and the last renewal attempt failed.
     ///
-    /// The lease must also be this node's (a lease another branch node of the site holds is
-    /// that node's to route with: two live branches for one site never both route), and
-    /// past the expiry the replica last saw, plus the skew, on this node's clock (a node
-    /// restarted right after a renewal does not know when it sent it).
+    /// The lease must also be this node's: a lease another branch node of the site holds is
+    /// that node's to route with, so two live branches for one site never both route.
     fn should_go_autonomous(&self) -> bool {
-        let replica = self.replica.read();
-        let Some(site) = replica.domain.site(&self.config.site) else {
-            return false;
-        };
-        let Some(expires_ms) = site.lease_expires_ms else {
-            return false;
-        };
-        let holder = site.branch.map_or(0, |b| b.node_id);
-        let ours = holder == self.config.id || holder == 0;
-        let skew_ms = self.config.max_clock_skew.as_millis() as i64;
-        let past_expiry = wall_clock_ms() > expires_ms.saturating_add(skew_ms);
-        drop(replica);
-        ours && past_expiry && !self.lease.may_be_held() && self.lease.last_error().is_some()
+        let ours = self
+            .replica
+            .read()
+            .domain
+            .site(&self.config.site)
+            .filter(|s| s.lease_expires_ms.is_some())
+            .is_some_and(|s| {
+                let holder = s.branch.map_or(0, |b| b.node_id);
+                holder == self.config.id || holder == 0
+            });
+        ours && !self.lease.may_be_held() && self.lease.last_error().is_some()
     }
 
     fn go_autonomous(&self) {
@@ -336,8 +333,9 @@ impl Inner {
 
     /// Keeps an import whose outcome is unknown, to send again before anything else. A
     /// refusal is a definite answer: the branch keeps its journal and serves on alone, and
-    /// sends the next import only after [`RETRY_REFUSED_AFTER`] (or a restart), instead of
-    /// committing the same refused entry at the core every round.
+    /// sends the next import only after a wait that doubles with every refusal (see
+    /// [`RETRY_REFUSED_FIRST`]), or at a restart, instead of committing a refused entry at
+    /// the core every round.
     fn remember_unanswered(&self, status: &ApiError, upto_seq: u64, command: Command) {
         let definite = matches!(
             status.code(),
@@ -347,21 +345,26 @@ impl Inner {
                 | tonic::Code::AlreadyExists
         );
         if definite {
+            let mut refused = self
+                .import_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let wait = refused
+                .as_ref()
+                .map_or(RETRY_REFUSED_FIRST, |r| (r.wait * 2).min(RETRY_REFUSED_MAX));
             tracing::error!(
                 site = %self.config.site,
                 upto_seq,
                 %status,
-                retry_in = ?RETRY_REFUSED_AFTER,
+                retry_in = ?wait,
                 "the core refused this branch's import; the journal is kept and the site \
                  served alone"
             );
-            *self
-                .import_refused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some((
-                format!("import up to journal entry {upto_seq} refused: {status}"),
-                std::time::Instant::now(),
-            ));
+            *refused = Some(crate::node::RefusedImport {
+                why: format!("import up to journal entry {upto_seq} refused: {status}"),
+                at: std::time::Instant::now(),
+                wait,
+            });
         } else {
             *self
                 .unanswered_import
@@ -436,6 +439,7 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
     let Ok(probe) = probe else {
         return;
     };
+    let mut clock_warned = false;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(inner) = node.upgrade() else {
@@ -467,8 +471,34 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_ref()
-                    .is_some_and(|(_, at)| at.elapsed() < RETRY_REFUSED_AFTER);
-                if !holding_off && probe.status().await.is_ok_and(|s| s.leader_id != 0) {
+                    .is_some_and(|r| r.at.elapsed() < r.wait);
+                if holding_off {
+                    continue;
+                }
+                let sent = wall_clock_ms();
+                let Ok(status) = probe.status().await else {
+                    continue;
+                };
+                // Its clock against the answering core node's, the round trip halved. A
+                // branch whose clock runs ahead past the budget would have its renewals
+                // refused once connected, leaving the site fenced with nobody routing
+                // it: it keeps serving alone until its clock is right.
+                let offset_ms = (sent + wall_clock_ms()) / 2 - status.wall_clock_ms;
+                if status.wall_clock_ms != 0 && offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS
+                {
+                    if !clock_warned {
+                        tracing::error!(
+                            offset_ms,
+                            budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
+                            "this branch's clock runs ahead of the core's past the budget: \
+                             serving the site alone until it is fixed"
+                        );
+                        clock_warned = true;
+                    }
+                    continue;
+                }
+                clock_warned = false;
+                if status.leader_id != 0 {
                     if let Err(status) = inner.reconcile().await {
                         tracing::warn!(%status, "reconciliation failed; still autonomous");
                     }

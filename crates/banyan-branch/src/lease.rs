@@ -23,6 +23,9 @@ pub struct Lease {
     stop: watch::Sender<bool>,
     ttl: Duration,
     skew: Duration,
+    /// When this process started: a lease renewed by an earlier run of this node may
+    /// still hold at the core, for up to TTL from that run's last renewal.
+    started: Instant,
 }
 
 #[derive(Default)]
@@ -40,6 +43,7 @@ impl Lease {
             stop: watch::channel(false).0,
             ttl: config.lease_ttl,
             skew: config.max_clock_skew,
+            started: Instant::now(),
         }
     }
 
@@ -48,11 +52,17 @@ impl Lease {
     }
 
     /// Whether the core may still be routing to this site's agents: a renewal it accepted
-    /// was sent less than TTL plus the clock skew ago.
+    /// was sent less than TTL plus the clock skew ago, or, before any was accepted, this
+    /// process started less than that ago (the run before it may have renewed just
+    /// before it stopped). Only monotonic time counts: a wall clock running ahead must not
+    /// make the branch route alone while the core still routes to its agents.
     pub fn may_be_held(&self) -> bool {
-        self.lock()
+        let since = self
+            .lock()
             .last_accepted_send
-            .is_some_and(|sent| sent.elapsed() < self.ttl + self.skew)
+            .unwrap_or(self.started)
+            .elapsed();
+        since < self.ttl + self.skew
     }
 
     /// Time since the branch sent the last renewal the core accepted.

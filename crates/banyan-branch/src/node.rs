@@ -41,6 +41,14 @@ pub enum StartError {
     Journal(String),
 }
 
+/// The core's last refusal of this branch's import.
+pub(crate) struct RefusedImport {
+    pub(crate) why: String,
+    /// When it came, and how long the branch waits before the next import.
+    pub(crate) at: std::time::Instant,
+    pub(crate) wait: std::time::Duration,
+}
+
 /// A running branch. Cheap to clone.
 #[derive(Clone)]
 pub struct BranchNode {
@@ -65,8 +73,8 @@ pub(crate) struct Inner {
     /// carried to the core.
     pub(crate) created_alone: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The core's refusal of the last import, and when it came: the branch holds off
-    /// sending the next one (see `autonomy::RETRY_REFUSED_AFTER`).
-    pub(crate) import_refused: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    /// sending the next one (see `autonomy::RETRY_REFUSED_FIRST`).
+    pub(crate) import_refused: std::sync::Mutex<Option<RefusedImport>>,
     db: Database,
     /// The core, for joining, writes and lease renewals.
     pub(crate) core: Client,
@@ -547,7 +555,7 @@ impl Observed for BranchNode {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
-                .map(|(why, _)| why.clone()),
+                .map(|r| r.why.clone()),
         })
     }
 

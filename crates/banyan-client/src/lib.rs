@@ -23,11 +23,11 @@ use banyan_proto::v1::{
     AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
     CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
     FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
-    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest, ReleaseLeaseRequest,
+    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest,
     ListContactsResponse, ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue,
-    QueueStats, ReadConsistency, RemoveNodeRequest, RenewLeaseRequest, RevokeAgentTokensRequest,
-    StatusRequest, TransferContactRequest, UpsertAgentRequest, UpsertCustomerRequest,
-    UpsertQueueRequest,
+    QueueStats, ReadConsistency, ReleaseLeaseRequest, RemoveNodeRequest, RenewLeaseRequest,
+    RevokeAgentTokensRequest, StatusRequest, TransferContactRequest, UpsertAgentRequest,
+    UpsertCustomerRequest, UpsertQueueRequest,
 };
 pub use banyan_trust::Security;
 use tonic::transport::Channel;

@@ -9,7 +9,8 @@ use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::cluster_server::{Cluster, ClusterServer};
 use banyan_proto::v1::{
     AddLearnerRequest, AddVoterRequest, ClusterStatus, LeaseResponse, MembershipResponse,
-    NodeStatus, RemoveNodeRequest, ReleaseLeaseRequest, RenewLeaseRequest, Role, SiteStatus, StatusRequest,
+    NodeStatus, ReleaseLeaseRequest, RemoveNodeRequest, RenewLeaseRequest, Role, SiteStatus,
+    StatusRequest,
 };
 use banyan_raft::{NodeId, ServerState};
 use banyan_trust::{policy, principal_of};
@@ -188,6 +189,9 @@ impl Cluster for ClusterService {
             sites,
             cluster_clock_ms,
             insecure: !self.node.security().is_secure(),
+            wall_clock_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
         }))
     }
 

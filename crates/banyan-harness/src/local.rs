@@ -52,6 +52,9 @@ pub async fn http_get_as(
     Ok((status, body))
 }
 
+/// Debian's libfaketime, preloaded into a node whose clock a drill skews.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// One node process and what it takes to start it again.
 struct LocalNode {
     addr: String,
@@ -66,6 +69,9 @@ struct LocalNode {
     /// The address other nodes are told to use, when it is not `addr` (a [`Link`](crate::link::Link) in
     /// front of the node); the node listens on `addr`.
     advertise: Option<String>,
+    /// How far ahead of the real time the node's wall clock runs (under libfaketime), for
+    /// clock-skew drills; its monotonic clock is left alone.
+    clock_ahead: Option<Duration>,
     child: Option<Child>,
 }
 
@@ -205,6 +211,7 @@ impl LocalCluster {
                 http,
                 branch: None,
                 advertise: None,
+                clock_ahead: None,
                 child: None,
             },
         );
@@ -301,6 +308,14 @@ impl LocalCluster {
             .append(true)
             .open(&node.log)?;
         let mut command = Command::new(bin);
+        if let Some(ahead) = node.clock_ahead {
+            // libfaketime preloaded into the node itself (not the `faketime` wrapper, which
+            // would take the signals meant for the node).
+            command
+                .env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME", format!("+{:.3}s", ahead.as_secs_f64()))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         match &node.branch {
             Some(flags) => command.arg("branch").args(flags),
             None => command.arg("core"),
@@ -329,6 +344,16 @@ impl LocalCluster {
     }
 
     /// Kills node `id` with SIGKILL: no shutdown code runs, unflushed data is lost.
+    /// Runs node `id`'s wall clock `ahead` of the real time from its next start (`None`:
+    /// the real time again). Needs `faketime` (Debian's package).
+    pub fn set_clock_ahead(&mut self, id: u64, ahead: Option<Duration>) -> anyhow::Result<()> {
+        if ahead.is_some() && !Path::new(LIBFAKETIME).is_file() {
+            bail!("a node with a skewed clock needs libfaketime (apt-get install faketime)");
+        }
+        self.node_mut(id)?.clock_ahead = ahead;
+        Ok(())
+    }
+
     pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.node_mut(id)?;
         if let Some(mut child) = node.child.take() {

@@ -107,7 +107,8 @@ impl Applied {
         } = &stamped.command.action
         {
             if self.may_note_refusal(stamped, site_id) {
-                let offset_ms = sent_at_ms.saturating_sub(self.domain.clock_ms().max(stamped.at_ms));
+                let offset_ms =
+                    sent_at_ms.saturating_sub(self.domain.clock_ms().max(stamped.at_ms));
                 let past_budget = offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS;
                 if past_budget {
                     tracing::error!(

@@ -657,7 +657,8 @@ fn print_status(report: &StatusReport) {
                 s.journal_backlog.to_string(),
                 secs(s.last_contact_s),
                 secs(s.lease_left_s),
-                s.clock_offset_ms.map_or("-".to_owned(), |ms| format!("{ms:+} ms")),
+                s.clock_offset_ms
+                    .map_or("-".to_owned(), |ms| format!("{ms:+} ms")),
                 s.agents.to_string(),
             ]);
         }

@@ -44,6 +44,11 @@ pub enum Scenario {
     BranchPartition,
     /// Stop and start every node in turn, followers first, then the branches.
     RollingRestart,
+    /// Restart the emea branch with its clock running ahead past the cluster's budget
+    /// (libfaketime; local target only): the core refuses its renewals, naming the offset,
+    /// and fences the site; the branch serves it alone, then reconciles once its clock is
+    /// right again.
+    ClockSkew,
 }
 
 impl Scenario {
@@ -55,6 +60,7 @@ impl Scenario {
             Scenario::QuorumLoss => "quorum-loss",
             Scenario::BranchPartition => "branch-partition",
             Scenario::RollingRestart => "rolling-restart",
+            Scenario::ClockSkew => "clock-skew",
         }
     }
 }
@@ -103,6 +109,9 @@ pub struct DrillArgs {
     /// Clock skew the local branches allow for.
     #[arg(long, default_value = "500ms")]
     max_clock_skew: String,
+    /// `clock-skew`: how far ahead the branch's clock runs.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    clock_ahead: Duration,
     /// Where the reports go (a directory per drill inside).
     #[arg(long, default_value = "drill-reports")]
     out: PathBuf,
@@ -303,6 +312,10 @@ struct Fault {
     sites: Vec<SiteFigures>,
     /// Branches' own events while they worked alone, per branch.
     alone: Vec<(u64, tokio::task::JoinHandle<anyhow::Result<Vec<pb::Event>>>)>,
+    /// How far ahead of the real time a branch's clock ran while it was alone (the
+    /// clock-skew drill): its events' stamps are moved back by that much before they are
+    /// merged in time order with the core's.
+    clock_ahead_ms: std::collections::BTreeMap<u64, i64>,
     notes: Vec<String>,
 }
 
@@ -416,9 +429,14 @@ async fn run_once(
     let mut sites = std::mem::take(&mut fault.sites);
     let mut streams = vec![("core".to_owned(), events.clone())];
     for (branch, alone) in std::mem::take(&mut fault.alone) {
-        let own = tokio::time::timeout(Duration::from_secs(60), alone)
+        let mut own = tokio::time::timeout(Duration::from_secs(60), alone)
             .await
             .context("the branch did not end its own event stream after reconciling")???;
+        if let Some(ahead) = fault.clock_ahead_ms.get(&branch) {
+            for event in &mut own {
+                event.at_ms -= ahead;
+            }
+        }
         let site = site_of(branch);
         let sides = check_branch_sides(&events, &own, site);
         streams.push((format!("branch {branch} alone"), own.clone()));
@@ -684,6 +702,11 @@ async fn branch_mode(target: &Target, branch: u64) -> Option<BranchMode> {
 
 /// The site as the core's leader sees it.
 async fn site_mode(target: &Target, site: &str) -> Option<i32> {
+    site_status(target, site).await.map(|s| s.mode)
+}
+
+/// The site's status as the core's leader shows it.
+async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
     for id in CORE {
         let client = Client::new(
             [target.addr(id).ok()?],
@@ -695,11 +718,7 @@ async fn site_mode(target: &Target, site: &str) -> Option<i32> {
             continue;
         };
         if status.role == pb::Role::Leader as i32 {
-            return status
-                .sites
-                .into_iter()
-                .find(|s| s.site_id == site)
-                .map(|s| s.mode);
+            return status.sites.into_iter().find(|s| s.site_id == site);
         }
     }
     None
@@ -880,6 +899,62 @@ async fn inject(
             let healed = fault.mark(format!("healed site {site}'s line"));
             fault.healed = Some(healed);
             target.heal(branch).await?;
+            progress.set(format!("waiting for site {site} to reconcile"));
+            wait_connected(target, branch, REACT).await?;
+            fault.mark(format!("branch {site} reconciled"));
+            fault.sites.push(SiteFigures {
+                site: site.into(),
+                autonomy_switch_ms: Some(switch.as_secs_f64() * 1000.0),
+                reconciliation_ms: Some(healed.elapsed().as_secs_f64() * 1000.0),
+                local_offers: 0,
+            });
+        }
+        Scenario::ClockSkew => {
+            let (branch, site) = BRANCHES[0];
+            let ahead = args.clock_ahead;
+            progress.set(format!(
+                "restarting branch {site} with its clock {} ms ahead",
+                ahead.as_millis()
+            ));
+            let at = fault.mark(format!(
+                "restarted branch {site} with its clock {} ms ahead",
+                ahead.as_millis()
+            ));
+            fault.injected = Some(at);
+            target.restart_with_clock(branch, Some(ahead)).await?;
+            fault
+                .clock_ahead_ms
+                .insert(branch, ahead.as_millis() as i64);
+            let refused = wait_until(
+                &format!("the core refusing site {site}'s renewals for its clock"),
+                REACT,
+                || async {
+                    let status = site_status(target, site).await?;
+                    status
+                        .clock_offset_past_budget
+                        .then_some(status.clock_offset_ms)
+                },
+            )
+            .await?;
+            fault.mark(format!(
+                "the core refused {site}'s renewals: its clock runs {refused} ms ahead, past the budget"
+            ));
+            wait_until(&format!("the core fencing site {site}"), REACT, || async {
+                (site_mode(target, site).await? == pb::SiteMode::Lapsed as i32).then_some(())
+            })
+            .await?;
+            fault.mark(format!("core fenced {site}"));
+            wait_alone(target, branch, REACT).await?;
+            let switch = at.elapsed();
+            fault.mark(format!("branch {site} alone"));
+            fault.alone.push((branch, nodes.collect_events(branch, 1)?));
+            progress.set(format!(
+                "site {site} alone with a clock ahead; holding the fault"
+            ));
+            tokio::time::sleep(args.hold).await;
+            let healed = fault.mark(format!("restarted branch {site} with the right time"));
+            fault.healed = Some(healed);
+            target.restart_with_clock(branch, None).await?;
             progress.set(format!("waiting for site {site} to reconcile"));
             wait_connected(target, branch, REACT).await?;
             fault.mark(format!("branch {site} reconciled"));

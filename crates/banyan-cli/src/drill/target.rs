@@ -310,6 +310,25 @@ impl Target {
         }
     }
 
+    /// Restarts a node with its wall clock `ahead` of the real time (`None`: the real time
+    /// again), under libfaketime. Local targets only.
+    pub async fn restart_with_clock(
+        &mut self,
+        id: u64,
+        ahead: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Local(local) => {
+                local.cluster.set_clock_ahead(id, ahead)?;
+                local.cluster.terminate(id).await?;
+                local.cluster.start(id)
+            }
+            Target::Compose(_) => {
+                bail!("a skewed clock is a local drill's: the deployment's nodes keep the host's time")
+            }
+        }
+    }
+
     /// Freezes a node (SIGSTOP, `docker pause`): connections stay open, nothing answers.
     pub async fn pause(&mut self, id: u64) -> anyhow::Result<()> {
         match self {

@@ -6,8 +6,8 @@ use crate::agent::{Agent, AgentInput, Presence};
 use crate::contact::ContactState;
 use crate::error::DomainError;
 use crate::event::{Event, WithdrawReason};
-use crate::queue::{EscalationAction, QueueInput};
 use crate::principal::Principal;
+use crate::queue::{EscalationAction, QueueInput};
 use crate::site::{BranchReport, Site, SiteInput, MAX_CLOCK_OFFSET_MS, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::validate::validate_id;
 
