@@ -201,6 +201,42 @@ async fn t88_hostile_replayed_and_giant_imports_break_nothing() {
     assert_eq!(copies, 1, "{listed:?}");
     let site = site_status(&client, "emea").await.expect("site emea");
     assert!(site.import_refused.is_empty(), "{site:?}");
+
+    // Regression: an import of some 5 MB (4,000 calls with notes) first hit the
+    // forwarding service's 4 MiB message limit and was resent for ever; past that, one
+    // entry too large to reach the followers within a heartbeat stalled replication, and
+    // every write after it. It is refused before it is proposed, and the core keeps its
+    // leader; an import within the entry budget lands.
+    let calls = |n: usize, from: usize| -> Vec<Contact> {
+        (from..from + n)
+            .map(|i| {
+                let mut c = taken_alone(&format!("emea-big-{i}"), at);
+                c.notes = "n".repeat(1_200);
+                c
+            })
+            .collect()
+    };
+    refused(
+        send(
+            Action::ImportBranch(import(4, calls(4_000, 0))),
+            "reconcile/emea/101/4",
+        )
+        .await,
+        Code::ResourceExhausted,
+        "log entry",
+    );
+    let still = cluster
+        .wait_for_leader(&[1, 2, 3], banyan_tests::DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(still, leader, "the leader stayed");
+    send(
+        Action::ImportBranch(import(4, calls(400, 0))),
+        "reconcile/emea/101/4b",
+    )
+    .await
+    .expect("an import within the entry budget lands");
+    contact_now(&client, "emea-big-399").await;
     for id in [1, 2, 3] {
         assert!(cluster.is_running(id), "node {id} stopped");
     }

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// A stream's caller asked for what is no longer retained.
     #[error("{0}")]
     OutOfRange(String),
+    /// Too big to take: a command larger than one log entry may be. Definite: the same
+    /// command is refused again.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A stream's caller fell behind and must resume from where it was.
     #[error("{0}")]
     Aborted(String),
@@ -86,6 +90,7 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(reason) => Status::unavailable(reason),
             ApiError::OutcomeUnknown(reason) => Status::deadline_exceeded(reason),
             ApiError::OutOfRange(reason) => Status::out_of_range(reason),
+            ApiError::ResourceExhausted(reason) => Status::resource_exhausted(reason),
             ApiError::Aborted(reason) => Status::aborted(reason),
             ApiError::Fatal(reason) => Status::internal(reason),
             ApiError::Remote(status) => status,

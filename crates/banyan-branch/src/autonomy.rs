@@ -343,6 +343,7 @@ impl Inner {
                 | tonic::Code::FailedPrecondition
                 | tonic::Code::NotFound
                 | tonic::Code::AlreadyExists
+                | tonic::Code::ResourceExhausted
         );
         if definite {
             let mut refused = self

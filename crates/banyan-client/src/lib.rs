@@ -8,6 +8,10 @@
 //!
 //! Used by `banyan ctl`, branches, drills, benchmarks and tests.
 
+/// The largest command a branch forwards to the core (its import after a long outage):
+/// the core's forwarding service and Raft transport take as much.
+pub const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
+
 pub mod trace;
 
 use std::future::Future;
@@ -484,7 +488,11 @@ impl Client {
     pub async fn propose(&self, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
         let request = RaftPayload { data: payload };
         self.call(&request, |channel, request| async move {
-            CommandForwardingClient::new(channel).propose(request).await
+            CommandForwardingClient::new(channel)
+                .max_encoding_message_size(MAX_FORWARDED_BYTES)
+                .max_decoding_message_size(MAX_FORWARDED_BYTES)
+                .propose(request)
+                .await
         })
         .await
         .map(|reply| reply.data)

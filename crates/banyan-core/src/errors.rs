@@ -34,6 +34,9 @@ pub enum ServiceError {
     /// The node is shutting down or its Raft stopped.
     #[error("node stopping: {0}")]
     Stopped(String),
+    /// The command is larger than one log entry may be.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<ServiceError> for ApiError {
@@ -52,6 +55,7 @@ impl From<ServiceError> for ApiError {
                 "commit not confirmed in time; the write may still apply: retry with the same request_id".into(),
             ),
             ServiceError::Stopped(reason) => ApiError::Unavailable(format!("node stopping: {reason}")),
+            ServiceError::TooLarge(reason) => ApiError::ResourceExhausted(reason),
         }
     }
 }

@@ -25,8 +25,13 @@ impl ForwardingService {
         Self { node }
     }
 
+    /// The service with the Raft transport's message limit: a forwarded command becomes one
+    /// log entry, and a branch's import after a long outage is far larger than gRPC's 4 MiB
+    /// default (which refused it, and the branch sent it again for ever).
     pub fn into_server(self) -> CommandForwardingServer<Self> {
         CommandForwardingServer::new(self)
+            .max_decoding_message_size(banyan_raft::network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(banyan_raft::network::MAX_MESSAGE_BYTES)
     }
 }
 

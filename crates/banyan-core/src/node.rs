@@ -237,6 +237,8 @@ impl CoreNode {
                     context.inject(request.metadata_mut());
                 }
                 Ok(CommandForwardingClient::new(channel)
+                    .max_encoding_message_size(banyan_raft::network::MAX_MESSAGE_BYTES)
+                    .max_decoding_message_size(banyan_raft::network::MAX_MESSAGE_BYTES)
                     .propose(request)
                     .await?
                     .into_inner()

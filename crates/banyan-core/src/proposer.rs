@@ -4,7 +4,13 @@
 //! entry per command would cap the cluster at one command per disk flush. The proposer
 //! keeps at most [`MAX_IN_FLIGHT`] entries in Raft at a time; commands that arrive while
 //! those are being committed wait in its queue and go into the next entry together, up to
-//! [`MAX_BATCH`]. Under light load each command is its own entry and waits for nothing.
+//! [`MAX_BATCH`] commands or [`MAX_ENTRY_BYTES`]. Under light load each command is its own
+//! entry and waits for nothing.
+//!
+//! An entry must reach the followers within one heartbeat (openraft 0.9 times an append
+//! out after one interval, and retries it for ever): a command larger than
+//! [`MAX_ENTRY_BYTES`] would never replicate and would stall every write after it, so it
+//! is refused with `RESOURCE_EXHAUSTED` before it is proposed.
 //!
 //! ```text
 //!  propose() ──> queue ──> [batch of 1..MAX_BATCH] ──> Raft::client_write ──> replies
@@ -24,6 +30,8 @@ use crate::errors::{write_error, ServiceError};
 pub const MAX_BATCH: usize = 512;
 /// Entries proposed but not yet answered.
 pub const MAX_IN_FLIGHT: usize = 2;
+/// Largest encoded command, and the size past which a batch takes no more commands.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
 /// How long a proposed entry may wait for its commit before its callers are told the
 /// outcome is unknown (the entry may still commit later).
@@ -36,7 +44,7 @@ type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 /// Hands commands to Raft in batches. Cheap to clone.
 #[derive(Clone)]
 pub struct Proposer {
-    queue: mpsc::UnboundedSender<(Stamped, Reply)>,
+    queue: mpsc::UnboundedSender<(Stamped, usize, Reply)>,
 }
 
 impl Proposer {
@@ -49,9 +57,16 @@ impl Proposer {
 
     /// Proposes one command and waits for its result.
     pub async fn propose(&self, command: Stamped) -> Result<Committed, ServiceError> {
+        let size = banyan_raft::codec::encode(&command).len();
+        if size > MAX_ENTRY_BYTES {
+            return Err(ServiceError::TooLarge(format!(
+                "the command is {size} bytes, more than the {MAX_ENTRY_BYTES} one log entry \
+                 may hold"
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((command, reply))
+            .send((command, size, reply))
             .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?;
         answer
             .await
@@ -59,7 +74,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, Reply)>) {
+async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Reply)>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         // Wait for room first: commands arriving meanwhile join this batch.
@@ -68,15 +83,17 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, Reply)>) {
         };
         let mut commands = Vec::new();
         let mut replies = Vec::new();
+        let mut bytes = 0;
         let mut next = Some(first);
-        while let Some((command, reply)) = next.take() {
+        while let Some((command, size, reply)) = next.take() {
             // A caller that gave up (its deadline passed) must not have its write applied
             // late, possibly over newer writes.
             if !reply.is_closed() {
                 commands.push(command);
                 replies.push(reply);
+                bytes += size;
             }
-            if commands.len() < MAX_BATCH {
+            if commands.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES {
                 next = queue.try_recv().ok();
             }
         }

@@ -160,7 +160,9 @@ impl State {
                 ),
             ));
         }
-        self.check_import(import)?;
+        // A set, not the list: an import after a long outage carries thousands.
+        let created: BTreeSet<&str> = import.created.iter().map(String::as_str).collect();
+        self.check_import(import, &created)?;
         // Checks done; from here on nothing fails.
         let now = self.data.clock_ms;
         // What the branch's agents finished of the core's contacts first, then what the
@@ -168,7 +170,7 @@ impl State {
         // reads that way in the events too, never as holding both.
         let (settled, taken_in): (Vec<&Contact>, Vec<&Contact>) =
             import.contacts.iter().partition(|c| {
-                self.data.contacts.contains_key(&c.id) && !import.created.contains(&c.id)
+                self.data.contacts.contains_key(&c.id) && !created.contains(c.id.as_str())
             });
         for contact in settled.into_iter().chain(taken_in) {
             // A write the branch sent just before it was cut off may have committed here
@@ -184,7 +186,7 @@ impl State {
                 // Only a contact of the site itself is the branch's to stand in for (the
                 // check above validated exactly those as new contacts).
                 Some(existing)
-                    if import.created.contains(&contact.id) && existing.origin_site == site =>
+                    if created.contains(contact.id.as_str()) && existing.origin_site == site =>
                 {
                     self.adopt_imported(existing.clone(), contact, ev)
                 }
@@ -207,7 +209,11 @@ impl State {
         Ok(())
     }
 
-    fn check_import(&self, import: &BranchImport) -> Result<(), DomainError> {
+    fn check_import(
+        &self,
+        import: &BranchImport,
+        created: &BTreeSet<&str>,
+    ) -> Result<(), DomainError> {
         let site = import.site.as_str();
         // What each of the site's agents holds once the import lands: what it holds here,
         // less the calls its agent finished at the branch, plus the branch's new holds.
@@ -266,7 +272,7 @@ impl State {
                 // A copy that replaces the core's untaken one (see `adopt_imported`) lands
                 // like a new contact: its queue, its agent and that agent's room are
                 // checked below. Any other copy only settles what the same agent did.
-                let adopted = import.created.contains(&contact.id)
+                let adopted = created.contains(contact.id.as_str())
                     && existing.origin_site == site
                     && (existing.state.is_waiting() || existing.state == ContactState::Offered);
                 if !adopted {
