@@ -103,13 +103,20 @@ pub trait Backend: Clone + Send + Sync + 'static {
     }
 }
 
+/// Concurrent HTTP/2 streams (calls and open streams) one connection may hold: one client
+/// cannot open an unbounded number of watchers or sessions over one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// The gRPC server builder every node starts from: TLS with the node's certificate when
-/// secure (client certificates verified against the cluster's CA), and TCP_NODELAY. The
-/// node adds its layers (telemetry, then the [edge](banyan_trust::EdgeLayer)) and services.
+/// secure (client certificates verified against the cluster's CA), TCP_NODELAY, and the
+/// per-connection stream limit. The node adds its layers (telemetry, then the
+/// [edge](banyan_trust::EdgeLayer)) and services.
 pub fn server_builder(
     security: &banyan_trust::Security,
 ) -> Result<tonic::transport::Server, tonic::transport::Error> {
-    let builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     match security.server_tls() {
         Some(tls) => builder.tls_config(tls),
         None => Ok(builder),

@@ -318,7 +318,7 @@ impl Inner {
                 self.forget_journal_upto(upto_seq).await?;
                 // The core has the truth about every accept now, and the replica shows it.
                 for (seq, _) in self.accepts_in_doubt() {
-                    let _ = self.accepts.delivered(seq).await;
+                    self.forget_accept(seq).await;
                 }
                 self.back_through_the_core(&local);
                 tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");

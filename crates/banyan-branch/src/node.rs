@@ -244,6 +244,15 @@ impl Inner {
     }
 
     /// The accepts still in doubt, as `(contact, agent)`, with their sequence numbers.
+    /// Forgets an accept record the core has settled. A failure to do so is logged, not
+    /// dropped: the record then stays in doubt, which keeps its agent's capacity for a call
+    /// that is over until the next reconciliation clears it.
+    pub(crate) async fn forget_accept(&self, seq: u64) {
+        if let Err(e) = self.accepts.delivered(seq).await {
+            tracing::error!(seq, error = %e, "could not forget a settled accept record");
+        }
+    }
+
     /// Checks that every accept record reads (at start: see `resume_journal`).
     pub(crate) fn check_accept_records(&self) -> Result<(), String> {
         let records = self
@@ -282,7 +291,7 @@ impl Inner {
                             .is_some_and(|o| o.agents.contains(&agent_id))
                 });
             if !open {
-                let _ = self.accepts.delivered(seq).await;
+                self.forget_accept(seq).await;
             }
         }
     }
@@ -353,7 +362,7 @@ impl Backend for BranchNode {
                 Err(error) => !error.may_have_taken_effect(),
             };
             if settled {
-                let _ = self.inner.accepts.delivered(seq).await;
+                self.inner.forget_accept(seq).await;
             }
         }
         result

@@ -9,7 +9,7 @@ use banyan_branch::{serve, BranchConfig, BranchNode};
 use banyan_raft::{LinkControl, RaftTimers};
 use clap::Args;
 
-use crate::core_cmd::{bind, shutdown_signal};
+use crate::core_cmd::{bind, stop_signal_or_fatal};
 use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
@@ -101,6 +101,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let raft = node.raft().clone();
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -109,7 +110,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         core = ?config.core,
         "banyan branch serving"
     );
-    shutdown_signal().await;
+    let fatal = stop_signal_or_fatal(raft).await;
     tracing::info!(node_id = config.id, "shutting down");
     let _ = http_stop.send(());
     if let Some(http) = http {
@@ -118,5 +119,8 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     }
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
-    Ok(())
+    match fatal {
+        Some(reason) => anyhow::bail!("Raft stopped: {reason}"),
+        None => Ok(()),
+    }
 }

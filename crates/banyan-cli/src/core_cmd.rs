@@ -117,6 +117,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let raft = node.raft().clone();
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -125,7 +126,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "banyan core serving"
     );
-    shutdown_signal().await;
+    let fatal = stop_signal_or_fatal(raft).await;
     tracing::info!(node_id = config.id, "shutting down");
     let _ = http_stop.send(());
     if let Some(http) = http {
@@ -134,7 +135,34 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     }
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
-    Ok(())
+    match fatal {
+        Some(reason) => anyhow::bail!("Raft stopped: {reason}"),
+        None => Ok(()),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (`None`), or for the node's Raft to stop with a fatal
+/// error (`Some`, why): then the node must exit non-zero, so its orchestrator restarts
+/// it, instead of answering UNAVAILABLE for ever.
+pub async fn stop_signal_or_fatal(raft: banyan_raft::Raft) -> Option<String> {
+    let mut metrics = raft.metrics();
+    let fatal = async move {
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "Raft ended".to_owned();
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown_signal() => None,
+        reason = fatal => {
+            tracing::error!(%reason, "Raft stopped with a fatal error: exiting");
+            Some(reason)
+        }
+    }
 }
 
 /// Resolves on SIGTERM (orchestrators) or SIGINT (a terminal).

@@ -6,6 +6,11 @@
 //! import) catches up from the events the node retains; only when those no longer reach
 //! back far enough is it ended with `ABORTED` naming the index to resume from, rather than
 //! silently skipping events.
+//!
+//! Watchers are bounded: at most [`MAX_WATCHERS`] on a node (more are refused with
+//! `RESOURCE_EXHAUSTED`), and one that stops reading for [`WATCH_STALL`] while its buffer is
+//! full is cut, its stream ending with `ABORTED` naming the index to resume from, instead
+//! of holding its task and its place in the feed for ever.
 
 use std::pin::Pin;
 
@@ -22,6 +27,13 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Se
 
 /// Events buffered per watcher between the feed and the network.
 const WATCH_BUFFER: usize = 1024;
+/// Watchers one node serves at once.
+pub const MAX_WATCHERS: usize = 1024;
+/// How long a watcher with a full buffer may go without reading before it is cut.
+pub const WATCH_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The watchers of this process.
+static WATCHERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WATCHERS);
 
 /// `scope`: the site a site-limited watcher may see; events of other sites' contacts,
 /// agents and leases are left out.
@@ -32,6 +44,11 @@ pub fn watch(
 ) -> Result<EventStream, ApiError> {
     let contact = convert::optional_id("contact_id", &request.contact_id)?;
     let agent = convert::optional_id("agent_id", &request.agent_id)?;
+    let permit = WATCHERS.try_acquire().map_err(|_| {
+        ApiError::ResourceExhausted(format!(
+            "this node serves {MAX_WATCHERS} event watchers already; watch through another node or retry later"
+        ))
+    })?;
     let applied = node.applied();
     let feed = applied.events();
     let subscribed = if request.from_index == 0 {
@@ -56,7 +73,10 @@ pub fn watch(
     let from_index = request.from_index;
     let feed = feed.clone();
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    // Why the stream was cut, told after the events already buffered.
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<Status>();
     tokio::spawn(async move {
+        let _permit = permit;
         // The last event handled, by (index, ordinal): a catch-up skips up to it.
         let mut last: Option<(u64, u32)> = None;
         let mut backlog = backlog;
@@ -68,8 +88,24 @@ pub fn watch(
                     continue;
                 }
                 last = Some((record.index, record.ordinal));
-                if wanted(&record) && tx.send(Ok(convert::event_to_proto(&record))).await.is_err() {
-                    return;
+                if !wanted(&record) {
+                    continue;
+                }
+                match tx
+                    .send_timeout(Ok(convert::event_to_proto(&record)), WATCH_STALL)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        let status = ApiError::Aborted(format!(
+                            "this watcher read nothing for {} s with its buffer full and was cut; resume with from_index {}",
+                            WATCH_STALL.as_secs(),
+                            record.index
+                        ));
+                        let _ = cut_tx.send(status.into());
+                        return;
+                    }
                 }
             }
             let next_index = last.map_or(from_index, |(index, _)| index);
@@ -100,7 +136,13 @@ pub fn watch(
             backlog.push(record);
         }
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    let cut = futures::StreamExt::filter_map(futures::stream::once(cut_rx), |cut| async move {
+        cut.ok().map(Err)
+    });
+    Ok(Box::pin(futures::StreamExt::chain(
+        ReceiverStream::new(rx),
+        cut,
+    )))
 }
 
 /// Whether `event` belongs to `site`: its contact came in there or is held there, its
