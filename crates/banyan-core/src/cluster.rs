@@ -207,6 +207,29 @@ impl Cluster for ClusterService {
         policy::check_site(Some(&by), &site_id, "renew the lease")
             .map_err(banyan_api::errors::denied)?;
         let report = convert::branch_report(&message).map_err(invalid)?;
+        // The clock-offset budget, against this node's clock.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if let Err(refused) = banyan_domain::site::check_clock_offset(message.sent_at_ms, now) {
+            let offset_ms = message.sent_at_ms.saturating_sub(now);
+            tracing::error!(
+                site = %site_id,
+                node_id = report.node_id,
+                offset_ms,
+                budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
+                "refused a lease renewal: the branch's clock runs ahead past the budget"
+            );
+            self.node.applied().note_clock_offset(
+                &site_id,
+                banyan_raft::ClockOffset {
+                    node_id: report.node_id,
+                    offset_ms,
+                    past_budget: true,
+                },
+            );
+            return Err(invalid(refused).into());
+        }
         let request_id = convert::request_id(message.request_id.clone()).map_err(invalid)?;
         let action = Action::RenewLease {
             site_id: site_id.clone(),

@@ -21,6 +21,25 @@ pub const MAX_LEASE_MS: i64 = 10 * 60 * 1000;
 /// network delay of a renewal).
 pub const MAX_CLOCK_OFFSET_MS: i64 = 250;
 
+/// Checks a renewal's send time against the receiving node's clock `now_ms`: a branch
+/// clock running ahead past [`MAX_CLOCK_OFFSET_MS`] is refused, naming the offset. Checked
+/// where the renewal comes in, not in the replicated apply (logs written before the
+/// budget existed replay the same).
+pub fn check_clock_offset(sent_at_ms: i64, now_ms: i64) -> Result<(), DomainError> {
+    let offset_ms = sent_at_ms.saturating_sub(now_ms);
+    if offset_ms > MAX_CLOCK_OFFSET_MS {
+        return Err(DomainError::precondition(
+            "sent_at_ms",
+            format!(
+                "the branch's clock runs {offset_ms} ms ahead of the cluster clock, past the \
+                 {MAX_CLOCK_OFFSET_MS} ms budget: the core would hold the lease longer than \
+                 the branch believes; fix the branch's clock (NTP)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteInput {
     pub id: String,

@@ -1639,10 +1639,9 @@ fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
             "ttl_ms",
         ),
         (
-            // A clock past the offset budget, named as such.
             "lease sent in the future",
             renew("emea", T0 + 3_600_000, 10_000),
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",
             "sent_at_ms",
         ),
         (

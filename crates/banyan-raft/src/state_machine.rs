@@ -106,26 +106,17 @@ impl Applied {
             ..
         } = &stamped.command.action
         {
-            if self.may_note_refusal(stamped, site_id) {
+            // Renewals past the budget are refused before they are proposed (and noted
+            // there, see `AppliedState::note_clock_offset`); one in the log was taken.
+            if result.is_ok() && self.may_note_refusal(stamped, site_id) {
                 let offset_ms =
                     sent_at_ms.saturating_sub(self.domain.clock_ms().max(stamped.at_ms));
-                let past_budget = offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS;
-                if past_budget {
-                    tracing::error!(
-                        index,
-                        site = %site_id,
-                        node_id = report.node_id,
-                        offset_ms,
-                        budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
-                        "refused a lease renewal: the branch's clock runs ahead past the budget"
-                    );
-                }
                 self.clock_offsets.insert(
                     site_id.clone(),
                     ClockOffset {
                         node_id: report.node_id,
                         offset_ms,
-                        past_budget,
+                        past_budget: false,
                     },
                 );
             }
@@ -230,6 +221,16 @@ impl AppliedState {
         drop(state);
         tx.send_replace(seq);
         Some(result)
+    }
+
+    /// Notes a branch's clock offset seen where its renewal came in (one refused for it
+    /// never reaches the log); shown with the offsets the log carries.
+    pub fn note_clock_offset(&self, site: &str, offset: ClockOffset) {
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clock_offsets
+            .insert(site.to_owned(), offset);
     }
 
     /// Reads the applied state. Hold the guard briefly: applying waits for it.

@@ -925,14 +925,30 @@ async fn inject(
             fault
                 .clock_ahead_ms
                 .insert(branch, ahead.as_millis() as i64);
+            // The core node the renewal reached refuses it; any of them may be that node.
             let refused = wait_until(
                 &format!("the core refusing site {site}'s renewals for its clock"),
                 REACT,
                 || async {
-                    let status = site_status(target, site).await?;
-                    status
-                        .clock_offset_past_budget
-                        .then_some(status.clock_offset_ms)
+                    for id in CORE {
+                        let client = Client::new(
+                            [target.addr(id).ok()?],
+                            RetryPolicy::once(Duration::from_secs(2)),
+                            &target.security().ok()?,
+                        )
+                        .ok()?;
+                        let Ok(status) = client.status().await else {
+                            continue;
+                        };
+                        let refused = status
+                            .sites
+                            .into_iter()
+                            .find(|s| s.site_id == site && s.clock_offset_past_budget);
+                        if let Some(s) = refused {
+                            return Some(s.clock_offset_ms);
+                        }
+                    }
+                    None
                 },
             )
             .await?;
