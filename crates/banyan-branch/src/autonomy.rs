@@ -128,6 +128,11 @@ impl Inner {
         let at_ms = wall_clock_ms().max(local.read().domain.clock_ms());
         let stamped = Stamped { at_ms, command };
         let bytes = banyan_raft::codec::encode(&stamped);
+        // A branch on a fresh data directory (a replacement) starts its journal at 1; the
+        // core, which keys reconciliation by site, would take entries up to what it already
+        // reconciled for the site as applied and drop them. Continue past that instead.
+        self.journal
+            .advance_past(self.replica.read().domain.reconciled_seq(&self.config.site));
         let seq = self
             .journal
             .push(&bytes)
@@ -211,8 +216,8 @@ impl Inner {
             .site(&self.config.site)
             .filter(|s| s.lease_expires_ms.is_some())
             .is_some_and(|s| {
-                let holder = s.branch.map_or(0, |b| b.node_id);
-                holder == self.config.id || holder == 0
+                // A released lease (holder 0) is nobody's until a renewal takes it.
+                s.branch.is_some_and(|b| b.node_id == self.config.id)
             });
         ours && !self.lease.may_be_held() && self.lease.last_error().is_some()
     }

@@ -60,6 +60,20 @@ impl ForwardingService {
         }
         policy::check_forwarded(&forwarder, command.principal.as_ref(), &command.action)
             .map_err(denied)?;
+        // A renewal comes in through Cluster.RenewLease, where its send time is checked
+        // against the receiving node's clock and its node id against the sender; only a core
+        // node hands one on from there.
+        if matches!(command.action, Action::RenewLease { .. })
+            && !matches!(
+                forwarder,
+                banyan_domain::Principal::Node(_) | banyan_domain::Principal::Insecure
+            )
+        {
+            return Err(ApiError::Denied(banyan_trust::Denied::new(
+                Some(&forwarder),
+                "forward a lease renewal (send it to Cluster.RenewLease)",
+            )));
+        }
         // Site scope, against the leader's state: the caller's (the forwarding node checked
         // it against a replica that may have been behind), and a branch's own: it
         // forwards its site's work only, its agents' commands and its site's contacts.

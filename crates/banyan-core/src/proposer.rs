@@ -76,7 +76,15 @@ impl Proposer {
 
 async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Reply)>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
+    let mut held_back: Option<(Stamped, usize, Reply)> = None;
+    loop {
+        let first = match held_back.take() {
+            Some(first) => first,
+            None => match queue.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
         // Wait for room first: commands arriving meanwhile join this batch.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
@@ -93,8 +101,15 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Rep
                 replies.push(reply);
                 bytes += size;
             }
-            if commands.len() < MAX_BATCH && bytes < MAX_ENTRY_BYTES {
-                next = queue.try_recv().ok();
+            if commands.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    // One that would take the entry past its budget starts the next one.
+                    Ok(more) if bytes + more.1 > MAX_ENTRY_BYTES => {
+                        held_back = Some(more);
+                    }
+                    Ok(more) => next = Some(more),
+                    Err(_) => {}
+                }
             }
         }
         if commands.is_empty() {

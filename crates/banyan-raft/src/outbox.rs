@@ -101,6 +101,13 @@ impl Outbox {
         Ok(Appended::New(seq))
     }
 
+    /// Makes the next sequence number handed out greater than `seq` (a branch's journal
+    /// continues past what the core has already reconciled for its site, even on a fresh
+    /// data directory). Taken on disk with the next push.
+    pub fn advance_past(&self, seq: u64) {
+        self.next.fetch_max(seq.saturating_add(1), Ordering::SeqCst);
+    }
+
     /// Appends `entry` without an idempotency key (for records nobody retries, such as a
     /// journal), and returns its sequence number once it is on disk. Nothing of it stays
     /// once delivered.

@@ -109,7 +109,13 @@ pub fn watch(
                 }
             }
             let next_index = last.map_or(from_index, |(index, _)| index);
-            let record = match live.recv().await {
+            // A watcher that went away is noticed here too, not only at its next event (a
+            // filtered watcher may see none for a long time): it gives its place back.
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = tx.closed() => return,
+            };
+            let record = match received {
                 Ok(record) => record,
                 Err(RecvError::Lagged(_)) => match feed.subscribe_from(next_index) {
                     Ok((retained, resubscribed)) => {
@@ -121,7 +127,7 @@ pub fn watch(
                         let status = ApiError::Aborted(format!(
                             "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
                         ));
-                        let _ = tx.send(Err(status.into())).await;
+                        let _ = cut_tx.send(status.into());
                         return;
                     }
                 },
@@ -129,7 +135,7 @@ pub fn watch(
                     let status = ApiError::Aborted(format!(
                         "this node restarted its event feed from a snapshot after index {next_index}; resume on another node"
                     ));
-                    let _ = tx.send(Err(status.into())).await;
+                    let _ = cut_tx.send(status.into());
                     return;
                 }
             };

@@ -161,22 +161,23 @@ impl State {
                 ));
             }
         }
-        // A lease is bound to the branch node that holds it: another node of the same
-        // site (a second branch, or a replacement started too early) waits until it
-        // lapses or an administrator releases it.
+        // A lease is bound to the branch node that holds it, lapsed or not: another node
+        // of the same site (a second branch, or a replacement) waits until an
+        // administrator releases it. A lapsed holder may be cut off and routing the site
+        // alone; giving the lease to another node then would have both route.
         if let Some(site) = self.data.sites.get(site_id) {
             let holder = site
                 .branch
                 .map(|b| b.node_id)
-                .filter(|_| site.routable(now) && site.lease_expires_ms.is_some());
+                .filter(|_| site.lease_expires_ms.is_some());
             if let Some(holder) = holder.filter(|h| *h != 0 && report.node_id != 0) {
                 if holder != report.node_id {
                     return Err(DomainError::precondition(
                         "site_id",
                         format!(
                             "site {site_id}'s lease is held by branch node {holder}; node {} \
-                             may take it once it lapses or `banyan ctl sites release \
-                             {site_id}` releases it",
+                             may take it once `banyan ctl sites release {site_id}` releases \
+                             it (only when node {holder} is gone)",
                             report.node_id
                         ),
                     ));
