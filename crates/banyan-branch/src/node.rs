@@ -355,10 +355,13 @@ impl Backend for BranchNode {
         };
         let result = self.inner.forward(&command).await;
         if let Some(seq) = accept {
-            // Settled either way unless the core's answer never came (or came but has not
-            // reached this branch's replica yet, which the replica will show later).
+            // Settled either way unless the core's answer never came, or came but has not
+            // reached this branch's replica yet: if the core is lost before it does, the
+            // branch's view for routing alone must still count the call against the agent
+            // (the record is forgotten once the replica shows it, see
+            // `forget_settled_accepts`).
             let settled = match &result {
-                Ok(_) => true,
+                Ok(committed) => self.inner.replica.applied_index() >= committed.index,
                 Err(error) => !error.may_have_taken_effect(),
             };
             if settled {
