@@ -708,13 +708,7 @@ async fn site_mode(target: &Target, site: &str) -> Option<i32> {
 /// The site's status as the core's leader shows it.
 async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
     for id in CORE {
-        let client = Client::new(
-            [target.addr(id).ok()?],
-            RetryPolicy::once(Duration::from_secs(2)),
-            &target.security().ok()?,
-        )
-        .ok()?;
-        let Ok(status) = client.status().await else {
+        let Some(status) = core_status(target, id).await else {
             continue;
         };
         if status.role == pb::Role::Leader as i32 {
@@ -722,6 +716,17 @@ async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
         }
     }
     None
+}
+
+/// Core node `id`'s status, if it answers within two seconds.
+async fn core_status(target: &Target, id: u64) -> Option<pb::ClusterStatus> {
+    let client = Client::new(
+        [target.addr(id).ok()?],
+        RetryPolicy::once(Duration::from_secs(2)),
+        &target.security().ok()?,
+    )
+    .ok()?;
+    client.status().await.ok()
 }
 
 /// Waits until `branch` works through the core again with its site leased.
@@ -931,13 +936,7 @@ async fn inject(
                 REACT,
                 || async {
                     for id in CORE {
-                        let client = Client::new(
-                            [target.addr(id).ok()?],
-                            RetryPolicy::once(Duration::from_secs(2)),
-                            &target.security().ok()?,
-                        )
-                        .ok()?;
-                        let Ok(status) = client.status().await else {
+                        let Some(status) = core_status(target, id).await else {
                             continue;
                         };
                         let refused = status
