@@ -172,4 +172,19 @@ pub enum Action {
     ReleaseLease {
         site_id: String,
     },
+    /// The cluster's own identity, kept by the state machine beside the domain (which
+    /// refuses it): see [`ClusterAction`].
+    Cluster(ClusterAction),
+}
+
+/// Who the cluster is: its id, chosen once when it is founded, and the data directory
+/// (incarnation) each node id runs on. Peers refuse a node whose data directory is not
+/// the one registered for its id: a voter whose directory was wiped has forgotten its
+/// votes and acknowledged entries and must rejoin under a new id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterAction {
+    /// The first leader names the cluster; later ones are refused.
+    Found { cluster_id: String },
+    /// The leader records the data directory a member runs on, as the member told it.
+    Register { node_id: u64, incarnation: String },
 }

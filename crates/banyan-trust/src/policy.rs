@@ -329,6 +329,7 @@ pub fn action_permission(action: &Action) -> Permission {
         Action::Tick => Admin,
         Action::RevokeAgentTokens { .. } => Configure,
         Action::ReleaseLease { .. } => Membership,
+        Action::Cluster(_) => Admin,
     }
 }
 
@@ -348,6 +349,10 @@ pub fn check_forwarded(
             Principal::Node(_) | Principal::Insecure => Ok(()),
             _ => Err(Denied::new(Some(forwarder), "propose timer ticks")),
         };
+    }
+    // The cluster's identity is written by its leader alone, never handed to it.
+    if matches!(action, Action::Cluster(_)) {
+        return Err(Denied::new(Some(forwarder), format!("forward {what}")));
     }
     if !may_forward(forwarder, needed) {
         return Err(Denied::new(
@@ -434,6 +439,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::Tick => "advance timers",
         Action::RevokeAgentTokens { .. } => "revoke an agent's tokens",
         Action::ReleaseLease { .. } => "release a site's lease",
+        Action::Cluster(_) => "change the cluster's identity",
     }
 }
 

@@ -237,6 +237,12 @@ impl State {
                 ev,
             )?,
             Action::ReleaseLease { site_id } => self.release_lease(site_id, ev)?,
+            Action::Cluster(_) => {
+                return Err(DomainError::invalid(
+                    "action",
+                    "the cluster's identity is kept by the state machine, not the domain",
+                ))
+            }
             Action::CreateContact(input) => self.create_contact(input, command.request_id(), ev)?,
             Action::SetAgentPresence { agent_id, presence } => {
                 self.set_presence(agent_id, presence, ev)?
