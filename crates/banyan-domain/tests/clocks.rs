@@ -93,3 +93,46 @@ fn a_branch_cannot_renew_as_another_node() {
     assert_eq!(field_of(&err), "node_id", "{err}");
     assert!(sim.state == before);
 }
+
+/// Regression: a second branch node of a site could hand over a journal while the first
+/// held the site's lease, and advance the site's reconciled sequence past the holder's
+/// entries, which the core would then skip as replays.
+#[test]
+fn only_the_lease_holder_hands_over_its_sites_journal() {
+    let mut sim = sim();
+    let now = sim.now;
+    sim.apply(renew_as(101, now));
+    let import = |node| {
+        let mut command = Command::new(Action::ImportBranch(banyan_domain::BranchImport {
+            site: "emea".into(),
+            upto_seq: 5,
+            contacts: Vec::new(),
+            agents: Vec::new(),
+            created: Vec::new(),
+        }));
+        command.principal = Some(Principal::Branch {
+            node,
+            site: "emea".into(),
+        });
+        command
+    };
+    let before = sim.state.clone();
+    let err = sim
+        .state
+        .apply(&Stamped {
+            at_ms: sim.now,
+            command: import(102),
+        })
+        .unwrap_err();
+    assert_eq!(field_of(&err), "site", "{err}");
+    assert!(err.to_string().contains("held by branch node 101"), "{err}");
+    assert!(sim.state == before, "nothing changed");
+    assert_eq!(sim.state.reconciled_seq("emea"), 0);
+    sim.state
+        .apply(&Stamped {
+            at_ms: sim.now,
+            command: import(101),
+        })
+        .unwrap();
+    assert_eq!(sim.state.reconciled_seq("emea"), 5);
+}

@@ -135,6 +135,27 @@ impl State {
                 ));
             }
         }
+        // The journal to import is the lease holder's: a second branch node of the site
+        // (started on an empty directory under a new id while the first still holds the
+        // lease) has routed nothing alone, and must not overwrite what the holder did.
+        if let Some(Principal::Branch { node, .. }) = by {
+            let holder = self
+                .data
+                .sites
+                .get(site)
+                .filter(|s| s.lease_expires_ms.is_some())
+                .and_then(|s| s.branch)
+                .map(|b| b.node_id)
+                .filter(|h| *h != 0);
+            if let Some(holder) = holder.filter(|h| h != node) {
+                return Err(DomainError::precondition(
+                    "site",
+                    format!(
+                        "site {site}'s lease is held by branch node {holder}; branch node                          {node} cannot hand over a journal for it"
+                    ),
+                ));
+            }
+        }
         validate_count("contacts", import.contacts.len(), MAX_IMPORT_CONTACTS)?;
         validate_count("created", import.created.len(), MAX_IMPORT_CONTACTS)?;
         validate_count("agents", import.agents.len(), MAX_IMPORT_AGENTS)?;
