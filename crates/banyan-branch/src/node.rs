@@ -14,7 +14,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
 use banyan_raft::{
-    open_stores, AppliedState, Database, LinkControl, NetworkFactory, Raft, StoreError,
+    open_stores, AppliedState, Database, Identity, LinkControl, NetworkFactory, Raft, StoreError,
 };
 use banyan_raft::{Appended, Outbox};
 use tonic::transport::Channel;
@@ -39,6 +39,8 @@ pub enum StartError {
     Core(String),
     #[error("the branch's own records: {0}")]
     Journal(String),
+    #[error("settling the data directory's identity: {0}")]
+    Identity(String),
 }
 
 /// The core's last refusal of this branch's import.
@@ -91,6 +93,8 @@ pub(crate) struct Inner {
     channels: banyan_api::forward::Forwarder,
     state_machine: banyan_raft::StateMachineStore,
     telemetry: Arc<Telemetry>,
+    /// The cluster and data directory this branch runs as.
+    identity: Identity,
 }
 
 impl BranchNode {
@@ -98,6 +102,8 @@ impl BranchNode {
     /// starts joining the core and renewing the site's lease in the background.
     pub async fn start(config: BranchConfig, links: LinkControl) -> Result<Self, StartError> {
         let (db, log, state_machine) = open_stores(&config.data_dir)?;
+        let identity = Identity::new(config.id, &db, state_machine.applied_state());
+        let committed = log.committed_index();
         let raft_config = config
             .timers
             .to_openraft("banyan-core")
@@ -105,12 +111,16 @@ impl BranchNode {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.id, links, config.security.clone()),
+            NetworkFactory::new(links, config.security.clone(), identity.clone()),
             log,
             state_machine.clone(),
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        identity
+            .resolve(committed)
+            .await
+            .map_err(|e| StartError::Identity(e.to_string()))?;
         // A write in flight when the core goes away must be settled (done or given up)
         // before the branch may route on its own, a lease TTL later.
         let policy = RetryPolicy {
@@ -143,6 +153,7 @@ impl BranchNode {
                 created_alone: Default::default(),
                 import_refused: Default::default(),
                 raft,
+                identity,
                 db,
                 core,
                 lease,
@@ -188,6 +199,11 @@ impl BranchNode {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// The cluster and data directory this branch runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     /// Whether the branch serves through the core, on its own, or is handing over.

@@ -63,7 +63,9 @@ async fn run(
         .layer(banyan_trust::EdgeLayer::new(node.security().clone()))
         .add_service(health)
         .add_service(reflection)
-        .add_service(RaftTransportService::new(node.raft().clone()).into_server())
+        .add_service(
+            RaftTransportService::new(node.raft().clone(), node.identity().clone()).into_server(),
+        )
         .add_service(ContactCenterService::new(node.clone()).into_server())
         .add_service(AgentDeskService::new(node).into_server())
         .serve_with_incoming_shutdown(

@@ -102,6 +102,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let raft = node.raft().clone();
+    let identity = node.identity().clone();
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -110,7 +111,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         core = ?config.core,
         "banyan branch serving"
     );
-    let fatal = stop_signal_or_fatal(raft).await;
+    let fatal = stop_signal_or_fatal(raft, identity).await;
     tracing::info!(node_id = config.id, "shutting down");
     let _ = http_stop.send(());
     if let Some(http) = http {
@@ -120,7 +121,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
     match fatal {
-        Some(reason) => anyhow::bail!("Raft stopped: {reason}"),
+        Some(reason) => anyhow::bail!("stopped: {reason}"),
         None => Ok(()),
     }
 }

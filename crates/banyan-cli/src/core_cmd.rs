@@ -118,6 +118,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         None => None,
     };
     let raft = node.raft().clone();
+    let identity = node.identity().clone();
     let running = serve(node, listener)?;
     tracing::info!(
         node_id = config.id,
@@ -126,7 +127,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "banyan core serving"
     );
-    let fatal = stop_signal_or_fatal(raft).await;
+    let fatal = stop_signal_or_fatal(raft, identity).await;
     tracing::info!(node_id = config.id, "shutting down");
     let _ = http_stop.send(());
     if let Some(http) = http {
@@ -136,15 +137,26 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     running.shutdown().await;
     tracing::info!(node_id = config.id, "stopped");
     match fatal {
-        Some(reason) => anyhow::bail!("Raft stopped: {reason}"),
+        Some(reason) => anyhow::bail!("stopped: {reason}"),
         None => Ok(()),
     }
 }
 
 /// Waits for SIGTERM or SIGINT (`None`), or for the node's Raft to stop with a fatal
-/// error (`Some`, why): then the node must exit non-zero, so its orchestrator restarts
-/// it, instead of answering UNAVAILABLE for ever.
-pub async fn stop_signal_or_fatal(raft: banyan_raft::Raft) -> Option<String> {
+/// error, or for its peers to fence it off as a wiped or replaced data directory (`Some`,
+/// why): then the node must exit non-zero, so its orchestrator restarts it (or shows the
+/// reason), instead of answering UNAVAILABLE for ever.
+pub async fn stop_signal_or_fatal(
+    raft: banyan_raft::Raft,
+    identity: banyan_raft::Identity,
+) -> Option<String> {
+    let mut fenced = identity.fenced();
+    let fenced = async move {
+        match fenced.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    };
     let mut metrics = raft.metrics();
     let fatal = async move {
         loop {
@@ -160,6 +172,10 @@ pub async fn stop_signal_or_fatal(raft: banyan_raft::Raft) -> Option<String> {
         () = shutdown_signal() => None,
         reason = fatal => {
             tracing::error!(%reason, "Raft stopped with a fatal error: exiting");
+            Some(reason)
+        }
+        reason = fenced => {
+            tracing::error!(%reason, "this data directory is not the one the cluster knows for this node id: exiting");
             Some(reason)
         }
     }

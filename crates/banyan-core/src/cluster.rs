@@ -136,6 +136,7 @@ impl Cluster for ClusterService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
         let metrics = self.node.metrics();
+        let identity = self.node.identity();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let last_log_index = metrics.last_log_index.unwrap_or(0);
@@ -164,6 +165,7 @@ impl Cluster for ClusterService {
                     matched_index: matched.unwrap_or(0),
                     replication_lag: matched.map_or(0, |m| last_log_index.saturating_sub(m)),
                     lag_known: matched.is_some(),
+                    incarnation: identity.registered(*id).unwrap_or_default(),
                 }
             })
             .collect();
@@ -192,6 +194,8 @@ impl Cluster for ClusterService {
             wall_clock_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
+            cluster_id: identity.cluster_id().unwrap_or_default(),
+            incarnation: identity.incarnation().unwrap_or_default().to_owned(),
         }))
     }
 

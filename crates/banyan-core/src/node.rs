@@ -8,8 +8,8 @@ use banyan_domain::{Action, Command, Principal, Stamped};
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
 use banyan_proto::v1::RaftPayload;
 use banyan_raft::{
-    open_stores, AppliedState, ChangeMembers, Database, LinkControl, LogStore, NetworkFactory,
-    Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
+    open_stores, AppliedState, ChangeMembers, Database, Identity, LinkControl, LogStore,
+    NetworkFactory, Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
 };
 use banyan_trust::Security;
 
@@ -41,6 +41,8 @@ pub enum StartError {
     Config(String),
     #[error("starting Raft: {0}")]
     Raft(String),
+    #[error("settling the data directory's identity: {0}")]
+    Identity(String),
 }
 
 /// How long a caller waits for its proposal: the proposer's own commit timeout plus time
@@ -75,6 +77,8 @@ struct Inner {
     telemetry: Arc<Telemetry>,
     /// TLS and credentials of this node (or `--insecure`).
     security: Security,
+    /// The cluster and data directory this node runs as.
+    identity: Identity,
 }
 
 /// How often the leader checks whether a timer is due and proposes a `Tick`.
@@ -89,6 +93,7 @@ impl CoreNode {
         clock: Clock,
     ) -> Result<Self, StartError> {
         let (db, log, state_machine) = open_stores(&config.data_dir)?;
+        let identity = Identity::new(config.id, &db, state_machine.applied_state());
         let raft_config = config
             .timers
             .to_openraft("banyan-core")
@@ -96,12 +101,17 @@ impl CoreNode {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            NetworkFactory::new(config.id, links, config.security.clone()),
+            NetworkFactory::new(links, config.security.clone(), identity.clone()),
             log.clone(),
             state_machine.clone(),
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        identity
+            .resolve(log.committed_index())
+            .await
+            .map_err(|e| StartError::Identity(e.to_string()))?;
+        identity.spawn_registrar(raft.clone());
         let telemetry = Telemetry::new();
         telemetry.watch_offers(state_machine.applied_state());
         let node = Self {
@@ -117,6 +127,7 @@ impl CoreNode {
                 db,
                 clock,
                 forwarder: Forwarder::new(config.security.clone()),
+                identity,
                 security: config.security.clone(),
             }),
         };
@@ -165,6 +176,11 @@ impl CoreNode {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// The cluster and data directory this node runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     pub fn applied(&self) -> &AppliedState {

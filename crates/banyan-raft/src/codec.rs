@@ -6,8 +6,11 @@
 //! `tests/golden/vN/` hold each version's log entries, snapshot and RPC payloads; their
 //! test fails when today's code can no longer read one of them.
 
+use banyan_domain::State;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::identity::ClusterIdentity;
 
 /// The format this build writes. Version 3 adds the principal to every command and
 /// timeline step, and agents' token revocations. Version 2 (the whole contact-center
@@ -37,6 +40,31 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
         Some((&FORMAT_VERSION, body)) => Ok(postcard::from_bytes(body)?),
+        Some((&version, _)) => Err(CodecError::UnknownVersion(version)),
+    }
+}
+
+/// A snapshot: the domain state, then the cluster's identity. A snapshot written before
+/// the identity existed ends after the domain state and reads with an empty identity,
+/// which the leader then fills in.
+pub fn encode_snapshot(domain: &State, cluster: &ClusterIdentity) -> Vec<u8> {
+    let mut out = encode(domain);
+    postcard::to_io(cluster, &mut out).expect("postcard encoding of Banyan types");
+    out
+}
+
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(State, ClusterIdentity), CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&FORMAT_VERSION, body)) => {
+            let (domain, rest) = postcard::take_from_bytes::<State>(body)?;
+            let cluster = if rest.is_empty() {
+                ClusterIdentity::default()
+            } else {
+                postcard::from_bytes(rest)?
+            };
+            Ok((domain, cluster))
+        }
         Some((&version, _)) => Err(CodecError::UnknownVersion(version)),
     }
 }

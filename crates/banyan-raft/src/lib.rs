@@ -25,6 +25,7 @@
 //! * [`outbox`]: a durable outbox of records to deliver later (a branch's self-service).
 //! * [`config`]: Raft timers as configuration.
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
+//! * [`identity`]: the cluster's id and each node's data directory, checked on every Raft call.
 
 #![allow(
     clippy::result_large_err,
@@ -36,6 +37,7 @@ pub mod config;
 pub mod durable;
 pub mod events;
 pub mod fuzz;
+pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod outbox;
@@ -46,6 +48,7 @@ pub mod types;
 
 pub use config::RaftTimers;
 pub use events::{Compacted, EventFeed, EventRecord};
+pub use identity::{ClusterIdentity, Identity};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use outbox::{Appended, Outbox};

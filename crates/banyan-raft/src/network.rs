@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
 use crate::codec;
+use crate::identity::Identity;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Largest gRPC message between nodes: append batches and 1 MiB snapshot chunks fit with
@@ -95,15 +96,18 @@ pub struct NetworkFactory {
     links: LinkControl,
     /// TLS with this node's certificate (peers refuse Raft traffic from anyone else).
     security: Security,
+    /// The cluster and data directory every call names.
+    identity: Identity,
 }
 
 impl NetworkFactory {
-    pub fn new(id: NodeId, links: LinkControl, security: Security) -> Self {
+    pub fn new(links: LinkControl, security: Security, identity: Identity) -> Self {
         Self {
-            id,
+            id: identity.node_id(),
             channels: Arc::default(),
             links,
             security,
+            identity,
         }
     }
 
@@ -139,6 +143,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client,
             links: self.links.clone(),
+            identity: self.identity.clone(),
         }
     }
 }
@@ -150,6 +155,7 @@ pub struct PeerNetwork {
     /// `Err` when the peer's address is unusable; every call then reports it unreachable.
     client: Result<RaftTransportClient<Channel>, String>,
     links: LinkControl,
+    identity: Identity,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
@@ -180,15 +186,33 @@ impl PeerNetwork {
                 )))
             }
         };
-        let payload = RaftPayload {
+        let mut payload = tonic::Request::new(RaftPayload {
             data: codec::encode(request),
-        };
+        });
+        if self
+            .identity
+            .outgoing(self.target, payload.metadata_mut())
+            .is_none()
+        {
+            let e = std::io::Error::other("this node's identity is not settled yet");
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
         let reply = match rpc {
             Rpc::Append => client.append_entries(payload).await,
             Rpc::Vote => client.vote(payload).await,
             Rpc::Snapshot => client.install_snapshot(payload).await,
         };
-        let reply = reply.map_err(|status| status_to_rpc_error(&status))?;
+        let reply = reply.map_err(|status| {
+            self.identity.refused(self.target, &status);
+            status_to_rpc_error(&status)
+        })?;
+        if let Some(incarnation) = reply
+            .metadata()
+            .get(crate::identity::INCARNATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.identity.saw(self.target, incarnation);
+        }
         let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -201,7 +225,8 @@ fn status_to_rpc_error<E: std::error::Error>(
     status: &tonic::Status,
 ) -> RPCError<NodeId, Node, RaftError<NodeId, E>> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Cancelled => {
+        // A peer that refuses this node's identity is as good as unreachable: back off.
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::FailedPrecondition => {
             RPCError::Unreachable(Unreachable::new(status))
         }
         _ => RPCError::Network(NetworkError::new(status)),

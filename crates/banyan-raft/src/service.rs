@@ -7,19 +7,60 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::metadata::MetadataValue;
+
 use crate::codec;
+use crate::identity::{Identity, FENCED_HEADER};
 use crate::network::MAX_MESSAGE_BYTES;
-use crate::types::Raft;
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Serves `banyan.v1.RaftTransport` for one node.
 #[derive(Clone)]
 pub struct RaftTransportService {
     raft: Raft,
+    /// Checks every call's cluster and data directories (see [`crate::identity`]).
+    identity: Identity,
 }
 
 impl RaftTransportService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(raft: Raft, identity: Identity) -> Self {
+        Self { raft, identity }
+    }
+
+    /// Decodes a call from a peer and checks who it is: the sender is the node that
+    /// signed the call's vote (the candidate, or the leader).
+    fn accept<T: DeserializeOwned>(
+        &self,
+        request: Request<RaftPayload>,
+        sender: impl Fn(&T) -> NodeId,
+    ) -> Result<T, Status> {
+        let (headers, _, payload) = request.into_parts();
+        let rpc: T = codec::decode(&payload.data).map_err(|e| {
+            Status::invalid_argument(format!("data: undecodable Raft message: {e}"))
+        })?;
+        let from = sender(&rpc);
+        self.identity
+            .check_incoming(from, &headers)
+            .map_err(|refusal| {
+                tracing::warn!(from, reason = %refusal.reason, "refused a Raft call");
+                let mut status = Status::failed_precondition(refusal.reason);
+                if refusal.caller_fenced {
+                    status
+                        .metadata_mut()
+                        .insert(FENCED_HEADER, MetadataValue::from_static("caller"));
+                }
+                status
+            })?;
+        Ok(rpc)
+    }
+
+    fn reply<T: Serialize>(&self, result: &T) -> Result<Response<RaftPayload>, Status> {
+        let mut reply = Response::new(RaftPayload {
+            data: codec::encode(result),
+        });
+        self.identity.reply_headers(reply.metadata_mut());
+        Ok(reply)
     }
 
     /// The tonic service, with message limits raised for append batches and snapshots.
@@ -30,37 +71,34 @@ impl RaftTransportService {
     }
 }
 
-fn decode_request<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    codec::decode(&request.into_inner().data)
-        .map_err(|e| Status::invalid_argument(format!("data: undecodable Raft message: {e}")))
-}
-
-fn encode_reply<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
-    Ok(Response::new(RaftPayload {
-        data: codec::encode(result),
-    }))
-}
-
 #[tonic::async_trait]
 impl RaftTransport for RaftTransportService {
     async fn append_entries(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode_request(request)?;
-        encode_reply(&self.raft.append_entries(rpc).await)
+        let rpc: AppendEntriesRequest<TypeConfig> = self
+            .accept(request, |rpc: &AppendEntriesRequest<TypeConfig>| {
+                rpc.vote.leader_id().node_id
+            })?;
+        self.reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode_request(request)?;
-        encode_reply(&self.raft.vote(rpc).await)
+        let rpc: VoteRequest<NodeId> = self.accept(request, |rpc: &VoteRequest<NodeId>| {
+            rpc.vote.leader_id().node_id
+        })?;
+        self.reply(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode_request(request)?;
-        encode_reply(&self.raft.install_snapshot(rpc).await)
+        let rpc: InstallSnapshotRequest<TypeConfig> = self
+            .accept(request, |rpc: &InstallSnapshotRequest<TypeConfig>| {
+                rpc.vote.leader_id().node_id
+            })?;
+        self.reply(&self.raft.install_snapshot(rpc).await)
     }
 }

@@ -14,7 +14,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use banyan_domain::{Stamped, State};
+use banyan_domain::{Action, ClusterAction, Stamped, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::codec;
 use crate::durable::DurableDb;
 use crate::events::{EventFeed, EventRecord};
+use crate::identity::ClusterIdentity;
 use crate::types::{
     Batch, BatchResponse, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -54,6 +55,8 @@ pub struct Applied {
     /// `refused_imports`.
     #[serde(skip)]
     pub clock_offsets: std::collections::BTreeMap<String, ClockOffset>,
+    /// The cluster's id and its members' data directories; in snapshots, after the domain.
+    pub cluster: ClusterIdentity,
 }
 
 /// A branch's clock offset to the cluster clock, as its last renewal showed it.
@@ -87,6 +90,19 @@ impl std::fmt::Display for RefusedImport {
 }
 
 impl Applied {
+    /// Applies a command on the cluster's identity, never the domain's.
+    fn apply_cluster(&mut self, index: u64, action: &ClusterAction) -> Response {
+        let membership = self.membership.membership();
+        let result = self
+            .cluster
+            .apply(action, |id| membership.get_node(&id).is_some());
+        match &result {
+            Ok(()) => tracing::info!(index, ?action, "cluster identity recorded"),
+            Err(e) => tracing::warn!(index, ?action, reason = %e, "cluster identity refused"),
+        }
+        result.map(|()| Vec::new())
+    }
+
     fn may_note_refusal(&self, stamped: &Stamped, site: &str) -> bool {
         let scoped = stamped
             .command
@@ -424,7 +440,8 @@ impl StateMachineStore {
 
     /// Replaces the in-memory state with a decoded snapshot.
     fn load(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StorageError> {
-        let domain: State = codec::decode(bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let (domain, cluster) =
+            codec::decode_snapshot(bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let index = meta.last_log_id.map_or(0, |id| id.index);
         *self.write_state() = Applied {
             last_applied: meta.last_log_id,
@@ -432,6 +449,7 @@ impl StateMachineStore {
             domain,
             refused_imports: Default::default(),
             clock_offsets: Default::default(),
+            cluster,
         };
         self.inner.events.reset_after(index);
         self.inner.applied_tx.send_replace(index);
@@ -517,7 +535,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: state.membership.clone(),
                 snapshot_id,
             };
-            (meta, codec::encode(&state.domain))
+            (meta, codec::encode_snapshot(&state.domain, &state.cluster))
         };
         if self.persist(&meta, &bytes).await? {
             self.inner.built.fetch_add(1, Ordering::Relaxed);
@@ -558,6 +576,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let results = commands
                             .iter()
                             .map(|command| {
+                                if let Action::Cluster(action) = &command.command.action {
+                                    return state.apply_cluster(index, action);
+                                }
                                 let (seen, _) = state.domain.inconsistencies();
                                 let (result, fresh) = state.domain.apply_traced(command);
                                 report_inconsistency(&state.domain, seen, index, command);
@@ -581,6 +602,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         BatchResponse(results)
                     }
                     EntryPayload::Membership(membership) => {
+                        let members: std::collections::BTreeSet<u64> =
+                            membership.nodes().map(|(id, _)| *id).collect();
+                        state.cluster.retain_members(|id| members.contains(&id));
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
                         BatchResponse::default()
                     }
@@ -609,7 +633,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         // Decode before persisting: a malformed snapshot must not replace a good one.
-        codec::decode::<State>(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        codec::decode_snapshot(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         if self.persist(meta, &bytes).await? {
             self.load(meta, &bytes)?;
         }

@@ -17,12 +17,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use banyan_domain::{
-    Action, AgentInput, BranchImport, BranchReport, Channel, Command, ContactInput, CustomerInput,
-    EscalationAction, EscalationStep, PerChannel, Presence, Principal, QueueInput, Role, SiteInput,
-    Stamped, State, Strategy, Tier,
+    Action, AgentInput, BranchImport, BranchReport, Channel, ClusterAction, Command, ContactInput,
+    CustomerInput, EscalationAction, EscalationStep, PerChannel, Presence, Principal, QueueInput,
+    Role, SiteInput, Stamped, State, Strategy, Tier,
 };
 use banyan_raft::codec::{self, FORMAT_VERSION};
-use banyan_raft::{Batch, BatchResponse, Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use banyan_raft::{
+    Batch, BatchResponse, ClusterIdentity, Entry, LogId, SnapshotMeta, StoredMembership, Vote,
+};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -433,7 +435,76 @@ fn goldens() -> Vec<Golden> {
             encoded: codec::encode(&commands()[11]),
             decode: through::<Stamped>,
         },
+        // Snapshots carry the cluster's identity after the domain state; one without it
+        // (`snapshot`, as written before the identity existed) reads with an empty one.
+        Golden {
+            name: "snapshot-with-identity",
+            encoded: codec::encode_snapshot(&state, &cluster_identity()),
+            decode: |bytes| {
+                let (domain, cluster) = codec::decode_snapshot(bytes)?;
+                Ok(codec::encode_snapshot(&domain, &cluster))
+            },
+        },
+        Golden {
+            name: "cluster-entries",
+            encoded: codec::encode(&cluster_entries()),
+            decode: through::<Vec<Entry>>,
+        },
     ]
+}
+
+fn cluster_actions() -> Vec<ClusterAction> {
+    vec![
+        ClusterAction::Found {
+            cluster_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        },
+        ClusterAction::Register {
+            node_id: 1,
+            incarnation: "00112233445566778899aabbccddeeff".into(),
+        },
+        ClusterAction::Register {
+            node_id: 2,
+            incarnation: "ffeeddccbbaa99887766554433221100".into(),
+        },
+    ]
+}
+
+fn cluster_identity() -> ClusterIdentity {
+    let mut identity = ClusterIdentity::default();
+    for action in cluster_actions() {
+        identity.apply(&action, |_| true).unwrap();
+    }
+    identity
+}
+
+/// The leader's entry that names the cluster and registers its members.
+fn cluster_entries() -> Vec<Entry> {
+    let batch = cluster_actions()
+        .into_iter()
+        .map(|action| Stamped {
+            at_ms: 1_764_000_000_000,
+            command: Command {
+                request_id: None,
+                action: Action::Cluster(action),
+                principal: None,
+            },
+        })
+        .collect();
+    vec![Entry {
+        log_id: log_id(3, 30),
+        payload: EntryPayload::Normal(Batch(batch)),
+    }]
+}
+
+/// A snapshot without the identity still reads, with an empty one.
+#[test]
+fn a_snapshot_written_before_the_identity_reads_with_an_empty_one() {
+    for version in versions() {
+        let bytes = std::fs::read(path(version, "snapshot")).unwrap();
+        let (domain, cluster) = codec::decode_snapshot(&bytes).unwrap();
+        assert_eq!(cluster, ClusterIdentity::default());
+        assert!(domain == codec::decode::<State>(&bytes).unwrap());
+    }
 }
 
 /// With `BANYAN_WRITE_GOLDEN` set, writes this version's files (once per test run).

@@ -431,6 +431,11 @@ pub struct NodeRow {
     pub snapshot: Option<u64>,
     /// Entries behind the leader's last log, as the leader sees it.
     pub replication_lag: Option<u64>,
+    /// The data directory the node runs on, as it reports it.
+    pub incarnation: Option<String>,
+    /// The data directory the cluster registered for this node id, when it differs: the
+    /// node's directory was wiped or replaced and its peers refuse it.
+    pub registered_elsewhere: Option<String>,
     pub error: Option<String>,
 }
 
@@ -468,6 +473,8 @@ pub struct StatusReport {
     pub sites: Vec<SiteRow>,
     /// The answering node runs `--insecure`: no TLS, no credentials checked.
     pub insecure: bool,
+    /// The cluster's id (empty until its first leader named it).
+    pub cluster_id: String,
 }
 
 fn site_rows(view: &ClusterStatus) -> Vec<SiteRow> {
@@ -545,10 +552,14 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
         .iter()
         .zip(&views)
         .map(|(member, view)| {
-            let lag = leader_view
-                .and_then(|l| l.nodes.iter().find(|n| n.id == member.id))
+            let seen_by_leader =
+                leader_view.and_then(|l| l.nodes.iter().find(|n| n.id == member.id));
+            let lag = seen_by_leader
                 .filter(|n| n.lag_known)
                 .map(|n| n.replication_lag);
+            let registered = seen_by_leader
+                .map(|n| n.incarnation.clone())
+                .filter(|r| !r.is_empty());
             match view {
                 Ok(v) => NodeRow {
                     id: member.id,
@@ -562,6 +573,9 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
                     applied: Some(v.applied_index),
                     snapshot: Some(v.snapshot_index),
                     replication_lag: lag,
+                    incarnation: Some(v.incarnation.clone()).filter(|i| !i.is_empty()),
+                    registered_elsewhere: registered
+                        .filter(|r| !v.incarnation.is_empty() && *r != v.incarnation),
                     error: None,
                 },
                 Err(e) => NodeRow {
@@ -576,6 +590,8 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
                     applied: None,
                     snapshot: None,
                     replication_lag: lag,
+                    incarnation: None,
+                    registered_elsewhere: None,
                     error: Some(e.to_string()),
                 },
             }
@@ -591,6 +607,7 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
         members: first.nodes.len(),
         nodes,
         insecure: first.insecure,
+        cluster_id: leader_view.map_or(first.cluster_id.clone(), |l| l.cluster_id.clone()),
     })
 }
 
@@ -625,6 +642,17 @@ fn print_status(report: &StatusReport) {
         ]);
     }
     println!("{table}");
+    if !report.cluster_id.is_empty() {
+        println!("cluster {}", report.cluster_id);
+    }
+    for n in &report.nodes {
+        if let (Some(registered), Some(own)) = (&n.registered_elsewhere, &n.incarnation) {
+            println!(
+                "FENCED: node {} runs on data directory {own}, but the cluster registered {registered} for it: its directory was wiped or replaced; remove it and rejoin the machine under a new id",
+                n.id
+            );
+        }
+    }
     if report.insecure {
         println!(
             "INSECURE: node {} runs with --insecure: no TLS, and every caller may do anything",

@@ -1,0 +1,616 @@
+//! Who a node is beyond its number: the cluster it belongs to, and the data directory
+//! (its incarnation) it runs on.
+//!
+//! A Raft voter's promises (its vote in a term, the entries it acknowledged) live in its
+//! data directory. A voter whose directory was wiped and that comes back under the same id
+//! has forgotten them, and could help elect a leader that lacks a committed entry. So:
+//!
+//! * Each data directory gets a random incarnation the first time a node id runs on it,
+//!   kept in the `identity` tree before the node answers anyone.
+//! * The leader records each member's incarnation in the replicated state
+//!   ([`ClusterAction::Register`]), as the member reported it in its answers, and names the
+//!   cluster once with a random id ([`ClusterAction::Found`]). Both travel in snapshots.
+//! * Every Raft call carries the cluster id, the sender's incarnation and the incarnation
+//!   the sender believes the target runs on. A peer refuses a call from another cluster,
+//!   from a node whose incarnation is not the registered one, and a call meant for an
+//!   incarnation that is not its own; a node told it is not the registered one stops
+//!   ([`Identity::fenced`]) so its operator rejoins it under a new id.
+//!
+//! A node id is removed from the register when it leaves the membership, so it may be
+//! reused after a `remove`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use banyan_domain::{Action, ClusterAction, Command, DomainError, Stamped};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::durable::DurableDb;
+use crate::state_machine::AppliedState;
+use crate::store::Database;
+use crate::types::{Batch, NodeId, Raft};
+
+/// The cluster id the caller belongs to.
+pub const CLUSTER_HEADER: &str = "banyan-cluster-id";
+/// The caller's incarnation on a request; the answering node's on a reply.
+pub const INCARNATION_HEADER: &str = "banyan-incarnation";
+/// The incarnation the caller believes the target runs on.
+pub const TARGET_HEADER: &str = "banyan-target-incarnation";
+/// Set on a refusal that tells the caller it is not the registered incarnation of its id.
+pub const FENCED_HEADER: &str = "banyan-fenced";
+
+/// The longest cluster id or incarnation accepted.
+const MAX_ID_LEN: usize = 64;
+
+/// The cluster's identity in the replicated state: every replica holds the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    pub cluster_id: Option<String>,
+    /// Node id → the incarnation (data directory) it runs on.
+    pub incarnations: BTreeMap<NodeId, String>,
+}
+
+impl ClusterIdentity {
+    /// Applies one cluster command; `is_member` says whether a node id is in the current
+    /// membership. Deterministic, and never panics: a refusal changes nothing.
+    pub fn apply(
+        &mut self,
+        action: &ClusterAction,
+        is_member: impl Fn(NodeId) -> bool,
+    ) -> Result<(), DomainError> {
+        match action {
+            ClusterAction::Found { cluster_id } => {
+                check_id("cluster_id", cluster_id)?;
+                match &self.cluster_id {
+                    None => self.cluster_id = Some(cluster_id.clone()),
+                    Some(existing) if existing == cluster_id => {}
+                    Some(existing) => {
+                        return Err(DomainError::precondition(
+                            "cluster_id",
+                            format!("the cluster is named {existing} already"),
+                        ))
+                    }
+                }
+            }
+            ClusterAction::Register {
+                node_id,
+                incarnation,
+            } => {
+                check_id("incarnation", incarnation)?;
+                if !is_member(*node_id) {
+                    return Err(DomainError::not_found("node_id", node_id.to_string()));
+                }
+                match self.incarnations.get(node_id) {
+                    None => {
+                        self.incarnations.insert(*node_id, incarnation.clone());
+                    }
+                    Some(registered) if registered == incarnation => {}
+                    Some(registered) => {
+                        return Err(DomainError::precondition(
+                            "incarnation",
+                            format!(
+                                "node {node_id} runs on data directory {registered}; another \
+                                 directory joins under a new id"
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the incarnations of nodes that left the membership.
+    pub fn retain_members(&mut self, is_member: impl Fn(NodeId) -> bool) {
+        self.incarnations.retain(|id, _| is_member(*id));
+    }
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), DomainError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN || !value.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be 1 to {MAX_ID_LEN} hexadecimal digits"),
+        ));
+    }
+    Ok(())
+}
+
+/// 128 random bits as 32 hex digits.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The operating system's generator; without it no id could be told apart from the next.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why an incoming Raft call was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    /// The caller is not the registered incarnation of its id.
+    pub caller_fenced: bool,
+}
+
+/// This node's identity: its incarnation, and the replicated register to check peers
+/// against. Cheap to clone.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    db: DurableDb,
+    applied: AppliedState,
+    /// Set once the node has replayed its log (see [`Identity::resolve`]).
+    incarnation: OnceLock<String>,
+    /// The incarnations peers reported in their answers, for the leader to register.
+    seen: Mutex<BTreeMap<NodeId, String>>,
+    fenced: watch::Sender<Option<String>>,
+}
+
+const TREE: &str = "identity";
+
+impl Identity {
+    /// The identity of node `node_id` on `db`; [`resolve`](Self::resolve) settles it.
+    pub fn new(node_id: NodeId, db: &Database, applied: AppliedState) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                node_id,
+                db: db.durable().clone(),
+                applied,
+                incarnation: OnceLock::new(),
+                seen: Mutex::default(),
+                fenced: watch::channel(None).0,
+            }),
+        }
+    }
+
+    /// Settles this node's incarnation once the node has applied what its log holds as
+    /// committed (`committed`): the one its data directory recorded; else, for a data
+    /// directory restored from another node's backup, the one the replicated register
+    /// holds for this id; else a new one. Written durably before it is used.
+    pub async fn resolve(&self, committed: u64) -> Result<String, sled::Error> {
+        if let Some(incarnation) = self.inner.incarnation.get() {
+            return Ok(incarnation.clone());
+        }
+        let applied = &self.inner.applied;
+        let replay = applied.wait_applied(committed);
+        if tokio::time::timeout(Duration::from_secs(120), replay)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                committed,
+                "the log's replay is slow; settling the identity anyway"
+            );
+        }
+        let tree = self.inner.db.db().open_tree(TREE)?;
+        let key = self.inner.node_id.to_be_bytes();
+        let incarnation = match tree.get(key)? {
+            Some(stored) => String::from_utf8_lossy(&stored).into_owned(),
+            None => {
+                let registered = applied
+                    .read()
+                    .cluster
+                    .incarnations
+                    .get(&self.inner.node_id)
+                    .cloned();
+                let incarnation = registered.unwrap_or_else(random_id);
+                tree.insert(key, incarnation.as_bytes())?;
+                let db = self.inner.db.clone();
+                tokio::task::spawn_blocking(move || db.sync())
+                    .await
+                    .map_err(std::io::Error::other)??;
+                incarnation
+            }
+        };
+        tracing::info!(node_id = self.inner.node_id, %incarnation, "data directory identity");
+        Ok(self.inner.incarnation.get_or_init(|| incarnation).clone())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// This node's incarnation, once resolved.
+    pub fn incarnation(&self) -> Option<&str> {
+        self.inner.incarnation.get().map(String::as_str)
+    }
+
+    /// The cluster's id, once its first leader named it.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.applied.read().cluster.cluster_id.clone()
+    }
+
+    /// The incarnation registered for `node`.
+    pub fn registered(&self, node: NodeId) -> Option<String> {
+        self.inner
+            .applied
+            .read()
+            .cluster
+            .incarnations
+            .get(&node)
+            .cloned()
+    }
+
+    /// Becomes `Some(why)` when this node learned it is not the registered incarnation of
+    /// its id: it must stop, and its operator rejoin it under a new id.
+    pub fn fenced(&self) -> watch::Receiver<Option<String>> {
+        self.inner.fenced.subscribe()
+    }
+
+    fn fence(&self, reason: String) {
+        self.inner.fenced.send_if_modified(|fenced| {
+            if fenced.is_some() {
+                return false;
+            }
+            tracing::error!(%reason, "this node is fenced off its cluster");
+            *fenced = Some(reason);
+            true
+        });
+    }
+
+    /// Notes the incarnation a peer reported in its answer.
+    pub(crate) fn saw(&self, node: NodeId, incarnation: &str) {
+        if check_id("incarnation", incarnation).is_ok() {
+            let mut seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.insert(node, incarnation.to_owned());
+        }
+    }
+
+    /// The headers of a call to `target`; `None` until the incarnation is resolved.
+    pub(crate) fn outgoing(&self, target: NodeId, headers: &mut MetadataMap) -> Option<()> {
+        let incarnation = self.incarnation()?;
+        insert(headers, INCARNATION_HEADER, incarnation);
+        if let Some(cluster) = self.cluster_id() {
+            insert(headers, CLUSTER_HEADER, &cluster);
+        }
+        if let Some(expected) = self.registered(target) {
+            insert(headers, TARGET_HEADER, &expected);
+        }
+        Some(())
+    }
+
+    /// Reads a refusal of this node's call: one that says this node is not the registered
+    /// incarnation of its id fences it.
+    pub(crate) fn refused(&self, target: NodeId, status: &tonic::Status) {
+        if status.metadata().get(FENCED_HEADER).is_some() {
+            self.fence(format!(
+                "node {target} refused this node: {}",
+                status.message()
+            ));
+        }
+    }
+
+    /// Checks an incoming call from node `from`.
+    pub fn check_incoming(&self, from: NodeId, headers: &MetadataMap) -> Result<(), Refusal> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let refuse = |reason: String, caller_fenced: bool| {
+            Err(Refusal {
+                reason,
+                caller_fenced,
+            })
+        };
+        let Some(own) = self.incarnation() else {
+            return refuse("this node is still starting".into(), false);
+        };
+        if let (Some(theirs), Some(ours)) = (header(CLUSTER_HEADER), self.cluster_id()) {
+            if theirs != ours {
+                return refuse(
+                    format!(
+                        "{CLUSTER_HEADER}: node {from} belongs to cluster {theirs}, this node \
+                         (node {}) to cluster {ours}; a node never joins another cluster",
+                        self.inner.node_id
+                    ),
+                    false,
+                );
+            }
+        }
+        if let (Some(theirs), Some(registered)) =
+            (header(INCARNATION_HEADER), self.registered(from))
+        {
+            if theirs != registered {
+                return refuse(
+                    format!(
+                        "{INCARNATION_HEADER}: node {from} is registered on data directory \
+                         {registered}, but this call comes from data directory {theirs}: its \
+                         data directory was wiped or replaced, so it has forgotten its votes \
+                         and acknowledged entries; remove node {from} and rejoin the machine \
+                         under a new id (docs/operations.md, \"A voter lost its data \
+                         directory\")"
+                    ),
+                    true,
+                );
+            }
+        }
+        if let Some(expected) = header(TARGET_HEADER) {
+            if expected != own {
+                let reason = format!(
+                    "{TARGET_HEADER}: node {from} addresses node {} on data directory \
+                     {expected}, but this one is {own}: this data directory was wiped or \
+                     replaced; remove node {} and rejoin under a new id (docs/operations.md, \
+                     \"A voter lost its data directory\")",
+                    self.inner.node_id, self.inner.node_id
+                );
+                self.fence(reason.clone());
+                return refuse(reason, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds this node's incarnation to a reply.
+    pub(crate) fn reply_headers(&self, headers: &mut MetadataMap) {
+        if let Some(own) = self.incarnation() {
+            insert(headers, INCARNATION_HEADER, own);
+        }
+    }
+
+    /// While this node leads: names the cluster if nobody has, and registers every member
+    /// whose incarnation it knows and the register lacks. Ends with the Raft.
+    pub fn spawn_registrar(&self, raft: Raft) -> tokio::task::JoinHandle<()> {
+        let identity = self.clone();
+        tokio::spawn(async move {
+            let mut metrics = raft.metrics();
+            loop {
+                let proposal = identity.due_registrations(&metrics.borrow_and_update());
+                if !proposal.is_empty() {
+                    let at_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let batch = proposal
+                        .into_iter()
+                        .map(|action| Stamped {
+                            at_ms,
+                            command: Command {
+                                request_id: None,
+                                action: Action::Cluster(action),
+                                principal: None,
+                            },
+                        })
+                        .collect();
+                    if let Err(e) = raft.client_write(Batch(batch)).await {
+                        tracing::debug!(error = %e, "registering the cluster's identity");
+                    }
+                }
+                // Members' answers arrive without a metrics change: look again shortly.
+                let _ = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await;
+                if metrics.has_changed().is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// What a leader should register now.
+    fn due_registrations(&self, metrics: &crate::RaftMetrics) -> Vec<ClusterAction> {
+        let me = self.inner.node_id;
+        let Some(own) = self.incarnation() else {
+            return Vec::new();
+        };
+        let leads_its_term = metrics.current_leader == Some(me)
+            && metrics
+                .last_applied
+                .is_some_and(|id| id.leader_id.term == metrics.current_term);
+        if !leads_its_term {
+            return Vec::new();
+        }
+        let cluster = self.inner.applied.read().cluster.clone();
+        let seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Vec::new();
+        if cluster.cluster_id.is_none() {
+            due.push(ClusterAction::Found {
+                cluster_id: random_id(),
+            });
+        }
+        for (id, _) in metrics.membership_config.membership().nodes() {
+            if cluster.incarnations.contains_key(id) {
+                continue;
+            }
+            let incarnation = if *id == me {
+                Some(own.to_owned())
+            } else {
+                seen.get(id).cloned()
+            };
+            if let Some(incarnation) = incarnation {
+                due.push(ClusterAction::Register {
+                    node_id: *id,
+                    incarnation,
+                });
+            }
+        }
+        due
+    }
+}
+
+fn insert(headers: &mut MetadataMap, name: &'static str, value: &str) {
+    if let Ok(value) = MetadataValue::try_from(value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_id_keeps_its_data_directory_until_it_leaves() {
+        let mut cluster = ClusterIdentity::default();
+        let member = |id: NodeId| id <= 3;
+        let found = |id: &str| ClusterAction::Found {
+            cluster_id: id.into(),
+        };
+        let register = |node_id, incarnation: &str| ClusterAction::Register {
+            node_id,
+            incarnation: incarnation.into(),
+        };
+        cluster.apply(&found("aa"), member).unwrap();
+        assert!(cluster.apply(&found("bb"), member).is_err());
+        cluster.apply(&found("aa"), member).unwrap();
+        cluster.apply(&register(1, "01"), member).unwrap();
+        cluster.apply(&register(1, "01"), member).unwrap();
+        assert!(cluster.apply(&register(1, "02"), member).is_err());
+        assert!(cluster.apply(&register(4, "04"), member).is_err());
+        assert!(cluster.apply(&register(2, "not hex"), member).is_err());
+        assert!(cluster
+            .apply(&register(2, &"a".repeat(65)), member)
+            .is_err());
+        assert_eq!(cluster.incarnations.get(&1).map(String::as_str), Some("01"));
+        cluster.retain_members(|id| id != 1);
+        cluster.apply(&register(1, "02"), member).unwrap();
+        assert_eq!(cluster.cluster_id.as_deref(), Some("aa"));
+    }
+
+    /// A node 3 whose state machine applied a membership of 1, 2, 3 and the leader's
+    /// entry naming the cluster and registering nodes 1 and 2.
+    async fn node_three() -> (tempfile::TempDir, Identity, crate::StateMachineStore, Database) {
+        use openraft::storage::RaftStateMachine;
+        use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _log, mut sm) = crate::open_stores(dir.path()).unwrap();
+        let nodes: BTreeMap<NodeId, crate::Node> = (1..=3)
+            .map(|id| (id, crate::Node::new(format!("node-{id}:7000"))))
+            .collect();
+        let membership = Membership::new(vec![nodes.keys().copied().collect()], nodes);
+        let log_id = |index| crate::LogId::new(CommittedLeaderId::new(1, 1), index);
+        let cluster = |action| Stamped {
+            at_ms: 1,
+            command: Command {
+                request_id: None,
+                action: Action::Cluster(action),
+                principal: None,
+            },
+        };
+        let answers = sm
+            .apply([
+                crate::Entry {
+                    log_id: log_id(1),
+                    payload: EntryPayload::Membership(membership),
+                },
+                crate::Entry {
+                    log_id: log_id(2),
+                    payload: EntryPayload::Normal(Batch(vec![
+                        cluster(ClusterAction::Found {
+                            cluster_id: "aa".into(),
+                        }),
+                        cluster(ClusterAction::Register {
+                            node_id: 1,
+                            incarnation: "01".into(),
+                        }),
+                        cluster(ClusterAction::Register {
+                            node_id: 2,
+                            incarnation: "02".into(),
+                        }),
+                        // Not a member: refused, changes nothing.
+                        cluster(ClusterAction::Register {
+                            node_id: 9,
+                            incarnation: "09".into(),
+                        }),
+                    ])),
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(answers[1].0[..3].iter().all(Result::is_ok), "{answers:?}");
+        assert!(answers[1].0[3].is_err());
+        let identity = Identity::new(3, &db, sm.applied_state());
+        identity.resolve(0).await.unwrap();
+        (dir, identity, sm, db)
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> MetadataMap {
+        let mut map = MetadataMap::new();
+        for (name, value) in pairs {
+            insert(&mut map, name, value);
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn peers_of_another_cluster_and_replaced_directories_are_refused() {
+        let (_dir, identity, _sm, _db) = node_three().await;
+        assert_eq!(identity.cluster_id().as_deref(), Some("aa"));
+        assert_eq!(identity.registered(2).as_deref(), Some("02"));
+        assert_eq!(identity.registered(9), None);
+        // The registered node 2, of this cluster.
+        let ok = headers(&[(CLUSTER_HEADER, "aa"), (INCARNATION_HEADER, "02")]);
+        identity.check_incoming(2, &ok).unwrap();
+        // A call without identity headers (a node of the release before) passes.
+        identity.check_incoming(2, &MetadataMap::new()).unwrap();
+        // Another cluster.
+        let other = headers(&[(CLUSTER_HEADER, "bb"), (INCARNATION_HEADER, "02")]);
+        let refusal = identity.check_incoming(2, &other).unwrap_err();
+        assert!(refusal.reason.contains("cluster bb"), "{refusal:?}");
+        assert!(!refusal.caller_fenced);
+        // Node 2 on another data directory: refused, and told it is fenced.
+        let wiped = headers(&[(CLUSTER_HEADER, "aa"), (INCARNATION_HEADER, "0f")]);
+        let refusal = identity.check_incoming(2, &wiped).unwrap_err();
+        assert!(refusal.caller_fenced, "{refusal:?}");
+        assert!(refusal.reason.contains("wiped or replaced"), "{refusal:?}");
+        assert!(identity.fenced().borrow().is_none(), "the receiver is fine");
+    }
+
+    #[tokio::test]
+    async fn a_call_meant_for_another_directory_fences_the_receiver() {
+        let (_dir, identity, _sm, _db) = node_three().await;
+        let own = identity.incarnation().unwrap().to_owned();
+        let meant_for_me = headers(&[(INCARNATION_HEADER, "01"), (TARGET_HEADER, &own)]);
+        identity.check_incoming(1, &meant_for_me).unwrap();
+        assert!(identity.fenced().borrow().is_none());
+        let meant_for_old = headers(&[(INCARNATION_HEADER, "01"), (TARGET_HEADER, "0e")]);
+        let refusal = identity.check_incoming(1, &meant_for_old).unwrap_err();
+        assert!(!refusal.caller_fenced);
+        let fenced = identity.fenced().borrow().clone().expect("fenced");
+        assert!(fenced.contains("new id"), "{fenced}");
+    }
+
+    #[tokio::test]
+    async fn a_directory_keeps_its_incarnation_and_a_restored_one_takes_the_registered() {
+        let (dir, identity, sm, db) = node_three().await;
+        let own = identity.incarnation().unwrap().to_owned();
+        drop(identity);
+        // The same directory, node 3 again: the same incarnation.
+        let again = Identity::new(3, &db, sm.applied_state());
+        assert_eq!(again.resolve(0).await.unwrap(), own);
+        // Node 2 started on this directory (a restored backup of node 3): it has no
+        // incarnation of its own here and takes the one registered for node 2.
+        let restored = Identity::new(2, &db, sm.applied_state());
+        assert_eq!(restored.resolve(0).await.unwrap(), "02");
+        drop(dir);
+    }
+
+    /// A node that joins by snapshot knows the cluster and its members' directories.
+    #[tokio::test]
+    async fn the_register_travels_in_snapshots() {
+        use openraft::storage::RaftStateMachine;
+        use openraft::RaftSnapshotBuilder;
+
+        let (_dir, _identity, mut sm, _db) = node_three().await;
+        let snapshot = sm.build_snapshot().await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (_db, _log, mut joined) = crate::open_stores(other.path()).unwrap();
+        joined
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        let cluster = joined.applied_state().read().cluster.clone();
+        assert_eq!(cluster, sm.applied_state().read().cluster);
+        assert_eq!(cluster.cluster_id.as_deref(), Some("aa"));
+        assert_eq!(cluster.incarnations.len(), 2);
+    }
+
+    #[test]
+    fn random_ids_differ_and_pass_their_own_check() {
+        let (a, b) = (random_id(), random_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        check_id("cluster_id", &a).unwrap();
+    }
+}
