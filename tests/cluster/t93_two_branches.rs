@@ -94,6 +94,15 @@ async fn t93_a_contact_at_one_branch_is_served_by_an_agent_at_the_other() {
     )
     .await
     .unwrap();
+    // The desk hears of the completion from the apac branch's replica, which may apply it
+    // a moment after the core answered the read above.
+    let stats = desk.stats.clone();
+    wait_until("the desk saw its contact completed", DEADLINE, || {
+        let done = stats.completed.load(std::sync::atomic::Ordering::Relaxed);
+        async move { (done >= 1).then_some(()) }
+    })
+    .await
+    .unwrap();
     assert_eq!(
         desk.stop()
             .await
