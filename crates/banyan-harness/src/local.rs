@@ -390,6 +390,33 @@ impl LocalCluster {
         }
     }
 
+    /// Waits for node `id` to exit by itself; returns its exit status.
+    pub async fn wait_exited(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let node = self.node_mut(id)?;
+        let Some(child) = node.child.take() else {
+            bail!("node {id} is not running");
+        };
+        let child = std::sync::Mutex::new(child);
+        let status = wait_until(&format!("node {id} to exit"), timeout, || {
+            let status = child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_wait()
+                .ok()
+                .flatten();
+            async move { status }
+        })
+        .await;
+        if status.is_err() {
+            node.child = Some(child.into_inner().unwrap_or_else(|p| p.into_inner()));
+        }
+        status
+    }
+
     /// Freezes node `id` with SIGSTOP: it holds its connections and answers nothing, like
     /// a machine stalled by a long pause, until [`resume`](Self::resume).
     pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
