@@ -198,3 +198,31 @@ fn t96_clock_skew_drill() {
         "the core's refusal, with the offset, is in the report: {marks:?}"
     );
 }
+
+/// A follower's data directory wiped and the node restarted with its old id and command
+/// line: it is refused and stops, saying why; the other two keep the quorum and every
+/// acknowledged write; the runbook's rejoin under a new id brings a third voter back, and
+/// the final checks read the new voter's copy too.
+#[test]
+fn t96_wiped_voter_drill() {
+    let report = drill("wiped-voter");
+    let marks = report["marks"].as_array().expect("marks");
+    let has = |needle: &str| {
+        marks
+            .iter()
+            .any(|m| m["what"].as_str().unwrap_or("").contains(needle))
+    };
+    assert!(
+        has("refused to run as node"),
+        "the refusal is marked: {marks:?}"
+    );
+    assert!(has("rejoined as node 4"), "the rejoin is marked: {marks:?}");
+    assert!(has("node 4 caught up"), "{marks:?}");
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap_or("").contains("wiped or replaced")),
+        "the node's own reason is in the report: {notes:?}"
+    );
+}

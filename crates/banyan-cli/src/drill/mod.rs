@@ -27,7 +27,7 @@ use banyan_harness::{
 use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
 use clap::{Args, ValueEnum};
 use report::{Counts, DrillReport, Invariants, Mark, SiteFigures};
-use target::{site_of, Target, BRANCHES, CORE};
+use target::{site_of, Target, BRANCHES};
 use workload::{Load, Names, Workload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +49,11 @@ pub enum Scenario {
     /// and fences the site; the branch serves it alone, then reconciles once its clock is
     /// right again.
     ClockSkew,
+    /// Wipe a follower's data directory and restart it with its old id and command line
+    /// (local target only): its peers refuse it and it stops, the other two keep the
+    /// quorum; then the runbook's rejoin under a new id (remove, start on an empty
+    /// directory without --init, add as voter).
+    WipedVoter,
 }
 
 impl Scenario {
@@ -61,6 +66,7 @@ impl Scenario {
             Scenario::BranchPartition => "branch-partition",
             Scenario::RollingRestart => "rolling-restart",
             Scenario::ClockSkew => "clock-skew",
+            Scenario::WipedVoter => "wiped-voter",
         }
     }
 }
@@ -138,6 +144,15 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         args.scenario.name(),
         target_name(args.target)
     ));
+    if args.target == TargetKind::Compose
+        && matches!(args.scenario, Scenario::ClockSkew | Scenario::WipedVoter)
+    {
+        bail!(
+            "drill {} runs on the local target only: it skews a node's clock or wipes its \
+             data directory, which a deployment leaves to its operator",
+            args.scenario.name()
+        );
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut target = match args.target {
         TargetKind::Local => {
@@ -342,13 +357,13 @@ async fn run_once(
     progress.set("checking the cluster is healthy");
     let nodes = target.nodes()?;
     let leader = nodes
-        .wait_for_leader(&CORE, Duration::from_secs(60))
+        .wait_for_leader(&target.core_ids(), Duration::from_secs(60))
         .await?;
     wait_all_connected(target, Duration::from_secs(90)).await?;
     let names = Names::new(run);
     // The tap starts before the set-up so the agents' capacities are in the history.
     let from = nodes.status(leader).await?.last_log_index + 1;
-    let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
+    let tap = EventTap::start(nodes.clone(), target.core_ids(), from);
     progress.set("creating the drill's queue and agents");
     workload::set_up(target, &names, load).await?;
 
@@ -384,8 +399,10 @@ async fn run_once(
     notes.extend(workload::log_out(desks).await);
 
     progress.set("reading every node's final state");
-    let (mut contacts, committed) = nodes.final_contacts(&CORE, Duration::from_secs(60)).await?;
-    let customers = nodes.final_states(&CORE, Duration::from_secs(60)).await?;
+    // The members now: a drill may have rejoined one under a new id.
+    let (nodes, core) = (target.nodes()?, target.core_ids());
+    let (mut contacts, committed) = nodes.final_contacts(&core, Duration::from_secs(60)).await?;
+    let customers = nodes.final_states(&core, Duration::from_secs(60)).await?;
     for (branch, _) in BRANCHES {
         contacts.push(branch_replica(target, branch, contacts[0].contacts.len()).await?);
     }
@@ -563,7 +580,7 @@ fn spawn_ticker(progress: Arc<Progress>, workload: &Workload) -> tokio::task::Jo
 async fn agents_at_the_end(target: &Target, names: &Names) -> Vec<String> {
     let mut notes = Vec::new();
     for (where_, id) in [
-        ("core", CORE[0]),
+        ("core", target.core_ids()[0]),
         ("branch emea", BRANCHES[0].0),
         ("branch apac", BRANCHES[1].0),
     ] {
@@ -707,7 +724,7 @@ async fn site_mode(target: &Target, site: &str) -> Option<i32> {
 
 /// The site's status as the core's leader shows it.
 async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
-    for id in CORE {
+    for id in target.core_ids() {
         let Some(status) = core_status(target, id).await else {
             continue;
         };
@@ -784,8 +801,9 @@ async fn inject(
     fault: &mut Fault,
 ) -> anyhow::Result<()> {
     let nodes = target.nodes()?;
-    let leader = nodes.wait_for_leader(&CORE, REACT).await?;
-    let others: Vec<u64> = CORE.iter().copied().filter(|id| *id != leader).collect();
+    let core = target.core_ids();
+    let leader = nodes.wait_for_leader(&core, REACT).await?;
+    let others: Vec<u64> = core.iter().copied().filter(|id| *id != leader).collect();
     match args.scenario {
         Scenario::LeaderKill | Scenario::LeaderPause => {
             let pause = args.scenario == Scenario::LeaderPause;
@@ -817,7 +835,7 @@ async fn inject(
                 target.start(leader).await?;
             }
             progress.set(format!("waiting for node {leader} to catch up"));
-            wait_caught_up(target, &CORE, REACT).await?;
+            wait_caught_up(target, &core, REACT).await?;
             tap.allow(leader);
             fault.mark(format!("node {leader} caught up"));
         }
@@ -831,7 +849,7 @@ async fn inject(
             fault.healed = Some(fault.mark(format!("restarted node {follower}")));
             target.start(follower).await?;
             progress.set(format!("waiting for node {follower} to catch up"));
-            wait_caught_up(target, &CORE, REACT).await?;
+            wait_caught_up(target, &core, REACT).await?;
             tap.allow(follower);
             fault.mark(format!("node {follower} caught up"));
         }
@@ -865,7 +883,7 @@ async fn inject(
                 target.start(id).await?;
             }
             progress.set("waiting for the core and the branches to reconcile");
-            let new = nodes.wait_for_leader(&CORE, REACT).await?;
+            let new = nodes.wait_for_leader(&core, REACT).await?;
             fault.mark(format!("node {new} leads"));
             let mut figures = Vec::new();
             for (branch, site, switch) in switches {
@@ -879,7 +897,7 @@ async fn inject(
                 fault.mark(format!("branch {site} reconciled"));
             }
             fault.sites = figures;
-            wait_caught_up(target, &CORE, REACT).await?;
+            wait_caught_up(target, &core, REACT).await?;
             for id in victims {
                 tap.allow(id);
             }
@@ -914,6 +932,70 @@ async fn inject(
                 local_offers: 0,
             });
         }
+        Scenario::WipedVoter => {
+            // The follower with the highest id: node 1, which the drill's notes read, stays.
+            let victim = *others.last().context("the core has no follower")?;
+            tap.avoid(victim);
+            progress.set(format!(
+                "wiping node {victim}'s data directory and restarting it as node {victim}"
+            ));
+            fault.injected = Some(fault.mark(format!(
+                "killed node {victim}, wiped its data directory, restarted it with its old id and --init"
+            )));
+            let (status, log) = target.wipe_and_restart(victim, REACT).await?;
+            let reason = log
+                .lines()
+                .rev()
+                .find(|line| line.contains("wiped or replaced"))
+                .map(str::to_owned);
+            let Some(reason) = reason.filter(|_| !status.success()) else {
+                bail!(
+                    "node {victim}, wiped, ended with {status} without saying it was refused:\n{log}"
+                );
+            };
+            fault.mark(format!("node {victim} refused to run as node {victim}"));
+            fault.notes.push(format!(
+                "node {victim} on its wiped directory stopped ({status}): {}",
+                reason.trim()
+            ));
+            let remaining: Vec<u64> = core.iter().copied().filter(|id| *id != victim).collect();
+            wait_caught_up(target, &remaining, REACT).await?;
+            progress.set("serving on two voters; holding the fault");
+            tokio::time::sleep(args.hold).await;
+
+            let new_id = core.iter().max().copied().unwrap_or(0) + 1;
+            progress.set(format!("rejoining the machine as node {new_id}"));
+            let admin = workload::core_clients(target, RetryPolicy::default(), 1)?.remove(0);
+            admin
+                .remove_node(victim)
+                .await
+                .with_context(|| format!("removing node {victim}"))?;
+            let addr = target.start_as_new_node(victim, new_id)?;
+            admin
+                .add_voter(new_id, &addr)
+                .await
+                .with_context(|| format!("adding node {new_id}"))?;
+            fault.healed = Some(fault.mark(format!(
+                "removed node {victim}; the machine rejoined as node {new_id}"
+            )));
+            let members = target.core_ids();
+            let leader = wait_caught_up(target, &members, REACT).await?;
+            let registered = wait_until(
+                &format!("node {new_id} registered on its data directory"),
+                REACT,
+                || async {
+                    let status = core_status(target, leader).await?;
+                    let node = status.nodes.iter().find(|n| n.id == new_id)?;
+                    (!node.incarnation.is_empty() && !status.cluster_id.is_empty())
+                        .then_some(status.cluster_id)
+                },
+            )
+            .await?;
+            fault.mark(format!("node {new_id} caught up"));
+            fault.notes.push(format!(
+                "cluster {registered}: voters {members:?} after the rejoin"
+            ));
+        }
         Scenario::ClockSkew => {
             let (branch, site) = BRANCHES[0];
             let ahead = args.clock_ahead;
@@ -935,7 +1017,7 @@ async fn inject(
                 &format!("the core refusing site {site}'s renewals for its clock"),
                 REACT,
                 || async {
-                    for id in CORE {
+                    for id in target.core_ids() {
                         let Some(status) = core_status(target, id).await else {
                             continue;
                         };
@@ -988,7 +1070,7 @@ async fn inject(
                 progress.set(format!("restarting node {id}"));
                 fault.mark(format!("restarting node {id}"));
                 target.restart(id).await?;
-                wait_caught_up(target, &CORE, REACT).await?;
+                wait_caught_up(target, &core, REACT).await?;
                 tap.allow(id);
             }
             for (branch, site) in BRANCHES {

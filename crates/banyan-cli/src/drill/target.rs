@@ -255,11 +255,24 @@ impl Target {
         }
     }
 
+    /// The core's members now: nodes 1, 2, 3, unless a drill rejoined one under a new id.
+    pub fn core_ids(&self) -> Vec<u64> {
+        match self {
+            Target::Local(local) => local
+                .cluster
+                .ids()
+                .into_iter()
+                .filter(|id| BRANCHES.iter().all(|(branch, _)| branch != id))
+                .collect(),
+            Target::Compose(_) => CORE.to_vec(),
+        }
+    }
+
     /// Every node, core and branches, by the address the drill reaches it at.
     pub fn nodes(&self) -> anyhow::Result<Nodes> {
-        let ids = CORE
-            .iter()
-            .copied()
+        let ids = self
+            .core_ids()
+            .into_iter()
             .chain(BRANCHES.iter().map(|(id, _)| *id));
         let addrs = ids
             .map(|id| Ok((id, self.addr(id)?)))
@@ -326,6 +339,42 @@ impl Target {
             Target::Compose(_) => {
                 bail!("a skewed clock is a local drill's: the deployment's nodes keep the host's time")
             }
+        }
+    }
+
+    /// Kills core node `id`, deletes its data directory and starts it again with its old
+    /// id and command line (`--init` included), as after a disk replaced under a running
+    /// deployment. Local targets only. Returns how the node ended: it must refuse to run
+    /// as that id, so it exits non-zero; `Err` when it keeps running past `timeout`.
+    pub async fn wipe_and_restart(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        match self {
+            Target::Local(local) => {
+                local.cluster.kill(id)?;
+                local.cluster.wipe(id)?;
+                local.cluster.start(id)?;
+                let status = local.cluster.wait_exited(id, timeout).await?;
+                Ok((status, local.cluster.log_tail(id, 400)))
+            }
+            Target::Compose(_) => {
+                bail!("wiping a voter's volume is a local drill's: a deployment's volumes are the operator's")
+            }
+        }
+    }
+
+    /// The runbook's rejoin of a wiped machine: the old id `old` is removed (by the
+    /// caller), and the machine comes back as the new id `new` on an empty data directory
+    /// without `--init`. Returns the address to add it at.
+    pub fn start_as_new_node(&mut self, old: u64, new: u64) -> anyhow::Result<String> {
+        match self {
+            Target::Local(local) => {
+                local.cluster.forget(old)?;
+                local.cluster.start_new_node(new)
+            }
+            Target::Compose(_) => bail!("rejoining under a new id is a local drill's"),
         }
     }
 

@@ -15,7 +15,7 @@ use banyan_harness::{
 };
 use banyan_proto::v1::{self as pb, ReadConsistency};
 
-use super::target::{Target, BRANCHES, CORE};
+use super::target::{Target, BRANCHES};
 
 /// How hard the workload pushes.
 #[derive(Debug, Clone)]
@@ -68,9 +68,10 @@ pub fn core_clients(
     policy: RetryPolicy,
     count: usize,
 ) -> anyhow::Result<Vec<Client>> {
-    let addrs = CORE
-        .iter()
-        .map(|id| target.addr(*id))
+    let addrs = target
+        .core_ids()
+        .into_iter()
+        .map(|id| target.addr(id))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let security = target.security()?;
     (0..count.max(1))
