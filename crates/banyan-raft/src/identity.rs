@@ -469,7 +469,12 @@ mod tests {
 
     /// A node 3 whose state machine applied a membership of 1, 2, 3 and the leader's
     /// entry naming the cluster and registering nodes 1 and 2.
-    async fn node_three() -> (tempfile::TempDir, Identity, crate::StateMachineStore, Database) {
+    async fn node_three() -> (
+        tempfile::TempDir,
+        Identity,
+        crate::StateMachineStore,
+        Database,
+    ) {
         use openraft::storage::RaftStateMachine;
         use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
