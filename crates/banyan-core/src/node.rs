@@ -120,7 +120,7 @@ impl CoreNode {
                 id: config.id,
                 advertise_addr: config.advertise_addr.clone(),
                 applied: state_machine.applied_state(),
-                proposer: Proposer::start(raft.clone()),
+                proposer: Proposer::start(raft.clone(), state_machine.applied_state()),
                 raft,
                 log,
                 state_machine,

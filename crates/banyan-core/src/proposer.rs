@@ -9,8 +9,11 @@
 //!
 //! An entry must reach the followers within one heartbeat (openraft 0.9 times an append
 //! out after one interval, and retries it for ever): a command larger than
-//! [`MAX_ENTRY_BYTES`] would never replicate and would stall every write after it, so it
-//! is refused with `RESOURCE_EXHAUSTED` before it is proposed.
+//! [`MAX_ENTRY_BYTES`] would never replicate and would stall every write after it. A
+//! branch's import that large (a long outage) is proposed in parts, one entry each, in
+//! order (`banyan_raft::parts`); every replica applies it once its last part is in, and a
+//! resend continues after the parts already in. Any other command that large is refused
+//! with `RESOURCE_EXHAUSTED` before it is proposed.
 //!
 //! ```text
 //!  propose() ──> queue ──> [batch of 1..MAX_BATCH] ──> Raft::client_write ──> replies
@@ -20,8 +23,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banyan_domain::Stamped;
-use banyan_raft::{Batch, Raft};
+use banyan_domain::{Action, Stamped};
+use banyan_raft::{parts, AppliedState, Batch, Raft};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::errors::{write_error, ServiceError};
@@ -45,25 +48,67 @@ type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::UnboundedSender<(Stamped, usize, Reply)>,
+    /// What this node applied: the parts of a command already in.
+    applied: AppliedState,
 }
 
 impl Proposer {
     /// Starts the batching task for `raft`; it ends when every `Proposer` clone is dropped.
-    pub fn start(raft: Raft) -> Self {
+    pub fn start(raft: Raft, applied: AppliedState) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx));
-        Self { queue }
+        Self { queue, applied }
     }
 
     /// Proposes one command and waits for its result.
     pub async fn propose(&self, command: Stamped) -> Result<Committed, ServiceError> {
         let size = banyan_raft::codec::encode(&command).len();
-        if size > MAX_ENTRY_BYTES {
+        if size <= MAX_ENTRY_BYTES {
+            return self.propose_entry(command, size).await;
+        }
+        let splittable = matches!(command.command.action, Action::ImportBranch(_));
+        if !splittable || size > parts::MAX_WHOLE_BYTES {
+            let most = if splittable {
+                parts::MAX_WHOLE_BYTES
+            } else {
+                MAX_ENTRY_BYTES
+            };
             return Err(ServiceError::TooLarge(format!(
-                "the command is {size} bytes, more than the {MAX_ENTRY_BYTES} one log entry \
-                 may hold"
+                "the command is {size} bytes, more than the {most} it may have"
             )));
         }
+        // In order, each part once committed: the last one answers for the whole. A
+        // resend (its caller timed out) starts after the parts this replica has in.
+        let id = parts::part_id(&command);
+        let pieces = parts::split(&command, &id);
+        let count = pieces.len();
+        let done = self
+            .applied
+            .read()
+            .parts
+            .pending
+            .get(&id)
+            .map_or(0, |p| p.next as usize);
+        let mut last = None;
+        for (i, piece) in pieces.into_iter().enumerate().skip(done.min(count - 1)) {
+            let size = banyan_raft::codec::encode(&piece).len();
+            let committed = self.propose_entry(piece, size).await?;
+            tracing::debug!(
+                part = i,
+                of = count,
+                index = committed.index,
+                "proposed part of a command"
+            );
+            last = Some(committed);
+        }
+        last.ok_or_else(|| ServiceError::Stopped("a command in no parts".into()))
+    }
+
+    async fn propose_entry(
+        &self,
+        command: Stamped,
+        size: usize,
+    ) -> Result<Committed, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((command, size, reply))

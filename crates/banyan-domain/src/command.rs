@@ -175,6 +175,36 @@ pub enum Action {
     /// The cluster's own identity, kept by the state machine beside the domain (which
     /// refuses it): see [`ClusterAction`].
     Cluster(ClusterAction),
+    /// One part of a command too large for one log entry (a branch's import after a long
+    /// outage), kept by the state machine until the last part arrives; then the whole
+    /// command is applied, once. The leader's proposer alone writes parts.
+    Part(CommandPart),
+}
+
+/// Part `part` (from 0) of `parts` of the encoded command `id`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandPart {
+    /// The whole command's request id and a digest of its bytes: a resend of the same
+    /// command continues where the parts applied so far end.
+    pub id: String,
+    pub part: u32,
+    pub parts: u32,
+    /// Postcard writes these as its `Vec<u8>` (a length, then the bytes), in one copy.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for CommandPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CommandPart {{ id: {:?}, part: {} of {}, {} bytes }}",
+            self.id,
+            self.part,
+            self.parts,
+            self.bytes.len()
+        )
+    }
 }
 
 /// Who the cluster is: its id, chosen once when it is founded, and the data directory

@@ -36,7 +36,7 @@ pub mod validate;
 
 pub use agent::{Agent, AgentInput, AgentState, Presence};
 pub use channel::{Channel, PerChannel};
-pub use command::{Action, BranchImport, ClusterAction, Command, Stamped};
+pub use command::{Action, BranchImport, ClusterAction, Command, CommandPart, Stamped};
 pub use contact::{Contact, ContactInput, ContactState};
 pub use customer::{Customer, CustomerInput, Tier};
 pub use error::DomainError;

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::identity::ClusterIdentity;
+use crate::parts::PartialCommands;
 
 /// The format this build writes. Version 3 adds the principal to every command and
 /// timeline step, and agents' token revocations. Version 2 (the whole contact-center
@@ -44,29 +45,41 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
-/// A snapshot: the domain state, then the cluster's identity. A snapshot written before
-/// the identity existed ends after the domain state and reads with an empty identity,
-/// which the leader then fills in.
-pub fn encode_snapshot(domain: &State, cluster: &ClusterIdentity) -> Vec<u8> {
+/// A snapshot: the domain state, then the cluster's identity, then the commands whose
+/// parts are not all in. Each section after the domain state may be missing at the end (a
+/// snapshot written before it existed) and then reads empty.
+pub fn encode_snapshot(
+    domain: &State,
+    cluster: &ClusterIdentity,
+    parts: &PartialCommands,
+) -> Vec<u8> {
     let mut out = encode(domain);
     postcard::to_io(cluster, &mut out).expect("postcard encoding of Banyan types");
+    postcard::to_io(parts, &mut out).expect("postcard encoding of Banyan types");
     out
 }
 
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(State, ClusterIdentity), CodecError> {
+pub fn decode_snapshot(
+    bytes: &[u8],
+) -> Result<(State, ClusterIdentity, PartialCommands), CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
         Some((&FORMAT_VERSION, body)) => {
             let (domain, rest) = postcard::take_from_bytes::<State>(body)?;
-            let cluster = if rest.is_empty() {
-                ClusterIdentity::default()
-            } else {
-                postcard::from_bytes(rest)?
-            };
-            Ok((domain, cluster))
+            let (cluster, rest) = section(rest)?;
+            let (parts, _) = section(rest)?;
+            Ok((domain, cluster, parts))
         }
         Some((&version, _)) => Err(CodecError::UnknownVersion(version)),
     }
+}
+
+/// The next section of a snapshot, or an empty one at its end.
+fn section<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    if bytes.is_empty() {
+        return Ok((T::default(), bytes));
+    }
+    Ok(postcard::take_from_bytes(bytes)?)
 }
 
 #[cfg(test)]

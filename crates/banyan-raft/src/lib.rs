@@ -22,6 +22,7 @@
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
+//! * [`parts`]: commands too large for one entry, in parts applied once the last is in.
 //! * [`outbox`]: a durable outbox of records to deliver later (a branch's self-service).
 //! * [`config`]: Raft timers as configuration.
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
@@ -41,6 +42,7 @@ pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod outbox;
+pub mod parts;
 pub mod service;
 pub mod state_machine;
 pub mod store;

@@ -27,6 +27,7 @@ use crate::codec;
 use crate::durable::DurableDb;
 use crate::events::{EventFeed, EventRecord};
 use crate::identity::ClusterIdentity;
+use crate::parts::PartialCommands;
 use crate::types::{
     Batch, BatchResponse, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -57,6 +58,8 @@ pub struct Applied {
     pub clock_offsets: std::collections::BTreeMap<String, ClockOffset>,
     /// The cluster's id and its members' data directories; in snapshots, after the domain.
     pub cluster: ClusterIdentity,
+    /// Commands in parts whose last part is not in yet; in snapshots, after the identity.
+    pub parts: PartialCommands,
 }
 
 /// A branch's clock offset to the cluster clock, as its last renewal showed it.
@@ -440,7 +443,7 @@ impl StateMachineStore {
 
     /// Replaces the in-memory state with a decoded snapshot.
     fn load(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StorageError> {
-        let (domain, cluster) =
+        let (domain, cluster, parts) =
             codec::decode_snapshot(bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let index = meta.last_log_id.map_or(0, |id| id.index);
         *self.write_state() = Applied {
@@ -450,6 +453,7 @@ impl StateMachineStore {
             refused_imports: Default::default(),
             clock_offsets: Default::default(),
             cluster,
+            parts,
         };
         self.inner.events.reset_after(index);
         self.inner.applied_tx.send_replace(index);
@@ -535,7 +539,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: state.membership.clone(),
                 snapshot_id,
             };
-            (meta, codec::encode_snapshot(&state.domain, &state.cluster))
+            (
+                meta,
+                codec::encode_snapshot(&state.domain, &state.cluster, &state.parts),
+            )
         };
         if self.persist(&meta, &bytes).await? {
             self.inner.built.fetch_add(1, Ordering::Relaxed);
@@ -579,6 +586,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 if let Action::Cluster(action) = &command.command.action {
                                     return state.apply_cluster(index, action);
                                 }
+                                let whole;
+                                let command = match &command.command.action {
+                                    Action::Part(part) => {
+                                        match state.parts.receive(command.at_ms, part) {
+                                            Ok(Some(complete)) => {
+                                                whole = complete;
+                                                &whole
+                                            }
+                                            // More parts to come; this one is in.
+                                            Ok(None) => return Ok(Vec::new()),
+                                            Err(e) => {
+                                                tracing::warn!(index, ?part, reason = %e, "refused part of a command");
+                                                return Err(e);
+                                            }
+                                        }
+                                    }
+                                    _ => command,
+                                };
                                 let (seen, _) = state.domain.inconsistencies();
                                 let (result, fresh) = state.domain.apply_traced(command);
                                 report_inconsistency(&state.domain, seen, index, command);

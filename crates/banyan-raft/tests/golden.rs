@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use banyan_domain::{
-    Action, AgentInput, BranchImport, BranchReport, Channel, ClusterAction, Command, ContactInput,
-    CustomerInput, EscalationAction, EscalationStep, PerChannel, Presence, Principal, QueueInput,
-    Role, SiteInput, Stamped, State, Strategy, Tier,
+    Action, AgentInput, BranchImport, BranchReport, Channel, ClusterAction, Command, CommandPart,
+    ContactInput, CustomerInput, EscalationAction, EscalationStep, PerChannel, Presence, Principal,
+    QueueInput, Role, SiteInput, Stamped, State, Strategy, Tier,
 };
 use banyan_raft::codec::{self, FORMAT_VERSION};
 use banyan_raft::{
@@ -439,10 +439,10 @@ fn goldens() -> Vec<Golden> {
         // (`snapshot`, as written before the identity existed) reads with an empty one.
         Golden {
             name: "snapshot-with-identity",
-            encoded: codec::encode_snapshot(&state, &cluster_identity()),
+            encoded: codec::encode_snapshot(&state, &cluster_identity(), &Default::default()),
             decode: |bytes| {
-                let (domain, cluster) = codec::decode_snapshot(bytes)?;
-                Ok(codec::encode_snapshot(&domain, &cluster))
+                let (domain, cluster, parts) = codec::decode_snapshot(bytes)?;
+                Ok(codec::encode_snapshot(&domain, &cluster, &parts))
             },
         },
         Golden {
@@ -450,7 +450,38 @@ fn goldens() -> Vec<Golden> {
             encoded: codec::encode(&cluster_entries()),
             decode: through::<Vec<Entry>>,
         },
+        Golden {
+            name: "part-entries",
+            encoded: codec::encode(&part_entries()),
+            decode: through::<Vec<Entry>>,
+        },
     ]
+}
+
+/// A command in two parts, as the leader proposes an import too large for one entry.
+fn part_entries() -> Vec<Entry> {
+    let whole = codec::encode(&commands()[11]);
+    let (first, second) = whole.split_at(whole.len() / 2);
+    [first, second]
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| Entry {
+            log_id: log_id(3, 31 + i as u64),
+            payload: EntryPayload::Normal(Batch(vec![Stamped {
+                at_ms: 1_764_000_000_000,
+                command: Command {
+                    request_id: None,
+                    action: Action::Part(CommandPart {
+                        id: "reconcile/emea/101/9#00000000000000aa".into(),
+                        part: i as u32,
+                        parts: 2,
+                        bytes: bytes.to_vec(),
+                    }),
+                    principal: None,
+                },
+            }])),
+        })
+        .collect()
 }
 
 fn cluster_actions() -> Vec<ClusterAction> {
@@ -501,8 +532,9 @@ fn cluster_entries() -> Vec<Entry> {
 fn a_snapshot_written_before_the_identity_reads_with_an_empty_one() {
     for version in versions() {
         let bytes = std::fs::read(path(version, "snapshot")).unwrap();
-        let (domain, cluster) = codec::decode_snapshot(&bytes).unwrap();
+        let (domain, cluster, parts) = codec::decode_snapshot(&bytes).unwrap();
         assert_eq!(cluster, ClusterIdentity::default());
+        assert!(parts.pending.is_empty());
         assert!(domain == codec::decode::<State>(&bytes).unwrap());
     }
 }

@@ -329,7 +329,7 @@ pub fn action_permission(action: &Action) -> Permission {
         Action::Tick => Admin,
         Action::RevokeAgentTokens { .. } => Configure,
         Action::ReleaseLease { .. } => Membership,
-        Action::Cluster(_) => Admin,
+        Action::Cluster(_) | Action::Part(_) => Admin,
     }
 }
 
@@ -350,8 +350,9 @@ pub fn check_forwarded(
             _ => Err(Denied::new(Some(forwarder), "propose timer ticks")),
         };
     }
-    // The cluster's identity is written by its leader alone, never handed to it.
-    if matches!(action, Action::Cluster(_)) {
+    // The cluster's identity and commands in parts are written by its leader alone,
+    // never handed to it.
+    if matches!(action, Action::Cluster(_) | Action::Part(_)) {
         return Err(Denied::new(Some(forwarder), format!("forward {what}")));
     }
     if !may_forward(forwarder, needed) {
@@ -440,6 +441,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::RevokeAgentTokens { .. } => "revoke an agent's tokens",
         Action::ReleaseLease { .. } => "release a site's lease",
         Action::Cluster(_) => "change the cluster's identity",
+        Action::Part(_) => "propose part of a command",
     }
 }
 

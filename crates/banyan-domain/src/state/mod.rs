@@ -237,10 +237,10 @@ impl State {
                 ev,
             )?,
             Action::ReleaseLease { site_id } => self.release_lease(site_id, ev)?,
-            Action::Cluster(_) => {
+            Action::Cluster(_) | Action::Part(_) => {
                 return Err(DomainError::invalid(
                     "action",
-                    "the cluster's identity is kept by the state machine, not the domain",
+                    "the cluster's identity and commands in parts are the state machine's, not the domain's",
                 ))
             }
             Action::CreateContact(input) => self.create_contact(input, command.request_id(), ev)?,
