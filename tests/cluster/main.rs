@@ -14,6 +14,7 @@ mod t20_replication;
 mod t30_leader_kill;
 mod t40_recovery;
 mod t42_wiped_voter;
+mod t44_voter_clock;
 mod t50_membership;
 mod t60_full_restart;
 mod t62_backup_restore;

@@ -590,4 +590,8 @@ impl Observed for BranchNode {
     fn telemetry(&self) -> Arc<Telemetry> {
         self.inner.telemetry.clone()
     }
+
+    fn peer_clocks(&self) -> std::collections::BTreeMap<u64, banyan_raft::identity::PeerClock> {
+        self.inner.identity.peer_clocks()
+    }
 }

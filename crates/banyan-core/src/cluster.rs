@@ -137,12 +137,14 @@ impl Cluster for ClusterService {
     ) -> Result<Response<ClusterStatus>, Status> {
         let metrics = self.node.metrics();
         let identity = self.node.identity();
+        let clocks = identity.peer_clocks();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let last_log_index = metrics.last_log_index.unwrap_or(0);
         let nodes = membership
             .nodes()
             .map(|(id, node)| {
+                let clock = clocks.get(id).copied();
                 let matched = metrics
                     .replication
                     .as_ref()
@@ -166,6 +168,10 @@ impl Cluster for ClusterService {
                     replication_lag: matched.map_or(0, |m| last_log_index.saturating_sub(m)),
                     lag_known: matched.is_some(),
                     incarnation: identity.registered(*id).unwrap_or_default(),
+                    clock_offset_known: clock.is_some(),
+                    clock_offset_ms: clock.map_or(0, |c| c.offset_ms),
+                    clock_uncertainty_ms: clock.map_or(0, |c| c.uncertainty_ms),
+                    clock_past_budget: clock.is_some_and(|c| c.past_budget()),
                 }
             })
             .collect();

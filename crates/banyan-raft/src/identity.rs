@@ -41,6 +41,34 @@ pub const INCARNATION_HEADER: &str = "banyan-incarnation";
 pub const TARGET_HEADER: &str = "banyan-target-incarnation";
 /// Set on a refusal that tells the caller it is not the registered incarnation of its id.
 pub const FENCED_HEADER: &str = "banyan-fenced";
+/// The caller's wall clock when it sent the call, ms since the epoch.
+pub const SENT_AT_HEADER: &str = "banyan-sent-at-ms";
+/// The answering node's wall clock when it answered, ms since the epoch.
+pub const CLOCK_HEADER: &str = "banyan-wall-clock-ms";
+
+/// How far a peer's clock runs from this node's, as the last round trip to it showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerClock {
+    /// The peer's clock less this node's (positive: the peer is ahead).
+    pub offset_ms: i64,
+    /// Half the round trip: the offset is known to within this.
+    pub uncertainty_ms: i64,
+}
+
+impl PeerClock {
+    /// Past the cluster's budget even allowing for the round trip.
+    pub fn past_budget(&self) -> bool {
+        self.offset_ms.abs().saturating_sub(self.uncertainty_ms)
+            > banyan_domain::site::MAX_CLOCK_OFFSET_MS
+    }
+}
+
+/// This node's wall clock, ms since the epoch.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// The longest cluster id or incarnation accepted.
 const MAX_ID_LEN: usize = 64;
@@ -151,6 +179,8 @@ struct Inner {
     incarnation: OnceLock<String>,
     /// The incarnations peers reported in their answers, for the leader to register.
     seen: Mutex<BTreeMap<NodeId, String>>,
+    /// Each peer's clock as its last answer showed it (the leader hears from every member).
+    clocks: Mutex<BTreeMap<NodeId, PeerClock>>,
     fenced: watch::Sender<Option<String>>,
 }
 
@@ -166,6 +196,7 @@ impl Identity {
                 applied,
                 incarnation: OnceLock::new(),
                 seen: Mutex::default(),
+                clocks: Mutex::default(),
                 fenced: watch::channel(None).0,
             }),
         }
@@ -264,10 +295,32 @@ impl Identity {
         }
     }
 
+    /// Notes a peer's clock from a round trip that left at `sent_ms` and came back at
+    /// `back_ms` (this node's clock) with the peer's clock reading `theirs_ms`.
+    pub(crate) fn saw_clock(&self, node: NodeId, sent_ms: i64, back_ms: i64, theirs_ms: i64) {
+        let reading = PeerClock {
+            offset_ms: theirs_ms.saturating_sub(sent_ms / 2 + back_ms / 2),
+            uncertainty_ms: back_ms.saturating_sub(sent_ms).max(0) / 2,
+        };
+        let mut clocks = self.inner.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        clocks.insert(node, reading);
+    }
+
+    /// Every peer's clock as this node last measured it (the leader measures every
+    /// member; a follower only the leader).
+    pub fn peer_clocks(&self) -> BTreeMap<NodeId, PeerClock> {
+        self.inner
+            .clocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The headers of a call to `target`; `None` until the incarnation is resolved.
     pub(crate) fn outgoing(&self, target: NodeId, headers: &mut MetadataMap) -> Option<()> {
         let incarnation = self.incarnation()?;
         insert(headers, INCARNATION_HEADER, incarnation);
+        insert(headers, SENT_AT_HEADER, &wall_clock_ms().to_string());
         if let Some(cluster) = self.cluster_id() {
             insert(headers, CLUSTER_HEADER, &cluster);
         }
@@ -329,6 +382,26 @@ impl Identity {
                 );
             }
         }
+        // A voter refuses a peer whose clock runs ahead of its own past the budget: the
+        // leader stamps every command with its clock, so such a node must neither lead
+        // nor help elect. (A call that looks behind may only have been slow; learners,
+        // whose leases police their own clocks, refuse nobody for it.)
+        if let Some(sent_ms) = header(SENT_AT_HEADER).and_then(|v| v.parse::<i64>().ok()) {
+            let ahead_ms = sent_ms.saturating_sub(wall_clock_ms());
+            if ahead_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS && self.is_voter() {
+                return refuse(
+                    format!(
+                        "{SENT_AT_HEADER}: node {from}'s clock runs {ahead_ms} ms ahead of \
+                         this node's (node {}), past the cluster's budget of {} ms: a node \
+                         with its clock that far off may neither lead nor vote; fix its \
+                         time (NTP)",
+                        self.inner.node_id,
+                        banyan_domain::site::MAX_CLOCK_OFFSET_MS
+                    ),
+                    false,
+                );
+            }
+        }
         if let Some(expected) = header(TARGET_HEADER) {
             if expected != own {
                 let reason = format!(
@@ -345,11 +418,22 @@ impl Identity {
         Ok(())
     }
 
-    /// Adds this node's incarnation to a reply.
+    /// Adds this node's incarnation and clock to a reply.
     pub(crate) fn reply_headers(&self, headers: &mut MetadataMap) {
         if let Some(own) = self.incarnation() {
             insert(headers, INCARNATION_HEADER, own);
         }
+        insert(headers, CLOCK_HEADER, &wall_clock_ms().to_string());
+    }
+
+    fn is_voter(&self) -> bool {
+        let state = self.inner.applied.read();
+        let voter = state
+            .membership
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.inner.node_id);
+        voter
     }
 
     /// While this node leads: names the cluster if nobody has, and registers every member
@@ -475,6 +559,18 @@ mod tests {
         crate::StateMachineStore,
         Database,
     ) {
+        node_three_among(&[1, 2, 3]).await
+    }
+
+    /// Node 3 in a membership of nodes 1, 2, 3 where `voters` vote.
+    async fn node_three_among(
+        voters: &[NodeId],
+    ) -> (
+        tempfile::TempDir,
+        Identity,
+        crate::StateMachineStore,
+        Database,
+    ) {
         use openraft::storage::RaftStateMachine;
         use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
@@ -483,7 +579,7 @@ mod tests {
         let nodes: BTreeMap<NodeId, crate::Node> = (1..=3)
             .map(|id| (id, crate::Node::new(format!("node-{id}:7000"))))
             .collect();
-        let membership = Membership::new(vec![nodes.keys().copied().collect()], nodes);
+        let membership = Membership::new(vec![voters.iter().copied().collect()], nodes);
         let log_id = |index| crate::LogId::new(CommittedLeaderId::new(1, 1), index);
         let cluster = |action| Stamped {
             at_ms: 1,
@@ -589,6 +685,54 @@ mod tests {
         let restored = Identity::new(2, &db, sm.applied_state());
         assert_eq!(restored.resolve(0).await.unwrap(), "02");
         drop(dir);
+    }
+
+    /// A voter refuses a peer whose clock runs ahead of its own past the budget; a call
+    /// that looks behind (it may only have been slow) passes, and a learner refuses
+    /// nobody for its clock.
+    #[tokio::test]
+    async fn a_voter_refuses_a_peer_whose_clock_runs_ahead() {
+        let at = |offset_ms: i64| (wall_clock_ms() + offset_ms).to_string();
+        let (_dir, voter, _sm, _db) = node_three().await;
+        let ahead = at(2_000);
+        let refusal = voter
+            .check_incoming(1, &headers(&[(SENT_AT_HEADER, &ahead)]))
+            .unwrap_err();
+        assert!(refusal.reason.contains("ms ahead"), "{refusal:?}");
+        assert!(!refusal.caller_fenced);
+        assert!(voter.fenced().borrow().is_none());
+        voter
+            .check_incoming(1, &headers(&[(SENT_AT_HEADER, &at(100))]))
+            .unwrap();
+        voter
+            .check_incoming(1, &headers(&[(SENT_AT_HEADER, &at(-5_000))]))
+            .unwrap();
+        let (_dir, learner, _sm, _db) = node_three_among(&[1, 2]).await;
+        learner
+            .check_incoming(1, &headers(&[(SENT_AT_HEADER, &ahead)]))
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_round_trip_measures_a_peers_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _log, sm) = crate::open_stores(dir.path()).unwrap();
+        let identity = Identity::new(3, &db, sm.applied_state());
+        // Sent at 1000, back at 1010, the peer read 3005: 2 s ahead, within 5 ms.
+        identity.saw_clock(1, 1_000, 1_010, 3_005);
+        // 300 ms off over a 200 ms round trip may be only 200 ms off: within the budget.
+        identity.saw_clock(2, 1_000, 1_200, 1_400);
+        let clocks = identity.peer_clocks();
+        assert_eq!(
+            clocks[&1],
+            PeerClock {
+                offset_ms: 2_000,
+                uncertainty_ms: 5
+            }
+        );
+        assert!(clocks[&1].past_budget());
+        assert_eq!(clocks[&2].offset_ms, 300);
+        assert!(!clocks[&2].past_budget());
     }
 
     /// A node that joins by snapshot knows the cluster and its members' directories.

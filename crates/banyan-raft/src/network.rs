@@ -197,6 +197,7 @@ impl PeerNetwork {
             let e = std::io::Error::other("this node's identity is not settled yet");
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         }
+        let sent_ms = crate::identity::wall_clock_ms();
         let reply = match rpc {
             Rpc::Append => client.append_entries(payload).await,
             Rpc::Vote => client.vote(payload).await,
@@ -212,6 +213,16 @@ impl PeerNetwork {
             .and_then(|v| v.to_str().ok())
         {
             self.identity.saw(self.target, incarnation);
+        }
+        if let Some(theirs) = reply
+            .metadata()
+            .get(crate::identity::CLOCK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            let back_ms = crate::identity::wall_clock_ms();
+            self.identity
+                .saw_clock(self.target, sent_ms, back_ms, theirs);
         }
         let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

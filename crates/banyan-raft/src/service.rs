@@ -7,6 +7,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::metadata::MetadataValue;
 
@@ -21,11 +25,20 @@ pub struct RaftTransportService {
     raft: Raft,
     /// Checks every call's cluster and data directories (see [`crate::identity`]).
     identity: Identity,
+    /// When each peer's refusal was last logged: a refused leader retries every 250 ms.
+    warned: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
+
+/// A peer refused again within this long is not logged again.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl RaftTransportService {
     pub fn new(raft: Raft, identity: Identity) -> Self {
-        Self { raft, identity }
+        Self {
+            raft,
+            identity,
+            warned: Arc::default(),
+        }
     }
 
     /// Decodes a call from a peer and checks who it is: the sender is the node that
@@ -43,7 +56,14 @@ impl RaftTransportService {
         self.identity
             .check_incoming(from, &headers)
             .map_err(|refusal| {
-                tracing::warn!(from, reason = %refusal.reason, "refused a Raft call");
+                let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+                let due = warned
+                    .get(&from)
+                    .is_none_or(|at| at.elapsed() >= WARN_EVERY);
+                if due {
+                    warned.insert(from, Instant::now());
+                    tracing::warn!(from, reason = %refusal.reason, "refused a Raft call");
+                }
                 let mut status = Status::failed_precondition(refusal.reason);
                 if refusal.caller_fenced {
                     status

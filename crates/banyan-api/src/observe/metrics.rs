@@ -369,6 +369,33 @@ pub fn render<N: Observed>(node: &N) -> String {
             );
         }
     }
+    let clocks = node.peer_clocks();
+    out.family(
+        "banyan_peer_clock_offset_seconds",
+        "gauge",
+        "A peer's clock less this node's, from their last Raft round trip (the leader \
+         measures every member); voters refuse a peer more than 0.25 s ahead.",
+    );
+    for (peer, clock) in &clocks {
+        out.sample(
+            "banyan_peer_clock_offset_seconds",
+            &[("peer", &peer.to_string())],
+            clock.offset_ms as f64 / 1000.0,
+        );
+    }
+    out.family(
+        "banyan_peer_clock_past_budget",
+        "gauge",
+        "1 while a peer's clock is off this node's by more than the cluster's 0.25 s \
+         budget, allowing for the round trip.",
+    );
+    for (peer, clock) in &clocks {
+        out.sample(
+            "banyan_peer_clock_past_budget",
+            &[("peer", &peer.to_string())],
+            f64::from(u8::from(clock.past_budget())),
+        );
+    }
     if let Some(own) = node.own_branch() {
         out.gauge(
             "banyan_branch_outbox_backlog",

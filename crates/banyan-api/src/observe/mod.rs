@@ -56,4 +56,8 @@ pub trait Observed: Clone + Send + Sync + 'static {
     }
     fn own_branch(&self) -> Option<OwnBranch>;
     fn telemetry(&self) -> Arc<Telemetry>;
+    /// Each peer's clock as this node last measured it (the leader: every member).
+    fn peer_clocks(&self) -> std::collections::BTreeMap<u64, banyan_raft::identity::PeerClock> {
+        Default::default()
+    }
 }

@@ -431,6 +431,10 @@ pub struct NodeRow {
     pub snapshot: Option<u64>,
     /// Entries behind the leader's last log, as the leader sees it.
     pub replication_lag: Option<u64>,
+    /// The node's clock less the leader's, as the leader measured it, in ms.
+    pub clock_offset_ms: Option<i64>,
+    /// Off the leader's past the cluster's budget: voters refuse it if it runs ahead.
+    pub clock_past_budget: bool,
     /// The data directory the node runs on, as it reports it.
     pub incarnation: Option<String>,
     /// The data directory the cluster registered for this node id, when it differs: the
@@ -560,6 +564,9 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
             let registered = seen_by_leader
                 .map(|n| n.incarnation.clone())
                 .filter(|r| !r.is_empty());
+            let clock = seen_by_leader.filter(|n| n.clock_offset_known);
+            let clock_offset_ms = clock.map(|n| n.clock_offset_ms);
+            let clock_past_budget = clock.is_some_and(|n| n.clock_past_budget);
             match view {
                 Ok(v) => NodeRow {
                     id: member.id,
@@ -573,6 +580,8 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
                     applied: Some(v.applied_index),
                     snapshot: Some(v.snapshot_index),
                     replication_lag: lag,
+                    clock_offset_ms,
+                    clock_past_budget,
                     incarnation: Some(v.incarnation.clone()).filter(|i| !i.is_empty()),
                     registered_elsewhere: registered
                         .filter(|r| !v.incarnation.is_empty() && *r != v.incarnation),
@@ -590,6 +599,8 @@ async fn collect_status(client: &Client, timeout: Duration) -> anyhow::Result<St
                     applied: None,
                     snapshot: None,
                     replication_lag: lag,
+                    clock_offset_ms,
+                    clock_past_budget,
                     incarnation: None,
                     registered_elsewhere: None,
                     error: Some(e.to_string()),
@@ -626,6 +637,7 @@ fn print_status(report: &StatusReport) {
         "committed",
         "applied",
         "lag",
+        "clock",
     ]);
     for n in &report.nodes {
         table.add_row([
@@ -639,6 +651,8 @@ fn print_status(report: &StatusReport) {
             opt(n.committed),
             opt(n.applied),
             opt(n.replication_lag),
+            n.clock_offset_ms
+                .map_or("-".to_owned(), |ms| format!("{ms:+} ms")),
         ]);
     }
     println!("{table}");
@@ -646,6 +660,13 @@ fn print_status(report: &StatusReport) {
         println!("cluster {}", report.cluster_id);
     }
     for n in &report.nodes {
+        if n.clock_past_budget {
+            println!(
+                "CLOCK: node {}'s clock is {} ms off the leader's, past the cluster's budget of 250 ms: fix its time (NTP); voters refuse a node whose clock runs that far ahead",
+                n.id,
+                n.clock_offset_ms.unwrap_or(0),
+            );
+        }
         if let (Some(registered), Some(own)) = (&n.registered_elsewhere, &n.incarnation) {
             println!(
                 "FENCED: node {} runs on data directory {own}, but the cluster registered {registered} for it: its directory was wiped or replaced; remove it and rejoin the machine under a new id",

@@ -124,6 +124,11 @@ impl Observed for Current {
         self.get()
             .map_or_else(|| self.idle.clone(), |n| n.telemetry().clone())
     }
+    fn peer_clocks(&self) -> std::collections::BTreeMap<u64, banyan_raft::identity::PeerClock> {
+        self.get()
+            .map(|n| n.identity().peer_clocks())
+            .unwrap_or_default()
+    }
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
