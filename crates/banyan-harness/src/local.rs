@@ -72,6 +72,9 @@ struct LocalNode {
     /// How far ahead of the real time the node's wall clock runs (under libfaketime), for
     /// clock-skew drills; its monotonic clock is left alone.
     clock_ahead: Option<Duration>,
+    /// The size of the disk the node's data directory sits on (a tmpfs in a mount
+    /// namespace of its own, its data copied in), for full-disk tests; `None`: the root's.
+    disk_bytes: Option<u64>,
     child: Option<Child>,
 }
 
@@ -212,6 +215,7 @@ impl LocalCluster {
                 branch: None,
                 advertise: None,
                 clock_ahead: None,
+                disk_bytes: None,
                 child: None,
             },
         );
@@ -307,7 +311,24 @@ impl LocalCluster {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let mut command = Command::new(bin);
+        let mut command = match node.disk_bytes {
+            None => Command::new(bin),
+            Some(bytes) => {
+                // unshare execs the shell, which execs the node: the child is the node.
+                let mut command = Command::new("unshare");
+                command.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
+                    "set -e; dir=\"$1\"; shift; mkdir -p \"$dir\" \"$dir.stage\"; \
+                     cp -a \"$dir/.\" \"$dir.stage/\"; mount -t tmpfs -o size=\"$1\" tmpfs \"$dir\"; \
+                     shift; cp -a \"$dir.stage/.\" \"$dir/\"; rm -rf \"$dir.stage\"; exec \"$@\"",
+                );
+                command
+                    .arg("sh")
+                    .arg(&node.data_dir)
+                    .arg(bytes.to_string())
+                    .arg(bin);
+                command
+            }
+        };
         if let Some(ahead) = node.clock_ahead {
             // libfaketime preloaded into the node itself (not the `faketime` wrapper, which
             // would take the signals meant for the node).
@@ -351,6 +372,14 @@ impl LocalCluster {
             bail!("a node with a skewed clock needs libfaketime (apt-get install faketime)");
         }
         self.node_mut(id)?.clock_ahead = ahead;
+        Ok(())
+    }
+
+    /// Puts node `id`'s data directory on a disk of `bytes` from its next start (`None`:
+    /// the root's disk again). Its data is copied onto it; what it writes there is gone
+    /// once it stops. Needs `unshare` and `mount` (root in a container).
+    pub fn set_disk_size(&mut self, id: u64, bytes: Option<u64>) -> anyhow::Result<()> {
+        self.node_mut(id)?.disk_bytes = bytes;
         Ok(())
     }
 
@@ -453,6 +482,35 @@ impl LocalCluster {
             std::fs::remove_dir_all(&node.data_dir)?;
         }
         Ok(())
+    }
+
+    /// Appends `record` to the durable record log `name` (a branch's `journal`,
+    /// `accepts` or `outbox`) in stopped node `id`'s data directory, as a damaged record
+    /// or one written by another build would sit there.
+    pub fn append_record(&self, id: u64, name: &str, record: &[u8]) -> anyhow::Result<()> {
+        let node = self.node(id)?;
+        if node.child.is_some() {
+            bail!("node {id} is running; stop it before changing its records");
+        }
+        let dir = node.data_dir.clone();
+        let name = name.to_owned();
+        let record = record.to_vec();
+        // A runtime of its own, shut down before returning: the stores' tasks end with it
+        // and the database is closed again for the node.
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (db, _log, _state) = banyan_raft::open_stores(&dir)?;
+                let records = banyan_raft::Outbox::open(&db, &name)?;
+                records.push(&record).await?;
+                db.flush().await?;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("writing node {id}'s records panicked"))?
     }
 
     /// Forgets a stopped node entirely (after removing it from the membership).

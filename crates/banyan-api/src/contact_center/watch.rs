@@ -221,8 +221,103 @@ mod tests {
             .expect("applied");
     }
 
+    /// The watchers of this process are shared by the tests here: one at a time.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn queue_state() -> AppliedState {
+        let state = AppliedState::detached(banyan_domain::State::default());
+        let queue = QueueInput {
+            id: "q".into(),
+            name: "Q".into(),
+            ..Default::default()
+        };
+        apply(&state, 1, Action::UpsertQueue(queue));
+        state
+    }
+
+    fn create(state: &AppliedState, n: u64) {
+        let input = ContactInput {
+            id: format!("c{n}"),
+            queue_id: "q".into(),
+            channel: Channel::Email,
+            ..Default::default()
+        };
+        apply(state, n + 2, Action::CreateContact(input));
+    }
+
+    /// Regression: a watcher that stopped reading held its task, its buffer and its place
+    /// in the feed for ever. It is cut after WATCH_STALL with its buffer full, and told
+    /// where to resume.
+    #[tokio::test(start_paused = true)]
+    async fn a_watcher_that_stops_reading_is_cut_naming_where_to_resume() {
+        let _serial = SERIAL.lock().await;
+        let state = queue_state();
+        let replica = Replica(state.clone());
+        let mut stream = watch(&replica, pb::WatchEventsRequest::default(), None).unwrap();
+        for n in 0..(2 * WATCH_BUFFER as u64) {
+            create(&state, n);
+        }
+        // Nothing read for longer than the stall limit (the paused clock jumps).
+        tokio::time::sleep(WATCH_STALL + std::time::Duration::from_secs(1)).await;
+        let mut delivered = 0;
+        let read = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => delivered += 1,
+                    Some(Err(status)) => break status,
+                    None => panic!("the stream ended without saying why"),
+                }
+            }
+        };
+        let cut = tokio::time::timeout(WATCH_STALL * 4, read)
+            .await
+            .expect("a stalled watcher is cut, not kept for ever");
+        assert_eq!(cut.code(), tonic::Code::Aborted, "{cut:?}");
+        assert!(cut.message().contains("resume with from_index"), "{cut:?}");
+        assert!(
+            delivered >= WATCH_BUFFER,
+            "the buffered events came first: {delivered}"
+        );
+        assert!(stream.next().await.is_none());
+    }
+
+    /// Regression: every WatchEvents call held a task and a feed subscription, with no
+    /// limit. Past MAX_WATCHERS a node refuses more, and a watcher that leaves gives its
+    /// place back.
+    #[tokio::test]
+    async fn watchers_past_the_limit_are_refused_until_one_leaves() {
+        let _serial = SERIAL.lock().await;
+        let replica = Replica(queue_state());
+        let mut open = Vec::new();
+        let refused = loop {
+            match watch(&replica, pb::WatchEventsRequest::default(), None) {
+                Ok(stream) => open.push(stream),
+                Err(refused) => break refused,
+            }
+            assert!(open.len() <= MAX_WATCHERS, "no limit");
+        };
+        assert_eq!(open.len(), MAX_WATCHERS);
+        assert!(
+            matches!(refused, ApiError::ResourceExhausted(_)),
+            "{refused:?}"
+        );
+        drop(open.pop());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if watch(&replica, pb::WatchEventsRequest::default(), None).is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the place was not given back"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_watcher_that_falls_behind_catches_up_from_retained_events() {
+        let _serial = SERIAL.lock().await;
         let state = AppliedState::detached(banyan_domain::State::default());
         let queue = QueueInput {
             id: "q".into(),
