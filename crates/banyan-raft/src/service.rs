@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{
+    AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+};
 use tonic::metadata::MetadataValue;
 
 use crate::codec;
@@ -27,6 +30,56 @@ pub struct RaftTransportService {
     identity: Identity,
     /// When each peer's refusal was last logged: a refused leader retries every 250 ms.
     warned: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// The snapshot being received, by id: its chunks so far, checked whole before the
+    /// last chunk reaches Raft.
+    receiving: Arc<Mutex<Option<Receiving>>>,
+}
+
+/// A snapshot's id and the chunks of it received so far, in order.
+type Receiving = (String, Vec<u8>);
+
+/// What to do with a snapshot chunk.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Hand it to Raft.
+    Pass,
+    /// It does not follow the chunks received (this node restarted mid-transfer, or one
+    /// went missing): tell the sender to start again from offset 0.
+    Mismatch,
+    /// The last chunk, and the whole does not decode.
+    Undecodable(String),
+}
+
+/// Adds a chunk to the snapshot being received and, at the last one, checks the whole.
+fn receive_chunk(
+    receiving: &mut Option<Receiving>,
+    id: &str,
+    offset: u64,
+    data: &[u8],
+    done: bool,
+) -> Chunk {
+    if offset == 0 {
+        *receiving = Some((id.to_owned(), Vec::new()));
+    }
+    match receiving.as_mut() {
+        // A chunk sent again (its answer was lost) replaces what it covered.
+        Some((receiving_id, bytes)) if receiving_id == id && offset <= bytes.len() as u64 => {
+            bytes.truncate(offset as usize);
+            bytes.extend_from_slice(data);
+        }
+        _ => {
+            *receiving = None;
+            return Chunk::Mismatch;
+        }
+    }
+    if !done {
+        return Chunk::Pass;
+    }
+    let (_, whole) = receiving.take().unwrap_or_default();
+    match codec::decode_snapshot(&whole) {
+        Ok(_) => Chunk::Pass,
+        Err(e) => Chunk::Undecodable(e.to_string()),
+    }
 }
 
 /// A peer refused again within this long is not logged again.
@@ -38,6 +91,41 @@ impl RaftTransportService {
             raft,
             identity,
             warned: Arc::default(),
+            receiving: Arc::default(),
+        }
+    }
+
+    /// Keeps a copy of a snapshot's chunks and checks the whole when the last arrives.
+    /// openraft acts on a finished snapshot (it truncates and purges the log up to it)
+    /// before the state machine reads it, so one that does not decode must be refused
+    /// here: passed on, it would leave the node with neither its log nor a state.
+    /// `Err(reply)`: answer that instead of handing the chunk to Raft.
+    fn check_snapshot_chunk(
+        &self,
+        rpc: &InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<(), Result<Response<RaftPayload>, Status>> {
+        let id = &rpc.meta.snapshot_id;
+        let mut receiving = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+        match receive_chunk(&mut receiving, id, rpc.offset, &rpc.data, rpc.done) {
+            Chunk::Pass => Ok(()),
+            Chunk::Mismatch => {
+                let mismatch: Result<
+                    InstallSnapshotResponse<NodeId>,
+                    RaftError<NodeId, InstallSnapshotError>,
+                > = Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
+                    SnapshotMismatch {
+                        expect: (id.clone(), 0).into(),
+                        got: (id.clone(), rpc.offset).into(),
+                    },
+                )));
+                Err(self.reply(&mismatch))
+            }
+            Chunk::Undecodable(e) => {
+                tracing::warn!(snapshot = %id, error = %e, "refused a snapshot that does not decode");
+                Err(Err(Status::invalid_argument(format!(
+                    "data: snapshot {id} does not decode: {e}"
+                ))))
+            }
         }
     }
 
@@ -119,6 +207,57 @@ impl RaftTransport for RaftTransportService {
             .accept(request, |rpc: &InstallSnapshotRequest<TypeConfig>| {
                 rpc.vote.leader_id().node_id
             })?;
+        if let Err(answer) = self.check_snapshot_chunk(&rpc) {
+            return answer;
+        }
         self.reply(&self.raft.install_snapshot(rpc).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_chunks_are_checked_whole_and_out_of_order_ones_restart_the_transfer() {
+        let whole = codec::encode_snapshot(
+            &banyan_domain::State::default(),
+            &Default::default(),
+            &Default::default(),
+        );
+        let (a, b) = whole.split_at(whole.len() / 2);
+        let mut receiving = None;
+        assert_eq!(
+            receive_chunk(&mut receiving, "s1", 0, a, false),
+            Chunk::Pass
+        );
+        // The same chunk again (its answer was lost): it replaces itself.
+        assert_eq!(
+            receive_chunk(&mut receiving, "s1", 0, a, false),
+            Chunk::Pass
+        );
+        let at = a.len() as u64;
+        assert_eq!(
+            receive_chunk(&mut receiving, "s1", at, b, true),
+            Chunk::Pass
+        );
+        // A chunk past what was received, or of another snapshot: start again.
+        assert_eq!(
+            receive_chunk(&mut receiving, "s1", at, b, true),
+            Chunk::Mismatch
+        );
+        receive_chunk(&mut receiving, "s2", 0, a, false);
+        assert_eq!(
+            receive_chunk(&mut receiving, "s3", at, b, true),
+            Chunk::Mismatch
+        );
+        // Chunks that do not decode as a whole are refused at the last one.
+        receive_chunk(&mut receiving, "s4", 0, a, false);
+        let garbage = [0xffu8; 7];
+        assert!(matches!(
+            receive_chunk(&mut receiving, "s4", at, &garbage, true),
+            Chunk::Undecodable(_)
+        ));
+        assert!(receiving.is_none());
     }
 }

@@ -50,3 +50,5 @@ pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
 pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
 pub type ForwardToLeader = openraft::error::ForwardToLeader<NodeId, Node>;
 pub type ChangeMembers = openraft::ChangeMembers<NodeId, Node>;
+pub type CommittedLeaderId = openraft::CommittedLeaderId<NodeId>;
+pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
