@@ -9,7 +9,7 @@ use banyan_branch::{serve, BranchConfig, BranchNode};
 use banyan_raft::{LinkControl, RaftTimers};
 use clap::Args;
 
-use crate::core_cmd::{bind, stop_signal_or_fatal};
+use crate::core_cmd::{bind, shut_down_within, stop_signal_or_fatal};
 use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
@@ -118,7 +118,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         // An open wallboard's live feed never ends by itself: cut it after the drain time.
         let _ = banyan_api::drain(http).await;
     }
-    running.shutdown().await;
+    shut_down_within(running.shutdown(), fatal.is_some()).await;
     tracing::info!(node_id = config.id, "stopped");
     match fatal {
         Some(reason) => anyhow::bail!("stopped: {reason}"),

@@ -134,7 +134,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         // An open wallboard's live feed never ends by itself: cut it after the drain time.
         let _ = banyan_api::drain(http).await;
     }
-    running.shutdown().await;
+    shut_down_within(running.shutdown(), fatal.is_some()).await;
     tracing::info!(node_id = config.id, "stopped");
     match fatal {
         Some(reason) => anyhow::bail!("stopped: {reason}"),
@@ -178,6 +178,23 @@ pub async fn stop_signal_or_fatal(
             tracing::error!(%reason, "this data directory is not the one the cluster knows for this node id: exiting");
             Some(reason)
         }
+    }
+}
+
+/// Runs a node's shutdown (drain, stop Raft, final flush), bounded: after a fatal error
+/// the disk may be what failed, and a flush stuck on it must not keep the node from
+/// exiting non-zero.
+pub async fn shut_down_within(shutdown: impl std::future::Future<Output = ()>, fatal: bool) {
+    let limit = if fatal {
+        std::time::Duration::from_secs(5)
+    } else {
+        std::time::Duration::from_secs(30)
+    };
+    if tokio::time::timeout(limit, shutdown).await.is_err() {
+        tracing::error!(
+            ?limit,
+            "the shutdown did not finish in time; exiting without it"
+        );
     }
 }
 

@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Core(args) => core_cmd::run(args).await,
             Command::Branch(args) => branch_cmd::run(args).await,
@@ -103,5 +103,9 @@ fn main() -> anyhow::Result<()> {
             Command::Probe(args) => probe(args).await,
             Command::Certs(args) => certs_cmd::run(args),
         }
-    })
+    });
+    // A write stuck on a failed disk must not keep the process from exiting (dropping the
+    // runtime would wait for it): the exit code is what the orchestrator acts on.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
