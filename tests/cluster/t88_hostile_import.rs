@@ -121,6 +121,52 @@ async fn t88_hostile_replayed_and_giant_imports_break_nothing() {
     let at = now_ms() - 5_000;
     let real = taken_alone("emea-7", at);
 
+    // A branch of another cluster (its replica names another cluster id): its import and
+    // its renewals are refused, naming the header. The cluster is named once its first
+    // leader registered it.
+    banyan_harness::wait_until("the cluster named", banyan_tests::DEADLINE, || async {
+        let status = client.status().await.ok()?;
+        (!status.cluster_id.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    let foreign = "0123456789abcdef0123456789abcdef";
+    let mut request = tonic::Request::new(pb::RaftPayload {
+        data: banyan_raft::codec::encode(&Command::with_request_id(
+            Action::ImportBranch(import(3, vec![real.clone()])),
+            Some("foreign-1".into()),
+        )),
+    });
+    request
+        .metadata_mut()
+        .insert(banyan_proto::CLUSTER_ID_HEADER, foreign.parse().unwrap());
+    let status = CommandForwardingClient::new(banyan_client::channel(&emea, &leader_addr).unwrap())
+        .propose(request)
+        .await
+        .expect_err("a branch of another cluster is refused");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(banyan_proto::CLUSTER_ID_HEADER),
+        "{status:?}"
+    );
+    let mut renewal = tonic::Request::new(pb::RenewLeaseRequest {
+        site_id: "emea".into(),
+        node_id: 101,
+        sent_at_ms: now_ms(),
+        ttl_ms: 60_000,
+        ..Default::default()
+    });
+    renewal
+        .metadata_mut()
+        .insert(banyan_proto::CLUSTER_ID_HEADER, foreign.parse().unwrap());
+    let status = pb::cluster_client::ClusterClient::new(
+        banyan_client::channel(&emea, &leader_addr).unwrap(),
+    )
+    .renew_lease(renewal)
+    .await
+    .expect_err("its renewal too");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
     // Hostile: a priority that overflowed the ranking inside apply.
     let mut hostile = real.clone();
     hostile.priority = i64::MAX;

@@ -97,6 +97,7 @@ pub async fn renew_forever(
     config: BranchConfig,
     outbox: Arc<Outbox>,
     mode: Arc<crate::autonomy::ModeCell>,
+    identity: banyan_raft::Identity,
 ) {
     let every = config.lease_ttl / 3;
     // Each attempt must finish within its period: a renewal that arrives late is refused
@@ -110,7 +111,11 @@ pub async fn renew_forever(
         follow_leader: false,
     };
     let client = match Client::new(&config.core, policy, &config.security) {
-        Ok(client) => client,
+        Ok(client) => {
+            // The core refuses the renewals of a branch of another cluster.
+            client.name_cluster(move || identity.cluster_id());
+            client
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot renew the site lease");
             return;

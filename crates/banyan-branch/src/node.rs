@@ -134,6 +134,12 @@ impl BranchNode {
         };
         let core = Client::new(&config.core, policy, &config.security)
             .map_err(|e| StartError::Core(e.to_string()))?;
+        {
+            // Every call names the cluster of the branch's replica: the core refuses a
+            // branch of another cluster (its journal and its site are that cluster's).
+            let identity = identity.clone();
+            core.name_cluster(move || identity.cluster_id());
+        }
         let lease = Lease::new(&config);
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let journal = Arc::new(Outbox::open(&db, "journal")?);
@@ -175,6 +181,7 @@ impl BranchNode {
             node.inner.config.clone(),
             node.inner.outbox.clone(),
             node.inner.mode.clone(),
+            node.inner.identity.clone(),
         ));
         if let Err(e) = node.inner.resume_journal() {
             node.shutdown().await;

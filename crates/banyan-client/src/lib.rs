@@ -108,7 +108,13 @@ struct Inner {
     /// Index into `targets` of the node calls go to first.
     current: AtomicUsize,
     policy: RetryPolicy,
+    /// The cluster this caller belongs to, named on every call (a branch's, from its
+    /// replica); see [`Client::name_cluster`].
+    cluster: std::sync::OnceLock<ClusterSource>,
 }
+
+/// Where a client reads the id of the cluster it belongs to, at each call.
+type ClusterSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// A lazily connecting channel to one node (`host:port` or a URI).
 ///
@@ -202,8 +208,16 @@ impl Client {
                 security: security.clone(),
                 current: AtomicUsize::new(0),
                 policy,
+                cluster: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Names, on every later call, the cluster `source` says this caller belongs to
+    /// (`None` while it does not know yet); the core refuses a branch of another cluster.
+    /// Set once: later calls keep the first source.
+    pub fn name_cluster(&self, source: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        let _ = self.inner.cluster.set(Arc::new(source));
     }
 
     /// The security every call of this client uses.
@@ -307,6 +321,13 @@ impl Client {
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(attempt);
             authorize(&self.inner.security, &mut request);
+            if let Some(cluster) = self.inner.cluster.get().and_then(|source| source()) {
+                if let Ok(value) = cluster.parse() {
+                    request
+                        .metadata_mut()
+                        .insert(banyan_proto::CLUSTER_ID_HEADER, value);
+                }
+            }
             if let Some(context) = trace::current() {
                 context.inject(request.metadata_mut());
             }

@@ -210,6 +210,13 @@ impl Cluster for ClusterService {
         request: Request<RenewLeaseRequest>,
     ) -> Result<Response<LeaseResponse>, Status> {
         let by = principal_of(&request)?;
+        if let Err(reason) = self
+            .node
+            .identity()
+            .check_cluster_of_caller(request.metadata())
+        {
+            return Err(Status::failed_precondition(reason));
+        }
         let message = request.into_inner();
         let invalid = ApiError::Domain;
         let site_id = convert::required_id("site_id", &message.site_id).map_err(invalid)?;

@@ -51,6 +51,10 @@ impl ForwardingService {
         // A branch's write: the same trace as the request the branch is serving.
         let context = TraceContext::continue_or_start(request.metadata());
         let forwarder = principal_of(&request)?;
+        self.node
+            .identity()
+            .check_cluster_of_caller(request.metadata())
+            .map_err(|reason| DomainError::precondition(banyan_proto::CLUSTER_ID_HEADER, reason))?;
         let mut command: Command = banyan_raft::codec::decode(&request.into_inner().data)
             .map_err(|e| DomainError::invalid("data", format!("undecodable command: {e}")))?;
         // A node's or a branch's own command (a shipped self-service contact, an import)

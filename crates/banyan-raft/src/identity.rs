@@ -34,7 +34,7 @@ use crate::store::Database;
 use crate::types::{Batch, NodeId, Raft};
 
 /// The cluster id the caller belongs to.
-pub const CLUSTER_HEADER: &str = "banyan-cluster-id";
+pub const CLUSTER_HEADER: &str = banyan_proto::CLUSTER_ID_HEADER;
 /// The caller's incarnation on a request; the answering node's on a reply.
 pub const INCARNATION_HEADER: &str = "banyan-incarnation";
 /// The incarnation the caller believes the target runs on.
@@ -338,6 +338,20 @@ impl Identity {
                 "node {target} refused this node: {}",
                 status.message()
             ));
+        }
+    }
+
+    /// Checks the cluster a branch's call to the core names (its replica's), when both
+    /// know theirs: a branch of another cluster must not renew a lease or hand over a
+    /// journal here.
+    pub fn check_cluster_of_caller(&self, headers: &MetadataMap) -> Result<(), String> {
+        let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+        match (theirs, self.cluster_id()) {
+            (Some(theirs), Some(ours)) if theirs != ours => Err(format!(
+                "{CLUSTER_HEADER}: the caller belongs to cluster {theirs}, this node to \
+                 cluster {ours}; a branch never joins another cluster"
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -656,6 +670,22 @@ mod tests {
         assert!(refusal.caller_fenced, "{refusal:?}");
         assert!(refusal.reason.contains("wiped or replaced"), "{refusal:?}");
         assert!(identity.fenced().borrow().is_none(), "the receiver is fine");
+    }
+
+    #[tokio::test]
+    async fn a_branch_of_another_cluster_is_refused() {
+        let (_dir, identity, _sm, _db) = node_three().await;
+        identity
+            .check_cluster_of_caller(&headers(&[(CLUSTER_HEADER, "aa")]))
+            .unwrap();
+        // A branch that has not learned its cluster yet names none.
+        identity
+            .check_cluster_of_caller(&MetadataMap::new())
+            .unwrap();
+        let refused = identity
+            .check_cluster_of_caller(&headers(&[(CLUSTER_HEADER, "bb")]))
+            .unwrap_err();
+        assert!(refused.contains("cluster bb"), "{refused}");
     }
 
     #[tokio::test]
