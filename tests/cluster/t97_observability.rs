@@ -92,6 +92,20 @@ async fn t97_metrics_move_the_wallboard_serves_and_one_contact_is_one_trace() {
         cluster.agent_security("a1").unwrap(),
     );
 
+    // The site's figures come from its branch's lease renewals.
+    wait_until("the branch's site leased", DEADLINE, || {
+        let core = core.clone();
+        async move {
+            let status = core.status().await.ok()?;
+            status
+                .sites
+                .iter()
+                .any(|s| s.site_id == "emea" && s.mode == pb::SiteMode::Leased as i32)
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
     let token = cluster.viewer_token().expect("a secure cluster");
     let core_http = cluster.http_addr(leader).unwrap();
     let branch_http = cluster.http_addr(101).unwrap();
