@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use banyan_domain::{Action, ClusterAction, Command, DomainError, Stamped};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,8 @@ pub const CLUSTER_HEADER: &str = banyan_proto::CLUSTER_ID_HEADER;
 pub const INCARNATION_HEADER: &str = "banyan-incarnation";
 /// The incarnation the caller believes the target runs on.
 pub const TARGET_HEADER: &str = "banyan-target-incarnation";
+/// The node id the caller means to reach (an address may have passed to another id).
+pub const TARGET_NODE_HEADER: &str = "banyan-target-node";
 /// Set on a refusal that tells the caller it is not the registered incarnation of its id.
 pub const FENCED_HEADER: &str = "banyan-fenced";
 /// The caller's wall clock when it sent the call, ms since the epoch.
@@ -177,8 +179,12 @@ struct Inner {
     applied: AppliedState,
     /// Set once the node has replayed its log (see [`Identity::resolve`]).
     incarnation: OnceLock<String>,
-    /// The incarnations peers reported in their answers, for the leader to register.
-    seen: Mutex<BTreeMap<NodeId, String>>,
+    /// The incarnations peers reported in their answers, and when, for the leader to
+    /// register.
+    seen: Mutex<BTreeMap<NodeId, (String, Instant)>>,
+    /// The membership the registrar last saw, and since when: only answers received
+    /// after it count (an id removed and added again must not get its old directory).
+    membership_since: Mutex<Option<(Option<crate::LogId>, Instant)>>,
     /// Each peer's clock as its last answer showed it (the leader hears from every member).
     clocks: Mutex<BTreeMap<NodeId, PeerClock>>,
     fenced: watch::Sender<Option<String>>,
@@ -196,6 +202,7 @@ impl Identity {
                 applied,
                 incarnation: OnceLock::new(),
                 seen: Mutex::default(),
+                membership_since: Mutex::default(),
                 clocks: Mutex::default(),
                 fenced: watch::channel(None).0,
             }),
@@ -211,14 +218,18 @@ impl Identity {
             return Ok(incarnation.clone());
         }
         let applied = &self.inner.applied;
+        // Without a limit: settling a restored directory's incarnation before the log that
+        // registered it is replayed would mint a new one, and the node would be fenced.
         let replay = applied.wait_applied(committed);
-        if tokio::time::timeout(Duration::from_secs(120), replay)
+        tokio::pin!(replay);
+        while tokio::time::timeout(Duration::from_secs(30), &mut replay)
             .await
             .is_err()
         {
             tracing::warn!(
                 committed,
-                "the log's replay is slow; settling the identity anyway"
+                applied = applied.applied_index(),
+                "still replaying the log"
             );
         }
         let tree = self.inner.db.db().open_tree(TREE)?;
@@ -291,7 +302,7 @@ impl Identity {
     pub(crate) fn saw(&self, node: NodeId, incarnation: &str) {
         if check_id("incarnation", incarnation).is_ok() {
             let mut seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.insert(node, incarnation.to_owned());
+            seen.insert(node, (incarnation.to_owned(), Instant::now()));
         }
     }
 
@@ -324,6 +335,7 @@ impl Identity {
         if let Some(cluster) = self.cluster_id() {
             insert(headers, CLUSTER_HEADER, &cluster);
         }
+        insert(headers, TARGET_NODE_HEADER, &target.to_string());
         if let Some(expected) = self.registered(target) {
             insert(headers, TARGET_HEADER, &expected);
         }
@@ -392,7 +404,7 @@ impl Identity {
                          under a new id (docs/operations.md, \"A voter lost its data \
                          directory\")"
                     ),
-                    true,
+                    self.is_voter(),
                 );
             }
         }
@@ -416,7 +428,21 @@ impl Identity {
                 );
             }
         }
-        if let Some(expected) = header(TARGET_HEADER) {
+        if let Some(meant) = header(TARGET_NODE_HEADER) {
+            if meant != self.inner.node_id.to_string() {
+                return refuse(
+                    format!(
+                        "{TARGET_NODE_HEADER}: node {from} means node {meant}, but this is node {}",
+                        self.inner.node_id
+                    ),
+                    false,
+                );
+            }
+        }
+        // Only a call meant for this very id may tell it its directory is not the one the
+        // cluster knows.
+        let meant_for_me = header(TARGET_NODE_HEADER).is_some();
+        if let Some(expected) = header(TARGET_HEADER).filter(|_| meant_for_me) {
             if expected != own {
                 let reason = format!(
                     "{TARGET_HEADER}: node {from} addresses node {} on data directory \
@@ -473,8 +499,20 @@ impl Identity {
                             },
                         })
                         .collect();
-                    if let Err(e) = raft.client_write(Batch(batch)).await {
-                        tracing::debug!(error = %e, "registering the cluster's identity");
+                    // openraft 0.9 may never answer a write overtaken by a snapshot.
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        raft.client_write(Batch(batch)),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "registering the cluster's identity")
+                        }
+                        Err(_) => {
+                            tracing::debug!("registering the cluster's identity: no answer in time")
+                        }
                     }
                 }
                 // Members' answers arrive without a metrics change: look again shortly.
@@ -499,22 +537,42 @@ impl Identity {
         if !leads_its_term {
             return Vec::new();
         }
+        let membership = metrics.membership_config.membership();
+        let since = {
+            let mut last = self
+                .inner
+                .membership_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let current = *metrics.membership_config.log_id();
+            match *last {
+                Some((seen_id, at)) if seen_id == current => at,
+                _ => {
+                    let now = Instant::now();
+                    *last = Some((current, now));
+                    now
+                }
+            }
+        };
         let cluster = self.inner.applied.read().cluster.clone();
-        let seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|id, _| membership.get_node(id).is_some());
         let mut due = Vec::new();
         if cluster.cluster_id.is_none() {
             due.push(ClusterAction::Found {
                 cluster_id: random_id(),
             });
         }
-        for (id, _) in metrics.membership_config.membership().nodes() {
+        for (id, _) in membership.nodes() {
             if cluster.incarnations.contains_key(id) {
                 continue;
             }
             let incarnation = if *id == me {
                 Some(own.to_owned())
             } else {
-                seen.get(id).cloned()
+                seen.get(id)
+                    .filter(|(_, at)| *at > since)
+                    .map(|(incarnation, _)| incarnation.clone())
             };
             if let Some(incarnation) = incarnation {
                 due.push(ClusterAction::Register {
@@ -692,10 +750,27 @@ mod tests {
     async fn a_call_meant_for_another_directory_fences_the_receiver() {
         let (_dir, identity, _sm, _db) = node_three().await;
         let own = identity.incarnation().unwrap().to_owned();
-        let meant_for_me = headers(&[(INCARNATION_HEADER, "01"), (TARGET_HEADER, &own)]);
+        let meant_for_me = headers(&[
+            (INCARNATION_HEADER, "01"),
+            (TARGET_NODE_HEADER, "3"),
+            (TARGET_HEADER, &own),
+        ]);
         identity.check_incoming(1, &meant_for_me).unwrap();
         assert!(identity.fenced().borrow().is_none());
-        let meant_for_old = headers(&[(INCARNATION_HEADER, "01"), (TARGET_HEADER, "0e")]);
+        // Meant for another node id (its address passed to this one): refused, no fence.
+        let misaddressed = headers(&[
+            (INCARNATION_HEADER, "01"),
+            (TARGET_NODE_HEADER, "2"),
+            (TARGET_HEADER, "0e"),
+        ]);
+        let refusal = identity.check_incoming(1, &misaddressed).unwrap_err();
+        assert!(refusal.reason.contains("means node 2"), "{refusal:?}");
+        assert!(identity.fenced().borrow().is_none());
+        let meant_for_old = headers(&[
+            (INCARNATION_HEADER, "01"),
+            (TARGET_NODE_HEADER, "3"),
+            (TARGET_HEADER, "0e"),
+        ]);
         let refusal = identity.check_incoming(1, &meant_for_old).unwrap_err();
         assert!(!refusal.caller_fenced);
         let fenced = identity.fenced().borrow().clone().expect("fenced");
@@ -741,6 +816,12 @@ mod tests {
         learner
             .check_incoming(1, &headers(&[(SENT_AT_HEADER, &ahead)]))
             .unwrap();
+        // A learner's register may be old: it refuses a directory it does not know, but
+        // never tells the caller it is fenced.
+        let refusal = learner
+            .check_incoming(2, &headers(&[(INCARNATION_HEADER, "0f")]))
+            .unwrap_err();
+        assert!(!refusal.caller_fenced, "{refusal:?}");
     }
 
     #[tokio::test]

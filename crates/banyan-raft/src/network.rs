@@ -212,6 +212,18 @@ impl PeerNetwork {
             .get(crate::identity::INCARNATION_HEADER)
             .and_then(|v| v.to_str().ok())
         {
+            // An answer from another data directory than the one registered for the
+            // target (a wiped node of an older build, which checks no headers) counts
+            // for nothing: not as a vote, not as an acknowledged entry.
+            if let Some(registered) = self.identity.registered(self.target) {
+                if registered != incarnation {
+                    let e = std::io::Error::other(format!(
+                        "node {} answered from data directory {incarnation}, not the registered {registered}",
+                        self.target
+                    ));
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                }
+            }
             self.identity.saw(self.target, incarnation);
         }
         if let Some(theirs) = reply
