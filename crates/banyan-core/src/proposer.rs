@@ -82,13 +82,16 @@ impl Proposer {
         let id = parts::part_id(&command);
         let pieces = parts::split(&command, &id);
         let count = pieces.len();
-        let done = self
-            .applied
-            .read()
-            .parts
-            .pending
-            .get(&id)
-            .map_or(0, |p| p.next as usize);
+        let done = {
+            let applied = self.applied.read();
+            let parts = &applied.parts;
+            if parts.finished.iter().any(|(finished, _)| *finished == id) {
+                // Whole already: its last part answers as the command did.
+                count - 1
+            } else {
+                parts.pending.get(&id).map_or(0, |p| p.next as usize)
+            }
+        };
         let mut last = None;
         for (i, piece) in pieces.into_iter().enumerate().skip(done.min(count - 1)) {
             let size = banyan_raft::codec::encode(&piece).len();

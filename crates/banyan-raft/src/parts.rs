@@ -20,7 +20,10 @@ pub const PART_BYTES: usize = 256 * 1024;
 /// The largest command accepted in parts (the forwarding limit is 64 MiB).
 pub const MAX_WHOLE_BYTES: usize = 48 * 1024 * 1024;
 /// Commands in parts at once; a new one past it drops the oldest.
-pub const MAX_PENDING: usize = 8;
+pub const MAX_PENDING: usize = 4;
+/// Commands in parts applied lately, remembered with their outcome: a part resent after
+/// its command was whole answers as the command did.
+pub const MAX_FINISHED: usize = 64;
 /// A command whose next part has not come this long after its first is dropped.
 pub const PENDING_FOR_MS: i64 = 10 * 60 * 1000;
 
@@ -40,17 +43,26 @@ pub struct Partial {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialCommands {
     pub pending: BTreeMap<String, Partial>,
+    /// The last [`MAX_FINISHED`] commands made whole, oldest first, with the domain's
+    /// answer (`Ok` or its refusal).
+    pub finished: std::collections::VecDeque<(String, Result<(), DomainError>)>,
+}
+
+/// What a part brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// More parts are due (or the part was in already).
+    More,
+    /// The last part: the whole command, to apply, then to [`PartialCommands::finish`].
+    Whole(Box<Stamped>),
+    /// A part of a command applied already, and how the domain answered it then.
+    Finished(Result<(), DomainError>),
 }
 
 impl PartialCommands {
-    /// Takes one part stamped `at_ms`. `Ok(Some(whole))` when it was the last one,
-    /// `Ok(None)` while more are due (or the part was in already), `Err` for a part that
-    /// does not fit what came before; a refused part is not kept.
-    pub fn receive(
-        &mut self,
-        at_ms: i64,
-        part: &CommandPart,
-    ) -> Result<Option<Stamped>, DomainError> {
+    /// Takes one part stamped `at_ms`; `Err` for a part that does not fit what came
+    /// before (a refused part is not kept). The whole command takes the last part's stamp.
+    pub fn receive(&mut self, at_ms: i64, part: &CommandPart) -> Result<Received, DomainError> {
         self.pending
             .retain(|_, p| at_ms.saturating_sub(p.started_ms) <= PENDING_FOR_MS);
         if part.parts < 2 || part.part >= part.parts {
@@ -74,6 +86,9 @@ impl PartialCommands {
         if part.id.is_empty() || part.id.len() > 256 {
             return Err(DomainError::invalid("id", "1 to 256 characters"));
         }
+        if let Some((_, answer)) = self.finished.iter().find(|(id, _)| *id == part.id) {
+            return Ok(Received::Finished(answer.clone()));
+        }
         let next = self.pending.get(&part.id).map_or(0, |p| p.next);
         if let Some(pending) = self.pending.get(&part.id) {
             if pending.parts != part.parts {
@@ -87,7 +102,7 @@ impl PartialCommands {
             }
         }
         if part.part < next {
-            return Ok(None);
+            return Ok(Received::More);
         }
         if part.part > next {
             return Err(DomainError::precondition(
@@ -120,7 +135,7 @@ impl PartialCommands {
             );
         }
         let Some(pending) = self.pending.get_mut(&part.id) else {
-            return Ok(None);
+            return Ok(Received::More);
         };
         if pending.bytes.len().saturating_add(part.bytes.len()) > MAX_WHOLE_BYTES {
             self.pending.remove(&part.id);
@@ -132,30 +147,39 @@ impl PartialCommands {
         pending.bytes.extend_from_slice(&part.bytes);
         pending.next += 1;
         if pending.next < pending.parts {
-            return Ok(None);
+            return Ok(Received::More);
         }
         let whole = self
             .pending
             .remove(&part.id)
             .map(|p| p.bytes)
             .unwrap_or_default();
-        match codec::decode::<Stamped>(&whole) {
-            Ok(stamped) if matches!(stamped.command.action, banyan_domain::Action::Part(_)) => Err(
-                DomainError::invalid("bytes", "a command in parts cannot be parts itself"),
-            ),
-            Ok(stamped) => Ok(Some(stamped)),
-            Err(e) => Err(DomainError::invalid(
-                "bytes",
-                format!("command {} does not decode: {e}", part.id),
-            )),
+        let refusal = match codec::decode::<banyan_domain::Command>(&whole) {
+            Ok(command) if !matches!(command.action, banyan_domain::Action::Part(_)) => {
+                return Ok(Received::Whole(Box::new(Stamped { at_ms, command })));
+            }
+            Ok(_) => DomainError::invalid("bytes", "a command in parts cannot be parts itself"),
+            Err(e) => {
+                DomainError::invalid("bytes", format!("command {} does not decode: {e}", part.id))
+            }
+        };
+        self.finish(&part.id, Err(refusal.clone()));
+        Err(refusal)
+    }
+
+    /// Remembers how the domain answered the whole command `id`.
+    pub fn finish(&mut self, id: &str, answer: Result<(), DomainError>) {
+        if self.finished.len() >= MAX_FINISHED {
+            self.finished.pop_front();
         }
+        self.finished.push_back((id.to_owned(), answer));
     }
 }
 
-/// Cuts `command` into parts under `id`. Its principal rides on every part (the leader
-/// checked it for the whole).
+/// Cuts `command` into parts under `id`: its command, not its stamp (the whole takes its
+/// last part's). Its principal rides on every part (the leader checked it for the whole).
 pub fn split(command: &Stamped, id: &str) -> Vec<Stamped> {
-    let bytes = codec::encode(command);
+    let bytes = codec::encode(&command.command);
     let chunks: Vec<&[u8]> = bytes.chunks(PART_BYTES).collect();
     let parts = chunks.len() as u32;
     chunks
@@ -223,19 +247,40 @@ mod tests {
         let parts = split(&whole, &part_id(&whole));
         assert_eq!(parts.len(), 3);
         let mut pending = PartialCommands::default();
-        assert_eq!(pending.receive(1_000, part_of(&parts[0])).unwrap(), None);
+        assert_eq!(
+            pending.receive(1_000, part_of(&parts[0])).unwrap(),
+            Received::More
+        );
         // The same part again (a resend after a timeout) is skipped.
-        assert_eq!(pending.receive(1_001, part_of(&parts[0])).unwrap(), None);
+        assert_eq!(
+            pending.receive(1_001, part_of(&parts[0])).unwrap(),
+            Received::More
+        );
         // A gap is refused and changes nothing.
         let before = pending.clone();
         assert!(pending.receive(1_002, part_of(&parts[2])).is_err());
         assert_eq!(pending, before);
-        assert_eq!(pending.receive(1_003, part_of(&parts[1])).unwrap(), None);
+        assert_eq!(
+            pending.receive(1_003, part_of(&parts[1])).unwrap(),
+            Received::More
+        );
+        // The whole takes the last part's stamp.
+        let mut stamped = whole.clone();
+        stamped.at_ms = 1_004;
         assert_eq!(
             pending.receive(1_004, part_of(&parts[2])).unwrap(),
-            Some(whole)
+            Received::Whole(Box::new(stamped))
         );
         assert!(pending.pending.is_empty());
+        // Resent once whole (its answer was lost), a part answers as the command did.
+        pending.finish(&part_of(&parts[2]).id, Ok(()));
+        for part in &parts {
+            assert_eq!(
+                pending.receive(1_005, part_of(part)).unwrap(),
+                Received::Finished(Ok(()))
+            );
+        }
+        assert!(pending.pending.is_empty(), "not started again");
     }
 
     #[test]
@@ -323,7 +368,7 @@ mod tests {
                 bytes: vec![7; 10],
             })
             .collect();
-        assert_eq!(pending.receive(0, &garbage[0]).unwrap(), None);
+        assert_eq!(pending.receive(0, &garbage[0]).unwrap(), Received::More);
         assert!(pending.receive(0, &garbage[1]).is_err());
         assert!(pending.pending.is_empty());
     }

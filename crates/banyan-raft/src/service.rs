@@ -32,11 +32,17 @@ pub struct RaftTransportService {
     warned: Arc<Mutex<HashMap<NodeId, Instant>>>,
     /// The snapshot being received, by id: its chunks so far, checked whole before the
     /// last chunk reaches Raft.
-    receiving: Arc<Mutex<Option<Receiving>>>,
+    receiving: Arc<Mutex<Receiving>>,
 }
 
-/// A snapshot's id and the chunks of it received so far, in order.
-type Receiving = (String, Vec<u8>);
+/// A snapshot's id and the chunks of it received so far, in order; and the last
+/// snapshot refused whole, whose chunks are refused at once (the sender gives up on it
+/// after its retries instead of sending it again and again).
+#[derive(Default)]
+struct Receiving {
+    current: Option<(String, Vec<u8>)>,
+    refused: Option<String>,
+}
 
 /// What to do with a snapshot chunk.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,13 +57,11 @@ enum Chunk {
 }
 
 /// Adds a chunk to the snapshot being received and, at the last one, checks the whole.
-fn receive_chunk(
-    receiving: &mut Option<Receiving>,
-    id: &str,
-    offset: u64,
-    data: &[u8],
-    done: bool,
-) -> Chunk {
+fn receive_chunk(state: &mut Receiving, id: &str, offset: u64, data: &[u8], done: bool) -> Chunk {
+    if state.refused.as_deref() == Some(id) {
+        return Chunk::Undecodable(format!("snapshot {id} was refused already"));
+    }
+    let receiving = &mut state.current;
     if offset == 0 {
         *receiving = Some((id.to_owned(), Vec::new()));
     }
@@ -78,7 +82,10 @@ fn receive_chunk(
     let (_, whole) = receiving.take().unwrap_or_default();
     match codec::decode_snapshot(&whole) {
         Ok(_) => Chunk::Pass,
-        Err(e) => Chunk::Undecodable(e.to_string()),
+        Err(e) => {
+            state.refused = Some(id.to_owned());
+            Chunk::Undecodable(e.to_string())
+        }
     }
 }
 
@@ -226,7 +233,7 @@ mod tests {
             &Default::default(),
         );
         let (a, b) = whole.split_at(whole.len() / 2);
-        let mut receiving = None;
+        let mut receiving = Receiving::default();
         assert_eq!(
             receive_chunk(&mut receiving, "s1", 0, a, false),
             Chunk::Pass
@@ -258,6 +265,11 @@ mod tests {
             receive_chunk(&mut receiving, "s4", at, &garbage, true),
             Chunk::Undecodable(_)
         ));
-        assert!(receiving.is_none());
+        assert!(receiving.current.is_none());
+        // Sent again, it is refused at its first chunk.
+        assert!(matches!(
+            receive_chunk(&mut receiving, "s4", 0, a, false),
+            Chunk::Undecodable(_)
+        ));
     }
 }

@@ -27,7 +27,7 @@ use crate::codec;
 use crate::durable::DurableDb;
 use crate::events::{EventFeed, EventRecord};
 use crate::identity::ClusterIdentity;
-use crate::parts::PartialCommands;
+use crate::parts::{PartialCommands, Received};
 use crate::types::{
     Batch, BatchResponse, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -586,16 +586,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 if let Action::Cluster(action) = &command.command.action {
                                     return state.apply_cluster(index, action);
                                 }
-                                let whole;
+                                let mut whole: Option<(String, Stamped)> = None;
                                 let command = match &command.command.action {
                                     Action::Part(part) => {
                                         match state.parts.receive(command.at_ms, part) {
-                                            Ok(Some(complete)) => {
-                                                whole = complete;
-                                                &whole
+                                            Ok(Received::Whole(complete)) => {
+                                                whole = Some((part.id.clone(), *complete));
+                                                whole.as_ref().map(|(_, c)| c).unwrap_or(command)
                                             }
                                             // More parts to come; this one is in.
-                                            Ok(None) => return Ok(Vec::new()),
+                                            Ok(Received::More) => return Ok(Vec::new()),
+                                            // Applied already: answered as then.
+                                            Ok(Received::Finished(answer)) => {
+                                                return answer.map(|()| Vec::new())
+                                            }
                                             Err(e) => {
                                                 tracing::warn!(index, ?part, reason = %e, "refused part of a command");
                                                 return Err(e);
@@ -607,6 +611,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 let (seen, _) = state.domain.inconsistencies();
                                 let (result, fresh) = state.domain.apply_traced(command);
                                 report_inconsistency(&state.domain, seen, index, command);
+                                if let Some((id, _)) = &whole {
+                                    let answer = result.as_ref().map(|_| ()).map_err(Clone::clone);
+                                    state.parts.finish(id, answer);
+                                }
                                 state.note_outcome(index, command, &result);
                                 // A retry answers with its first events; they are not new.
                                 let new_events = result.iter().flatten().filter(|_| fresh);

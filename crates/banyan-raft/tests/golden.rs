@@ -460,7 +460,7 @@ fn goldens() -> Vec<Golden> {
 
 /// A command in two parts, as the leader proposes an import too large for one entry.
 fn part_entries() -> Vec<Entry> {
-    let whole = codec::encode(&commands()[11]);
+    let whole = codec::encode(&commands()[11].command);
     let (first, second) = whole.split_at(whole.len() / 2);
     [first, second]
         .into_iter()
