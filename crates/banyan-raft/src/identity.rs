@@ -188,6 +188,16 @@ struct Inner {
     /// Each peer's clock as its last answer showed it (the leader hears from every member).
     clocks: Mutex<BTreeMap<NodeId, PeerClock>>,
     fenced: watch::Sender<Option<String>>,
+    /// The register as of an applied index (see [`Identity::view`]).
+    view: Mutex<Arc<View>>,
+}
+
+/// The register and this node's vote, as of an applied log id.
+#[derive(Default)]
+struct View {
+    applied: Option<crate::LogId>,
+    cluster: ClusterIdentity,
+    voter: bool,
 }
 
 const TREE: &str = "identity";
@@ -205,6 +215,7 @@ impl Identity {
                 membership_since: Mutex::default(),
                 clocks: Mutex::default(),
                 fenced: watch::channel(None).0,
+                view: Mutex::default(),
             }),
         }
     }
@@ -267,18 +278,33 @@ impl Identity {
 
     /// The cluster's id, once its first leader named it.
     pub fn cluster_id(&self) -> Option<String> {
-        self.inner.applied.read().cluster.cluster_id.clone()
+        self.view().cluster.cluster_id.clone()
     }
 
     /// The incarnation registered for `node`.
     pub fn registered(&self, node: NodeId) -> Option<String> {
-        self.inner
-            .applied
-            .read()
-            .cluster
-            .incarnations
-            .get(&node)
-            .cloned()
+        self.view().cluster.incarnations.get(&node).cloned()
+    }
+
+    /// The register and whether this node votes, as last applied. Every Raft call reads
+    /// it, so it never waits for the state machine: while an apply holds the state, the
+    /// view read before it serves (the register changes rarely).
+    fn view(&self) -> Arc<View> {
+        let mut cached = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = self.inner.applied.try_read() {
+            if cached.applied != state.last_applied {
+                *cached = Arc::new(View {
+                    applied: state.last_applied,
+                    cluster: state.cluster.clone(),
+                    voter: state
+                        .membership
+                        .membership()
+                        .voter_ids()
+                        .any(|id| id == self.inner.node_id),
+                });
+            }
+        }
+        cached.clone()
     }
 
     /// Becomes `Some(why)` when this node learned it is not the registered incarnation of
@@ -467,13 +493,7 @@ impl Identity {
     }
 
     fn is_voter(&self) -> bool {
-        let state = self.inner.applied.read();
-        let voter = state
-            .membership
-            .membership()
-            .voter_ids()
-            .any(|id| id == self.inner.node_id);
-        voter
+        self.view().voter
     }
 
     /// While this node leads: names the cluster if nobody has, and registers every member

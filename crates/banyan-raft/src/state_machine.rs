@@ -252,6 +252,15 @@ impl AppliedState {
             .insert(site.to_owned(), offset);
     }
 
+    /// Reads the applied state if nothing is applying to it right now.
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, Applied>> {
+        match self.state.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Reads the applied state. Hold the guard briefly: applying waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.state
