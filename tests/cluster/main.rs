@@ -9,6 +9,7 @@
 mod t05_deploy_manifests;
 mod t10_formation;
 mod t12_trust;
+mod t13_stream_limit;
 mod t15_partition;
 mod t20_replication;
 mod t30_leader_kill;

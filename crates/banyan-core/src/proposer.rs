@@ -20,6 +20,7 @@
 //!                           at most MAX_IN_FLIGHT batches in Raft at once
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// Largest encoded command, and the size past which a batch takes no more commands.
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
+/// Bytes of commands waiting for a batch at most; past it a write is refused with
+/// `RESOURCE_EXHAUSTED` (retry later) instead of queueing without bound.
+pub const MAX_QUEUED_BYTES: usize = 256 * 1024 * 1024;
+
 /// How long a proposed entry may wait for its commit before its callers are told the
 /// outcome is unknown (the entry may still commit later).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +53,8 @@ type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::UnboundedSender<(Stamped, usize, Reply)>,
+    /// Bytes of the commands in `queue`, bounded by [`MAX_QUEUED_BYTES`].
+    queued: Arc<AtomicUsize>,
     /// What this node applied: the parts of a command already in.
     applied: AppliedState,
 }
@@ -56,8 +63,13 @@ impl Proposer {
     /// Starts the batching task for `raft`; it ends when every `Proposer` clone is dropped.
     pub fn start(raft: Raft, applied: AppliedState) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Self { queue, applied }
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(raft, rx, queued.clone()));
+        Self {
+            queue,
+            queued,
+            applied,
+        }
     }
 
     /// Proposes one command and waits for its result.
@@ -113,6 +125,7 @@ impl Proposer {
         size: usize,
     ) -> Result<Committed, ServiceError> {
         let (reply, answer) = oneshot::channel();
+        admit(&self.queued, size, MAX_QUEUED_BYTES)?;
         self.queue
             .send((command, size, reply))
             .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?;
@@ -122,7 +135,23 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Reply)>) {
+/// Counts `size` more bytes into the queue, or refuses them past `limit`.
+fn admit(queued: &AtomicUsize, size: usize, limit: usize) -> Result<(), ServiceError> {
+    let before = queued.fetch_add(size, Ordering::AcqRel);
+    if before.saturating_add(size) > limit {
+        queued.fetch_sub(size, Ordering::AcqRel);
+        return Err(ServiceError::TooLarge(format!(
+            "the leader has {before} bytes of writes waiting, at most {limit}: retry shortly"
+        )));
+    }
+    Ok(())
+}
+
+async fn run(
+    raft: Raft,
+    mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Reply)>,
+    queued: Arc<AtomicUsize>,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut held_back: Option<(Stamped, usize, Reply)> = None;
     loop {
@@ -142,6 +171,7 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Rep
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some((command, size, reply)) = next.take() {
+            queued.fetch_sub(size, Ordering::AcqRel);
             // A caller that gave up (its deadline passed) must not have its write applied
             // late, possibly over newer writes.
             if !reply.is_closed() {
@@ -199,5 +229,26 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<(Stamped, usize, Rep
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the proposer's queue had no bound; a leader slower than its callers
+    /// held their commands in memory without limit.
+    #[test]
+    fn writes_past_the_queue_budget_are_refused_and_change_nothing() {
+        let queued = AtomicUsize::new(0);
+        admit(&queued, 600, 1_000).unwrap();
+        let refused = admit(&queued, 500, 1_000).unwrap_err();
+        assert!(matches!(refused, ServiceError::TooLarge(_)), "{refused:?}");
+        assert_eq!(
+            queued.load(Ordering::Acquire),
+            600,
+            "the refused write is not counted"
+        );
+        admit(&queued, 400, 1_000).unwrap();
     }
 }
