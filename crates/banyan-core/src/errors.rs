@@ -37,6 +37,9 @@ pub enum ServiceError {
     /// The command is larger than one log entry may be.
     #[error("{0}")]
     TooLarge(String),
+    /// This leader has not heard from a quorum lately: the command was not proposed.
+    #[error("{0}")]
+    NoQuorum(String),
 }
 
 impl From<ServiceError> for ApiError {
@@ -56,6 +59,7 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Stopped(reason) => ApiError::Unavailable(format!("node stopping: {reason}")),
             ServiceError::TooLarge(reason) => ApiError::ResourceExhausted(reason),
+            ServiceError::NoQuorum(reason) => ApiError::Unavailable(reason),
         }
     }
 }

@@ -53,6 +53,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_millis(5_500);
 /// `UNAVAILABLE` (clients retry; the node keeps replicating meanwhile).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(4);
 
+/// How recently a leader must have heard from a quorum to propose a lease renewal (its
+/// heartbeats go every 50 ms by default).
+const RENEWAL_QUORUM_MS: u64 = 1_000;
+
 /// A node this close to the leader's last log counts as caught up.
 const CAUGHT_UP_LAG: u64 = 1_000;
 
@@ -267,6 +271,9 @@ impl CoreNode {
     /// Proposes `command`, stamped with the leader's clock, and returns the domain's
     /// answer once it is committed and applied. Fails with `NotLeader` on a follower.
     pub async fn propose(&self, command: Command) -> Result<Committed, ServiceError> {
+        if matches!(command.action, Action::RenewLease { .. }) {
+            self.check_recent_quorum()?;
+        }
         let stamped = Stamped {
             at_ms: (self.inner.clock)(),
             command,
@@ -274,6 +281,25 @@ impl CoreNode {
         tokio::time::timeout(WRITE_TIMEOUT, self.inner.proposer.propose(stamped))
             .await
             .map_err(|_| ServiceError::Unconfirmed)?
+    }
+
+    /// A lease renewal is proposed only by a leader that heard from a quorum lately. One
+    /// that lost its quorum (its followers died, or it was elected just before they did)
+    /// would append the renewal and commit it only when the quorum returns, seconds after
+    /// the branch, which never saw it accepted, went on alone: the core would then hold
+    /// the site's lease again, and both would route to its agents. Refused here, the
+    /// renewal is a definite failure the branch counts as such.
+    fn check_recent_quorum(&self) -> Result<(), ServiceError> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let leads = metrics.state == banyan_raft::ServerState::Leader;
+        match metrics.millis_since_quorum_ack {
+            Some(ms) if leads && ms > RENEWAL_QUORUM_MS => Err(ServiceError::NoQuorum(format!(
+                "this leader has heard from no quorum for {ms} ms; a lease renewal is not \
+                 proposed without one (retry: another node may lead)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Confirms leadership with a quorum and waits until everything committed before this
