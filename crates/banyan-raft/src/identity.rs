@@ -505,9 +505,7 @@ impl Identity {
             loop {
                 let proposal = identity.due_registrations(&metrics.borrow_and_update());
                 if !proposal.is_empty() {
-                    let at_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
+                    let at_ms = wall_clock_ms();
                     let batch = proposal
                         .into_iter()
                         .map(|action| Stamped {

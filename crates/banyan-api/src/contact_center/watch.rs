@@ -318,25 +318,13 @@ mod tests {
     #[tokio::test]
     async fn a_watcher_that_falls_behind_catches_up_from_retained_events() {
         let _serial = SERIAL.lock().await;
-        let state = AppliedState::detached(banyan_domain::State::default());
-        let queue = QueueInput {
-            id: "q".into(),
-            name: "Q".into(),
-            ..Default::default()
-        };
-        apply(&state, 1, Action::UpsertQueue(queue));
+        let state = queue_state();
         let replica = Replica(state.clone());
         let mut stream = watch(&replica, pb::WatchEventsRequest::default(), None).unwrap();
         // Far more events than the live buffer holds, while the watcher reads nothing.
         let contacts = 20_000u64;
         for n in 0..contacts {
-            let input = ContactInput {
-                id: format!("c{n}"),
-                queue_id: "q".into(),
-                channel: Channel::Email,
-                ..Default::default()
-            };
-            apply(&state, n + 2, Action::CreateContact(input));
+            create(&state, n);
         }
         let mut seen = Vec::new();
         while let Some(event) = stream.next().await {
