@@ -5,10 +5,14 @@
 //! ones until it is healed, so gRPC calls across it fail the way they do when a site's WAN
 //! line drops. It works the same for nodes in this process and for `banyan` processes, so a
 //! partition between a branch and the core runs in both.
+//!
+//! A link can also be muted: what the caller sends still arrives, but nothing comes back,
+//! as when a line fails one way or a reply is lost after the request was served. The
+//! caller cannot tell whether its requests took effect.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,8 +21,18 @@ use tokio::task::JoinHandle;
 pub struct Link {
     addr: String,
     target: Arc<Mutex<String>>,
-    cut: watch::Sender<bool>,
+    state: watch::Sender<State>,
     accept: JoinHandle<()>,
+}
+
+/// What a link lets through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Every connection closed, new ones refused.
+    Cut,
+    /// Requests pass, answers are dropped.
+    Muted,
 }
 
 impl Link {
@@ -29,13 +43,13 @@ impl Link {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?.to_string();
         let listener = TcpListener::from_std(listener)?;
-        let (cut, _) = watch::channel(false);
+        let (state, _) = watch::channel(State::Open);
         let target = Arc::new(Mutex::new(target.to_owned()));
-        let accept = tokio::spawn(relay(listener, target.clone(), cut.clone()));
+        let accept = tokio::spawn(relay(listener, target.clone(), state.clone()));
         Ok(Self {
             addr,
             target,
-            cut,
+            state,
             accept,
         })
     }
@@ -61,53 +75,99 @@ impl Link {
 
     /// Closes every connection through the link and refuses new ones.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.state.send_replace(State::Cut);
     }
 
-    /// Lets connections through again.
+    /// Delivers what the caller sends and drops every byte coming back, on open
+    /// connections and new ones.
+    pub fn mute(&self) {
+        self.state.send_replace(State::Muted);
+    }
+
+    /// Lets connections through again. Connections that were muted are closed (the
+    /// caller lost part of their stream); callers connect afresh.
     pub fn heal(&self) {
-        self.cut.send_replace(false);
+        self.state.send_replace(State::Open);
     }
 
     pub fn is_cut(&self) -> bool {
-        *self.cut.borrow()
+        *self.state.borrow() == State::Cut
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        self.cut.send_replace(true);
+        self.state.send_replace(State::Cut);
         self.accept.abort();
     }
 }
 
-async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, cut: watch::Sender<bool>) {
+async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, state: watch::Sender<State>) {
     let open: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
         };
-        if *cut.borrow() {
+        if *state.borrow() == State::Cut {
             drop(inbound);
             continue;
         }
-        let mut cut_now = cut.subscribe();
+        let watch = state.subscribe();
         let target = target.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|task| !task.is_finished());
         open.push(tokio::spawn(async move {
-            let Ok(mut outbound) = TcpStream::connect(&target).await else {
+            let Ok(outbound) = TcpStream::connect(&target).await else {
                 return;
             };
-            let mut inbound = inbound;
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
-            tokio::select! {
-                _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                // Dropping both streams closes the connection on each side.
-                _ = cut_now.wait_for(|cut| *cut) => {}
-            }
+            carry(inbound, outbound, watch).await;
         }));
+    }
+}
+
+/// Carries one connection until either side closes it, the link is cut, or the link is
+/// healed after this connection was muted. Dropping both streams closes the connection on
+/// each side.
+async fn carry(inbound: TcpStream, outbound: TcpStream, mut state: watch::Receiver<State>) {
+    let (mut from_caller, mut to_caller) = inbound.into_split();
+    let (mut from_target, mut to_target) = outbound.into_split();
+    let up = tokio::io::copy(&mut from_caller, &mut to_target);
+    let down = {
+        let state = state.clone();
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = from_target.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(());
+                }
+                if *state.borrow() != State::Muted {
+                    to_caller.write_all(&buf[..n]).await?;
+                }
+            }
+        }
+    };
+    let mut muted = *state.borrow() == State::Muted;
+    let ended = async {
+        loop {
+            let now = *state.borrow_and_update();
+            match now {
+                State::Cut => return,
+                State::Open if muted => return,
+                State::Muted => muted = true,
+                State::Open => {}
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = ended => {}
     }
 }
 
@@ -147,6 +207,11 @@ impl BranchLinks {
     pub fn cut(&self) {
         self.to_core.iter().for_each(Link::cut);
         self.from_core.cut();
+    }
+
+    /// The branch's calls reach the core, their answers are lost.
+    pub fn mute_answers(&self) {
+        self.to_core.iter().for_each(Link::mute);
     }
 
     pub fn heal(&self) {
@@ -203,5 +268,45 @@ mod tests {
         link.heal();
         let mut healed = TcpStream::connect(link.addr()).await.unwrap();
         round_trip(&mut healed).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_muted_link_delivers_requests_drops_answers_and_closes_when_healed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        let (heard, mut received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let heard = heard.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4];
+                    while stream.read_exact(&mut buf).await.is_ok() {
+                        let _ = heard.send(buf);
+                        if stream.write_all(&buf).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let link = Link::start(&target).unwrap();
+        let mut open = TcpStream::connect(link.addr()).await.unwrap();
+        round_trip(&mut open).await.unwrap();
+        assert_eq!(received.recv().await, Some(*b"ping"));
+
+        link.mute();
+        open.write_all(b"lost").await.unwrap();
+        let arrived = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+        assert_eq!(arrived.unwrap(), Some(*b"lost"), "the request arrives");
+
+        link.heal();
+        let mut rest = Vec::new();
+        // Closed either way (end of stream or reset); nothing may have come back first.
+        let _closed = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest))
+            .await
+            .expect("the muted connection is closed when the link heals");
+        assert!(rest.is_empty(), "no answer came back: {rest:?}");
+        let mut fresh = TcpStream::connect(link.addr()).await.unwrap();
+        round_trip(&mut fresh).await.unwrap();
     }
 }
