@@ -234,3 +234,88 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         branch_events.len()
     );
 }
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Regression: a renewal that reached the core but whose answer was lost did not count at
+/// the branch, which went alone TTL after the last renewal it saw answered while the core,
+/// which had applied the later ones, still held the site's lease and routed to its agents.
+/// The link here delivers every byte the branch sends and drops every byte coming back
+/// (a one-way failure, or a leader that commits renewals late), so the core keeps
+/// renewing a lease the branch never hears about until the connection is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t94_a_branch_whose_renewals_land_unanswered_routes_alone_only_after_the_lease_they_renewed(
+) {
+    let (mut cluster, _) = three_nodes(&[]).await;
+    let (branch_addr, links) = cluster
+        .start_branch_behind_links(
+            101,
+            SITE,
+            &["--lease-ttl", "3s", "--max-clock-skew", "500ms"],
+        )
+        .unwrap();
+    let core = cluster.client().unwrap();
+    put_queue(
+        &core,
+        pb::Queue {
+            id: "q".into(),
+            name: "Q".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    put_agents(&core, &[("lea", SITE), ("max", SITE), ("kai", "apac")]).await;
+    let quick = RetryPolicy {
+        total_timeout: Duration::from_secs(3),
+        follow_leader: false,
+        ..RetryPolicy::default()
+    };
+    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
+    wait_until("the branch leased with every agent", DEADLINE, || {
+        let (core, branch) = (core.clone(), branch.clone());
+        async move {
+            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
+            (leased && agents_served(&branch).await? == 3).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    let muted_at = wall_ms();
+    links.mute_answers();
+    let alone_at = wait_until("the branch routing its site alone", DEADLINE, || {
+        let branch = branch.clone();
+        async move { (agents_served(&branch).await? == 2).then(wall_ms) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(101, 30)));
+    // Every renewal the branch sent before it went alone has reached the core by now.
+    let site = site_status(&core, SITE).await.expect("the site's status");
+    assert!(
+        site.lease_expires_ms <= alone_at,
+        "the branch routed alone {} ms after the answers stopped, while the core held the \
+         site's lease {} ms longer",
+        alone_at - muted_at,
+        site.lease_expires_ms - alone_at
+    );
+    // Past the TTL (3 s) from the mute: a renewal sent after it renewed the lease.
+    assert!(
+        site.lease_expires_ms > muted_at + 3_000,
+        "a renewal sent after the answers stopped reached the core"
+    );
+
+    links.heal();
+    wait_until("the branch reconciled and leased again", DEADLINE, || {
+        let (core, branch) = (core.clone(), branch.clone());
+        async move {
+            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
+            (leased && agents_served(&branch).await? == 3).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+}

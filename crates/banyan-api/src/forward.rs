@@ -74,19 +74,40 @@ pub async fn forward_command<Fut>(
 where
     Fut: std::future::Future<Output = Result<Vec<u8>, Status>>,
 {
-    let reply = send(banyan_raft::codec::encode(command)).await?;
+    let reply = send(banyan_raft::codec::encode(command))
+        .await
+        .map_err(lost_on_the_way)?;
     let committed: Committed = banyan_raft::codec::decode(&reply)
         .map_err(|e| ApiError::Fatal(format!("undecodable reply from the leader: {e}")))?;
     if tokio::time::timeout(wait, applied.wait_applied(committed.index))
         .await
         .is_err()
     {
-        return Err(ApiError::Unavailable(format!(
+        // Done, but not visible here yet: not a refusal, whatever the caller retries.
+        return Err(ApiError::OutcomeUnknown(format!(
             "committed at log index {} but not yet applied on this node; retry with the same request_id",
             committed.index
         )));
     }
     Ok(committed)
+}
+
+/// The caller's view of a forward that failed. The leader's own answer passes on as it
+/// came. A failure on the way (the connection to the leader lost or silent with the
+/// command on it) would reach the caller as a bare code, `UNAVAILABLE` for a keep-alive
+/// that timed out, which a caller counts as "not done": it says instead that the outcome
+/// is unknown. Only a leader that could not be reached at all is a plain `UNAVAILABLE`.
+fn lost_on_the_way(status: Status) -> ApiError {
+    use std::error::Error as _;
+    if status.source().is_some() && banyan_client::outcome_unknown(&status) {
+        ApiError::OutcomeUnknown(format!(
+            "the leader's answer was lost ({}); the write may still apply: retry with the same \
+             request_id",
+            status.message()
+        ))
+    } else {
+        ApiError::Remote(status)
+    }
 }
 
 /// Marks a reply that came through a forward with the leader's address, so a client can

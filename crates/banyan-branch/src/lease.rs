@@ -3,8 +3,13 @@
 //! Every TTL/3 the branch renews the lease at the core, stamping the renewal with its own
 //! wall clock at the moment it sends it; the core lets the lease run TTL from that stamp.
 //! The branch remembers, on its monotonic clock, when it sent the last renewal the core
-//! accepted. Only once TTL plus the maximum clock skew has passed since then is the lease
-//! certainly lapsed at the core, and only then may the branch route on its own.
+//! accepted, and when it sent the last one whose fate it does not know: one that reached
+//! the core but whose answer was lost, or that a leader appended and commits after its
+//! quorum returns, renews the lease all the same. Only once TTL plus the maximum clock skew
+//! has passed since the later of the two is the lease certainly lapsed at the core, and
+//! only then may the branch route on its own. A renewal that never left (no connection
+//! could be made) or that the core refused counts for nothing, so a core that cannot be
+//! reached at all is given up one TTL after the last renewal that might have arrived.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,8 +37,48 @@ pub struct Lease {
 struct LeaseState {
     /// When (monotonic) the branch sent the last renewal the core accepted.
     last_accepted_send: Option<Instant>,
+    /// When (monotonic) the branch sent the last renewal that may have been applied
+    /// without the branch hearing so.
+    last_unknown_send: Option<Instant>,
     /// The core's answer to the last attempt, for the status.
     last_error: Option<String>,
+}
+
+/// What became of one renewal.
+#[derive(Debug)]
+enum Outcome {
+    Accepted,
+    /// Refused, or never delivered: the core holds nothing more because of it.
+    Failed(String),
+    /// No verdict: the core may have applied it.
+    Unknown(String),
+}
+
+impl LeaseState {
+    fn record(&mut self, sent: Instant, outcome: Outcome) {
+        match outcome {
+            Outcome::Accepted => {
+                self.last_accepted_send = Some(sent);
+                self.last_error = None;
+            }
+            Outcome::Failed(why) => self.last_error = Some(why),
+            Outcome::Unknown(why) => {
+                self.last_unknown_send = Some(sent);
+                self.last_error = Some(why);
+            }
+        }
+    }
+
+    /// Whether, at `now`, the core may still hold a lease this process (or, before any
+    /// renewal, the run before it, which started this process's clock at `started`)
+    /// renewed for `held` (TTL plus skew).
+    fn may_be_held(&self, started: Instant, held: Duration, now: Instant) -> bool {
+        let last = self
+            .last_accepted_send
+            .max(self.last_unknown_send)
+            .unwrap_or(started);
+        now.saturating_duration_since(last) < held
+    }
 }
 
 impl Lease {
@@ -51,18 +96,15 @@ impl Lease {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the core may still be routing to this site's agents: a renewal it accepted
-    /// was sent less than TTL plus the clock skew ago, or, before any was accepted, this
-    /// process started less than that ago (the run before it may have renewed just
-    /// before it stopped). Only monotonic time counts: a wall clock running ahead must not
-    /// make the branch route alone while the core still routes to its agents.
+    /// Whether the core may still be routing to this site's agents: a renewal it accepted,
+    /// or one it may have applied unanswered, was sent less than TTL plus the clock skew
+    /// ago, or, before any was sent, this process started less than that ago (the run
+    /// before it may have renewed just before it stopped). Only monotonic time counts: a
+    /// wall clock running ahead must not make the branch route alone while the core still
+    /// routes to its agents.
     pub fn may_be_held(&self) -> bool {
-        let since = self
-            .lock()
-            .last_accepted_send
-            .unwrap_or(self.started)
-            .elapsed();
-        since < self.ttl + self.skew
+        self.lock()
+            .may_be_held(self.started, self.ttl + self.skew, Instant::now())
     }
 
     /// Time since the branch sent the last renewal the core accepted.
@@ -109,6 +151,10 @@ pub async fn renew_forever(
         max_attempts: 0,
         // Only the addresses given in --core, like the branch's other calls to the core.
         follow_leader: false,
+        // A core that takes connections but does not answer them (frozen, or a line that
+        // fails one way) must fail a renewal as never delivered, not as one without an
+        // answer, or the branch would count it as renewing the lease and never go alone.
+        connect_timeout: Some(every / 4),
     };
     let client = match Client::new(&config.core, policy, &config.security) {
         Ok(client) => {
@@ -144,16 +190,78 @@ pub async fn renew_forever(
             journal_backlog: outbox.backlog(),
             request_id: String::new(),
         };
-        match client.renew_lease(request).await {
-            Ok(_) => {
-                let mut state = lease.lock();
-                state.last_accepted_send = Some(sent);
-                state.last_error = None;
+        let outcome = match client.renew_lease_judged(request).await {
+            Ok(_) => Outcome::Accepted,
+            Err(failed) if failed.outcome_unknown => {
+                tracing::warn!(
+                    status = %failed.status,
+                    "lease renewal unanswered: counted as held until its TTL runs out"
+                );
+                Outcome::Unknown(failed.status.message().to_owned())
             }
-            Err(status) => {
-                tracing::warn!(%status, "lease renewal failed");
-                lease.lock().last_error = Some(status.message().to_owned());
+            Err(failed) => {
+                tracing::warn!(status = %failed.status, "lease renewal failed");
+                Outcome::Failed(failed.status.message().to_owned())
             }
-        }
+        };
+        lease.lock().record(sent, outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELD: Duration = Duration::from_millis(3_500);
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_renewal_without_an_answer_holds_from_when_it_was_sent() {
+        let start = Instant::now();
+        let mut state = LeaseState::default();
+        state.record(at(start, 1_000), Outcome::Accepted);
+        state.record(at(start, 2_000), Outcome::Unknown("no answer".into()));
+        // Past TTL + skew from the last answered renewal, within it from the unanswered one.
+        assert!(state.may_be_held(start, HELD, at(start, 5_000)));
+        assert!(state.may_be_held(start, HELD, at(start, 5_499)));
+        assert!(!state.may_be_held(start, HELD, at(start, 5_500)));
+        assert_eq!(state.last_error.as_deref(), Some("no answer"));
+    }
+
+    #[test]
+    fn a_refused_or_undelivered_renewal_holds_nothing() {
+        let start = Instant::now();
+        let mut state = LeaseState::default();
+        state.record(at(start, 1_000), Outcome::Accepted);
+        state.record(
+            at(start, 2_000),
+            Outcome::Failed("connection refused".into()),
+        );
+        state.record(at(start, 3_000), Outcome::Failed("no quorum".into()));
+        assert!(state.may_be_held(start, HELD, at(start, 4_499)));
+        assert!(!state.may_be_held(start, HELD, at(start, 4_500)));
+    }
+
+    #[test]
+    fn before_any_renewal_the_lease_of_the_previous_run_may_hold() {
+        let start = Instant::now();
+        let mut state = LeaseState::default();
+        assert!(state.may_be_held(start, HELD, at(start, 3_499)));
+        assert!(!state.may_be_held(start, HELD, at(start, 3_500)));
+        state.record(at(start, 3_000), Outcome::Failed("refused".into()));
+        assert!(!state.may_be_held(start, HELD, at(start, 3_500)));
+    }
+
+    #[test]
+    fn an_answer_after_an_unknown_outcome_moves_the_hold_forward_only() {
+        let start = Instant::now();
+        let mut state = LeaseState::default();
+        state.record(at(start, 2_000), Outcome::Unknown("timed out".into()));
+        state.record(at(start, 1_000), Outcome::Accepted);
+        assert!(state.may_be_held(start, HELD, at(start, 5_499)));
+        assert_eq!(state.last_error, None);
     }
 }

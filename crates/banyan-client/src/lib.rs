@@ -14,6 +14,7 @@ pub const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
 
 pub mod trace;
 
+use std::error::Error as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,11 @@ pub struct RetryPolicy {
     /// Send later calls to the leader once a forwarded reply names it. Off for tools and
     /// tests that must talk to one particular node.
     pub follow_leader: bool,
+    /// How long the TCP connect and then the TLS handshake may each take; `None` for the
+    /// defaults of [`channel`]. A caller that must tell "never delivered" from "no answer"
+    /// keeps both well inside `attempt_timeout`, so that a node that accepts connections
+    /// but does not speak (a frozen process) fails an attempt as a connection error.
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -65,6 +71,7 @@ impl Default for RetryPolicy {
             pause: Duration::from_millis(50),
             max_attempts: 0,
             follow_leader: true,
+            connect_timeout: None,
         }
     }
 }
@@ -78,6 +85,7 @@ impl RetryPolicy {
             pause: Duration::ZERO,
             max_attempts: 1,
             follow_leader: false,
+            connect_timeout: None,
         }
     }
 }
@@ -116,6 +124,11 @@ struct Inner {
 /// Where a client reads the id of the cluster it belongs to, at each call.
 type ClusterSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// How long a TCP connect may take by default.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a TLS handshake may take by default.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A lazily connecting channel to one node (`host:port` or a URI).
 ///
 /// HTTP/2 pings find a connection whose path went silent (a cut WAN link drops packets
@@ -128,10 +141,21 @@ type ClusterSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 /// cluster's CA and presents this process's certificate; a bearer token, if that is the
 /// credential, is added to each request by [`authorize`].
 pub fn channel(security: &Security, addr: &str) -> Result<Channel, ClientError> {
+    channel_within(security, addr, None)
+}
+
+/// Like [`channel`], with the TCP connect and the TLS handshake each bounded by
+/// `connect_timeout` (by default 500 ms and 5 s).
+pub fn channel_within(
+    security: &Security,
+    addr: &str,
+    connect_timeout: Option<Duration>,
+) -> Result<Channel, ClientError> {
+    let handshake = connect_timeout.unwrap_or(HANDSHAKE_TIMEOUT);
     Ok(security
-        .endpoint(addr)
+        .endpoint_within(addr, handshake)
         .map_err(|e| ClientError::BadEndpoint(addr.to_owned(), e.to_string()))?
-        .connect_timeout(Duration::from_millis(500))
+        .connect_timeout(connect_timeout.unwrap_or(CONNECT_TIMEOUT))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(3))
@@ -170,6 +194,34 @@ pub fn may_have_taken_effect(status: &Status) -> bool {
     retryable(status)
 }
 
+/// Whether a request that failed with `status` may have reached a node and taken effect,
+/// judged more closely than [`may_have_taken_effect`]: a node's own answer is a verdict
+/// unless it says the outcome is open (deadline passed, cancelled, broken inside), and a
+/// failure in this process counts as no delivery only when no connection could be made.
+/// A connection lost or gone silent with the request on it (a keep-alive that timed out is
+/// `UNAVAILABLE` too) may have carried the request to a node that served it.
+pub fn outcome_unknown(status: &Status) -> bool {
+    let mut cause = status.source();
+    if cause.is_none() {
+        return matches!(
+            status.code(),
+            Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Unknown
+                | Code::Internal
+                | Code::DataLoss
+                | Code::Aborted
+        );
+    }
+    while let Some(error) = cause {
+        if error.downcast_ref::<tonic::ConnectError>().is_some() {
+            return false;
+        }
+        cause = error.source();
+    }
+    true
+}
+
 /// Whether a failed attempt may be tried again (on this or another node).
 fn retryable(status: &Status) -> bool {
     matches!(
@@ -180,6 +232,16 @@ fn retryable(status: &Status) -> bool {
             | Code::Unknown
             | Code::Aborted
     )
+}
+
+/// A call that failed, after every attempt the policy allowed.
+#[derive(Debug)]
+pub struct Failed {
+    /// The last attempt's status.
+    pub status: Status,
+    /// Some attempt ended without a verdict ([`outcome_unknown`]): the request may have
+    /// taken effect, although the last answer refused it or never came.
+    pub outcome_unknown: bool,
 }
 
 impl Client {
@@ -194,7 +256,7 @@ impl Client {
             .map(|addr| {
                 let addr = addr.as_ref().trim().to_owned();
                 Ok(Target {
-                    channel: channel(security, &addr)?,
+                    channel: channel_within(security, &addr, policy.connect_timeout)?,
                     addr,
                 })
             })
@@ -297,9 +359,9 @@ impl Client {
         self.call_counted(message, call).await.0
     }
 
-    /// Like [`call`](Self::call), also saying whether an earlier attempt ended without a
-    /// verdict (timed out, cancelled, connection lost) and so may have taken effect: a
-    /// refusal of a later attempt can then mean "already done".
+    /// Like [`call`](Self::call), also saying whether any attempt ended without a verdict
+    /// ([`outcome_unknown`]) and so may have taken effect: a refusal of a later attempt can
+    /// then mean "already done".
     async fn call_counted<M, T, F, Fut>(
         &self,
         message: &M,
@@ -349,14 +411,18 @@ impl Client {
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer within the attempt deadline"),
             };
+            ambiguous |= outcome_unknown(&status);
             let out_of_attempts = policy.max_attempts != 0 && attempts >= policy.max_attempts;
-            if !retryable(&status) || out_of_attempts || Instant::now() + policy.pause >= deadline {
+            // With a bound on connecting, an attempt starts only with the time to connect
+            // (TCP, then TLS): one cut short while connecting would end without a verdict,
+            // though its request never left.
+            let least = policy.connect_timeout.map_or(Duration::ZERO, |c| c * 2);
+            if !retryable(&status)
+                || out_of_attempts
+                || Instant::now() + policy.pause + least >= deadline
+            {
                 return (Err(status), ambiguous);
             }
-            ambiguous |= matches!(
-                status.code(),
-                Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-            );
             tracing::debug!(code = ?status.code(), message = status.message(), "retrying");
             self.redirect(&status);
             tokio::time::sleep(policy.pause).await;
@@ -520,17 +586,30 @@ impl Client {
     }
 
     /// Renews a site's lease for a branch; the same key makes retries apply once.
-    pub async fn renew_lease(
+    pub async fn renew_lease(&self, request: RenewLeaseRequest) -> Result<LeaseResponse, Status> {
+        self.renew_lease_judged(request)
+            .await
+            .map_err(|failed| failed.status)
+    }
+
+    /// Like [`renew_lease`](Self::renew_lease); a failure also says whether the renewal
+    /// may still have been applied, as the branch's lease must know.
+    pub async fn renew_lease_judged(
         &self,
         mut request: RenewLeaseRequest,
-    ) -> Result<LeaseResponse, Status> {
+    ) -> Result<LeaseResponse, Failed> {
         if request.request_id.is_empty() {
             request.request_id = new_request_id();
         }
-        self.call(&request, |channel, request| async move {
-            ClusterClient::new(channel).renew_lease(request).await
+        let (result, outcome_unknown) = self
+            .call_counted(&request, |channel, request| async move {
+                ClusterClient::new(channel).renew_lease(request).await
+            })
+            .await;
+        result.map_err(|status| Failed {
+            status,
+            outcome_unknown,
         })
-        .await
     }
 
     /// Releases a site's lease (an administrator's call); retries apply once.
@@ -614,4 +693,103 @@ contact_center_calls! {
     read list_queues(ListQueuesRequest) -> ListQueuesResponse;
     read get_queue_stats(GetQueueStatsRequest) -> QueueStats;
     read list_agents(ListAgentsRequest) -> ListAgentsResponse;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banyan_trust::{issue, CertsDir, ClientIdentity, Role};
+
+    fn admin_security(dir: &tempfile::TempDir) -> Security {
+        let certs = CertsDir::new(dir.path().to_owned());
+        issue::create_ca(&certs, false).unwrap();
+        issue::issue_client(&certs, "admin", Role::Admin, None, false).unwrap();
+        Security::client(&certs, ClientIdentity::Certificate("admin".into())).unwrap()
+    }
+
+    fn renewal() -> RenewLeaseRequest {
+        RenewLeaseRequest {
+            site_id: "emea".into(),
+            node_id: 101,
+            sent_at_ms: 1,
+            ttl_ms: 3_000,
+            ..Default::default()
+        }
+    }
+
+    fn renewing_policy() -> RetryPolicy {
+        RetryPolicy {
+            attempt_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(2),
+            connect_timeout: Some(Duration::from_millis(200)),
+            follow_leader: false,
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_nodes_answer_is_a_verdict_unless_it_says_the_outcome_is_open() {
+        for status in [
+            Status::unavailable("not the leader"),
+            Status::failed_precondition("lease held by another node"),
+            Status::invalid_argument("ttl_ms"),
+            Status::permission_denied("no"),
+            Status::resource_exhausted("too large"),
+        ] {
+            assert!(!outcome_unknown(&status), "{status:?}");
+        }
+        for status in [
+            Status::deadline_exceeded("commit not confirmed in time"),
+            Status::cancelled("timed out"),
+            Status::unknown("connection reset"),
+            Status::internal("undecodable reply"),
+        ] {
+            assert!(outcome_unknown(&status), "{status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_closed_port_was_never_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let security = admin_security(&dir);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let client = Client::new([&addr], renewing_policy(), &security).unwrap();
+        let failed = client.renew_lease_judged(renewal()).await.unwrap_err();
+        assert_eq!(
+            failed.status.code(),
+            Code::Unavailable,
+            "{:?}",
+            failed.status
+        );
+        assert!(!failed.outcome_unknown, "{:?}", failed.status);
+    }
+
+    /// A process that takes connections and never speaks (frozen, or a line that carries
+    /// only one way): no request can have reached it before the TLS handshake, so the
+    /// renewal is not counted as possibly applied.
+    #[tokio::test]
+    async fn a_node_that_never_completes_the_handshake_was_never_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let security = admin_security(&dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let client = Client::new([&addr], renewing_policy(), &security).unwrap();
+        let failed = client.renew_lease_judged(renewal()).await.unwrap_err();
+        assert_eq!(
+            failed.status.code(),
+            Code::Unavailable,
+            "{:?}",
+            failed.status
+        );
+        assert!(!failed.outcome_unknown, "{:?}", failed.status);
+        held.abort();
+    }
 }

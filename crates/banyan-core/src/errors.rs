@@ -34,6 +34,10 @@ pub enum ServiceError {
     /// The node is shutting down or its Raft stopped.
     #[error("node stopping: {0}")]
     Stopped(String),
+    /// The write was handed to Raft and then lost from sight (Raft or the proposer
+    /// stopped): it may still commit, through this node's log or a successor's.
+    #[error("{0}")]
+    Interrupted(String),
     /// The command is larger than one log entry may be.
     #[error("{0}")]
     TooLarge(String),
@@ -58,6 +62,9 @@ impl From<ServiceError> for ApiError {
                 "commit not confirmed in time; the write may still apply: retry with the same request_id".into(),
             ),
             ServiceError::Stopped(reason) => ApiError::Unavailable(format!("node stopping: {reason}")),
+            ServiceError::Interrupted(reason) => ApiError::OutcomeUnknown(format!(
+                "{reason}; the write may still apply: retry with the same request_id"
+            )),
             ServiceError::TooLarge(reason) => ApiError::ResourceExhausted(reason),
             ServiceError::NoQuorum(reason) => ApiError::Unavailable(reason),
         }
@@ -91,7 +98,8 @@ pub fn write_error(error: RaftError<ClientWriteError>) -> ServiceError {
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             ServiceError::Membership(e.to_string())
         }
-        RaftError::Fatal(e) => ServiceError::Stopped(e.to_string()),
+        // Raft stopped with the write possibly in its log.
+        RaftError::Fatal(e) => ServiceError::Interrupted(format!("Raft stopped: {e}")),
     }
 }
 

@@ -129,9 +129,10 @@ impl Proposer {
         self.queue
             .send((command, size, reply))
             .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?;
+        // Queued, the command may have reached Raft before the proposer stopped.
         answer
             .await
-            .map_err(|_| ServiceError::Stopped("proposer stopped".into()))?
+            .map_err(|_| ServiceError::Interrupted("proposer stopped".into()))?
     }
 }
 
@@ -212,7 +213,7 @@ async fn run(
                     let mut results = written.data.0.into_iter();
                     for reply in replies {
                         let result = results.next().map_or_else(
-                            || Err(ServiceError::Stopped("batch answered short".into())),
+                            || Err(ServiceError::Interrupted("batch answered short".into())),
                             |r| {
                                 r.map(|events| Committed { index, events })
                                     .map_err(ServiceError::from)

@@ -166,6 +166,15 @@ impl Security {
     /// An endpoint for `addr` (`host:port` or a URI): `https` with the cluster's CA and
     /// this process's certificate when secure, `http` otherwise.
     pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        self.endpoint_within(addr, std::time::Duration::from_secs(5))
+    }
+
+    /// Like [`endpoint`](Self::endpoint), with the TLS handshake bounded by `handshake`.
+    pub fn endpoint_within(
+        &self,
+        addr: &str,
+        handshake: std::time::Duration,
+    ) -> Result<Endpoint, tonic::transport::Error> {
         let host_port = addr
             .split_once("://")
             .map_or(addr, |(_, rest)| rest)
@@ -175,7 +184,7 @@ impl Security {
             Security::Secure(c) => {
                 let mut tls = ClientTlsConfig::new()
                     .ca_certificate(Certificate::from_pem(&c.ca_pem))
-                    .timeout(std::time::Duration::from_secs(5));
+                    .timeout(handshake);
                 if let Some((cert, key)) = &c.identity {
                     tls = tls.identity(Identity::from_pem(cert, key));
                 }

@@ -206,6 +206,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         pause: Duration::from_millis(100),
         max_attempts: 0,
         follow_leader: true,
+        connect_timeout: None,
     };
     let security = args.trust.client(&args.user, args.token.as_deref())?;
     let client = Client::new(&args.endpoint, policy, &security)?;
