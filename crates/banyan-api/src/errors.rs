@@ -27,7 +27,8 @@ pub enum ApiError {
     /// Retryable: this node is not the leader; the request needs the leader.
     #[error("this node is not the leader")]
     NotLeader(LeaderHint),
-    /// Retryable, no verdict given: catching up, busy, stopping, handing work over.
+    /// Retryable, and not done: catching up, busy, stopping, handing work over, not
+    /// proposed. A write that may still apply is [`OutcomeUnknown`](Self::OutcomeUnknown).
     #[error("{0}")]
     Unavailable(String),
     /// The outcome is unknown: the write may still apply; retry with the same request id.
@@ -86,8 +87,8 @@ impl From<ApiError> for Status {
             ApiError::Domain(e) => domain_status(&e),
             ApiError::Denied(d) => Status::permission_denied(d.to_string()),
             ApiError::Unauthenticated(reason) => Status::unauthenticated(reason),
-            ApiError::NotLeader(hint) => not_leader_status(&hint),
-            ApiError::Unavailable(reason) => Status::unavailable(reason),
+            ApiError::NotLeader(hint) => not_applied(not_leader_status(&hint)),
+            ApiError::Unavailable(reason) => not_applied(Status::unavailable(reason)),
             ApiError::OutcomeUnknown(reason) => Status::deadline_exceeded(reason),
             ApiError::OutOfRange(reason) => Status::out_of_range(reason),
             ApiError::ResourceExhausted(reason) => Status::resource_exhausted(reason),
@@ -108,6 +109,16 @@ pub const LEADER_ID_KEY: &str = "x-banyan-leader-id";
 pub struct LeaderHint {
     pub id: Option<u64>,
     pub addr: Option<String>,
+}
+
+/// Marks an `UNAVAILABLE` as a Banyan node's word that the request was not carried out,
+/// which a bare `UNAVAILABLE` (a proxy's 503, a reset on the way) is not.
+fn not_applied(mut status: Status) -> Status {
+    status.metadata_mut().insert(
+        banyan_client::NOT_APPLIED_KEY,
+        MetadataValue::from_static("1"),
+    );
+    status
 }
 
 /// A refused command as a status naming the field.
@@ -170,6 +181,26 @@ mod tests {
             "127.0.0.1:7002"
         );
         assert_eq!(status.metadata().get(LEADER_ID_KEY).unwrap(), "2");
+    }
+
+    /// A branch counts a renewal answered UNAVAILABLE as not applied only when a node says
+    /// so; an unknown outcome must never read as that.
+    #[test]
+    fn only_what_was_not_carried_out_is_marked_so() {
+        for error in [
+            ApiError::NotLeader(LeaderHint::default()),
+            ApiError::unavailable("node stopping"),
+        ] {
+            let status = Status::from(error);
+            assert_eq!(status.code(), Code::Unavailable);
+            assert!(!banyan_client::outcome_unknown(&status), "{status:?}");
+        }
+        for error in [
+            ApiError::OutcomeUnknown("commit not confirmed in time".into()),
+            ApiError::fatal("undecodable reply"),
+        ] {
+            assert!(banyan_client::outcome_unknown(&Status::from(error)));
+        }
     }
 
     #[test]

@@ -93,20 +93,25 @@ where
 }
 
 /// The caller's view of a forward that failed. The leader's own answer passes on as it
-/// came. A failure on the way (the connection to the leader lost or silent with the
-/// command on it) would reach the caller as a bare code, `UNAVAILABLE` for a keep-alive
-/// that timed out, which a caller counts as "not done": it says instead that the outcome
-/// is unknown. Only a leader that could not be reached at all is a plain `UNAVAILABLE`.
+/// came. A failure on the way is judged here, where it is known, because the caller sees
+/// only a code: a leader that could not be reached at all is a plain "not done"
+/// (`UNAVAILABLE`), and a connection lost or silent with the command on it is an unknown
+/// outcome.
 fn lost_on_the_way(status: Status) -> ApiError {
     use std::error::Error as _;
-    if status.source().is_some() && banyan_client::outcome_unknown(&status) {
+    if status.source().is_none() {
+        ApiError::Remote(status)
+    } else if banyan_client::outcome_unknown(&status) {
         ApiError::OutcomeUnknown(format!(
             "the leader's answer was lost ({}); the write may still apply: retry with the same \
              request_id",
             status.message()
         ))
     } else {
-        ApiError::Remote(status)
+        ApiError::Unavailable(format!(
+            "the leader could not be reached: {}",
+            status.message()
+        ))
     }
 }
 

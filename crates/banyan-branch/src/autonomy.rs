@@ -67,6 +67,17 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Whether the replica shows branch node `node` holding `site`'s lease, lapsed or not. A
+/// released lease (holder 0) is nobody's until a renewal takes it.
+pub(crate) fn holds_lease(replica: &AppliedState, site: &str, node: u64) -> bool {
+    replica
+        .read()
+        .domain
+        .site(site)
+        .filter(|s| s.lease_expires_ms.is_some())
+        .is_some_and(|s| s.branch.is_some_and(|b| b.node_id == node))
+}
+
 impl Inner {
     /// The state the branch serves: its own while autonomous, else the replica.
     pub(crate) fn serving(&self) -> AppliedState {
@@ -209,17 +220,9 @@ impl Inner {
     /// The lease must also be this node's: a lease another branch node of the site holds is
     /// that node's to route with, so two live branches for one site never both route.
     fn should_go_autonomous(&self) -> bool {
-        let ours = self
-            .replica
-            .read()
-            .domain
-            .site(&self.config.site)
-            .filter(|s| s.lease_expires_ms.is_some())
-            .is_some_and(|s| {
-                // A released lease (holder 0) is nobody's until a renewal takes it.
-                s.branch.is_some_and(|b| b.node_id == self.config.id)
-            });
-        ours && !self.lease.may_be_held() && self.lease.last_error().is_some()
+        holds_lease(&self.replica, &self.config.site, self.config.id)
+            && !self.lease.may_be_held()
+            && self.lease.last_error().is_some()
     }
 
     fn go_autonomous(&self) {

@@ -3,13 +3,19 @@
 //! Every TTL/3 the branch renews the lease at the core, stamping the renewal with its own
 //! wall clock at the moment it sends it; the core lets the lease run TTL from that stamp.
 //! The branch remembers, on its monotonic clock, when it sent the last renewal the core
-//! accepted, and when it sent the last one whose fate it does not know: one that reached
-//! the core but whose answer was lost, or that a leader appended and commits after its
-//! quorum returns, renews the lease all the same. Only once TTL plus the maximum clock skew
-//! has passed since the later of the two is the lease certainly lapsed at the core, and
-//! only then may the branch route on its own. A renewal that never left (no connection
-//! could be made) or that the core refused counts for nothing, so a core that cannot be
-//! reached at all is given up one TTL after the last renewal that might have arrived.
+//! accepted, when it sent the last one whose fate it does not know (one that reached the
+//! core but whose answer was lost, or that a leader appended and commits after its quorum
+//! returns, renews the lease all the same), and when it sent the one still on its way.
+//! Only once TTL plus the maximum clock skew has passed since the latest of them is the
+//! lease certainly lapsed at the core, and only then may the branch route on its own. A
+//! renewal that never left (no connection could be made) or that the core refused counts
+//! for nothing.
+//!
+//! Renewals without a verdict could hold the lease for ever (a certificate the core
+//! refuses after the handshake, a core that takes requests and never answers). So once no
+//! renewal has been accepted for a whole TTL, the branch stops renewing until the lease
+//! has certainly lapsed: at most two TTLs plus the skew after the last accepted renewal,
+//! and TTL plus the skew when every failure is a verdict.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +46,8 @@ struct LeaseState {
     /// When (monotonic) the branch sent the last renewal that may have been applied
     /// without the branch hearing so.
     last_unknown_send: Option<Instant>,
+    /// When (monotonic) the branch sent the renewal still waiting for its answer.
+    in_flight: Option<Instant>,
     /// The core's answer to the last attempt, for the status.
     last_error: Option<String>,
 }
@@ -54,8 +62,23 @@ enum Outcome {
     Unknown(String),
 }
 
+/// The times a lease is judged by.
+#[derive(Clone, Copy)]
+struct Terms {
+    /// When this process started.
+    started: Instant,
+    ttl: Duration,
+    /// TTL plus the maximum clock skew: how long a renewal may hold at the core.
+    held: Duration,
+}
+
 impl LeaseState {
+    fn sending(&mut self, sent: Instant) {
+        self.in_flight = Some(sent);
+    }
+
     fn record(&mut self, sent: Instant, outcome: Outcome) {
+        self.in_flight = None;
         match outcome {
             Outcome::Accepted => {
                 self.last_accepted_send = Some(sent);
@@ -69,15 +92,28 @@ impl LeaseState {
         }
     }
 
-    /// Whether, at `now`, the core may still hold a lease this process (or, before any
-    /// renewal, the run before it, which started this process's clock at `started`)
-    /// renewed for `held` (TTL plus skew).
-    fn may_be_held(&self, started: Instant, held: Duration, now: Instant) -> bool {
+    /// Whether, at `now`, the core may still hold a lease this process renewed (or, before
+    /// any renewal, the run before it, whose last renewal came before `started`).
+    fn may_be_held(&self, terms: Terms, now: Instant) -> bool {
         let last = self
             .last_accepted_send
             .max(self.last_unknown_send)
-            .unwrap_or(started);
-        now.saturating_duration_since(last) < held
+            .max(self.in_flight)
+            .unwrap_or(terms.started);
+        now.saturating_duration_since(last) < terms.held
+    }
+
+    /// Whether to send a renewal at `now`; `holds` says whether the replica shows this node
+    /// holding its site's lease.
+    fn should_renew(&self, terms: Terms, now: Instant, holds: bool) -> bool {
+        let confirmed = self.last_accepted_send.unwrap_or(terms.started);
+        if self.last_error.is_none() || now.saturating_duration_since(confirmed) < terms.ttl {
+            return true;
+        }
+        // Nothing accepted for a whole TTL: no more renewals of unknown fate; the lease
+        // runs out. Once it has, a site this node holds is the branch's to route alone;
+        // one it does not hold has nothing to fence, and renewing may take it.
+        !self.may_be_held(terms, now) && !holds
     }
 }
 
@@ -96,15 +132,22 @@ impl Lease {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn terms(&self) -> Terms {
+        Terms {
+            started: self.started,
+            ttl: self.ttl,
+            held: self.ttl + self.skew,
+        }
+    }
+
     /// Whether the core may still be routing to this site's agents: a renewal it accepted,
-    /// or one it may have applied unanswered, was sent less than TTL plus the clock skew
-    /// ago, or, before any was sent, this process started less than that ago (the run
-    /// before it may have renewed just before it stopped). Only monotonic time counts: a
-    /// wall clock running ahead must not make the branch route alone while the core still
-    /// routes to its agents.
+    /// one it may have applied unanswered, or one on its way was sent less than TTL plus
+    /// the clock skew ago, or, before any was sent, this process started less than that
+    /// ago (the run before it may have renewed just before it stopped). Only monotonic
+    /// time counts: a wall clock running ahead must not make the branch route alone while
+    /// the core still routes to its agents.
     pub fn may_be_held(&self) -> bool {
-        self.lock()
-            .may_be_held(self.started, self.ttl + self.skew, Instant::now())
+        self.lock().may_be_held(self.terms(), Instant::now())
     }
 
     /// Time since the branch sent the last renewal the core accepted.
@@ -133,13 +176,15 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Renews the lease every TTL/3 until stopped.
+/// Renews the lease every TTL/3 until stopped. `holds` says whether the replica shows
+/// this node holding its site's lease.
 pub async fn renew_forever(
     lease: Lease,
     config: BranchConfig,
     outbox: Arc<Outbox>,
     mode: Arc<crate::autonomy::ModeCell>,
     identity: banyan_raft::Identity,
+    holds: impl Fn() -> bool + Send + 'static,
 ) {
     let every = config.lease_ttl / 3;
     // Each attempt must finish within its period: a renewal that arrives late is refused
@@ -151,10 +196,10 @@ pub async fn renew_forever(
         max_attempts: 0,
         // Only the addresses given in --core, like the branch's other calls to the core.
         follow_leader: false,
-        // A core that takes connections but does not answer them (frozen, or a line that
-        // fails one way) must fail a renewal as never delivered, not as one without an
-        // answer, or the branch would count it as renewing the lease and never go alone.
-        connect_timeout: Some(every / 4),
+        // A core that takes connections and never completes the TLS handshake (frozen, or
+        // a line that fails one way) must fail a renewal as never delivered, not as one
+        // without an answer: the connect and the handshake each get a third of the period.
+        connect_timeout: Some(every / 3),
     };
     let client = match Client::new(&config.core, policy, &config.security) {
         Ok(client) => {
@@ -181,6 +226,13 @@ pub async fn renew_forever(
             continue;
         }
         let sent = Instant::now();
+        {
+            let mut state = lease.lock();
+            if !state.should_renew(lease.terms(), sent, holds()) {
+                continue;
+            }
+            state.sending(sent);
+        }
         let request = RenewLeaseRequest {
             site_id: config.site.clone(),
             node_id: config.id,
@@ -212,7 +264,13 @@ pub async fn renew_forever(
 mod tests {
     use super::*;
 
-    const HELD: Duration = Duration::from_millis(3_500);
+    fn terms(start: Instant) -> Terms {
+        Terms {
+            started: start,
+            ttl: Duration::from_millis(3_000),
+            held: Duration::from_millis(3_500),
+        }
+    }
 
     fn at(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
@@ -225,10 +283,25 @@ mod tests {
         state.record(at(start, 1_000), Outcome::Accepted);
         state.record(at(start, 2_000), Outcome::Unknown("no answer".into()));
         // Past TTL + skew from the last answered renewal, within it from the unanswered one.
-        assert!(state.may_be_held(start, HELD, at(start, 5_000)));
-        assert!(state.may_be_held(start, HELD, at(start, 5_499)));
-        assert!(!state.may_be_held(start, HELD, at(start, 5_500)));
+        assert!(state.may_be_held(terms(start), at(start, 5_000)));
+        assert!(state.may_be_held(terms(start), at(start, 5_499)));
+        assert!(!state.may_be_held(terms(start), at(start, 5_500)));
         assert_eq!(state.last_error.as_deref(), Some("no answer"));
+    }
+
+    #[test]
+    fn a_renewal_on_its_way_holds_from_when_it_was_sent() {
+        let start = Instant::now();
+        let mut state = LeaseState::default();
+        state.record(at(start, 1_000), Outcome::Accepted);
+        state.record(
+            at(start, 2_000),
+            Outcome::Failed("connection refused".into()),
+        );
+        state.sending(at(start, 4_000));
+        assert!(state.may_be_held(terms(start), at(start, 7_499)));
+        state.record(at(start, 4_000), Outcome::Failed("no quorum".into()));
+        assert!(!state.may_be_held(terms(start), at(start, 4_500)));
     }
 
     #[test]
@@ -241,18 +314,18 @@ mod tests {
             Outcome::Failed("connection refused".into()),
         );
         state.record(at(start, 3_000), Outcome::Failed("no quorum".into()));
-        assert!(state.may_be_held(start, HELD, at(start, 4_499)));
-        assert!(!state.may_be_held(start, HELD, at(start, 4_500)));
+        assert!(state.may_be_held(terms(start), at(start, 4_499)));
+        assert!(!state.may_be_held(terms(start), at(start, 4_500)));
     }
 
     #[test]
     fn before_any_renewal_the_lease_of_the_previous_run_may_hold() {
         let start = Instant::now();
         let mut state = LeaseState::default();
-        assert!(state.may_be_held(start, HELD, at(start, 3_499)));
-        assert!(!state.may_be_held(start, HELD, at(start, 3_500)));
+        assert!(state.may_be_held(terms(start), at(start, 3_499)));
+        assert!(!state.may_be_held(terms(start), at(start, 3_500)));
         state.record(at(start, 3_000), Outcome::Failed("refused".into()));
-        assert!(!state.may_be_held(start, HELD, at(start, 3_500)));
+        assert!(!state.may_be_held(terms(start), at(start, 3_500)));
     }
 
     #[test]
@@ -261,7 +334,42 @@ mod tests {
         let mut state = LeaseState::default();
         state.record(at(start, 2_000), Outcome::Unknown("timed out".into()));
         state.record(at(start, 1_000), Outcome::Accepted);
-        assert!(state.may_be_held(start, HELD, at(start, 5_499)));
+        assert!(state.may_be_held(terms(start), at(start, 5_499)));
         assert_eq!(state.last_error, None);
+    }
+
+    /// Renewals that never get a verdict would otherwise hold the lease, and keep the
+    /// branch from routing alone, for as long as they go on.
+    #[test]
+    fn renewals_of_unknown_fate_stop_a_ttl_after_the_last_accepted_one() {
+        let start = Instant::now();
+        let t = terms(start);
+        let mut state = LeaseState::default();
+        assert!(state.should_renew(t, at(start, 0), true));
+        state.record(at(start, 0), Outcome::Accepted);
+        for sent in [1_000, 2_000] {
+            assert!(state.should_renew(t, at(start, sent), true));
+            state.record(at(start, sent), Outcome::Unknown("no answer".into()));
+        }
+        // A TTL after the last accepted renewal: the branch waits for the lease to run out.
+        assert!(!state.should_renew(t, at(start, 3_000), true));
+        assert!(state.may_be_held(t, at(start, 5_499)));
+        assert!(!state.may_be_held(t, at(start, 5_500)));
+        // Lapsed: a site it holds is now the branch's to route alone, one it does not hold
+        // is renewed again.
+        assert!(!state.should_renew(t, at(start, 5_500), true));
+        assert!(state.should_renew(t, at(start, 5_500), false));
+    }
+
+    #[test]
+    fn one_lost_answer_does_not_stop_the_renewals() {
+        let start = Instant::now();
+        let t = terms(start);
+        let mut state = LeaseState::default();
+        state.record(at(start, 0), Outcome::Accepted);
+        state.record(at(start, 1_000), Outcome::Unknown("no answer".into()));
+        assert!(state.should_renew(t, at(start, 2_000), true));
+        state.record(at(start, 2_000), Outcome::Accepted);
+        assert!(state.should_renew(t, at(start, 5_000), true));
     }
 }

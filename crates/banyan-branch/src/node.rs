@@ -176,12 +176,18 @@ impl BranchNode {
             node.inner.stop.subscribe(),
         ));
         tokio::spawn(join_core(Arc::downgrade(&node.inner)));
+        let (replica, site, id) = (
+            node.inner.replica.clone(),
+            node.inner.config.site.clone(),
+            node.inner.config.id,
+        );
         tokio::spawn(crate::lease::renew_forever(
             node.inner.lease.clone(),
             node.inner.config.clone(),
             node.inner.outbox.clone(),
             node.inner.mode.clone(),
             node.inner.identity.clone(),
+            move || crate::autonomy::holds_lease(&replica, &site, id),
         ));
         if let Err(e) = node.inner.resume_journal() {
             node.shutdown().await;

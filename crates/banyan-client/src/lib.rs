@@ -41,6 +41,9 @@ use tonic::{Code, Response, Status};
 /// Metadata key in which a non-leader names the leader's address.
 pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
 
+/// Metadata key with which a Banyan node marks an `UNAVAILABLE` as "not carried out".
+pub const NOT_APPLIED_KEY: &str = "x-banyan-not-applied";
+
 /// How long and how often a call is retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -203,6 +206,11 @@ pub fn may_have_taken_effect(status: &Status) -> bool {
 pub fn outcome_unknown(status: &Status) -> bool {
     let mut cause = status.source();
     if cause.is_none() {
+        if status.code() == Code::Unavailable {
+            // A node's own "not done" is marked; a bare one may be a proxy's 503 or a reset
+            // on the way, after the request was passed on.
+            return !status.metadata().contains_key(NOT_APPLIED_KEY);
+        }
         return matches!(
             status.code(),
             Code::DeadlineExceeded
@@ -220,6 +228,19 @@ pub fn outcome_unknown(status: &Status) -> bool {
         cause = error.source();
     }
     true
+}
+
+/// The status a call that ran out of attempts ends with. A last "not done" after an
+/// earlier attempt that got no verdict would tell the caller its request did not happen,
+/// when the earlier one may have carried it: it ends as an unknown outcome instead.
+fn last_word(status: Status, ambiguous: bool) -> Status {
+    if ambiguous && retryable(&status) && !outcome_unknown(&status) {
+        return Status::deadline_exceeded(format!(
+            "an earlier attempt got no answer, so the outcome is unknown; the last one: {}",
+            status.message()
+        ));
+    }
+    status
 }
 
 /// Whether a failed attempt may be tried again (on this or another node).
@@ -421,7 +442,11 @@ impl Client {
                 || out_of_attempts
                 || Instant::now() + policy.pause + least >= deadline
             {
-                return (Err(status), ambiguous);
+                // The next call starts at another node: this one gave no answer in time.
+                if retryable(&status) {
+                    self.redirect(&status);
+                }
+                return (Err(last_word(status, ambiguous)), ambiguous);
             }
             tracing::debug!(code = ?status.code(), message = status.message(), "retrying");
             self.redirect(&status);
@@ -729,8 +754,13 @@ mod tests {
 
     #[test]
     fn a_nodes_answer_is_a_verdict_unless_it_says_the_outcome_is_open() {
+        let mut not_the_leader = Status::unavailable("not the leader");
+        not_the_leader.metadata_mut().insert(
+            NOT_APPLIED_KEY,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
         for status in [
-            Status::unavailable("not the leader"),
+            not_the_leader,
             Status::failed_precondition("lease held by another node"),
             Status::invalid_argument("ttl_ms"),
             Status::permission_denied("no"),
@@ -739,6 +769,8 @@ mod tests {
             assert!(!outcome_unknown(&status), "{status:?}");
         }
         for status in [
+            // Unmarked: a proxy's 503, or a gateway whose upstream reset after the request.
+            Status::unavailable("upstream connect error or disconnect/reset"),
             Status::deadline_exceeded("commit not confirmed in time"),
             Status::cancelled("timed out"),
             Status::unknown("connection reset"),

@@ -278,9 +278,20 @@ impl CoreNode {
             at_ms: (self.inner.clock)(),
             command,
         };
-        tokio::time::timeout(WRITE_TIMEOUT, self.inner.proposer.propose(stamped))
+        let leading = self.is_leader();
+        let proposed = tokio::time::timeout(WRITE_TIMEOUT, self.inner.proposer.propose(stamped))
             .await
-            .map_err(|_| ServiceError::Unconfirmed)?
+            .map_err(|_| ServiceError::Unconfirmed)?;
+        match proposed {
+            // A leader told "not the leader" after proposing may have had the entry in its
+            // log: openraft says so when the entry is overwritten, and another node holding
+            // a copy can still commit it later. Only a node that was not leading knows the
+            // command was never proposed.
+            Err(ServiceError::NotLeader(_)) if leading => Err(ServiceError::Interrupted(
+                "leadership lost with the write proposed".into(),
+            )),
+            other => other,
+        }
     }
 
     /// A lease renewal is proposed only by a leader that heard from a quorum lately. One
