@@ -21,8 +21,16 @@ use tokio::task::JoinHandle;
 pub struct Link {
     addr: String,
     target: Arc<Mutex<String>>,
-    state: watch::Sender<State>,
+    state: watch::Sender<Mode>,
     accept: JoinHandle<()>,
+}
+
+/// What a link lets through now, and how many times it was muted: a connection that lived
+/// through a mute is done for even if it never saw the muted state itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mode {
+    state: State,
+    mutes: u64,
 }
 
 /// What a link lets through.
@@ -43,7 +51,10 @@ impl Link {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?.to_string();
         let listener = TcpListener::from_std(listener)?;
-        let (state, _) = watch::channel(State::Open);
+        let (state, _) = watch::channel(Mode {
+            state: State::Open,
+            mutes: 0,
+        });
         let target = Arc::new(Mutex::new(target.to_owned()));
         let accept = tokio::spawn(relay(listener, target.clone(), state.clone()));
         Ok(Self {
@@ -75,40 +86,43 @@ impl Link {
 
     /// Closes every connection through the link and refuses new ones.
     pub fn cut(&self) {
-        self.state.send_replace(State::Cut);
+        self.state.send_modify(|m| m.state = State::Cut);
     }
 
     /// Delivers what the caller sends and drops every byte coming back, on open
     /// connections and new ones.
     pub fn mute(&self) {
-        self.state.send_replace(State::Muted);
+        self.state.send_modify(|m| {
+            m.state = State::Muted;
+            m.mutes += 1;
+        });
     }
 
     /// Lets connections through again. Connections that were muted are closed (the
     /// caller lost part of their stream); callers connect afresh.
     pub fn heal(&self) {
-        self.state.send_replace(State::Open);
+        self.state.send_modify(|m| m.state = State::Open);
     }
 
     pub fn is_cut(&self) -> bool {
-        *self.state.borrow() == State::Cut
+        self.state.borrow().state == State::Cut
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        self.state.send_replace(State::Cut);
+        self.state.send_modify(|m| m.state = State::Cut);
         self.accept.abort();
     }
 }
 
-async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, state: watch::Sender<State>) {
+async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, state: watch::Sender<Mode>) {
     let open: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
         };
-        if *state.borrow() == State::Cut {
+        if state.borrow().state == State::Cut {
             drop(inbound);
             continue;
         }
@@ -130,9 +144,14 @@ async fn relay(listener: TcpListener, target: Arc<Mutex<String>>, state: watch::
 /// Carries one connection until either side closes it, the link is cut, or the link is
 /// healed after this connection was muted. Dropping both streams closes the connection on
 /// each side.
-async fn carry(inbound: TcpStream, outbound: TcpStream, mut state: watch::Receiver<State>) {
+async fn carry(inbound: TcpStream, outbound: TcpStream, mut state: watch::Receiver<Mode>) {
     let (mut from_caller, mut to_caller) = inbound.into_split();
     let (mut from_target, mut to_target) = outbound.into_split();
+    let start = *state.borrow();
+    // Monotone: once a mute has touched this connection it carries nothing back again.
+    let was_muted = move |now: Mode| {
+        start.state == State::Muted || now.state == State::Muted || now.mutes != start.mutes
+    };
     let up = tokio::io::copy(&mut from_caller, &mut to_target);
     let down = {
         let state = state.clone();
@@ -143,21 +162,17 @@ async fn carry(inbound: TcpStream, outbound: TcpStream, mut state: watch::Receiv
                 if n == 0 {
                     return Ok::<_, std::io::Error>(());
                 }
-                if *state.borrow() != State::Muted {
+                if !was_muted(*state.borrow()) {
                     to_caller.write_all(&buf[..n]).await?;
                 }
             }
         }
     };
-    let mut muted = *state.borrow() == State::Muted;
     let ended = async {
         loop {
             let now = *state.borrow_and_update();
-            match now {
-                State::Cut => return,
-                State::Open if muted => return,
-                State::Muted => muted = true,
-                State::Open => {}
+            if now.state == State::Cut || (now.state == State::Open && was_muted(now)) {
+                return;
             }
             if state.changed().await.is_err() {
                 return;
