@@ -3,8 +3,7 @@
 //! only while the lease holds; a renewal older than its TTL is refused; after the lease
 //! lapses the core stops offering, and a fresh renewal brings the agents back.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use banyan_env::wall_clock_ms;
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{wait_until, DeskAgent};
 use banyan_proto::v1 as pb;
@@ -12,12 +11,6 @@ use banyan_tests::{
     contact_now, expect_refused, other_than, pinned, site_status, three_nodes, DEADLINE,
 };
 use tonic::Code;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn renewal(sent_at_ms: i64, ttl_ms: i64) -> pb::RenewLeaseRequest {
     pb::RenewLeaseRequest {
@@ -66,13 +59,13 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
     // Bad renewals change nothing.
     expect_refused(
         via_follower
-            .renew_lease(renewal(now_ms() - 60_000, 5_000))
+            .renew_lease(renewal(wall_clock_ms() - 60_000, 5_000))
             .await,
         Code::FailedPrecondition,
         "sent_at_ms",
     );
     expect_refused(
-        via_follower.renew_lease(renewal(now_ms(), 10)).await,
+        via_follower.renew_lease(renewal(wall_clock_ms(), 10)).await,
         Code::InvalidArgument,
         "ttl_ms",
     );
@@ -80,7 +73,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
         via_follower
             .renew_lease(pb::RenewLeaseRequest {
                 node_id: 0,
-                ..renewal(now_ms(), 5_000)
+                ..renewal(wall_clock_ms(), 5_000)
             })
             .await,
         Code::InvalidArgument,
@@ -93,10 +86,10 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
 
     // A short lease, renewed through a follower: the site is leased and its branch listed.
     let lease = via_follower
-        .renew_lease(renewal(now_ms(), 3_000))
+        .renew_lease(renewal(wall_clock_ms(), 3_000))
         .await
         .unwrap();
-    assert!(lease.expires_ms > now_ms());
+    assert!(lease.expires_ms > wall_clock_ms());
     let leased = site_status(&client, "emea").await.unwrap();
     assert_eq!(leased.mode, pb::SiteMode::Leased as i32, "{leased:?}");
     assert_eq!(
@@ -160,7 +153,7 @@ async fn t87_the_core_routes_to_a_branch_site_only_while_its_lease_holds() {
 
     // A fresh renewal lets the core route to the site again.
     via_follower
-        .renew_lease(renewal(now_ms(), 60_000))
+        .renew_lease(renewal(wall_clock_ms(), 60_000))
         .await
         .unwrap();
     wait_until(

@@ -6,7 +6,9 @@
 //! however often it is sent.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use banyan_env::wall_clock_ms;
 
 use banyan_domain::contact::{Contact, Transition};
 use banyan_domain::{Action, BranchImport, Channel, Command, ContactState};
@@ -14,12 +16,6 @@ use banyan_proto::v1 as pb;
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
 use banyan_tests::{contact_now, put_queue, site_status, three_nodes};
 use tonic::Code;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A call the emea branch took in alone, still waiting in queue `q`.
 fn taken_alone(id: &str, at_ms: i64) -> Contact {
@@ -112,13 +108,13 @@ async fn t88_hostile_replayed_and_giant_imports_break_nothing() {
         .renew_lease(pb::RenewLeaseRequest {
             site_id: "emea".into(),
             node_id: 101,
-            sent_at_ms: now_ms(),
+            sent_at_ms: wall_clock_ms(),
             ttl_ms: 60_000,
             ..Default::default()
         })
         .await
         .expect("the emea branch renews its lease");
-    let at = now_ms() - 5_000;
+    let at = wall_clock_ms() - 5_000;
     let real = taken_alone("emea-7", at);
 
     // A branch of another cluster (its replica names another cluster id): its import and
@@ -152,7 +148,7 @@ async fn t88_hostile_replayed_and_giant_imports_break_nothing() {
     let mut renewal = tonic::Request::new(pb::RenewLeaseRequest {
         site_id: "emea".into(),
         node_id: 101,
-        sent_at_ms: now_ms(),
+        sent_at_ms: wall_clock_ms(),
         ttl_ms: 60_000,
         ..Default::default()
     });

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy};
+use banyan_env::wall_clock_ms;
 use banyan_harness::desk::DeskBehaviour;
 use banyan_harness::{check_branch_sides, check_contacts, wait_until, ContactFeed, DeskAgent};
 use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
@@ -235,12 +236,6 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     );
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Regression: a renewal that reached the core but whose answer was lost did not count at
 /// the branch, which went alone TTL after the last renewal it saw answered while the core,
 /// which had applied the later ones, still held the site's lease and routed to its agents.
@@ -285,11 +280,11 @@ async fn t94_a_branch_whose_renewals_land_unanswered_routes_alone_only_after_the
     .await
     .unwrap();
 
-    let muted_at = wall_ms();
+    let muted_at = wall_clock_ms();
     links.mute_answers();
     let alone_at = wait_until("the branch routing its site alone", DEADLINE, || {
         let branch = branch.clone();
-        async move { (agents_served(&branch).await? == 2).then(wall_ms) }
+        async move { (agents_served(&branch).await? == 2).then(wall_clock_ms) }
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(101, 30)));

@@ -13,7 +13,6 @@
 //! until it logs in again (contacts it is handling stay with it).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -547,11 +546,7 @@ async fn next_record(
 
 /// A name for a new session, unique across the cluster: the node, the time, a counter.
 fn session_name(node: u64) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("n{node}-{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    banyan_env::ids::unique(&format!("n{node}-"))
 }
 
 /// Records that an agent's session dropped, retrying through a leader election. The

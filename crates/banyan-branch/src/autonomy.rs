@@ -14,7 +14,7 @@
 use banyan_api::ApiError;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Weak;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banyan_api::Committed;
 use banyan_domain::{Action, BranchImport, Command, Stamped};
@@ -61,11 +61,7 @@ impl ModeCell {
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use banyan_env::wall_clock_ms;
 
 /// Whether the replica shows branch node `node` holding `site`'s lease, lapsed or not. A
 /// released lease (holder 0) is nobody's until a renewal takes it.

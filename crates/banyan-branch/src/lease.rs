@@ -18,7 +18,7 @@
 //! and TTL plus the skew when every failure is a verdict.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use banyan_client::{Client, RetryPolicy};
 use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
@@ -170,11 +170,7 @@ impl Lease {
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use banyan_env::wall_clock_ms;
 
 /// Renews the lease every TTL/3 until stopped. `holds` says whether the replica shows
 /// this node holding its site's lease.

@@ -5,9 +5,6 @@ use banyan_api::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
@@ -515,11 +512,7 @@ impl BranchNode {
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use banyan_env::wall_clock_ms;
 
 /// A contact id no other node makes: a kind, the site, this branch, its clock and a counter.
 /// The id a branch gives the contact of create request `request_id`, whether it forwards
@@ -546,13 +539,9 @@ pub(crate) fn assign_contact_id(site: &str, command: &mut Command) {
     }
 }
 
+/// A new contact's id at branch node `node` of `site`, never the same twice.
 pub(crate) fn fresh_contact_id(kind: &str, site: &str, node: u64) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{kind}-{site}-{node}-{:x}-{}",
-        wall_clock_ms(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    banyan_env::ids::unique(&format!("{kind}-{site}-{node}-"))
 }
 
 impl Observed for BranchNode {

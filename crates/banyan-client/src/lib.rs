@@ -16,9 +16,9 @@ pub mod trace;
 
 use std::error::Error as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use banyan_proto::v1::cluster_client::ClusterClient;
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
@@ -179,16 +179,7 @@ pub fn authorize<T>(security: &Security, request: &mut tonic::Request<T>) {
 
 /// A fresh idempotency key, unique across processes and time.
 pub fn new_request_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "r{:x}-{:x}-{:x}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    banyan_env::ids::unique(&format!("r{:x}-", std::process::id()))
 }
 
 /// Whether a call that failed with `status` may still have taken effect: the node gave no

@@ -6,8 +6,6 @@
 //! carries the same trace id with a new span id.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::metadata::MetadataMap;
 
@@ -25,22 +23,7 @@ pub struct TraceContext {
     pub span_id: String,
 }
 
-/// 64 bits that differ between calls and processes (not cryptographic; ids only).
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = nanos
-        ^ (u64::from(std::process::id()) << 32)
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // SplitMix64's finaliser spreads the bits.
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)).max(1)
-}
+use banyan_env::ids::random_u64;
 
 impl TraceContext {
     /// A new trace.

@@ -197,9 +197,7 @@ impl Cluster for ClusterService {
             sites,
             cluster_clock_ms,
             insecure: !self.node.security().is_secure(),
-            wall_clock_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            wall_clock_ms: banyan_env::wall_clock_ms(),
             cluster_id: identity.cluster_id().unwrap_or_default(),
             incarnation: identity.incarnation().unwrap_or_default().to_owned(),
         }))
@@ -225,9 +223,7 @@ impl Cluster for ClusterService {
             .map_err(banyan_api::errors::denied)?;
         let report = convert::branch_report(&message).map_err(invalid)?;
         // The clock-offset budget, against this node's clock.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = banyan_env::wall_clock_ms();
         if let Err(refused) = banyan_domain::site::check_clock_offset(message.sent_at_ms, now) {
             let offset_ms = message.sent_at_ms.saturating_sub(now);
             tracing::error!(

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banyan_domain::{Action, Command, Principal, Stamped};
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
@@ -20,18 +20,9 @@ use banyan_api::forward::Forwarder;
 use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::Committed;
 
-/// The wall clock the leader stamps commands with, in milliseconds since the Unix epoch.
-/// Injected so tests can run on a controlled time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The system wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    })
-}
+/// The wall clock the leader stamps commands with; injected so tests can run on a
+/// controlled time.
+pub use banyan_env::{system_clock, Clock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

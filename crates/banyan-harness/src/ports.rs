@@ -86,9 +86,7 @@ fn outside_ephemeral() -> Option<(u16, u32)> {
 fn next_offset() -> u32 {
     static NEXT: OnceLock<AtomicU32> = OnceLock::new();
     NEXT.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = banyan_env::clock::since_epoch().subsec_nanos();
         AtomicU32::new(std::process::id().wrapping_mul(7_919) ^ nanos)
     })
     .fetch_add(1, Ordering::Relaxed)

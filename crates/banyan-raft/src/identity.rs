@@ -65,12 +65,7 @@ impl PeerClock {
     }
 }
 
-/// This node's wall clock, ms since the epoch.
-pub fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use banyan_env::wall_clock_ms;
 
 /// The longest cluster id or incarnation accepted.
 const MAX_ID_LEN: usize = 64;
@@ -152,10 +147,7 @@ fn check_id(field: &str, value: &str) -> Result<(), DomainError> {
 
 /// 128 random bits as 32 hex digits.
 pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The operating system's generator; without it no id could be told apart from the next.
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    banyan_env::ids::random_hex(16)
 }
 
 /// Why an incoming Raft call was refused.

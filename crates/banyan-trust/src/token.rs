@@ -6,8 +6,6 @@
 //! was issued: revoking an agent's tokens records a time in the agent's record, and every
 //! token issued before it is refused from then on.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use banyan_domain::{Principal, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -153,16 +151,12 @@ impl TokenSigner {
 
 fn lifetime(ttl: std::time::Duration) -> (u64, u64, u64) {
     let now = now_secs();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = banyan_env::clock::since_epoch().as_millis() as u64;
     (now, now.saturating_add(ttl.as_secs().max(1)), now_ms)
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    banyan_env::clock::since_epoch().as_secs()
 }
 
 /// Checks tokens with `token.pub`.

@@ -2,7 +2,6 @@
 //! draws and what the metrics report.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use banyan_domain::{AgentState, ContactState, SiteMode};
 use banyan_raft::ServerState;
@@ -121,11 +120,7 @@ pub struct BranchFigures {
     pub clock_offset_s: Option<f64>,
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use banyan_env::wall_clock_ms;
 
 fn pct(ratio: Option<f64>) -> Option<f64> {
     ratio.map(|r| r * 100.0)

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use banyan_client::{Client, RetryPolicy, Security};
@@ -136,12 +136,6 @@ async fn wait_leased(core: &Client, what: &str) -> anyhow::Result<()> {
     .await
 }
 
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Watches node `addr`'s events from now on, recording for each contact created after
 /// `since_ms` how long after the leader stamped it the node delivered it.
 fn watch_lag(
@@ -163,7 +157,7 @@ fn watch_lag(
                 message = stream.message() => match message {
                     Ok(Some(event)) => {
                         if event.kind == EventKind::ContactCreated as i32 && event.at_ms >= since_ms {
-                            let lag = (wall_ms() - event.at_ms).max(0) as u64;
+                            let lag = (banyan_env::wall_clock_ms() - event.at_ms).max(0) as u64;
                             let _ = histogram.record(lag);
                         }
                     }
@@ -183,7 +177,7 @@ async fn replica_lag(
     follower: u64,
 ) -> anyhow::Result<LagResult> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let since = wall_ms();
+    let since = banyan_env::wall_clock_ms();
     let at_branch = watch_lag(branch_addr, &cluster.security(), since, stopped.clone())?;
     let at_follower = watch_lag(
         &cluster.addr(follower)?,

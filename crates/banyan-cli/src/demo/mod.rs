@@ -220,9 +220,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let from = nodes.status(leader).await?.last_log_index + 1;
     let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
     // This day's callers' requests, apart from any earlier day's in a kept `--data-dir`.
-    let day = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let day = banyan_env::clock::since_epoch().as_millis();
     let prefix = format!("demo-{day:x}-contact-");
     let core = cluster.client()?;
     world::populate(&core, &mut rng).await?;

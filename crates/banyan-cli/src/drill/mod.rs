@@ -136,9 +136,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         talk: Duration::from_millis(300),
         attempt_timeout: args.attempt_timeout,
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = banyan_env::clock::since_epoch().as_secs();
     let dir = args.out.join(format!(
         "{}-{}-{stamp}",
         args.scenario.name(),
@@ -349,7 +347,7 @@ async fn run_once(
     run: usize,
     dir: &std::path::Path,
 ) -> anyhow::Result<DrillReport> {
-    let started_unix_ms = banyan_domain_now_ms();
+    let started_unix_ms = banyan_env::wall_clock_ms();
     let progress = Arc::new(Progress {
         origin: Instant::now(),
         phase: std::sync::Mutex::new("checking the cluster is healthy".into()),
@@ -538,12 +536,6 @@ async fn run_once(
     );
     std::fs::write(dir.join(format!("timeline-{run}.svg")), svg)?;
     Ok(report)
-}
-
-fn banyan_domain_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Prints the phase and the live counts about once a second.

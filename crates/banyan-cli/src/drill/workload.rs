@@ -41,9 +41,7 @@ pub struct Names {
 
 impl Names {
     pub fn new(run: usize) -> Self {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() % 100_000_000);
+        let stamp = banyan_env::clock::since_epoch().as_millis() % 100_000_000;
         let prefix = format!("drill{stamp:x}r{run}-");
         Self {
             queue: format!("{prefix}queue"),
