@@ -20,9 +20,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::outbox::Outbox;
 use banyan_client::{Client, RetryPolicy};
 use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
-use banyan_raft::Outbox;
 use tokio::sync::watch;
 
 use crate::config::BranchConfig;

@@ -19,15 +19,17 @@
 //! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
 //! * [`autonomy`]: routing the site alone when cut off, the journal, reconciliation.
 //! * [`server`]: serves the branch's gRPC services on one listener.
-//! * [`http`]: `/healthz` and `/readyz`.
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
+//! * [`http`]: `/healthz` and `/readyz`.
+//! * [`outbox`]: the durable logs on the branch's disk (outbox, journal, accepts in doubt).
 
 pub mod autonomy;
 pub mod config;
 pub mod http;
 pub mod lease;
 pub mod node;
+pub mod outbox;
 pub mod server;
 pub mod ship;
 pub mod triage;
@@ -35,4 +37,5 @@ pub mod triage;
 pub use autonomy::Mode;
 pub use config::{BranchConfig, ConfigError};
 pub use node::BranchNode;
+pub use outbox::{Appended, Outbox};
 pub use server::{serve, RunningBranch};

@@ -5,6 +5,7 @@ use banyan_api::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::outbox::{Appended, Outbox};
 use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
@@ -13,7 +14,6 @@ use banyan_domain::{Action, Contact, ContactInput};
 use banyan_raft::{
     open_stores, AppliedState, Database, Identity, LinkControl, NetworkFactory, Raft, StoreError,
 };
-use banyan_raft::{Appended, Outbox};
 use tonic::transport::Channel;
 
 use crate::config::BranchConfig;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::outbox::Outbox;
 use banyan_client::Client;
-use banyan_raft::Outbox;
 use tonic::Code;
 
 /// How often the shipper looks at the outbox when it is empty or the core is away.

@@ -503,7 +503,7 @@ impl LocalCluster {
                 .build()?;
             runtime.block_on(async {
                 let (db, _log, _state) = banyan_raft::open_stores(&dir)?;
-                let records = banyan_raft::Outbox::open(&db, &name)?;
+                let records = banyan_branch::Outbox::open(&db, &name)?;
                 records.push(&record).await?;
                 db.flush().await?;
                 anyhow::Ok(())

@@ -23,7 +23,6 @@
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
 //! * [`parts`]: commands too large for one entry, in parts applied once the last is in.
-//! * [`outbox`]: a durable outbox of records to deliver later (a branch's self-service).
 //! * [`config`]: Raft timers as configuration.
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
 //! * [`identity`]: the cluster's id and each node's data directory, checked on every Raft call.
@@ -41,7 +40,6 @@ pub mod fuzz;
 pub mod identity;
 pub mod log_store;
 pub mod network;
-pub mod outbox;
 pub mod parts;
 pub mod service;
 pub mod state_machine;
@@ -53,8 +51,7 @@ pub use events::{Compacted, EventFeed, EventRecord};
 pub use identity::{ClusterIdentity, Identity};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
-pub use outbox::{Appended, Outbox};
 pub use service::RaftTransportService;
 pub use state_machine::{AppliedState, ClockOffset, RefusedImport, StateMachineStore};
-pub use store::{open_stores, Database, StoreError};
+pub use store::{open_stores, Database, DurableTree, StoreError};
 pub use types::*;

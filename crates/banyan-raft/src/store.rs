@@ -38,6 +38,84 @@ impl Database {
     pub fn size_on_disk(&self) -> u64 {
         self.0.db().size_on_disk().unwrap_or(0)
     }
+
+    /// The tree `name` in this database (created if missing), for records a node keeps
+    /// beside Raft's (a branch's outbox and journal).
+    pub fn tree(&self, name: &str) -> Result<DurableTree, StoreError> {
+        let tree = self.0.db().open_tree(name).map_err(flush_err)?;
+        Ok(DurableTree {
+            db: self.0.clone(),
+            tree,
+        })
+    }
+}
+
+fn flush_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Flush(e.to_string())
+}
+
+/// A key and its value, as stored.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A named tree of byte keys and values in a node's database. Writes reach the disk when
+/// [`sync`](Self::sync) returns, the same way Raft's own writes do; one call's writes land
+/// together or not at all after a crash.
+#[derive(Clone)]
+pub struct DurableTree {
+    db: DurableDb,
+    tree: sled::Tree,
+}
+
+impl DurableTree {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(flush_err)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes every `(key, value)` pair at once.
+    pub fn insert_all(&self, writes: &[(&[u8], &[u8])]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            batch.insert(*key, *value);
+        }
+        self.tree.apply_batch(batch).map_err(flush_err)
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key).map(drop).map_err(flush_err)
+    }
+
+    /// Up to `limit` pairs whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(flush_err)?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// The greatest key that starts with `prefix`.
+    pub fn last_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .next_back()
+            .transpose()
+            .map(|k| k.map(|k| k.to_vec()))
+            .map_err(flush_err)
+    }
+
+    /// How many keys start with `prefix`.
+    pub fn count_prefix(&self, prefix: &[u8]) -> u64 {
+        self.tree.scan_prefix(prefix).count() as u64
+    }
+
+    /// Returns once everything written so far is on disk.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.db.sync_async().await.map_err(flush_err)
+    }
 }
 
 /// Opens (or creates) the node's database under `dir` and both stores over it. Must run on

@@ -1,6 +1,6 @@
-//! A durable outbox on the node's database: records a node must deliver elsewhere later
-//! (a branch's self-served contacts and, later, its autonomous journal), each acknowledged
-//! to the caller only once it is on disk.
+//! A durable outbox on the branch's database: records the branch must deliver to the core
+//! later (its self-served contacts, its journal of work done alone, its accepts in doubt),
+//! each acknowledged to the caller only once it is on disk.
 //!
 //! Entries are numbered in append order. Each carries the caller's idempotency key; the
 //! key maps to the answer the caller got, and stays after the entry is delivered, so a
@@ -11,10 +11,14 @@
 //! every entry is delivered (a branch's journal sequence is its high-water mark at the
 //! core). Everything one append writes goes in one batch, so a crash leaves all or none.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "StoreError carries openraft's StorageError, a large type, as banyan-raft's stores do"
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::durable::DurableDb;
-use crate::store::{Database, StoreError};
+use banyan_raft::{Database, DurableTree, StoreError};
 
 const ENTRY: u8 = b'e';
 const KEY: u8 = b'k';
@@ -33,10 +37,6 @@ fn answer_key(key: &str) -> Vec<u8> {
     out
 }
 
-fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Flush(e.to_string())
-}
-
 /// What [`Outbox::append`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -47,34 +47,26 @@ pub enum Appended {
 }
 
 pub struct Outbox {
-    db: DurableDb,
-    tree: sled::Tree,
+    tree: DurableTree,
     next: AtomicU64,
 }
 
 impl Outbox {
     /// Opens (or creates) the outbox `name` in the node's database.
     pub fn open(db: &Database, name: &str) -> Result<Self, StoreError> {
-        let durable = db.durable().clone();
-        let tree = durable.db().open_tree(name).map_err(store_err)?;
+        let tree = db.tree(name)?;
         let last_entry = tree
-            .scan_prefix([ENTRY])
-            .keys()
-            .next_back()
-            .transpose()
-            .map_err(store_err)?
+            .last_key_with_prefix(&[ENTRY])?
             .map(|k| be_u64(k.get(1..9)))
             .transpose()?
             .unwrap_or(0);
         let last_handed_out = tree
-            .get(LAST)
-            .map_err(store_err)?
+            .get(&LAST)?
             .map(|v| be_u64(v.get(..8)))
             .transpose()?
             .unwrap_or(0);
         let last = last_entry.max(last_handed_out);
         Ok(Self {
-            db: durable,
             tree,
             next: AtomicU64::new(last + 1),
         })
@@ -88,16 +80,16 @@ impl Outbox {
         answer: &[u8],
         entry: &[u8],
     ) -> Result<Appended, StoreError> {
-        if let Some(existing) = self.tree.get(answer_key(key)).map_err(store_err)? {
-            return Ok(Appended::Existing(existing.to_vec()));
+        if let Some(existing) = self.tree.get(&answer_key(key))? {
+            return Ok(Appended::Existing(existing));
         }
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
-        let mut batch = sled::Batch::default();
-        batch.insert(&entry_key(seq)[..], entry);
-        batch.insert(&LAST[..], &seq.to_be_bytes()[..]);
-        batch.insert(answer_key(key), answer);
-        self.tree.apply_batch(batch).map_err(store_err)?;
-        self.db.sync_async().await.map_err(store_err)?;
+        self.tree.insert_all(&[
+            (&entry_key(seq), entry),
+            (&LAST, &seq.to_be_bytes()),
+            (&answer_key(key), answer),
+        ])?;
+        self.tree.sync().await?;
         Ok(Appended::New(seq))
     }
 
@@ -113,35 +105,30 @@ impl Outbox {
     /// once delivered.
     pub async fn push(&self, entry: &[u8]) -> Result<u64, StoreError> {
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
-        let mut batch = sled::Batch::default();
-        batch.insert(&entry_key(seq)[..], entry);
-        batch.insert(&LAST[..], &seq.to_be_bytes()[..]);
-        self.tree.apply_batch(batch).map_err(store_err)?;
-        self.db.sync_async().await.map_err(store_err)?;
+        self.tree
+            .insert_all(&[(&entry_key(seq), entry), (&LAST, &seq.to_be_bytes())])?;
+        self.tree.sync().await?;
         Ok(seq)
     }
 
     /// Up to `limit` entries not yet delivered, oldest first.
     pub fn pending(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.tree
-            .scan_prefix([ENTRY])
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item.map_err(store_err)?;
-                Ok((be_u64(k.get(1..9))?, v.to_vec()))
-            })
+            .scan_prefix(&[ENTRY], limit)?
+            .into_iter()
+            .map(|(k, v)| Ok((be_u64(k.get(1..9))?, v)))
             .collect()
     }
 
     /// Entries not yet delivered.
     pub fn backlog(&self) -> u64 {
-        self.tree.scan_prefix([ENTRY]).count() as u64
+        self.tree.count_prefix(&[ENTRY])
     }
 
     /// Marks entry `seq` delivered. Its key keeps its answer.
     pub async fn delivered(&self, seq: u64) -> Result<(), StoreError> {
-        self.tree.remove(entry_key(seq)).map_err(store_err)?;
-        self.db.sync_async().await.map_err(store_err)
+        self.tree.remove(&entry_key(seq))?;
+        self.tree.sync().await
     }
 }
 
@@ -150,7 +137,7 @@ fn be_u64(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
     bytes
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| store_err(sled::Error::Corruption { at: None, bt: () }))
+        .ok_or_else(|| StoreError::Flush("a record too short for its sequence number".into()))
 }
 
 #[cfg(test)]
@@ -161,7 +148,7 @@ mod tests {
     async fn appends_durably_and_answers_a_retry_with_the_first_answer() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+            let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
             let outbox = Outbox::open(&db, "outbox").unwrap();
             assert_eq!(
                 outbox.append("r1", b"a1", b"e1").await.unwrap(),
@@ -178,7 +165,7 @@ mod tests {
             outbox.delivered(1).await.unwrap();
         }
         // Reopened: the undelivered entry is still there, numbering continues, keys stay.
-        let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+        let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
         let outbox = Outbox::open(&db, "outbox").unwrap();
         assert_eq!(outbox.pending(10).unwrap(), vec![(2, b"e2".to_vec())]);
         assert_eq!(
@@ -196,7 +183,7 @@ mod tests {
     async fn numbering_never_restarts_even_with_everything_delivered() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+            let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
             let journal = Outbox::open(&db, "journal").unwrap();
             assert_eq!(journal.push(b"j1").await.unwrap(), 1);
             assert_eq!(journal.push(b"j2").await.unwrap(), 2);
@@ -204,7 +191,7 @@ mod tests {
             journal.delivered(2).await.unwrap();
             assert_eq!(journal.backlog(), 0);
         }
-        let (db, _, _) = crate::open_stores(dir.path()).unwrap();
+        let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
         let journal = Outbox::open(&db, "journal").unwrap();
         assert_eq!(journal.push(b"j3").await.unwrap(), 3);
         assert_eq!(journal.pending(10).unwrap(), vec![(3, b"j3".to_vec())]);
