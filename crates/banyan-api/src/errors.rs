@@ -99,10 +99,9 @@ impl From<ApiError> for Status {
     }
 }
 
-/// Metadata key carrying the leader's address on `UNAVAILABLE`.
-pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
-/// Metadata key carrying the leader's node id on `UNAVAILABLE`.
-pub const LEADER_ID_KEY: &str = "x-banyan-leader-id";
+/// The metadata keys naming the leader on `UNAVAILABLE`, shared with the client that
+/// follows them.
+pub use banyan_client::{LEADER_ADDR_KEY, LEADER_ID_KEY};
 
 /// Where the leader is, as far as a node knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

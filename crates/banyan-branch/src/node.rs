@@ -19,8 +19,8 @@ use tonic::transport::Channel;
 use crate::config::BranchConfig;
 use crate::lease::Lease;
 
-/// How long a write waits for the core, and then for the branch's replica to apply it.
-const WRITE_WAIT: Duration = Duration::from_secs(6);
+/// How long a write the core committed waits for the branch's replica to apply it.
+const REPLICA_WAIT: Duration = Duration::from_secs(6);
 /// Pause between attempts to join the core as a learner.
 const JOIN_RETRY: Duration = Duration::from_millis(500);
 
@@ -254,7 +254,7 @@ impl Inner {
     pub(crate) async fn forward(&self, command: &Command) -> Result<Committed, ApiError> {
         // Through the client, which follows the core's leader and retries what is safe
         // (the command's request id makes a retry apply once).
-        banyan_api::forward::forward_command(command, &self.replica, WRITE_WAIT, |payload| {
+        banyan_api::forward::forward_command(command, &self.replica, REPLICA_WAIT, |payload| {
             self.core.propose(payload)
         })
         .await

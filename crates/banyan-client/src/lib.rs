@@ -41,6 +41,9 @@ use tonic::{Code, Response, Status};
 /// Metadata key in which a non-leader names the leader's address.
 pub const LEADER_ADDR_KEY: &str = "x-banyan-leader";
 
+/// Metadata key in which a non-leader names the leader's node id.
+pub const LEADER_ID_KEY: &str = "x-banyan-leader-id";
+
 /// Metadata key with which a Banyan node marks an `UNAVAILABLE` as "not carried out".
 pub const NOT_APPLIED_KEY: &str = "x-banyan-not-applied";
 

@@ -36,9 +36,10 @@ pub enum StartError {
     Identity(String),
 }
 
-/// How long a caller waits for its proposal: the proposer's own commit timeout plus time
-/// for the batch to form.
-const WRITE_TIMEOUT: Duration = Duration::from_millis(5_500);
+/// How long a caller waits for its proposal, here or forwarded to the leader: the
+/// proposer's own commit timeout plus time for the batch to form.
+const PROPOSAL_TIMEOUT: Duration =
+    crate::proposer::COMMIT_TIMEOUT.saturating_add(Duration::from_millis(500));
 
 /// How long a membership call waits for a new node to catch up before answering
 /// `UNAVAILABLE` (clients retry; the node keeps replicating meanwhile).
@@ -240,10 +241,10 @@ impl CoreNode {
         banyan_api::forward::forward_command(
             &command,
             &self.inner.applied,
-            WRITE_TIMEOUT,
+            PROPOSAL_TIMEOUT,
             |data| async move {
                 let mut request = tonic::Request::new(RaftPayload { data });
-                request.set_timeout(WRITE_TIMEOUT);
+                request.set_timeout(PROPOSAL_TIMEOUT);
                 if let Some(context) = banyan_client::trace::current() {
                     context.inject(request.metadata_mut());
                 }
@@ -270,7 +271,7 @@ impl CoreNode {
             command,
         };
         let leading = self.is_leader();
-        let proposed = tokio::time::timeout(WRITE_TIMEOUT, self.inner.proposer.propose(stamped))
+        let proposed = tokio::time::timeout(PROPOSAL_TIMEOUT, self.inner.proposer.propose(stamped))
             .await
             .map_err(|_| ServiceError::Unconfirmed)?;
         match proposed {

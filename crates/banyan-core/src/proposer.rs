@@ -43,7 +43,7 @@ pub const MAX_QUEUED_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long a proposed entry may wait for its commit before its callers are told the
 /// outcome is unknown (the entry may still commit later).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub use banyan_api::Committed;
 
@@ -200,7 +200,7 @@ async fn run(
             // openraft 0.9 may never answer a write whose entry was overtaken by an installed
             // snapshot; the timeout frees the slot and tells the callers the outcome is open.
             let written =
-                tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(Batch(commands))).await;
+                tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(Batch(commands))).await;
             let Ok(written) = written else {
                 for reply in replies {
                     let _ = reply.send(Err(ServiceError::Unconfirmed));
