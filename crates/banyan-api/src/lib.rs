@@ -19,6 +19,8 @@
 //! * [`errors`]: domain refusals and leader hints as gRPC statuses.
 //! * [`forward`]: forwarding a request to the leader once, and the channel cache.
 //! * [`scope`]: site-limited principals act on their own site's contacts only.
+//! * [`observe`]: the wallboard, `/metrics` and the counters behind them.
+//! * [`shell`]: the gRPC server and HTTP port every node runs the same way.
 
 pub mod agent_desk;
 pub mod contact_center;
@@ -27,6 +29,7 @@ pub mod errors;
 pub mod forward;
 pub mod observe;
 pub mod scope;
+pub mod shell;
 
 use std::future::Future;
 

@@ -21,12 +21,10 @@
 //! * [`server`]: serves the branch's gRPC services on one listener.
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
-//! * [`http`]: `/healthz` and `/readyz`.
 //! * [`outbox`]: the durable logs on the branch's disk (outbox, journal, accepts in doubt).
 
 pub mod autonomy;
 pub mod config;
-pub mod http;
 pub mod lease;
 pub mod node;
 pub mod outbox;

@@ -545,6 +545,34 @@ pub(crate) fn fresh_contact_id(kind: &str, site: &str, node: u64) -> String {
 }
 
 impl Observed for BranchNode {
+    /// Ready once the branch serves its site: joined to the core as a learner, or routing
+    /// on its own while the core is unreachable (the answer says which). A branch cut off
+    /// from the core is still ready: its agents and callers are what it is there for.
+    fn readiness(&self) -> Result<String, String> {
+        let site = self.site();
+        match self.mode() {
+            crate::autonomy::Mode::Autonomous => {
+                Ok(format!("serving site {site} on its own (core unreachable)"))
+            }
+            crate::autonomy::Mode::Reconciling => {
+                Ok(format!("handing site {site}'s work to the core"))
+            }
+            crate::autonomy::Mode::Connected => {
+                let metrics = self.inner.raft.metrics().borrow().clone();
+                if metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&self.id())
+                    .is_some()
+                {
+                    Ok(format!("serving site {site} through the core"))
+                } else {
+                    Err("not yet joined to the core".into())
+                }
+            }
+        }
+    }
+
     fn node_id(&self) -> u64 {
         self.inner.config.id
     }

@@ -9,7 +9,7 @@ use banyan_branch::{serve, BranchConfig, BranchNode};
 use banyan_raft::{LinkControl, RaftTimers};
 use clap::Args;
 
-use crate::core_cmd::{bind, shut_down_within, stop_signal_or_fatal};
+use crate::node_shell::{bind, serve_until_stopped, Served};
 use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
@@ -84,26 +84,7 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     let node = BranchNode::start(config.clone(), LinkControl::default())
         .await
         .context("starting the branch")?;
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = match args.http {
-        Some(addr) => {
-            let http_listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding --http {addr}"))?;
-            tracing::info!(http = %http_listener.local_addr()?, "serving /healthz, /readyz, /metrics and the wallboard");
-            Some(tokio::spawn(banyan_branch::http::serve_http(
-                node.clone(),
-                http_listener,
-                async {
-                    let _ = http_stopped.await;
-                },
-            )))
-        }
-        None => None,
-    };
-    let raft = node.raft().clone();
-    let identity = node.identity().clone();
-    let running = serve(node, listener)?;
+    let running = serve(node.clone(), listener)?;
     tracing::info!(
         node_id = config.id,
         site = %config.site,
@@ -111,17 +92,12 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         core = ?config.core,
         "banyan branch serving"
     );
-    let fatal = stop_signal_or_fatal(raft, identity).await;
-    tracing::info!(node_id = config.id, "shutting down");
-    let _ = http_stop.send(());
-    if let Some(http) = http {
-        // An open wallboard's live feed never ends by itself: cut it after the drain time.
-        let _ = banyan_api::drain(http).await;
-    }
-    shut_down_within(running.shutdown(), fatal.is_some()).await;
-    tracing::info!(node_id = config.id, "stopped");
-    match fatal {
-        Some(reason) => anyhow::bail!("stopped: {reason}"),
-        None => Ok(()),
-    }
+    let served = Served {
+        security: node.security().clone(),
+        raft: node.raft().clone(),
+        identity: node.identity().clone(),
+        observed: node,
+        shutdown: running.shutdown(),
+    };
+    serve_until_stopped(config.id, args.http, served).await
 }

@@ -10,6 +10,7 @@ mod ctl;
 mod demo;
 mod drill;
 mod logging;
+mod node_shell;
 mod trust_args;
 
 use clap::{Parser, Subcommand};

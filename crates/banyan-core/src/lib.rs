@@ -16,7 +16,6 @@
 //! * [`agent_desk`]: `AgentDesk.Session`, one stream per logged-in agent.
 //! * [`forwarding`]: the leader's side of commands handed over by other nodes.
 //! * [`cluster`]: the `Cluster` service: status and membership.
-//! * [`http`]: `/healthz` and `/readyz` for orchestrators.
 //! * [`forward`]: sends a request that needs the leader on to the leader.
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
@@ -25,7 +24,6 @@ pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod forwarding;
-pub mod http;
 pub mod node;
 pub mod proposer;
 pub mod server;

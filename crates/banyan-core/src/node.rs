@@ -469,6 +469,27 @@ impl Observed for CoreNode {
         self.inner.id
     }
 
+    /// Ready when the node belongs to an initialized cluster and knows a leader, so
+    /// requests sent to it will be served or forwarded.
+    fn readiness(&self) -> Result<String, String> {
+        let metrics = self.metrics();
+        if metrics
+            .membership_config
+            .membership()
+            .get_node(&metrics.id)
+            .is_none()
+        {
+            return Err("not a member of an initialized cluster".into());
+        }
+        match metrics.current_leader {
+            Some(leader) => Ok(format!(
+                "leader is node {leader}, term {}",
+                metrics.current_term
+            )),
+            None => Err("no leader known".into()),
+        }
+    }
+
     fn site(&self) -> Option<String> {
         None
     }

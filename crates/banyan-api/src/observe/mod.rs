@@ -56,6 +56,9 @@ pub trait Observed: Clone + Send + Sync + 'static {
     }
     fn own_branch(&self) -> Option<OwnBranch>;
     fn telemetry(&self) -> Arc<Telemetry>;
+    /// Whether the node serves what it is there for (`/readyz`), with a word on how, or
+    /// why not. Asked only while its Raft runs.
+    fn readiness(&self) -> Result<String, String>;
     /// Each peer's clock as this node last measured it (the leader: every member).
     fn peer_clocks(&self) -> std::collections::BTreeMap<u64, banyan_raft::identity::PeerClock> {
         Default::default()

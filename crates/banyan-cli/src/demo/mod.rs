@@ -119,6 +119,10 @@ impl Observed for Current {
     fn own_branch(&self) -> Option<OwnBranch> {
         None
     }
+    fn readiness(&self) -> Result<String, String> {
+        self.get()
+            .map_or_else(|| Err("restarting".into()), |n| n.readiness())
+    }
     fn telemetry(&self) -> Arc<Telemetry> {
         // A restarted node starts its counters afresh.
         self.get()
