@@ -76,6 +76,23 @@ impl ContactState {
         )
     }
 
+    /// Whether `states`, in order, is a history a contact may record, ending in `now`: it
+    /// starts where a contact can start and every step follows [`may_become`](Self::may_become).
+    /// The domain holds imported records to it, and the history checker every timeline.
+    pub fn is_legal_history(states: &[ContactState], now: ContactState) -> bool {
+        let Some(first) = states.first() else {
+            return false;
+        };
+        matches!(
+            first,
+            ContactState::Queued
+                | ContactState::SelfServed
+                | ContactState::Abandoned
+                | ContactState::CallbackScheduled
+        ) && states.windows(2).all(|w| w[0].may_become(w[1]))
+            && states.last() == Some(&now)
+    }
+
     /// The life cycle as a rule: whether a contact may move from `self` to `next`. The
     /// history checker holds every recorded timeline to it.
     pub fn may_become(self, next: ContactState) -> bool {
@@ -384,19 +401,7 @@ impl Contact {
 
     /// Whether the recorded timeline follows the life cycle.
     pub fn timeline_is_legal(&self) -> bool {
-        let Some(first) = self.timeline.first() else {
-            return false;
-        };
-        matches!(
-            first.state,
-            ContactState::Queued
-                | ContactState::SelfServed
-                | ContactState::Abandoned
-                | ContactState::CallbackScheduled
-        ) && self
-            .timeline
-            .windows(2)
-            .all(|w| w[0].state.may_become(w[1].state))
-            && self.timeline.last().map(|t| t.state) == Some(self.state)
+        let states: Vec<ContactState> = self.timeline.iter().map(|t| t.state).collect();
+        ContactState::is_legal_history(&states, self.state)
     }
 }
