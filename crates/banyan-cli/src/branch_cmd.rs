@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banyan_branch::{serve, BranchConfig, BranchNode};
-use banyan_raft::{LinkControl, RaftTimers};
+use banyan_raft::LinkControl;
 use clap::Args;
 
 use crate::node_shell::{bind, serve_until_stopped, Served};
+use crate::raft_args::RaftArgs;
 use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
@@ -42,12 +43,8 @@ pub struct BranchArgs {
     #[arg(long, env = "BANYAN_MAX_CLOCK_SKEW", default_value = "1s", value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
     /// Raft timers: must match the core's.
-    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub heartbeat: Duration,
-    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "150ms", value_parser = humantime::parse_duration)]
-    pub election_timeout: Duration,
-    #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
-    pub snapshot_every: u64,
+    #[command(flatten)]
+    pub raft: RaftArgs,
     /// An intent answered at the branch (self-service), repeatable:
     /// `hours=text:Open 8-18 on weekdays` or `order-status=attr:order_status` (an attribute
     /// of the caller's customer record).
@@ -64,11 +61,7 @@ pub struct BranchArgs {
 pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     let security = args.trust.node(args.id)?;
     let (listener, advertise) = bind(&args.addr, args.listen).await?;
-    let timers = RaftTimers {
-        heartbeat: args.heartbeat,
-        election_timeout: args.election_timeout,
-        snapshot_every: args.snapshot_every,
-    };
+    let timers = args.raft.timers();
     let config = BranchConfig::validate(
         args.id,
         &args.site,

@@ -2,15 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use banyan_core::node::system_clock;
+use banyan_core::LinkControl;
 use banyan_core::{serve, CoreConfig, CoreNode};
-use banyan_core::{LinkControl, RaftTimers};
 use clap::Args;
 
 use crate::node_shell::{bind, serve_until_stopped, Served};
+use crate::raft_args::RaftArgs;
 use crate::trust_args::TrustArgs;
 
 #[derive(Args, Debug)]
@@ -36,15 +36,8 @@ pub struct CoreArgs {
     /// every start: a node that is already initialized ignores it.
     #[arg(long, env = "BANYAN_INIT")]
     pub init: Option<String>,
-    /// Raft heartbeat interval; across sites, above the round trip plus a disk flush.
-    #[arg(long, env = "BANYAN_HEARTBEAT", default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub heartbeat: Duration,
-    /// Minimum election timeout (the maximum is twice this).
-    #[arg(long, env = "BANYAN_ELECTION_TIMEOUT", default_value = "150ms", value_parser = humantime::parse_duration)]
-    pub election_timeout: Duration,
-    /// Log entries applied between snapshots.
-    #[arg(long, env = "BANYAN_SNAPSHOT_EVERY", default_value_t = 20_000)]
-    pub snapshot_every: u64,
+    #[command(flatten)]
+    pub raft: RaftArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -52,11 +45,7 @@ pub struct CoreArgs {
 pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     let security = args.trust.node(args.id)?;
     let (listener, advertise) = bind(&args.addr, args.listen).await?;
-    let timers = RaftTimers {
-        heartbeat: args.heartbeat,
-        election_timeout: args.election_timeout,
-        snapshot_every: args.snapshot_every,
-    };
+    let timers = args.raft.timers();
     let config = CoreConfig::validate(
         args.id,
         &advertise,

@@ -11,6 +11,7 @@ mod demo;
 mod drill;
 mod logging;
 mod node_shell;
+mod raft_args;
 mod trust_args;
 
 use clap::{Parser, Subcommand};
