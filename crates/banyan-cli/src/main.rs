@@ -1,5 +1,7 @@
-//! `banyan`: one binary for every role. `banyan core` runs a core node, `banyan ctl`
-//! operates a cluster, `banyan demo` shows one running, `banyan bench` measures it.
+//! `banyan`: one binary for every role. `banyan core` runs a core node, `banyan branch` a
+//! branch node, `banyan ctl` operates a cluster, `banyan demo` shows one running,
+//! `banyan drill` breaks one on purpose and judges it, `banyan bench` measures it, and
+//! `banyan certs` makes its certificates and tokens.
 //! Every flag can also be set with an environment variable `BANYAN_<FLAG>`.
 
 mod bench;
@@ -38,7 +40,8 @@ enum Command {
     Branch(branch_cmd::BranchArgs),
     /// Operate a running cluster: status, membership, customers, queues, agents, contacts.
     Ctl(ctl::CtlArgs),
-    /// Start a 3-node core in this process, write customers, and show what happened.
+    /// Run a contact center's day in this process: three core voters, two branches, agents
+    /// and callers at both sites, the wallboard on every node, and the checkers' verdict.
     Demo(demo::DemoArgs),
     /// Break a cluster on purpose under a steady workload, heal it, and report what users
     /// saw and whether every invariant held.
