@@ -10,7 +10,10 @@ use std::time::Duration;
 use banyan_client::{Client, RetryPolicy};
 use banyan_env::wall_clock_ms;
 use banyan_harness::desk::DeskBehaviour;
-use banyan_harness::{check_branch_sides, check_contacts, wait_until, ContactFeed, DeskAgent};
+use banyan_harness::{
+    check_branch_sides, check_contacts, wait_until, BranchLinks, ContactFeed, DeskAgent,
+    LocalCluster,
+};
 use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
 use banyan_tests::{agents_served, put_agents, put_queue, site_status, three_nodes, DEADLINE};
 
@@ -29,14 +32,23 @@ async fn site_mode(core: &Client) -> Option<i32> {
     site_status(core, SITE).await.map(|s| s.mode)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_lease_ran_out() {
+/// A core of three, branch 101 of the site behind links it can cut, a queue and the site's
+/// two agents (and one elsewhere), with the site leased and the branch serving all three.
+struct Leased {
+    cluster: LocalCluster,
+    branch_addr: String,
+    links: BranchLinks,
+    core: Client,
+    branch: Client,
+}
+
+async fn leased_branch(lease_ttl: &str) -> Leased {
     let (mut cluster, _) = three_nodes(&[]).await;
     let (branch_addr, links) = cluster
         .start_branch_behind_links(
             101,
             SITE,
-            &["--lease-ttl", "2s", "--max-clock-skew", "500ms"],
+            &["--lease-ttl", lease_ttl, "--max-clock-skew", "500ms"],
         )
         .unwrap();
     let core = cluster.client().unwrap();
@@ -54,7 +66,21 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         ..RetryPolicy::default()
     };
     let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
-    wait_until("the branch leased with every agent", DEADLINE, || {
+    wait_leased(&core, &branch, "the branch leased with every agent")
+        .await
+        .unwrap();
+    Leased {
+        cluster,
+        branch_addr,
+        links,
+        core,
+        branch,
+    }
+}
+
+/// Waits until the core shows the site leased and the branch serves every agent.
+async fn wait_leased(core: &Client, branch: &Client, what: &str) -> anyhow::Result<()> {
+    wait_until(what, DEADLINE, || {
         let (core, branch) = (core.clone(), branch.clone());
         async move {
             let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
@@ -62,7 +88,17 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
         }
     })
     .await
-    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_lease_ran_out() {
+    let Leased {
+        cluster,
+        branch_addr,
+        links,
+        core,
+        branch,
+    } = leased_branch("2s").await;
 
     let talk = DeskBehaviour {
         talk: Duration::from_millis(150),
@@ -154,15 +190,9 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
     });
 
     links.heal();
-    wait_until("the branch reconciled and leased again", DEADLINE, || {
-        let (core, branch) = (core.clone(), branch.clone());
-        async move {
-            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_served(&branch).await? == 3).then_some(())
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+    wait_leased(&core, &branch, "the branch reconciled and leased again")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
     let branch_events = tokio::time::timeout(DEADLINE, branch_side)
         .await
         .expect("the branch ends its own event stream when it reconciles")
@@ -245,40 +275,13 @@ async fn t94_a_branch_cut_off_from_a_running_core_routes_alone_only_after_its_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t94_a_branch_whose_renewals_land_unanswered_routes_alone_only_after_the_lease_they_renewed(
 ) {
-    let (mut cluster, _) = three_nodes(&[]).await;
-    let (branch_addr, links) = cluster
-        .start_branch_behind_links(
-            101,
-            SITE,
-            &["--lease-ttl", "3s", "--max-clock-skew", "500ms"],
-        )
-        .unwrap();
-    let core = cluster.client().unwrap();
-    put_queue(
-        &core,
-        pb::Queue {
-            id: "q".into(),
-            name: "Q".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    put_agents(&core, &[("lea", SITE), ("max", SITE), ("kai", "apac")]).await;
-    let quick = RetryPolicy {
-        total_timeout: Duration::from_secs(3),
-        follow_leader: false,
-        ..RetryPolicy::default()
-    };
-    let branch = Client::new([&branch_addr], quick, &cluster.security()).unwrap();
-    wait_until("the branch leased with every agent", DEADLINE, || {
-        let (core, branch) = (core.clone(), branch.clone());
-        async move {
-            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_served(&branch).await? == 3).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    let Leased {
+        cluster,
+        links,
+        core,
+        branch,
+        ..
+    } = leased_branch("3s").await;
 
     let muted_at = wall_clock_ms();
     links.mute_answers();
@@ -304,13 +307,7 @@ async fn t94_a_branch_whose_renewals_land_unanswered_routes_alone_only_after_the
     );
 
     links.heal();
-    wait_until("the branch reconciled and leased again", DEADLINE, || {
-        let (core, branch) = (core.clone(), branch.clone());
-        async move {
-            let leased = site_mode(&core).await? == pb::SiteMode::Leased as i32;
-            (leased && agents_served(&branch).await? == 3).then_some(())
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+    wait_leased(&core, &branch, "the branch reconciled and leased again")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
 }

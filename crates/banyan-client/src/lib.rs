@@ -746,6 +746,19 @@ mod tests {
         }
     }
 
+    /// A renewal to `addr` fails as UNAVAILABLE and is judged never delivered.
+    async fn assert_never_delivered(addr: &str, security: &Security) {
+        let client = Client::new([addr], renewing_policy(), security).unwrap();
+        let failed = client.renew_lease_judged(renewal()).await.unwrap_err();
+        assert_eq!(
+            failed.status.code(),
+            Code::Unavailable,
+            "{:?}",
+            failed.status
+        );
+        assert!(!failed.outcome_unknown, "{:?}", failed.status);
+    }
+
     #[test]
     fn a_nodes_answer_is_a_verdict_unless_it_says_the_outcome_is_open() {
         let mut not_the_leader = Status::unavailable("not the leader");
@@ -781,15 +794,7 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap().to_string();
         drop(closed);
-        let client = Client::new([&addr], renewing_policy(), &security).unwrap();
-        let failed = client.renew_lease_judged(renewal()).await.unwrap_err();
-        assert_eq!(
-            failed.status.code(),
-            Code::Unavailable,
-            "{:?}",
-            failed.status
-        );
-        assert!(!failed.outcome_unknown, "{:?}", failed.status);
+        assert_never_delivered(&addr, &security).await;
     }
 
     /// A process that takes connections and never speaks (frozen, or a line that carries
@@ -807,15 +812,7 @@ mod tests {
                 open.push(stream);
             }
         });
-        let client = Client::new([&addr], renewing_policy(), &security).unwrap();
-        let failed = client.renew_lease_judged(renewal()).await.unwrap_err();
-        assert_eq!(
-            failed.status.code(),
-            Code::Unavailable,
-            "{:?}",
-            failed.status
-        );
-        assert!(!failed.outcome_unknown, "{:?}", failed.status);
+        assert_never_delivered(&addr, &security).await;
         held.abort();
     }
 }
