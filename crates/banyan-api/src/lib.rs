@@ -19,15 +19,15 @@
 //! * [`errors`]: domain refusals and leader hints as gRPC statuses.
 //! * [`forward`]: forwarding a request to the leader once, and the channel cache.
 //! * [`scope`]: site-limited principals act on their own site's contacts only.
-//! * [`observe`]: the wallboard, `/metrics` and the counters behind them.
-//! * [`shell`]: the gRPC server and HTTP port every node runs the same way.
+//! * [`shell`]: the gRPC server every node runs the same way.
+//!
+//! The wallboard, `/metrics` and the gRPC telemetry layer are `banyan-observe`'s.
 
 pub mod agent_desk;
 pub mod contact_center;
 pub mod convert;
 pub mod errors;
 pub mod forward;
-pub mod observe;
 pub mod scope;
 pub mod shell;
 

@@ -1,19 +1,15 @@
-//! What every node serves the same way, core voter or branch: the gRPC server around the
-//! node's own services, and the HTTP port. Each node passes what differs (its services,
-//! its readiness); everything else is here once.
+//! The gRPC server every node runs the same way, core voter or branch, around the node's
+//! own services; the node passes its services, everything else is here once. (The HTTP
+//! port is `banyan_observe::serve`.)
 //!
 //! ```text
 //!  gRPC: TLS ─> telemetry ─> trust edge ─> health, reflection, the node's services
-//!  HTTP: /healthz, /readyz (the node's readiness), the wallboard and /metrics
 //! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use banyan_trust::Security;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,7 +17,7 @@ use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-use crate::observe::{Observed, Telemetry};
+use banyan_observe::Telemetry;
 
 /// A node's gRPC server running in the background.
 pub struct GrpcServer {
@@ -103,65 +99,4 @@ async fn run_grpc(
             shutdown,
         )
         .await
-}
-
-/// Serves the HTTP port of `node` on `listener` until `shutdown` resolves: the wallboard
-/// and `/metrics` ([`routes`](crate::observe::routes)), and two endpoints with meanings an
-/// orchestrator can act on:
-///
-/// * `/healthz`: 200 while the process and its Raft are running; 503 once Raft has
-///   stopped (a storage failure stops it). Restarting the container is the right reaction.
-/// * `/readyz`: 200 when the node serves what it is there for, 503 with the reason
-///   otherwise ([`Observed::readiness`]). Taking the node out of load balancing is the
-///   right reaction.
-pub async fn serve_http<N: Observed>(
-    node: N,
-    security: Security,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/healthz", get(healthz::<N>))
-        .route("/readyz", get(readyz::<N>))
-        .with_state((node.clone(), security.is_secure()))
-        .merge(crate::observe::routes(node, security));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-async fn healthz<N: Observed>(State((node, _)): State<(N, bool)>) -> (StatusCode, String) {
-    match &node.raft_metrics().running_state {
-        Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(fatal) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("raft stopped: {fatal}\n"),
-        ),
-    }
-}
-
-async fn readyz<N: Observed>(State((node, secure)): State<(N, bool)>) -> (StatusCode, String) {
-    if let Err(fatal) = &node.raft_metrics().running_state {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("raft stopped: {fatal}\n"),
-        );
-    }
-    match node.readiness() {
-        Ok(ready) => (
-            StatusCode::OK,
-            format!("ready: {ready}{}\n", insecure_note(secure)),
-        ),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-    }
-}
-
-/// What `/readyz` adds for a node running `--insecure`, so nobody mistakes it for a secure
-/// one.
-fn insecure_note(secure: bool) -> &'static str {
-    if secure {
-        ""
-    } else {
-        " (INSECURE: --insecure, no TLS and no credentials checked)"
-    }
 }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::outbox::{Appended, Outbox};
-use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
+use banyan_observe::{Observed, OwnBranch, Telemetry};
 use banyan_raft::{
     open_stores, AppliedState, Database, Identity, LinkControl, NetworkFactory, Raft, StoreError,
 };

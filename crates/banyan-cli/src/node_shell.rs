@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use banyan_api::observe::Observed;
+use banyan_observe::Observed;
 use banyan_trust::Security;
 
 /// Where to listen: `--listen`, else `--addr` when it is an IP address, else all
@@ -72,7 +72,7 @@ where
                 .await
                 .with_context(|| format!("binding --http {addr}"))?;
             tracing::info!(http = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and the wallboard");
-            Some(tokio::spawn(banyan_api::shell::serve_http(
+            Some(tokio::spawn(banyan_observe::serve(
                 node.observed,
                 node.security,
                 listener,

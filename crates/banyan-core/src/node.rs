@@ -17,8 +17,8 @@ use crate::config::CoreConfig;
 use crate::errors::{read_error, write_error, ApiError, LeaderHint, ServiceError};
 use crate::proposer::Proposer;
 use banyan_api::forward::Forwarder;
-use banyan_api::observe::{Observed, OwnBranch, Telemetry};
 use banyan_api::Committed;
+use banyan_observe::{Observed, OwnBranch, Telemetry};
 
 /// The wall clock the leader stamps commands with; injected so tests can run on a
 /// controlled time.

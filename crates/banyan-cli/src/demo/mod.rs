@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use banyan_api::observe::{Observed, OwnBranch, Snapshot, Telemetry};
 use banyan_client::{Client, RetryPolicy};
 use banyan_core::{CoreNode, RaftTimers};
 use banyan_harness::{check_contacts, EventTap, InProcessCluster, NodeContacts, Nodes};
+use banyan_observe::{Observed, OwnBranch, Snapshot, Telemetry};
 use banyan_proto::v1::ReadConsistency;
 use banyan_raft::{AppliedState, RaftMetrics};
 use clap::Args;
@@ -181,10 +181,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         urls.push((
             format!("core node {id}"),
-            serve_http(
-                listener,
-                banyan_api::observe::routes(handle.clone(), security),
-            )?,
+            serve_http(listener, banyan_observe::routes(handle.clone(), security))?,
         ));
         current.push((id, handle));
     }
@@ -195,7 +192,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             format!("branch {site}"),
             serve_http(
                 listener,
-                banyan_api::observe::routes(node.clone(), node.security().clone()),
+                banyan_observe::routes(node.clone(), node.security().clone()),
             )?,
         ));
     }

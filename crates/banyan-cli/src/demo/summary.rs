@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use banyan_api::observe::Snapshot;
 use banyan_client::Client;
 use banyan_harness::{ContactReport, Outcome};
+use banyan_observe::Snapshot;
 use banyan_proto::v1::{self as pb, ContactState, ReadConsistency};
 
 use super::world::Ops;
@@ -209,7 +209,7 @@ pub fn final_report(
         let answered: u64 = s.queues.iter().map(|q| q.answered).sum();
         let abandoned: u64 = s.queues.iter().map(|q| q.abandoned).sum();
         let handled: u64 = s.queues.iter().map(|q| q.handled).sum();
-        let weigh = |f: &dyn Fn(&banyan_api::observe::QueueFigures) -> Option<(f64, u64)>| {
+        let weigh = |f: &dyn Fn(&banyan_observe::QueueFigures) -> Option<(f64, u64)>| {
             let (sum, n) = s
                 .queues
                 .iter()

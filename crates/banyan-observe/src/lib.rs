@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use banyan_raft::{AppliedState, RaftMetrics};
 
-pub use http::routes;
+pub use http::{routes, serve};
 pub use metrics::render as render_metrics;
 pub use snapshot::{
     BranchFigures, ClusterFigures, Member, NodeInfo, QueueFigures, SiteAgents, Snapshot,

@@ -1,11 +1,13 @@
-//! The routes every node serves on its HTTP port beside `/healthz` and `/readyz`:
+//! The HTTP port every node serves, core voter or branch:
 //!
+//! * `/healthz` and `/readyz` — see [`serve`];
 //! * `/` — the wallboard (HTML, CSS and script embedded in the binary; no CDN);
 //! * `/api/wallboard` — the picture it draws, as JSON;
 //! * `/api/wallboard/stream` — the same picture as server-sent events, once a second;
 //! * `/metrics` — Prometheus text format.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,17 +17,79 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
+use tokio::net::TcpListener;
 
 use banyan_trust::Security;
 
 use super::{Observed, Snapshot};
 
-const PAGE: &str = include_str!("../../assets/wallboard.html");
-const STYLE: &str = include_str!("../../assets/wallboard.css");
-const SCRIPT: &str = include_str!("../../assets/wallboard.js");
+const PAGE: &str = include_str!("../assets/wallboard.html");
+const STYLE: &str = include_str!("../assets/wallboard.css");
+const SCRIPT: &str = include_str!("../assets/wallboard.js");
 
 /// How often the live feed sends a new picture.
 const EVERY: Duration = Duration::from_secs(1);
+
+/// Serves the HTTP port of `node` on `listener` until `shutdown` resolves: the wallboard
+/// and `/metrics` ([`routes`]), and two endpoints with meanings an
+/// orchestrator can act on:
+///
+/// * `/healthz`: 200 while the process and its Raft are running; 503 once Raft has
+///   stopped (a storage failure stops it). Restarting the container is the right reaction.
+/// * `/readyz`: 200 when the node serves what it is there for, 503 with the reason
+///   otherwise ([`Observed::readiness`](crate::Observed::readiness)). Taking the node out of load balancing is the
+///   right reaction.
+pub async fn serve<N: Observed>(
+    node: N,
+    security: Security,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz::<N>))
+        .route("/readyz", get(readyz::<N>))
+        .with_state((node.clone(), security.is_secure()))
+        .merge(routes(node, security));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz<N: Observed>(State((node, _)): State<(N, bool)>) -> (StatusCode, String) {
+    match &node.raft_metrics().running_state {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {fatal}\n"),
+        ),
+    }
+}
+
+async fn readyz<N: Observed>(State((node, secure)): State<(N, bool)>) -> (StatusCode, String) {
+    if let Err(fatal) = &node.raft_metrics().running_state {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {fatal}\n"),
+        );
+    }
+    match node.readiness() {
+        Ok(ready) => (
+            StatusCode::OK,
+            format!("ready: {ready}{}\n", insecure_note(secure)),
+        ),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// What `/readyz` adds for a node running `--insecure`, so nobody mistakes it for a secure
+/// one.
+fn insecure_note(secure: bool) -> &'static str {
+    if secure {
+        ""
+    } else {
+        " (INSECURE: --insecure, no TLS and no credentials checked)"
+    }
+}
 
 /// The observability routes of `node`, to merge into its HTTP router, each behind the
 /// edge's check of a bearer token (see [`guard`]).
@@ -129,6 +193,6 @@ async fn metrics<N: Observed>(State(node): State<N>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::render_metrics(&node),
+        crate::render_metrics(&node),
     )
 }
