@@ -189,10 +189,7 @@ async fn stream<N: Observed>(
 
 async fn metrics<N: Observed>(State(node): State<N>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         crate::render_metrics(&node),
     )
 }

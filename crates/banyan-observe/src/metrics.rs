@@ -1,197 +1,257 @@
-//! `/metrics` in the Prometheus text format, version 0.0.4: Raft, the contact center, the
-//! branch, and gRPC.
+//! `/metrics`: Raft, the contact center, the branches and gRPC, in the Prometheus text
+//! format (version 0.0.4), encoded by the `prometheus-client` crate.
+//!
+//! Every figure already lives in the node's state or its [`Telemetry`](crate::Telemetry),
+//! so a scrape takes one [`Snapshot`] and hands it to a fresh registry as constant
+//! samples: nothing is counted twice, and a scrape never races the counters it reads.
 
-use std::fmt::Write as _;
+use std::fmt;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use super::snapshot::{QueueFigures, Snapshot};
 use super::telemetry::Histogram;
 use super::Observed;
 
-/// One metric family at a time: `# HELP`, `# TYPE`, then its samples.
-struct Out(String);
+/// The `Content-Type` of what [`render`] returns.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+/// A sample's labels, in the order they are printed.
+type Labels = Vec<(&'static str, String)>;
+
+/// The samples of one family, each under its own labels.
+#[derive(Debug)]
+struct Samples<M>(Vec<(Labels, M)>);
+
+impl<M: TypedMetric> TypedMetric for Samples<M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+impl<M: EncodeMetric + TypedMetric> EncodeMetric for Samples<M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, metric) in &self.0 {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {}", number(value));
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        // The encoder adds up each bucket's own count; ours are cumulative already.
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(bound, cumulative)| {
+                let own = cumulative.saturating_sub(below);
+                below = *cumulative;
+                (*bound, own)
+            })
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// One scrape's families, in the order they are registered. Names are written out whole,
+/// as Prometheus shows them, so a name in a dashboard or an alert can be found here.
+struct Page(Registry);
+
+impl Page {
+    fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        // The registry ends every help text with a full stop, and names a counter's
+        // family with its `_total` suffix itself.
+        let help = help.strip_suffix('.').unwrap_or(help);
+        let name = match metric.metric_type() {
+            MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        self.0.register(name, help, metric);
     }
 
     fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.family(name, "gauge", help);
-        self.sample(name, &[], value);
+        self.register(name, help, ConstGauge::new(value));
     }
 
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
-        let bucket = format!("{name}_bucket");
-        for (bound, count) in h.bounds.iter().zip(&h.counts) {
-            let le = number(*bound);
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, *count as f64);
-        }
-        let mut inf = labels.to_vec();
-        inf.push(("le", "+Inf"));
-        self.sample(&bucket, &inf, h.count as f64);
-        self.sample(&format!("{name}_sum"), labels, h.sum);
-        self.sample(&format!("{name}_count"), labels, h.count as f64);
+    fn gauges(&mut self, name: &str, help: &str, rows: impl IntoIterator<Item = (Labels, f64)>) {
+        let rows = rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+        self.register(name, help, Samples(rows.collect()));
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.register(name, help, ConstCounter::new(value));
+    }
+
+    fn counters(&mut self, name: &str, help: &str, rows: impl IntoIterator<Item = (Labels, u64)>) {
+        let rows = rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+        self.register(name, help, Samples(rows.collect()));
+    }
+
+    fn histograms(
+        &mut self,
+        name: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (Labels, Histogram)>,
+    ) {
+        self.register(name, help, Samples(rows.into_iter().collect()));
+    }
+
+    fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail, and every family here encodes.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0);
+        text
     }
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn flag(on: bool) -> f64 {
+    f64::from(u8::from(on))
 }
 
-fn number(value: f64) -> String {
-    if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
+/// Everything `node` reports, as the `/metrics` body.
+pub fn render<N: Observed>(node: &N) -> String {
+    let snap = Snapshot::of(node);
+    let mut page = Page(Registry::default());
+    this_node(&mut page, &snap);
+    raft(&mut page, node, &snap);
+    queues(&mut page, &snap);
+    agents_and_offers(&mut page, node, &snap);
+    branches(&mut page, node, &snap);
+    grpc(&mut page, node);
+    page.encode()
+}
+
+fn this_node(page: &mut Page, snap: &Snapshot) {
+    let labels = vec![
+        ("node_id", snap.node.id.to_string()),
+        ("role", snap.node.role.to_owned()),
+        ("site", snap.node.site.clone().unwrap_or_default()),
+    ];
+    page.gauges(
+        "banyan_node_info",
+        "This node: id, role (core or branch) and site.",
+        [(labels, 1.0)],
+    );
+    page.gauge(
+        "banyan_uptime_seconds",
+        "Seconds since the node started.",
+        snap.node.uptime_s,
+    );
+}
+
+fn raft<N: Observed>(page: &mut Page, node: &N, snap: &Snapshot) {
+    let c = &snap.cluster;
+    page.gauge("banyan_raft_term", "Current Raft term.", c.term as f64);
+    page.gauge(
+        "banyan_raft_leader_id",
+        "Node id of the leader this node knows, 0 when it knows none.",
+        c.leader.unwrap_or(0) as f64,
+    );
+    page.gauge(
+        "banyan_raft_is_leader",
+        "1 on the leader.",
+        flag(c.role == "leader"),
+    );
+    page.gauge(
+        "banyan_raft_last_log_index",
+        "Index of the last entry in this node's log.",
+        c.last_log_index as f64,
+    );
+    if let Some(committed) = c.committed {
+        page.gauge(
+            "banyan_raft_commit_index",
+            "Highest log index this node knows committed.",
+            committed as f64,
+        );
     }
+    page.gauge(
+        "banyan_raft_applied_index",
+        "Highest log index applied to this node's state.",
+        c.applied as f64,
+    );
+    page.gauge(
+        "banyan_raft_snapshot_index",
+        "Log index of the last snapshot, 0 before the first.",
+        c.snapshot_index.unwrap_or(0) as f64,
+    );
+    page.gauge(
+        "banyan_raft_purged_index",
+        "Log index up to which entries were purged after a snapshot.",
+        c.purged_index.unwrap_or(0) as f64,
+    );
+    page.counter(
+        "banyan_raft_snapshots_built_total",
+        "Snapshots this node built.",
+        c.snapshots_built,
+    );
+    page.counter(
+        "banyan_apply_inconsistencies_total",
+        "Steps applying a command skipped because the replicated state was inconsistent \
+         (an object its checks found was gone); zero in a healthy cluster.",
+        c.apply_inconsistencies,
+    );
+    if let Some(purges) = node.log_purges() {
+        page.counter(
+            "banyan_raft_log_purges_total",
+            "Purges of the Raft log after snapshots since the node started.",
+            purges,
+        );
+    }
+    page.gauges(
+        "banyan_raft_replication_lag_entries",
+        "Entries a member is behind the leader's log (reported by the leader).",
+        c.members.iter().filter_map(|m| {
+            let role = if m.voter { "voter" } else { "learner" };
+            let labels = vec![("peer", m.id.to_string()), ("member", role.to_owned())];
+            Some((labels, m.lag? as f64))
+        }),
+    );
+    let voters = c.members.iter().filter(|m| m.voter).count();
+    page.gauges(
+        "banyan_raft_members",
+        "Cluster members by kind.",
+        [
+            (vec![("member", "voter".to_owned())], voters as f64),
+            (
+                vec![("member", "learner".to_owned())],
+                (c.members.len() - voters) as f64,
+            ),
+        ],
+    );
 }
 
 /// A queue's figure as a gauge (absent before it means anything), or as a counter.
 type QueueGauge = fn(&QueueFigures) -> Option<f64>;
 type QueueCounter = fn(&QueueFigures) -> u64;
 
-/// Everything `node` reports, as the `/metrics` body.
-pub fn render<N: Observed>(node: &N) -> String {
-    let snap = Snapshot::of(node);
-    let mut out = Out(String::new());
-    let id = snap.node.id.to_string();
-    let site = snap.node.site.clone().unwrap_or_default();
+fn queue_labels(q: &QueueFigures) -> Labels {
+    vec![("queue", q.id.clone())]
+}
 
-    out.family(
-        "banyan_node_info",
-        "gauge",
-        "This node: id, role (core or branch) and site.",
-    );
-    out.sample(
-        "banyan_node_info",
-        &[("node_id", &id), ("role", snap.node.role), ("site", &site)],
-        1.0,
-    );
-    out.gauge(
-        "banyan_uptime_seconds",
-        "Seconds since the node started.",
-        snap.node.uptime_s,
-    );
-
-    // Raft.
-    let c = &snap.cluster;
-    out.gauge("banyan_raft_term", "Current Raft term.", c.term as f64);
-    out.gauge(
-        "banyan_raft_leader_id",
-        "Node id of the leader this node knows, 0 when it knows none.",
-        c.leader.unwrap_or(0) as f64,
-    );
-    out.gauge(
-        "banyan_raft_is_leader",
-        "1 on the leader.",
-        f64::from(u8::from(c.role == "leader")),
-    );
-    out.gauge(
-        "banyan_raft_last_log_index",
-        "Index of the last entry in this node's log.",
-        c.last_log_index as f64,
-    );
-    if let Some(committed) = c.committed {
-        out.gauge(
-            "banyan_raft_commit_index",
-            "Highest log index this node knows committed.",
-            committed as f64,
-        );
-    }
-    out.gauge(
-        "banyan_raft_applied_index",
-        "Highest log index applied to this node's state.",
-        c.applied as f64,
-    );
-    out.gauge(
-        "banyan_raft_snapshot_index",
-        "Log index of the last snapshot, 0 before the first.",
-        c.snapshot_index.unwrap_or(0) as f64,
-    );
-    out.gauge(
-        "banyan_raft_purged_index",
-        "Log index up to which entries were purged after a snapshot.",
-        c.purged_index.unwrap_or(0) as f64,
-    );
-    out.family(
-        "banyan_raft_snapshots_built_total",
-        "counter",
-        "Snapshots this node built.",
-    );
-    out.sample(
-        "banyan_raft_snapshots_built_total",
-        &[],
-        c.snapshots_built as f64,
-    );
-    out.family(
-        "banyan_apply_inconsistencies_total",
-        "counter",
-        "Steps applying a command skipped because the replicated state was inconsistent \
-         (an object its checks found was gone); zero in a healthy cluster.",
-    );
-    out.sample(
-        "banyan_apply_inconsistencies_total",
-        &[],
-        c.apply_inconsistencies as f64,
-    );
-    if let Some(purges) = node.log_purges() {
-        out.family(
-            "banyan_raft_log_purges_total",
-            "counter",
-            "Purges of the Raft log after snapshots since the node started.",
-        );
-        out.sample("banyan_raft_log_purges_total", &[], purges as f64);
-    }
-    out.family(
-        "banyan_raft_replication_lag_entries",
-        "gauge",
-        "Entries a member is behind the leader's log (reported by the leader).",
-    );
-    for m in &c.members {
-        if let Some(lag) = m.lag {
-            let peer = m.id.to_string();
-            let role = if m.voter { "voter" } else { "learner" };
-            out.sample(
-                "banyan_raft_replication_lag_entries",
-                &[("peer", &peer), ("member", role)],
-                lag as f64,
-            );
-        }
-    }
-    out.family("banyan_raft_members", "gauge", "Cluster members by kind.");
-    let voters = c.members.iter().filter(|m| m.voter).count();
-    out.sample("banyan_raft_members", &[("member", "voter")], voters as f64);
-    out.sample(
-        "banyan_raft_members",
-        &[("member", "learner")],
-        (c.members.len() - voters) as f64,
-    );
-
-    // The contact center.
-    let queue_gauges: [(&str, &str, QueueGauge); 6] = [
+fn queues(page: &mut Page, snap: &Snapshot) {
+    let gauges: [(&str, &str, QueueGauge); 7] = [
         (
             "banyan_queue_waiting",
             "Contacts waiting in the queue.",
@@ -220,28 +280,20 @@ pub fn render<N: Observed>(node: &N) -> String {
         ("banyan_queue_aht_seconds", "Average handle time.", |q| {
             q.aht_ms.map(|ms| ms as f64 / 1000.0)
         }),
-    ];
-    for (name, help, value) in queue_gauges {
-        out.family(name, "gauge", help);
-        for q in &snap.queues {
-            if let Some(v) = value(q) {
-                out.sample(name, &[("queue", &q.id)], v);
-            }
-        }
-    }
-    out.family(
-        "banyan_queue_service_level_goal_ratio",
-        "gauge",
-        "The queue's service-level goal.",
-    );
-    for q in &snap.queues {
-        out.sample(
+        (
             "banyan_queue_service_level_goal_ratio",
-            &[("queue", &q.id)],
-            f64::from(q.service_level_goal_pct) / 100.0,
-        );
+            "The queue's service-level goal.",
+            |q| Some(f64::from(q.service_level_goal_pct) / 100.0),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let rows = snap
+            .queues
+            .iter()
+            .filter_map(|q| Some((queue_labels(q), value(q)?)));
+        page.gauges(name, help, rows);
     }
-    let queue_counters: [(&str, &str, QueueCounter); 6] = [
+    let counters: [(&str, &str, QueueCounter); 6] = [
         (
             "banyan_queue_entered_total",
             "Contacts that entered the queue.",
@@ -271,204 +323,150 @@ pub fn render<N: Observed>(node: &N) -> String {
             |q| q.self_served,
         ),
     ];
-    for (name, help, value) in queue_counters {
-        out.family(name, "counter", help);
-        for q in &snap.queues {
-            out.sample(name, &[("queue", &q.id)], value(q) as f64);
-        }
+    for (name, help, value) in counters {
+        let rows = snap.queues.iter().map(|q| (queue_labels(q), value(q)));
+        page.counters(name, help, rows);
     }
-    out.family("banyan_agents", "gauge", "Agents by state and site.");
-    for site in &snap.agents {
-        for (state, n) in site.by_state() {
-            out.sample(
-                "banyan_agents",
-                &[("site", &site.site), ("state", state)],
-                n as f64,
-            );
-        }
-    }
-    out.family(
-        "banyan_time_to_offer_seconds",
-        "histogram",
-        "Time from a contact entering its queue to its first offer, as this node applied it.",
-    );
-    out.histogram(
-        "banyan_time_to_offer_seconds",
-        &[],
-        &node.telemetry().time_to_offer(),
-    );
+}
 
-    // Branches.
-    out.family(
+fn agents_and_offers<N: Observed>(page: &mut Page, node: &N, snap: &Snapshot) {
+    page.gauges(
+        "banyan_agents",
+        "Agents by state and site.",
+        snap.agents.iter().flat_map(|site| {
+            site.by_state().into_iter().map(|(state, n)| {
+                let labels = vec![("site", site.site.clone()), ("state", state.to_owned())];
+                (labels, n as f64)
+            })
+        }),
+    );
+    page.histograms(
+        "banyan_time_to_offer_seconds",
+        "Time from a contact entering its queue to its first offer, as this node applied it.",
+        [(Labels::new(), node.telemetry().time_to_offer())],
+    );
+}
+
+fn site_labels(site: &str) -> Labels {
+    vec![("site", site.to_owned())]
+}
+
+fn branches<N: Observed>(page: &mut Page, node: &N, snap: &Snapshot) {
+    page.gauges(
         "banyan_branch_mode",
-        "gauge",
         "1 for the mode each site's branch is in: through_core, alone or handing_over.",
+        snap.branches.iter().flat_map(|b| {
+            [
+                ("through the core", "through_core"),
+                ("alone", "alone"),
+                ("handing over", "handing_over"),
+            ]
+            .map(|(mode, label)| {
+                let labels = vec![("site", b.site.clone()), ("mode", label.to_owned())];
+                (labels, flag(b.mode == mode))
+            })
+        }),
     );
-    for b in &snap.branches {
-        for (mode, label) in [
-            ("through the core", "through_core"),
-            ("alone", "alone"),
-            ("handing over", "handing_over"),
-        ] {
-            out.sample(
-                "banyan_branch_mode",
-                &[("site", &b.site), ("mode", label)],
-                f64::from(u8::from(b.mode == mode)),
-            );
-        }
-    }
-    out.family(
+    page.gauges(
         "banyan_site_lease_lapsed",
-        "gauge",
         "1 when the core fences a site (its branch's lease ran out).",
+        snap.branches
+            .iter()
+            .map(|b| (site_labels(&b.site), flag(b.lease == "lapsed"))),
     );
-    for b in &snap.branches {
-        out.sample(
-            "banyan_site_lease_lapsed",
-            &[("site", &b.site)],
-            f64::from(u8::from(b.lease == "lapsed")),
-        );
-    }
-    out.family(
+    page.gauges(
         "banyan_branch_journal_backlog",
-        "gauge",
         "Commands a branch wrote alone that the core has not applied yet.",
+        snap.branches
+            .iter()
+            .map(|b| (site_labels(&b.site), b.journal_backlog as f64)),
     );
-    for b in &snap.branches {
-        out.sample(
-            "banyan_branch_journal_backlog",
-            &[("site", &b.site)],
-            b.journal_backlog as f64,
-        );
-    }
-    out.family(
+    page.gauges(
         "banyan_branch_import_refused",
-        "gauge",
         "1 while the core's answer to the site's last import is a refusal: the branch keeps \
          its journal and the site's work since the outage is not at the core.",
+        snap.branches
+            .iter()
+            .map(|b| (site_labels(&b.site), flag(b.import_refused.is_some()))),
     );
-    for b in &snap.branches {
-        out.sample(
-            "banyan_branch_import_refused",
-            &[("site", &b.site)],
-            f64::from(u8::from(b.import_refused.is_some())),
-        );
-    }
-    out.family(
+    page.gauges(
         "banyan_branch_clock_offset_seconds",
-        "gauge",
         "How far ahead of the cluster clock the site's branch clock ran at its last lease \
          renewal (negative: behind, network delay included).",
+        snap.branches
+            .iter()
+            .filter_map(|b| Some((site_labels(&b.site), b.clock_offset_s?))),
     );
-    for b in &snap.branches {
-        if let Some(offset) = b.clock_offset_s {
-            out.sample(
-                "banyan_branch_clock_offset_seconds",
-                &[("site", &b.site)],
-                offset,
-            );
-        }
-    }
     let clocks = node.peer_clocks();
-    out.family(
+    page.gauges(
         "banyan_peer_clock_offset_seconds",
-        "gauge",
         "A peer's clock less this node's, from their last Raft round trip (the leader \
          measures every member); voters refuse a peer more than 0.25 s ahead.",
+        clocks.iter().map(|(peer, clock)| {
+            let labels = vec![("peer", peer.to_string())];
+            (labels, clock.offset_ms as f64 / 1000.0)
+        }),
     );
-    for (peer, clock) in &clocks {
-        out.sample(
-            "banyan_peer_clock_offset_seconds",
-            &[("peer", &peer.to_string())],
-            clock.offset_ms as f64 / 1000.0,
-        );
-    }
-    out.family(
+    page.gauges(
         "banyan_peer_clock_past_budget",
-        "gauge",
         "1 while a peer's clock is off this node's by more than the cluster's 0.25 s \
          budget, allowing for the round trip.",
+        clocks
+            .iter()
+            .map(|(peer, clock)| (vec![("peer", peer.to_string())], flag(clock.past_budget()))),
     );
-    for (peer, clock) in &clocks {
-        out.sample(
-            "banyan_peer_clock_past_budget",
-            &[("peer", &peer.to_string())],
-            f64::from(u8::from(clock.past_budget())),
-        );
-    }
     if let Some(own) = node.own_branch() {
-        out.gauge(
+        page.gauge(
             "banyan_branch_outbox_backlog",
             "Self-served contacts this branch has not delivered to the core yet.",
             own.outbox_backlog as f64,
         );
-        out.gauge(
+        page.gauge(
             "banyan_branch_seconds_since_core_answered",
             "Seconds since the core last accepted this branch's lease renewal (-1: never).",
             own.since_core_answered.map_or(-1.0, |d| d.as_secs_f64()),
         );
     }
+}
 
-    // gRPC.
+fn grpc<N: Observed>(page: &mut Page, node: &N) {
     let grpc = node.telemetry().grpc();
-    out.family(
+    let method = |m: &String| vec![("method", m.clone())];
+    page.counters(
         "banyan_grpc_requests_total",
-        "counter",
         "gRPC requests ended, by method and the status code they ended with (a stream counts when it ends).",
+        grpc.iter().flat_map(|(m, stats)| {
+            stats.by_code.iter().map(move |(code, n)| {
+                let code = format!("{:?}", tonic::Code::from(*code));
+                (vec![("method", m.clone()), ("code", code)], *n)
+            })
+        }),
     );
-    for (method, stats) in &grpc {
-        for (code, n) in &stats.by_code {
-            let code = format!("{:?}", tonic::Code::from(*code));
-            out.sample(
-                "banyan_grpc_requests_total",
-                &[("method", method), ("code", &code)],
-                *n as f64,
-            );
-        }
-    }
-    out.family(
+    page.gauges(
         "banyan_grpc_in_flight",
-        "gauge",
         "gRPC requests started and not yet ended: for streams, the sessions open now.",
+        grpc.iter()
+            .map(|(m, stats)| (method(m), stats.in_flight as f64)),
     );
-    for (method, stats) in &grpc {
-        out.sample(
-            "banyan_grpc_in_flight",
-            &[("method", method)],
-            stats.in_flight as f64,
-        );
-    }
-    out.family(
+    page.counters(
         "banyan_grpc_errors_total",
-        "counter",
         "gRPC requests answered with a status other than OK.",
+        grpc.iter().map(|(m, stats)| {
+            let errors = stats
+                .by_code
+                .iter()
+                .filter(|(code, _)| **code != 0)
+                .map(|(_, n)| n)
+                .sum();
+            (method(m), errors)
+        }),
     );
-    for (method, stats) in &grpc {
-        let errors: u64 = stats
-            .by_code
-            .iter()
-            .filter(|(code, _)| **code != 0)
-            .map(|(_, n)| n)
-            .sum();
-        out.sample(
-            "banyan_grpc_errors_total",
-            &[("method", method)],
-            errors as f64,
-        );
-    }
-    out.family(
+    page.histograms(
         "banyan_grpc_request_duration_seconds",
-        "histogram",
         "Time from a gRPC request to its status: a unary call's answer, a stream's end.",
+        grpc.iter()
+            .map(|(m, stats)| (method(m), stats.latency.clone())),
     );
-    for (method, stats) in &grpc {
-        out.histogram(
-            "banyan_grpc_request_duration_seconds",
-            &[("method", method)],
-            &stats.latency,
-        );
-    }
-    out.0
 }
 
 #[cfg(test)]
@@ -476,11 +474,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_escape_labels_and_print_integers_plainly() {
-        let mut out = Out(String::new());
-        out.sample("m", &[("q", "a\"b")], 3.0);
-        out.sample("m", &[], 0.25);
-        out.sample("m", &[], f64::INFINITY);
-        assert_eq!(out.0, "m{q=\"a\\\"b\"} 3\nm 0.25\nm +Inf\n");
+    fn samples_escape_labels_and_keep_the_exported_names() {
+        let mut page = Page(Registry::default());
+        page.gauges("m", "A gauge.", [(vec![("q", "a\"b".to_owned())], 3.0)]);
+        page.gauge("g", "Plain.", 0.25);
+        page.counter("c_total", "A counter.", 7);
+        let text = page.encode();
+        assert!(text.contains("m{q=\"a\\\"b\"} 3"), "{text}");
+        assert!(text.contains("\ng 0.25\n"), "{text}");
+        assert!(text.contains("# HELP c_total A counter.\n"), "{text}");
+        assert!(text.contains("# TYPE c_total counter\n"), "{text}");
+        assert!(text.contains("\nc_total 7\n"), "{text}");
+    }
+
+    #[test]
+    fn a_histogram_prints_cumulative_buckets_up_to_inf() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for seconds in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(seconds);
+        }
+        let mut page = Page(Registry::default());
+        page.histograms("h", "A histogram.", [(vec![("method", "x".to_owned())], h)]);
+        let text = page.encode();
+        for line in [
+            "h_bucket{method=\"x\",le=\"0.1\"} 1\n",
+            "h_bucket{method=\"x\",le=\"1\"} 3\n",
+            "h_bucket{method=\"x\",le=\"+Inf\"} 4\n",
+            "h_count{method=\"x\"} 4\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(text.contains("h_sum{method=\"x\"} 4.25"), "{text}");
     }
 }
