@@ -20,6 +20,7 @@ use banyan_api::forward::Forwarder;
 use banyan_api::Committed;
 use banyan_observe::{Observed, OwnBranch, Telemetry};
 
+use banyan_env::Shutdown;
 /// The wall clock the leader stamps commands with; injected so tests can run on a
 /// controlled time.
 pub use banyan_env::{system_clock, Clock};
@@ -75,10 +76,16 @@ struct Inner {
     security: Security,
     /// The cluster and data directory this node runs as.
     identity: Identity,
+    /// Begun when the node stops: the ticker and the identity registrar end on it.
+    shutdown: Shutdown,
 }
 
-/// How often the leader checks whether a timer is due and proposes a `Tick`.
-const TICK_CHECK: Duration = Duration::from_millis(100);
+/// The longest the ticker sleeps without looking at the clock again: the wall clock can be
+/// stepped, and a timer due by the stepped clock is then proposed within this bound.
+const LONGEST_NAP: Duration = Duration::from_secs(1);
+/// How long the ticker waits before proposing a `Tick` again for a timer that the last one
+/// left due (it was not committed, or did not clear it).
+const TICK_RETRY: Duration = Duration::from_millis(100);
 
 impl CoreNode {
     /// Opens the node's storage under `config.data_dir` and starts Raft. Bootstraps the
@@ -107,7 +114,8 @@ impl CoreNode {
             .resolve(log.committed_index())
             .await
             .map_err(|e| StartError::Identity(e.to_string()))?;
-        identity.spawn_registrar(raft.clone());
+        let shutdown = Shutdown::new();
+        identity.spawn_registrar(raft.clone(), shutdown.clone());
         let telemetry = Telemetry::new();
         telemetry.watch_offers(state_machine.applied_state());
         let node = Self {
@@ -125,9 +133,10 @@ impl CoreNode {
                 forwarder: Forwarder::new(config.security.clone()),
                 identity,
                 security: config.security.clone(),
+                shutdown: shutdown.clone(),
             }),
         };
-        tokio::spawn(run_ticker(Arc::downgrade(&node.inner)));
+        tokio::spawn(run_ticker(node.clone(), shutdown));
         if let Some(voters) = &config.init {
             node.bootstrap(voters).await?;
         }
@@ -397,6 +406,7 @@ impl CoreNode {
 
     /// Stops Raft and flushes storage. Idempotent.
     pub async fn shutdown(&self) {
+        self.inner.shutdown.begin();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not stop cleanly");
         }
@@ -436,31 +446,79 @@ impl banyan_api::Backend for CoreNode {
 }
 
 /// Proposes a `Tick` whenever this node leads and a timer of the applied state is due.
-/// Ends when the node is dropped or Raft stops.
-async fn run_ticker(node: std::sync::Weak<Inner>) {
-    let mut interval = tokio::time::interval(TICK_CHECK);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Sleeps until the next timer is due, or until an applied entry or a change of
+/// leadership may have moved it; ends when the node stops or Raft does.
+async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
+    let mut applied = node.inner.applied.applied_index_changes();
+    let mut raft = node.inner.raft.metrics();
+    let mut last_ticked: Option<i64> = None;
     loop {
-        interval.tick().await;
-        let Some(inner) = node.upgrade() else {
-            return;
-        };
-        let node = CoreNode { inner };
-        let state = node.inner.raft.metrics().borrow().state;
-        match state {
+        let state = raft.borrow_and_update().state;
+        let leading = match state {
             banyan_raft::ServerState::Shutdown => return,
-            banyan_raft::ServerState::Leader => {}
-            _ => continue,
+            banyan_raft::ServerState::Leader => true,
+            _ => false,
+        };
+        let mut nap = None;
+        if leading {
+            let due = node.inner.applied.read().domain.next_due_ms();
+            let now = (node.inner.clock)();
+            nap = match tick_nap(due, now, last_ticked) {
+                Nap::TickNow(due) => {
+                    last_ticked = Some(due);
+                    let tick = Command::new(Action::Tick).by(Principal::Node(node.id()));
+                    if let Err(e) = node.propose(tick).await {
+                        tracing::debug!(error = %e, "tick not committed");
+                    }
+                    continue;
+                }
+                Nap::For(nap) => Some(nap),
+                Nap::UntilNotified => None,
+            };
         }
-        let due = node.inner.applied.read().domain.next_due_ms();
-        if due.is_some_and(|due| due <= (node.inner.clock)()) {
-            if let Err(e) = node
-                .propose(Command::new(Action::Tick).by(Principal::Node(node.id())))
-                .await
-            {
-                tracing::debug!(error = %e, "tick not committed");
-            }
+        tokio::select! {
+            () = shutdown.begun() => return,
+            changed = applied.changed() => if changed.is_err() { return },
+            changed = raft.wait_for(|m| {
+                (m.state == banyan_raft::ServerState::Leader) != leading
+                    || m.state == banyan_raft::ServerState::Shutdown
+            }) => if changed.is_err() { return },
+            () = sleep_for(nap) => {}
         }
+    }
+}
+
+/// What the ticker does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Nap {
+    /// Propose a `Tick` for the timer due at this time.
+    TickNow(i64),
+    /// Look again after this long, or sooner if something changes.
+    For(Duration),
+    /// No timer is set: wait for something to change.
+    UntilNotified,
+}
+
+/// When to propose the next `Tick`, given the earliest timer `due`, the clock `now`, and
+/// the timer the last `Tick` was proposed for.
+fn tick_nap(due: Option<i64>, now: i64, last_ticked: Option<i64>) -> Nap {
+    match due {
+        None => Nap::UntilNotified,
+        // The last tick left this timer due: give the next one a pause, not a busy loop.
+        Some(due) if due <= now && last_ticked == Some(due) => Nap::For(TICK_RETRY),
+        Some(due) if due <= now => Nap::TickNow(due),
+        Some(due) => {
+            let ms = u64::try_from(due.saturating_sub(now)).unwrap_or(u64::MAX);
+            Nap::For(Duration::from_millis(ms).min(LONGEST_NAP))
+        }
+    }
+}
+
+/// Sleeps for `nap`, or forever for `None`.
+async fn sleep_for(nap: Option<Duration>) {
+    match nap {
+        Some(nap) => tokio::time::sleep(nap).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -524,5 +582,27 @@ impl Observed for CoreNode {
 
     fn peer_clocks(&self) -> std::collections::BTreeMap<u64, banyan_raft::identity::PeerClock> {
         self.inner.identity.peer_clocks()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ticker_sleeps_until_the_next_timer_and_never_spins_on_one() {
+        // No timer: nothing to wake for but a change.
+        assert_eq!(tick_nap(None, 1_000, None), Nap::UntilNotified);
+        // A timer ahead: sleep until it is due, never longer than the bound.
+        assert_eq!(
+            tick_nap(Some(1_250), 1_000, None),
+            Nap::For(Duration::from_millis(250))
+        );
+        assert_eq!(tick_nap(Some(i64::MAX), i64::MIN, None), Nap::For(LONGEST_NAP));
+        // Due now or past: tick.
+        assert_eq!(tick_nap(Some(1_000), 1_000, None), Nap::TickNow(1_000));
+        assert_eq!(tick_nap(Some(900), 1_000, Some(800)), Nap::TickNow(900));
+        // Still due after a tick for it: pause before the next.
+        assert_eq!(tick_nap(Some(900), 1_000, Some(900)), Nap::For(TICK_RETRY));
     }
 }

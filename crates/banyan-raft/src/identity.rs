@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use banyan_domain::{Action, ClusterAction, Command, DomainError, Stamped};
+use banyan_env::Shutdown;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -489,8 +490,9 @@ impl Identity {
     }
 
     /// While this node leads: names the cluster if nobody has, and registers every member
-    /// whose incarnation it knows and the register lacks. Ends with the Raft.
-    pub fn spawn_registrar(&self, raft: Raft) -> tokio::task::JoinHandle<()> {
+    /// whose incarnation it knows and the register lacks. Ends with the Raft, or once
+    /// `shutdown` has begun.
+    pub fn spawn_registrar(&self, raft: Raft, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
         let identity = self.clone();
         tokio::spawn(async move {
             let mut metrics = raft.metrics();
@@ -526,9 +528,10 @@ impl Identity {
                     }
                 }
                 // Members' answers arrive without a metrics change: look again shortly.
-                let _ = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await;
-                if metrics.has_changed().is_err() {
-                    return;
+                tokio::select! {
+                    () = shutdown.begun() => return,
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         })

@@ -273,6 +273,12 @@ impl AppliedState {
         *self.applied_index.borrow()
     }
 
+    /// The applied index as it changes: a task that depends on the state waits on this
+    /// instead of looking again on a timer.
+    pub fn applied_index_changes(&self) -> watch::Receiver<u64> {
+        self.applied_index.clone()
+    }
+
     /// The feed of applied domain events.
     pub fn events(&self) -> &EventFeed {
         &self.events
