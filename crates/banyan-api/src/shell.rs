@@ -12,18 +12,18 @@ use std::sync::Arc;
 
 use banyan_trust::Security;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
+use banyan_env::Shutdown;
 use banyan_observe::Telemetry;
 
 /// A node's gRPC server running in the background.
 pub struct GrpcServer {
     addr: SocketAddr,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
-    stop: oneshot::Sender<()>,
+    stop: Shutdown,
 }
 
 impl GrpcServer {
@@ -36,7 +36,7 @@ impl GrpcServer {
     /// [`DRAIN`](crate::DRAIN) (agent sessions, event watchers) are cut, so their clients
     /// move to another node and the node stops in bounded time.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
+        self.stop.begin();
         match crate::drain(self.task).await {
             Some(Ok(Ok(()))) | None => {}
             Some(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
@@ -55,14 +55,15 @@ pub fn serve_grpc(
     services: Routes,
 ) -> std::io::Result<GrpcServer> {
     let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
+    let stop = Shutdown::new();
     let task = tokio::spawn(run_grpc(
         listener,
         security.clone(),
         telemetry.clone(),
         services,
-        async {
-            let _ = stopped.await;
+        {
+            let stop = stop.clone();
+            async move { stop.begun().await }
         },
     ));
     Ok(GrpcServer { addr, task, stop })

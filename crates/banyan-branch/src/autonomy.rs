@@ -13,7 +13,7 @@
 
 use banyan_api::ApiError;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
 
 use banyan_api::Committed;
@@ -22,8 +22,10 @@ use banyan_raft::AppliedState;
 
 use crate::node::Inner;
 
-/// How often the branch checks whether to switch modes.
-const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How often a branch on its own asks the core whether it is back, and runs its due
+/// timers. Connected, the branch waits for what can change its mode instead (a renewal's
+/// outcome, an applied entry, the moment its lease certainly lapses).
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// How long a branch whose import the core refused waits before it sends the next one:
 /// the first wait, doubled after every refusal in a row up to the last. Some causes go
 /// away by themselves (an agent the core still had at capacity finishes the call); others
@@ -433,31 +435,40 @@ fn created_in(entries: &[(u64, Vec<u8>)]) -> Vec<String> {
 }
 
 /// Switches modes as the core comes and goes, and runs the site's timers while autonomous.
-pub(crate) async fn watch_forever(node: Weak<Inner>) {
+/// Ends once the branch stops.
+pub(crate) async fn watch_forever(inner: Arc<Inner>) {
     let policy = banyan_client::RetryPolicy::once(Duration::from_millis(800));
-    let probe = match node.upgrade() {
-        Some(inner) => {
-            banyan_client::Client::new(&inner.config.core, policy, &inner.config.security)
-        }
-        None => return,
-    };
-    let Ok(probe) = probe else {
+    let Ok(probe) = banyan_client::Client::new(&inner.config.core, policy, &inner.config.security)
+    else {
         return;
     };
+    let mut applied = inner.replica.applied_index_changes();
+    let mut outcomes = inner.lease.outcomes();
     let mut clock_warned = false;
     loop {
-        tokio::time::sleep(WATCH_EVERY).await;
-        let Some(inner) = node.upgrade() else {
-            return;
-        };
-        match inner.mode.get() {
-            Mode::Connected => {
-                if inner.should_go_autonomous() {
-                    inner.go_autonomous();
-                } else {
-                    inner.forget_settled_accepts().await;
-                }
+        if inner.mode.get() == Mode::Connected {
+            if inner.should_go_autonomous() {
+                inner.go_autonomous();
+                continue;
             }
+            inner.forget_settled_accepts().await;
+            // Nothing else can change the verdict: wait for one of these.
+            let lapse = tokio::time::Instant::from_std(inner.lease.certainly_lapsed_at());
+            let lapse = (lapse > tokio::time::Instant::now()).then_some(lapse);
+            tokio::select! {
+                () = inner.shutdown.begun() => return,
+                changed = applied.changed() => if changed.is_err() { return },
+                changed = outcomes.changed() => if changed.is_err() { return },
+                () = sleep_until(lapse) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            () = inner.shutdown.begun() => return,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+        match inner.mode.get() {
+            Mode::Connected | Mode::Reconciling => {}
             Mode::Autonomous => {
                 let due = inner
                     .local()
@@ -509,7 +520,14 @@ pub(crate) async fn watch_forever(node: Weak<Inner>) {
                     }
                 }
             }
-            Mode::Reconciling => {}
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever for `None`.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

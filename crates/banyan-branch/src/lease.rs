@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::outbox::Outbox;
 use banyan_client::{Client, RetryPolicy};
+use banyan_env::Shutdown;
 use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
 use tokio::sync::watch;
 
@@ -31,7 +32,10 @@ use crate::config::BranchConfig;
 #[derive(Clone)]
 pub struct Lease {
     state: Arc<Mutex<LeaseState>>,
-    stop: watch::Sender<bool>,
+    /// Counts the renewals whose outcome is recorded, so the mode watch wakes on each.
+    outcomes: Arc<watch::Sender<u64>>,
+    /// Begun when the branch stops: renewals end.
+    shutdown: Shutdown,
     ttl: Duration,
     skew: Duration,
     /// When this process started: a lease renewed by an earlier run of this node may
@@ -95,12 +99,18 @@ impl LeaseState {
     /// Whether, at `now`, the core may still hold a lease this process renewed (or, before
     /// any renewal, the run before it, whose last renewal came before `started`).
     fn may_be_held(&self, terms: Terms, now: Instant) -> bool {
+        now < self.certainly_lapsed_at(terms)
+    }
+
+    /// From when on the core certainly holds nothing this process (or, before any
+    /// renewal, the run before it) renewed.
+    fn certainly_lapsed_at(&self, terms: Terms) -> Instant {
         let last = self
             .last_accepted_send
             .max(self.last_unknown_send)
             .max(self.in_flight)
             .unwrap_or(terms.started);
-        now.saturating_duration_since(last) < terms.held
+        last + terms.held
     }
 
     /// Whether to send a renewal at `now`; `holds` says whether the replica shows this node
@@ -118,10 +128,11 @@ impl LeaseState {
 }
 
 impl Lease {
-    pub fn new(config: &BranchConfig) -> Self {
+    pub fn new(config: &BranchConfig, shutdown: Shutdown) -> Self {
         Self {
             state: Arc::default(),
-            stop: watch::channel(false).0,
+            outcomes: Arc::new(watch::channel(0).0),
+            shutdown,
             ttl: config.lease_ttl,
             skew: config.max_clock_skew,
             started: Instant::now(),
@@ -165,8 +176,20 @@ impl Lease {
         self.lock().last_error = None;
     }
 
-    pub fn stop(&self) {
-        let _ = self.stop.send(true);
+    /// When, at the latest, the lease as known now certainly lapses at the core (see
+    /// [`may_be_held`](Self::may_be_held)); a renewal sent since moves it later.
+    pub fn certainly_lapsed_at(&self) -> Instant {
+        self.lock().certainly_lapsed_at(self.terms())
+    }
+
+    /// Changes each time a renewal's outcome is recorded.
+    pub fn outcomes(&self) -> watch::Receiver<u64> {
+        self.outcomes.subscribe()
+    }
+
+    fn record(&self, sent: Instant, outcome: Outcome) {
+        self.lock().record(sent, outcome);
+        self.outcomes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -208,13 +231,12 @@ pub async fn renew_forever(
             return;
         }
     };
-    let mut stopped = lease.stop.subscribe();
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = stopped.changed() => return,
+            () = lease.shutdown.begun() => return,
         }
         // Autonomous or reconciling: no renewal until the core has the branch's work, or
         // the core would route to agents the branch is routing to.
@@ -252,7 +274,7 @@ pub async fn renew_forever(
                 Outcome::Failed(failed.status.message().to_owned())
             }
         };
-        lease.lock().record(sent, outcome);
+        lease.record(sent, outcome);
     }
 }
 

@@ -84,8 +84,8 @@ pub(crate) struct Inner {
     /// disk before sent, so a branch cut off (or restarted) mid-accept keeps the agent's
     /// capacity for a call the core may have connected.
     pub(crate) accepts: Arc<Outbox>,
-    /// Stops the background tasks.
-    stop: tokio::sync::watch::Sender<bool>,
+    /// Begun when the branch stops: every background task ends on it.
+    pub(crate) shutdown: banyan_env::Shutdown,
     /// Cached channels to core nodes, for reads sent to the core.
     channels: banyan_api::forward::Forwarder,
     state_machine: banyan_raft::StateMachineStore,
@@ -137,12 +137,13 @@ impl BranchNode {
             let identity = identity.clone();
             core.name_cluster(move || identity.cluster_id());
         }
-        let lease = Lease::new(&config);
+        let shutdown = banyan_env::Shutdown::new();
+        let lease = Lease::new(&config, shutdown.clone());
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
         let journal = Arc::new(Outbox::open(&db, "journal")?);
         let accepts = Arc::new(Outbox::open(&db, "accepts")?);
         let telemetry = Telemetry::new();
-        telemetry.watch_offers(state_machine.applied_state());
+        telemetry.watch_offers(state_machine.applied_state(), shutdown.clone());
         let node = Self {
             inner: Arc::new(Inner {
                 telemetry,
@@ -162,7 +163,7 @@ impl BranchNode {
                 lease,
                 outbox,
                 accepts,
-                stop: tokio::sync::watch::channel(false).0,
+                shutdown: shutdown.clone(),
                 channels: banyan_api::forward::Forwarder::new(config.security.clone()),
                 config,
             }),
@@ -170,9 +171,9 @@ impl BranchNode {
         tokio::spawn(crate::ship::ship_forever(
             node.inner.outbox.clone(),
             node.inner.core.clone(),
-            node.inner.stop.subscribe(),
+            shutdown.clone(),
         ));
-        tokio::spawn(join_core(Arc::downgrade(&node.inner)));
+        tokio::spawn(join_core(node.inner.clone()));
         let (replica, site, id) = (
             node.inner.replica.clone(),
             node.inner.config.site.clone(),
@@ -190,7 +191,7 @@ impl BranchNode {
             node.shutdown().await;
             return Err(StartError::Journal(e));
         }
-        tokio::spawn(crate::autonomy::watch_forever(Arc::downgrade(&node.inner)));
+        tokio::spawn(crate::autonomy::watch_forever(node.inner.clone()));
         Ok(node)
     }
 
@@ -237,8 +238,7 @@ impl BranchNode {
 
     /// Stops Raft and flushes storage.
     pub async fn shutdown(&self) {
-        self.inner.lease.stop();
-        let _ = self.inner.stop.send(true);
+        self.inner.shutdown.begin();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not stop cleanly");
         }
@@ -323,15 +323,16 @@ impl Inner {
     }
 }
 
-/// Asks the core to add this branch as a learner until it has, then ends. The core
-/// replicates its log to the branch from then on.
-async fn join_core(node: std::sync::Weak<Inner>) {
+/// Asks the core to add this branch as a learner until it has, then ends (or once the
+/// branch stops). The core replicates its log to the branch from then on.
+async fn join_core(inner: Arc<Inner>) {
+    let (id, addr) = (inner.config.id, inner.config.advertise_addr.clone());
     loop {
-        let Some(inner) = node.upgrade() else {
-            return;
+        let joined = tokio::select! {
+            () = inner.shutdown.begun() => return,
+            joined = inner.core.add_learner(id, &addr) => joined,
         };
-        let (id, addr) = (inner.config.id, inner.config.advertise_addr.clone());
-        match inner.core.add_learner(id, &addr).await {
+        match joined {
             Ok(reply) => {
                 tracing::info!(
                     id,
@@ -344,8 +345,10 @@ async fn join_core(node: std::sync::Weak<Inner>) {
                 tracing::warn!(id, %status, "joining the core failed; retrying");
             }
         }
-        drop(inner);
-        tokio::time::sleep(JOIN_RETRY).await;
+        tokio::select! {
+            () = inner.shutdown.begun() => return,
+            () = tokio::time::sleep(JOIN_RETRY) => {}
+        }
     }
 }
 

@@ -15,13 +15,9 @@ const BATCH: usize = 64;
 /// Longest pause between passes while nothing can be delivered.
 const MAX_IDLE: Duration = Duration::from_secs(10);
 
-/// Delivers outbox entries to the core until `stop` fires. While nothing can be delivered
+/// Delivers outbox entries to the core until `shutdown` begins. While nothing can be delivered
 /// (the core is away, or refuses what is left) the pause between passes grows.
-pub async fn ship_forever(
-    outbox: Arc<Outbox>,
-    core: Client,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn ship_forever(outbox: Arc<Outbox>, core: Client, shutdown: banyan_env::Shutdown) {
     let mut pause = IDLE;
     loop {
         if ship_once(&outbox, &core).await > 0 {
@@ -30,7 +26,7 @@ pub async fn ship_forever(
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => return,
+            () = shutdown.begun() => return,
         }
         pause = if outbox.backlog() > 0 {
             (pause * 2).min(MAX_IDLE)

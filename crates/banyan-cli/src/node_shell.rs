@@ -65,7 +65,7 @@ where
     N: Observed,
     F: Future<Output = ()>,
 {
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_stop = banyan_env::Shutdown::new();
     let http = match http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -76,8 +76,9 @@ where
                 node.observed,
                 node.security,
                 listener,
-                async {
-                    let _ = http_stopped.await;
+                {
+                    let http_stop = http_stop.clone();
+                    async move { http_stop.begun().await }
                 },
             )))
         }
@@ -85,7 +86,7 @@ where
     };
     let fatal = stop_signal_or_fatal(node.raft, node.identity).await;
     tracing::info!(node_id, "shutting down");
-    let _ = http_stop.send(());
+    http_stop.begin();
     if let Some(http) = http {
         let _ = banyan_api::drain(http).await;
     }

@@ -76,7 +76,8 @@ struct Inner {
     security: Security,
     /// The cluster and data directory this node runs as.
     identity: Identity,
-    /// Begun when the node stops: the ticker and the identity registrar end on it.
+    /// Begun when the node stops: the ticker, the identity registrar and the telemetry's
+    /// offer watcher end on it.
     shutdown: Shutdown,
 }
 
@@ -117,7 +118,7 @@ impl CoreNode {
         let shutdown = Shutdown::new();
         identity.spawn_registrar(raft.clone(), shutdown.clone());
         let telemetry = Telemetry::new();
-        telemetry.watch_offers(state_machine.applied_state());
+        telemetry.watch_offers(state_machine.applied_state(), shutdown.clone());
         let node = Self {
             inner: Arc::new(Inner {
                 telemetry,
@@ -598,7 +599,10 @@ mod tests {
             tick_nap(Some(1_250), 1_000, None),
             Nap::For(Duration::from_millis(250))
         );
-        assert_eq!(tick_nap(Some(i64::MAX), i64::MIN, None), Nap::For(LONGEST_NAP));
+        assert_eq!(
+            tick_nap(Some(i64::MAX), i64::MIN, None),
+            Nap::For(LONGEST_NAP)
+        );
         // Due now or past: tick.
         assert_eq!(tick_nap(Some(1_000), 1_000, None), Nap::TickNow(1_000));
         assert_eq!(tick_nap(Some(900), 1_000, Some(800)), Nap::TickNow(900));

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use banyan_domain::Event;
+use banyan_env::Shutdown;
 use banyan_raft::AppliedState;
 use tonic::codegen::http;
 use tower::{Layer, Service};
@@ -153,39 +154,32 @@ impl Telemetry {
 
     /// Follows `state`'s events and records, for every first offer of a contact, how
     /// long it had waited since it entered its queue. Resubscribes when the feed starts
-    /// over (a snapshot installed, a branch switching modes); ends once the telemetry is
-    /// dropped with its node.
-    pub fn watch_offers(self: &Arc<Self>, state: AppliedState) -> tokio::task::JoinHandle<()> {
-        let telemetry = Arc::downgrade(self);
+    /// over (a snapshot installed, a branch switching modes); ends once `shutdown` has
+    /// begun.
+    pub fn watch_offers(
+        self: &Arc<Self>,
+        state: AppliedState,
+        shutdown: Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        let telemetry = self.clone();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             let mut events = state.events().subscribe();
             loop {
                 let received = tokio::select! {
                     received = events.recv() => received,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {
-                        if telemetry.strong_count() == 0 {
-                            return;
-                        }
-                        continue;
-                    }
+                    () = shutdown.begun() => return,
                 };
                 let record = match received {
                     Ok(record) => record,
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => {
-                        if telemetry.strong_count() == 0 {
-                            return;
-                        }
                         events = state.events().subscribe();
                         continue;
                     }
                 };
                 let Event::ContactOffered { contact_id, .. } = &record.event else {
                     continue;
-                };
-                let Some(telemetry) = telemetry.upgrade() else {
-                    return;
                 };
                 let waited_ms = {
                     let applied = state.read();

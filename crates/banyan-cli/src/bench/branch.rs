@@ -142,7 +142,7 @@ fn watch_lag(
     addr: &str,
     security: &Security,
     since_ms: i64,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: banyan_env::Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<Histogram<u64>>> {
     let client = Client::new([addr], RetryPolicy::default(), security)?;
     Ok(tokio::spawn(async move {
@@ -151,7 +151,6 @@ fn watch_lag(
         let Ok(mut stream) = client.watch_events(request).await else {
             return histogram;
         };
-        let mut stop = stop;
         loop {
             tokio::select! {
                 message = stream.message() => match message {
@@ -163,7 +162,7 @@ fn watch_lag(
                     }
                     _ => return histogram,
                 },
-                _ = stop.wait_for(|s| *s) => return histogram,
+                () = stop.begun() => return histogram,
             }
         }
     }))
@@ -176,14 +175,14 @@ async fn replica_lag(
     branch_addr: &str,
     follower: u64,
 ) -> anyhow::Result<LagResult> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = banyan_env::Shutdown::new();
     let since = banyan_env::wall_clock_ms();
-    let at_branch = watch_lag(branch_addr, &cluster.security(), since, stopped.clone())?;
+    let at_branch = watch_lag(branch_addr, &cluster.security(), since, stop.clone())?;
     let at_follower = watch_lag(
         &cluster.addr(follower)?,
         &cluster.security(),
         since,
-        stopped.clone(),
+        stop.clone(),
     )?;
     let max_lag = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(AtomicU64::new(0));
@@ -191,14 +190,14 @@ async fn replica_lag(
     let leader = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await?;
     let at_leader = cluster.node_client(leader, RetryPolicy::once(Duration::from_secs(1)))?;
     let sampler = {
-        let (core, max_lag, samples, mut stopped) =
-            (at_leader, max_lag.clone(), samples.clone(), stopped.clone());
+        let (core, max_lag, samples, stopped) =
+            (at_leader, max_lag.clone(), samples.clone(), stop.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
                     _ = every.tick() => {}
-                    _ = stopped.wait_for(|s| *s) => return,
+                    () = stopped.begun() => return,
                 }
                 if let Ok(status) = core.status().await {
                     if let Some(branch) = status.nodes.iter().find(|n| n.id == BRANCH) {
@@ -242,7 +241,7 @@ async fn replica_lag(
         .wait_applied(follower, leader_index, DEADLINE)
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.send_replace(true);
+    stop.begin();
     let branch = at_branch.await?;
     let follower = at_follower.await?;
     sampler.await?;
