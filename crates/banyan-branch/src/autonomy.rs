@@ -63,8 +63,6 @@ impl ModeCell {
     }
 }
 
-use banyan_env::wall_clock_ms;
-
 /// Whether the replica shows branch node `node` holding `site`'s lease, lapsed or not. A
 /// released lease (holder 0) is nobody's until a renewal takes it.
 pub(crate) fn holds_lease(replica: &AppliedState, site: &str, node: u64) -> bool {
@@ -134,7 +132,7 @@ impl Inner {
                 "the branch is switching modes; retry shortly",
             ));
         };
-        let at_ms = wall_clock_ms().max(local.read().domain.clock_ms());
+        let at_ms = (self.clock)().max(local.read().domain.clock_ms());
         let stamped = Stamped { at_ms, command };
         let bytes = banyan_raft::codec::encode(&stamped);
         // A branch on a fresh data directory (a replacement) starts its journal at 1; the
@@ -369,7 +367,7 @@ impl Inner {
             );
             *refused = Some(crate::node::RefusedImport {
                 why: format!("import up to journal entry {upto_seq} refused: {status}"),
-                at: std::time::Instant::now(),
+                at: tokio::time::Instant::now(),
                 wait,
             });
         } else {
@@ -453,7 +451,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
             }
             inner.forget_settled_accepts().await;
             // Nothing else can change the verdict: wait for one of these.
-            let lapse = tokio::time::Instant::from_std(inner.lease.certainly_lapsed_at());
+            let lapse = inner.lease.certainly_lapsed_at();
             let lapse = (lapse > tokio::time::Instant::now()).then_some(lapse);
             tokio::select! {
                 () = inner.shutdown.begun() => return,
@@ -473,7 +471,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                 let due = inner
                     .local()
                     .and_then(|l| l.read().domain.next_due_ms())
-                    .is_some_and(|due| due <= wall_clock_ms());
+                    .is_some_and(|due| due <= (inner.clock)());
                 if due {
                     // The branch's own timers, named in the audit trail like the core's.
                     let me = banyan_domain::Principal::Branch {
@@ -491,7 +489,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                 if holding_off {
                     continue;
                 }
-                let sent = wall_clock_ms();
+                let sent = (inner.clock)();
                 let Ok(status) = probe.status().await else {
                     continue;
                 };
@@ -499,7 +497,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                 // branch whose clock runs ahead past the budget would have its renewals
                 // refused once connected, leaving the site fenced with nobody routing
                 // it: it keeps serving alone until its clock is right.
-                let offset_ms = (sent + wall_clock_ms()) / 2 - status.wall_clock_ms;
+                let offset_ms = (sent + (inner.clock)()) / 2 - status.wall_clock_ms;
                 if status.wall_clock_ms != 0 && offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS
                 {
                     if !clock_warned {

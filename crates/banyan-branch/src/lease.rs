@@ -17,12 +17,16 @@
 //! has certainly lapsed: at most two TTLs plus the skew after the last accepted renewal,
 //! and TTL plus the skew when every failure is a verdict.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's monotonic clock, so that tests can run the lease on paused time.
+use tokio::time::Instant;
 
 use crate::outbox::Outbox;
 use banyan_client::{Client, RetryPolicy};
-use banyan_env::Shutdown;
+use banyan_env::{Clock, Shutdown};
 use banyan_proto::v1::{BranchMode, RenewLeaseRequest};
 use tokio::sync::watch;
 
@@ -129,12 +133,16 @@ impl LeaseState {
 
 impl Lease {
     pub fn new(config: &BranchConfig, shutdown: Shutdown) -> Self {
+        Self::with_terms(config.lease_ttl, config.max_clock_skew, shutdown)
+    }
+
+    fn with_terms(ttl: Duration, skew: Duration, shutdown: Shutdown) -> Self {
         Self {
             state: Arc::default(),
             outcomes: Arc::new(watch::channel(0).0),
             shutdown,
-            ttl: config.lease_ttl,
-            skew: config.max_clock_skew,
+            ttl,
+            skew,
             started: Instant::now(),
         }
     }
@@ -193,16 +201,15 @@ impl Lease {
     }
 }
 
-use banyan_env::wall_clock_ms;
-
-/// Renews the lease every TTL/3 until stopped. `holds` says whether the replica shows
-/// this node holding its site's lease.
+/// Renews the lease every TTL/3 until the branch stops, each renewal stamped with
+/// `clock`. `holds` says whether the replica shows this node holding its site's lease.
 pub async fn renew_forever(
     lease: Lease,
     config: BranchConfig,
     outbox: Arc<Outbox>,
     mode: Arc<crate::autonomy::ModeCell>,
     identity: banyan_raft::Identity,
+    clock: Clock,
     holds: impl Fn() -> bool + Send + 'static,
 ) {
     let every = config.lease_ttl / 3;
@@ -231,6 +238,37 @@ pub async fn renew_forever(
             return;
         }
     };
+    let renew = || {
+        let request = RenewLeaseRequest {
+            site_id: config.site.clone(),
+            node_id: config.id,
+            sent_at_ms: clock(),
+            ttl_ms: config.lease_ttl.as_millis() as i64,
+            mode: BranchMode::Connected.into(),
+            journal_backlog: outbox.backlog(),
+            request_id: String::new(),
+        };
+        let client = client.clone();
+        async move { judge(client.renew_lease_judged(request).await.map(drop)) }
+    };
+    let connected = || mode.get() == crate::autonomy::Mode::Connected;
+    renew_every(&lease, every, connected, holds, renew).await;
+}
+
+/// The renewal loop: every `every`, while the branch is `connected` (autonomous or
+/// reconciling, the core must not route to agents the branch is routing to) and the lease
+/// [should be renewed](LeaseState::should_renew), sends one renewal by `renew` and
+/// records its outcome against its send time. Ends once the branch stops.
+async fn renew_every<R, F>(
+    lease: &Lease,
+    every: Duration,
+    connected: impl Fn() -> bool,
+    holds: impl Fn() -> bool,
+    mut renew: R,
+) where
+    R: FnMut() -> F,
+    F: Future<Output = Outcome>,
+{
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -238,9 +276,7 @@ pub async fn renew_forever(
             _ = interval.tick() => {}
             () = lease.shutdown.begun() => return,
         }
-        // Autonomous or reconciling: no renewal until the core has the branch's work, or
-        // the core would route to agents the branch is routing to.
-        if mode.get() != crate::autonomy::Mode::Connected {
+        if !connected() {
             continue;
         }
         let sent = Instant::now();
@@ -251,36 +287,86 @@ pub async fn renew_forever(
             }
             state.sending(sent);
         }
-        let request = RenewLeaseRequest {
-            site_id: config.site.clone(),
-            node_id: config.id,
-            sent_at_ms: wall_clock_ms(),
-            ttl_ms: config.lease_ttl.as_millis() as i64,
-            mode: BranchMode::Connected.into(),
-            journal_backlog: outbox.backlog(),
-            request_id: String::new(),
-        };
-        let outcome = match client.renew_lease_judged(request).await {
-            Ok(_) => Outcome::Accepted,
-            Err(failed) if failed.outcome_unknown => {
-                tracing::warn!(
-                    status = %failed.status,
-                    "lease renewal unanswered: counted as held until its TTL runs out"
-                );
-                Outcome::Unknown(failed.status.message().to_owned())
-            }
-            Err(failed) => {
-                tracing::warn!(status = %failed.status, "lease renewal failed");
-                Outcome::Failed(failed.status.message().to_owned())
-            }
-        };
+        let outcome = renew().await;
         lease.record(sent, outcome);
+    }
+}
+
+/// What the client's answer to a renewal means for the lease.
+fn judge(answer: Result<(), banyan_client::Failed>) -> Outcome {
+    match answer {
+        Ok(()) => Outcome::Accepted,
+        Err(failed) if failed.outcome_unknown => {
+            tracing::warn!(
+                status = %failed.status,
+                "lease renewal unanswered: counted as held until its TTL runs out"
+            );
+            Outcome::Unknown(failed.status.message().to_owned())
+        }
+        Err(failed) => {
+            tracing::warn!(status = %failed.status, "lease renewal failed");
+            Outcome::Failed(failed.status.message().to_owned())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The renewal loop on paused time: three renewals accepted, one that reaches the core
+    /// and whose answer is lost, then none delivered. The lease may be held until TTL plus
+    /// the skew after the unanswered one was sent (not after the last accepted one), the
+    /// branch stops renewing once nothing has been accepted for a whole TTL, and it does
+    /// not take the lease up again while the replica shows the site as its own.
+    #[tokio::test(start_paused = true)]
+    async fn on_paused_time_the_fence_runs_from_the_last_renewal_that_may_have_landed() {
+        let (ttl, skew) = (Duration::from_secs(3), Duration::from_millis(500));
+        let shutdown = Shutdown::new();
+        let lease = Lease::with_terms(ttl, skew, shutdown.clone());
+        let start = Instant::now();
+        let sends = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let renew = {
+            let sends = sends.clone();
+            move || {
+                let n = {
+                    let mut sends = sends.lock().unwrap();
+                    sends.push(start.elapsed());
+                    sends.len()
+                };
+                async move {
+                    match n {
+                        1..=3 => Outcome::Accepted,
+                        4 => Outcome::Unknown("the answer was lost".into()),
+                        _ => Outcome::Failed("never delivered".into()),
+                    }
+                }
+            }
+        };
+        let renewing = {
+            let lease = lease.clone();
+            tokio::spawn(async move { renew_every(&lease, ttl / 3, || true, || true, renew).await })
+        };
+        let seconds = |ms: u64| Duration::from_millis(ms);
+        // The last accepted renewal went at 2 s, the unanswered one at 3 s: held until 6.5 s.
+        tokio::time::sleep_until(start + seconds(6_400)).await;
+        assert!(lease.may_be_held(), "fenced from the last accepted renewal");
+        assert_eq!(lease.certainly_lapsed_at(), start + seconds(6_500));
+        tokio::time::sleep_until(start + seconds(6_600)).await;
+        assert!(!lease.may_be_held());
+        tokio::time::sleep_until(start + seconds(20_000)).await;
+        // Renewed at 0-4 s; from 5 s (a TTL after the last accepted one) no more.
+        let sent: Vec<u64> = sends
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(sent, [0, 1_000, 2_000, 3_000, 4_000]);
+        assert_eq!(lease.last_error().as_deref(), Some("never delivered"));
+        shutdown.begin();
+        renewing.await.unwrap();
+    }
 
     fn terms(start: Instant) -> Terms {
         Terms {

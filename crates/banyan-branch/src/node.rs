@@ -10,6 +10,7 @@ use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
+use banyan_env::Clock;
 use banyan_observe::{Observed, OwnBranch, Telemetry};
 use banyan_raft::{
     open_stores, AppliedState, Database, Identity, LinkControl, NetworkFactory, Raft, StoreError,
@@ -44,7 +45,7 @@ pub enum StartError {
 pub(crate) struct RefusedImport {
     pub(crate) why: String,
     /// When it came, and how long the branch waits before the next import.
-    pub(crate) at: std::time::Instant,
+    pub(crate) at: tokio::time::Instant,
     pub(crate) wait: std::time::Duration,
 }
 
@@ -86,6 +87,9 @@ pub(crate) struct Inner {
     pub(crate) accepts: Arc<Outbox>,
     /// Begun when the branch stops: every background task ends on it.
     pub(crate) shutdown: banyan_env::Shutdown,
+    /// The wall clock: lease renewals' stamps, and the site's commands and timers while
+    /// the branch is on its own.
+    pub(crate) clock: Clock,
     /// Cached channels to core nodes, for reads sent to the core.
     channels: banyan_api::forward::Forwarder,
     state_machine: banyan_raft::StateMachineStore,
@@ -97,7 +101,13 @@ pub(crate) struct Inner {
 impl BranchNode {
     /// Opens the branch's storage, starts its Raft as a (not yet joined) learner, and
     /// starts joining the core and renewing the site's lease in the background.
-    pub async fn start(config: BranchConfig, links: LinkControl) -> Result<Self, StartError> {
+    /// `clock` is the wall clock the branch stamps its renewals and its journal with;
+    /// injected, as a core node's is, so tests can run a branch on a controlled time.
+    pub async fn start(
+        config: BranchConfig,
+        links: LinkControl,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
         let (db, log, state_machine) = open_stores(&config.data_dir)?;
         let identity = Identity::new(config.id, &db, state_machine.applied_state());
         let committed = log.committed_index();
@@ -164,6 +174,7 @@ impl BranchNode {
                 outbox,
                 accepts,
                 shutdown: shutdown.clone(),
+                clock,
                 channels: banyan_api::forward::Forwarder::new(config.security.clone()),
                 config,
             }),
@@ -185,6 +196,7 @@ impl BranchNode {
             node.inner.outbox.clone(),
             node.inner.mode.clone(),
             node.inner.identity.clone(),
+            node.inner.clock.clone(),
             move || crate::autonomy::holds_lease(&replica, &site, id),
         ));
         if let Err(e) = node.inner.resume_journal() {

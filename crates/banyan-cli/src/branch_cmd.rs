@@ -74,9 +74,13 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         &args.self_service,
         security,
     )?;
-    let node = BranchNode::start(config.clone(), LinkControl::default())
-        .await
-        .context("starting the branch")?;
+    let node = BranchNode::start(
+        config.clone(),
+        LinkControl::default(),
+        banyan_env::system_clock(),
+    )
+    .await
+    .context("starting the branch")?;
     let running = serve(node.clone(), listener)?;
     tracing::info!(
         node_id = config.id,

@@ -158,9 +158,13 @@ impl InProcessCluster {
             self_service,
             self.pki.node_security(id)?,
         )?;
-        let node = banyan_branch::BranchNode::start(config, self.links.clone())
-            .await
-            .with_context(|| format!("starting branch {id}"))?;
+        let node = banyan_branch::BranchNode::start(
+            config,
+            self.links.clone(),
+            banyan_env::system_clock(),
+        )
+        .await
+        .with_context(|| format!("starting branch {id}"))?;
         let running = banyan_branch::serve(node, listener)?;
         self.branches.insert(id, InProcessBranch { running, links });
         Ok(addr)
