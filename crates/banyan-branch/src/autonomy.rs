@@ -63,6 +63,25 @@ impl ModeCell {
     }
 }
 
+/// The branch's mode and, while it is on its own, the state it serves.
+#[derive(Default)]
+pub(crate) struct ModeState {
+    /// Connected, on its own, or handing over; shared with the lease renewals.
+    pub(crate) cell: Arc<ModeCell>,
+    /// While cut off: the site's own state, advanced by the branch's journal.
+    local: std::sync::RwLock<Option<AppliedState>>,
+}
+
+impl ModeState {
+    pub(crate) fn get(&self) -> Mode {
+        self.cell.get()
+    }
+
+    fn set(&self, mode: Mode) {
+        self.cell.set(mode);
+    }
+}
+
 /// Whether the replica shows branch node `node` holding `site`'s lease, lapsed or not. A
 /// released lease (holder 0) is nobody's until a renewal takes it.
 pub(crate) fn holds_lease(replica: &AppliedState, site: &str, node: u64) -> bool {
@@ -77,19 +96,19 @@ pub(crate) fn holds_lease(replica: &AppliedState, site: &str, node: u64) -> bool
 impl Inner {
     /// The state the branch serves: its own while autonomous, else the replica.
     pub(crate) fn serving(&self) -> AppliedState {
-        self.local
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(|| self.replica.clone())
+        self.local().unwrap_or_else(|| self.replica.clone())
     }
 
     fn local(&self) -> Option<AppliedState> {
-        self.local.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.mode
+            .local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_local(&self, state: Option<AppliedState>) {
-        *self.local.write().unwrap_or_else(|p| p.into_inner()) = state;
+        *self.mode.local.write().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
     /// Applies a command on the branch's own state: on disk in the journal first, then
@@ -126,7 +145,7 @@ impl Inner {
                 ))
             }
         }
-        let _order = self.journal_lock.lock().await;
+        let _order = self.journal.order.lock().await;
         let Some(local) = self.local() else {
             return Err(ApiError::unavailable(
                 "the branch is switching modes; retry shortly",
@@ -139,9 +158,11 @@ impl Inner {
         // core, which keys reconciliation by site, would take entries up to what it already
         // reconciled for the site as applied and drop them. Continue past that instead.
         self.journal
+            .entries
             .advance_past(self.replica.read().domain.reconciled_seq(&self.config.site));
         let seq = self
             .journal
+            .entries
             .push(&bytes)
             .await
             .map_err(|e| ApiError::unavailable(format!("writing the journal: {e}")))?;
@@ -166,6 +187,7 @@ impl Inner {
         let done = self.replica.read().domain.reconciled_seq(&self.config.site);
         let pending: Vec<(u64, Vec<u8>)> = self
             .journal
+            .entries
             .pending(usize::MAX)
             .map_err(|e| format!("reading the journal: {e}"))?
             .into_iter()
@@ -181,7 +203,7 @@ impl Inner {
             return Ok(());
         }
         // Rebuilding the site's own state rests on the accepts in doubt too.
-        self.check_accept_records()?;
+        self.accepts.check()?;
         let local = AppliedState::detached(self.view());
         for (seq, stamped) in &entries {
             // A refusal replays as a refusal: the branch answered it so the first time.
@@ -199,7 +221,8 @@ impl Inner {
     /// The replicated state narrowed to this branch's site, with the accepts in doubt.
     fn view(&self) -> banyan_domain::State {
         let in_doubt: Vec<(String, String)> = self
-            .accepts_in_doubt()
+            .accepts
+            .in_doubt()
             .into_iter()
             .map(|(_, accept)| accept)
             .collect();
@@ -242,7 +265,7 @@ impl Inner {
     /// the core again as new, and the core would keep its first copy over what the
     /// branch's agent did with it since.
     async fn reconcile(&self) -> Result<(), ApiError> {
-        let _guard = self.journal_lock.lock().await;
+        let _guard = self.journal.order.lock().await;
         self.mode.set(Mode::Reconciling);
         let handed = self.hand_over().await;
         if handed.is_err() {
@@ -260,6 +283,7 @@ impl Inner {
             return Ok(());
         };
         let unanswered = self
+            .journal
             .unanswered_import
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -276,6 +300,7 @@ impl Inner {
         self.forget_journal_upto(done).await?;
         let pending = self
             .journal
+            .entries
             .pending(usize::MAX)
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         if pending.is_empty() {
@@ -289,6 +314,7 @@ impl Inner {
         // import already carried: the core lets the branch's copy stand in for its own
         // untaken one, and settles what the same agent did with it since.
         let mut created = self
+            .journal
             .created_alone
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -321,8 +347,8 @@ impl Inner {
                 // the replica shows it reconciled.
                 self.forget_journal_upto(upto_seq).await?;
                 // The core has the truth about every accept now, and the replica shows it.
-                for (seq, _) in self.accepts_in_doubt() {
-                    self.forget_accept(seq).await;
+                for (seq, _) in self.accepts.in_doubt() {
+                    self.accepts.forget(seq).await;
                 }
                 self.back_through_the_core(&local);
                 tracing::info!(site = %self.config.site, upto_seq, index = committed.index, "reconciled with the core");
@@ -351,6 +377,7 @@ impl Inner {
         );
         if definite {
             let mut refused = self
+                .journal
                 .import_refused
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
@@ -365,13 +392,14 @@ impl Inner {
                 "the core refused this branch's import; the journal is kept and the site \
                  served alone"
             );
-            *refused = Some(crate::node::RefusedImport {
+            *refused = Some(crate::journal::RefusedImport {
                 why: format!("import up to journal entry {upto_seq} refused: {status}"),
                 at: tokio::time::Instant::now(),
                 wait,
             });
         } else {
             *self
+                .journal
                 .unanswered_import
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some((upto_seq, command));
@@ -382,10 +410,12 @@ impl Inner {
     /// back to the replica's events.
     fn back_through_the_core(&self, local: &AppliedState) {
         *self
+            .journal
             .import_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        self.created_alone
+        self.journal
+            .created_alone
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
@@ -400,18 +430,21 @@ impl Inner {
     async fn forget_journal_upto(&self, seq: u64) -> Result<(), ApiError> {
         let pending = self
             .journal
+            .entries
             .pending(usize::MAX)
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let done: Vec<(u64, Vec<u8>)> = pending
             .into_iter()
             .take_while(|(entry, _)| *entry <= seq)
             .collect();
-        self.created_alone
+        self.journal
+            .created_alone
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(created_in(&done));
         for (entry, _) in done {
             self.journal
+                .entries
                 .delivered(entry)
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -449,7 +482,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                 inner.go_autonomous();
                 continue;
             }
-            inner.forget_settled_accepts().await;
+            inner.accepts.forget_settled(&inner.replica).await;
             // Nothing else can change the verdict: wait for one of these.
             let lapse = inner.lease.certainly_lapsed_at();
             let lapse = (lapse > tokio::time::Instant::now()).then_some(lapse);
@@ -481,6 +514,7 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                     let _ = inner.submit_local(Command::new(Action::Tick).by(me)).await;
                 }
                 let holding_off = inner
+                    .journal
                     .import_refused
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -17,17 +17,23 @@
 //! * [`config`]: the branch's configuration, validated once.
 //! * [`node`]: the learner, joining the core, the `Backend` the services run on.
 //! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
-//! * [`autonomy`]: routing the site alone when cut off, the journal, reconciliation.
+//! * [`autonomy`]: the mode; routing the site alone when cut off, reconciliation.
+//! * `journal.rs`: the journal of work done alone, and the state of its hand-over.
+//! * `accepts.rs`: the accepts in doubt (on disk before sent to the core).
+//! * `self_service.rs`: recording a self-served contact in the outbox.
 //! * [`server`]: serves the branch's gRPC services on one listener.
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
 //! * [`outbox`]: the durable logs on the branch's disk (outbox, journal, accepts in doubt).
 
+mod accepts;
 pub mod autonomy;
 pub mod config;
+mod journal;
 pub mod lease;
 pub mod node;
 pub mod outbox;
+mod self_service;
 pub mod server;
 pub mod ship;
 pub mod triage;

@@ -5,7 +5,7 @@ use banyan_api::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::outbox::{Appended, Outbox};
+use crate::outbox::Outbox;
 use banyan_api::{Backend, Committed};
 use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
@@ -17,8 +17,11 @@ use banyan_raft::{
 };
 use tonic::transport::Channel;
 
+use crate::accepts::Accepts;
 use crate::config::BranchConfig;
+use crate::journal::Journal;
 use crate::lease::Lease;
+use crate::self_service::SelfService;
 
 /// How long a write the core committed waits for the branch's replica to apply it.
 const REPLICA_WAIT: Duration = Duration::from_secs(6);
@@ -41,14 +44,6 @@ pub enum StartError {
     Identity(String),
 }
 
-/// The core's last refusal of this branch's import.
-pub(crate) struct RefusedImport {
-    pub(crate) why: String,
-    /// When it came, and how long the branch waits before the next import.
-    pub(crate) at: tokio::time::Instant,
-    pub(crate) wait: std::time::Duration,
-}
-
 /// A running branch. Cheap to clone.
 #[derive(Clone)]
 pub struct BranchNode {
@@ -60,31 +55,20 @@ pub(crate) struct Inner {
     raft: Raft,
     /// The replica of the core's state (Raft learner).
     pub(crate) replica: AppliedState,
-    /// While cut off: the site's own state, advanced by the branch's journal.
-    pub(crate) local: std::sync::RwLock<Option<AppliedState>>,
-    pub(crate) mode: Arc<crate::autonomy::ModeCell>,
-    /// Commands applied while cut off, in order, on disk before acknowledged.
-    pub(crate) journal: Arc<Outbox>,
-    /// Serializes local writes: journal order is apply order.
-    pub(crate) journal_lock: tokio::sync::Mutex<()>,
-    /// The last import sent to the core without an answer: `(upto_seq, command)`.
-    pub(crate) unanswered_import: std::sync::Mutex<Option<(u64, Command)>>,
-    /// Contacts created alone during this outage whose journal entries an import already
-    /// carried to the core.
-    pub(crate) created_alone: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// The core's refusal of the last import, and when it came: the branch holds off
-    /// sending the next one (see `autonomy::RETRY_REFUSED_FIRST`).
-    pub(crate) import_refused: std::sync::Mutex<Option<RefusedImport>>,
+    /// Connected or on its own, and the site's own state while on its own.
+    pub(crate) mode: crate::autonomy::ModeState,
+    /// What the branch did on its own while cut off, and the state of handing it over.
+    pub(crate) journal: Journal,
     db: Database,
     /// The core, for joining, writes and lease renewals.
     pub(crate) core: Client,
     pub(crate) lease: Lease,
     /// Self-served contacts on their way to the core.
-    outbox: Arc<Outbox>,
-    /// Accepts sent to the core without a definite answer yet: `(contact, agent)`, on
-    /// disk before sent, so a branch cut off (or restarted) mid-accept keeps the agent's
-    /// capacity for a call the core may have connected.
-    pub(crate) accepts: Arc<Outbox>,
+    self_service: SelfService,
+    /// Accepts sent to the core without a definite answer yet, on disk before sent, so a
+    /// branch cut off (or restarted) mid-accept keeps the agent's capacity for a call the
+    /// core may have connected.
+    pub(crate) accepts: Accepts,
     /// Begun when the branch stops: every background task ends on it.
     pub(crate) shutdown: banyan_env::Shutdown,
     /// The wall clock: lease renewals' stamps, and the site's commands and timers while
@@ -150,8 +134,8 @@ impl BranchNode {
         let shutdown = banyan_env::Shutdown::new();
         let lease = Lease::new(&config, shutdown.clone());
         let outbox = Arc::new(Outbox::open(&db, "outbox")?);
-        let journal = Arc::new(Outbox::open(&db, "journal")?);
-        let accepts = Arc::new(Outbox::open(&db, "accepts")?);
+        let journal = Journal::new(Arc::new(Outbox::open(&db, "journal")?));
+        let accepts = Accepts::new(Arc::new(Outbox::open(&db, "accepts")?));
         let telemetry = Telemetry::new();
         telemetry.watch_offers(state_machine.applied_state(), shutdown.clone());
         let node = Self {
@@ -159,19 +143,14 @@ impl BranchNode {
                 telemetry,
                 state_machine: state_machine.clone(),
                 replica: state_machine.applied_state(),
-                local: Default::default(),
                 mode: Default::default(),
                 journal,
-                journal_lock: Default::default(),
-                unanswered_import: Default::default(),
-                created_alone: Default::default(),
-                import_refused: Default::default(),
                 raft,
                 identity,
                 db,
                 core,
                 lease,
-                outbox,
+                self_service: SelfService::new(outbox, clock.clone()),
                 accepts,
                 shutdown: shutdown.clone(),
                 clock,
@@ -180,7 +159,7 @@ impl BranchNode {
             }),
         };
         tokio::spawn(crate::ship::ship_forever(
-            node.inner.outbox.clone(),
+            node.inner.self_service.outbox.clone(),
             node.inner.core.clone(),
             shutdown.clone(),
         ));
@@ -193,8 +172,8 @@ impl BranchNode {
         tokio::spawn(crate::lease::renew_forever(
             node.inner.lease.clone(),
             node.inner.config.clone(),
-            node.inner.outbox.clone(),
-            node.inner.mode.clone(),
+            node.inner.self_service.outbox.clone(),
+            node.inner.mode.cell.clone(),
             node.inner.identity.clone(),
             node.inner.clock.clone(),
             move || crate::autonomy::holds_lease(&replica, &site, id),
@@ -245,7 +224,7 @@ impl BranchNode {
 
     /// Self-served contacts not yet delivered to the core.
     pub fn outbox_backlog(&self) -> u64 {
-        self.inner.outbox.backlog()
+        self.inner.self_service.outbox.backlog()
     }
 
     /// Stops Raft and flushes storage.
@@ -270,68 +249,6 @@ impl Inner {
             self.core.propose(payload)
         })
         .await
-    }
-
-    /// Records, on disk, an accept about to be sent to the core.
-    async fn accept_in_doubt(&self, contact_id: &str, agent_id: &str) -> Result<u64, ApiError> {
-        let entry = banyan_raft::codec::encode(&(contact_id.to_owned(), agent_id.to_owned()));
-        self.accepts
-            .push(&entry)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("recording the accept: {e}")))
-    }
-
-    /// The accepts still in doubt, as `(contact, agent)`, with their sequence numbers.
-    /// Forgets an accept record the core has settled. A failure to do so is logged, not
-    /// dropped: the record then stays in doubt, which keeps its agent's capacity for a call
-    /// that is over until the next reconciliation clears it.
-    pub(crate) async fn forget_accept(&self, seq: u64) {
-        if let Err(e) = self.accepts.delivered(seq).await {
-            tracing::error!(seq, error = %e, "could not forget a settled accept record");
-        }
-    }
-
-    /// Checks that every accept record reads (at start: see `resume_journal`).
-    pub(crate) fn check_accept_records(&self) -> Result<(), String> {
-        let records = self
-            .accepts
-            .pending(usize::MAX)
-            .map_err(|e| format!("reading the accept records: {e}"))?;
-        for (seq, bytes) in records {
-            banyan_raft::codec::decode::<(String, String)>(&bytes)
-                .map_err(|e| format!("accept record {seq} cannot be read: {e}"))?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn accepts_in_doubt(&self) -> Vec<(u64, (String, String))> {
-        self.accepts
-            .pending(usize::MAX)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(seq, bytes)| Some((seq, banyan_raft::codec::decode(&bytes).ok()?)))
-            .collect()
-    }
-
-    /// Forgets accepts the replica has settled: the contact is no longer on offer to the
-    /// agent, so the accept either connected it (the replica shows that) or never will.
-    pub(crate) async fn forget_settled_accepts(&self) {
-        for (seq, (contact_id, agent_id)) in self.accepts_in_doubt() {
-            let open = self
-                .replica
-                .read()
-                .domain
-                .contact(&contact_id)
-                .is_some_and(|c| {
-                    c.state == banyan_domain::ContactState::Offered
-                        && c.offer
-                            .as_ref()
-                            .is_some_and(|o| o.agents.contains(&agent_id))
-                });
-            if !open {
-                self.forget_accept(seq).await;
-            }
-        }
     }
 }
 
@@ -391,7 +308,7 @@ impl Backend for BranchNode {
             Action::AcceptOffer {
                 agent_id,
                 contact_id,
-            } => Some(self.inner.accept_in_doubt(contact_id, agent_id).await?),
+            } => Some(self.inner.accepts.record(contact_id, agent_id).await?),
             _ => None,
         };
         let result = self.inner.forward(&command).await;
@@ -400,13 +317,13 @@ impl Backend for BranchNode {
             // reached this branch's replica yet: if the core is lost before it does, the
             // branch's view for routing alone must still count the call against the agent
             // (the record is forgotten once the replica shows it, see
-            // `forget_settled_accepts`).
+            // `Accepts::forget_settled`).
             let settled = match &result {
                 Ok(committed) => self.inner.replica.applied_index() >= committed.index,
                 Err(error) => !error.may_have_taken_effect(),
             };
             if settled {
-                self.inner.forget_accept(seq).await;
+                self.inner.accepts.forget(seq).await;
             }
         }
         result
@@ -426,7 +343,12 @@ impl Backend for BranchNode {
             let applied = source.read();
             self.inner.config.triage.answer(input, &applied.domain)?
         };
-        Some(self.record_self_served(input, request_id, answer, by).await)
+        let inner = &self.inner;
+        let recorded =
+            inner
+                .self_service
+                .record(&inner.config, &inner.replica, input, request_id, answer, by);
+        Some(recorded.await)
     }
 
     /// A linearizable read at a branch is answered by the core; a local read by the
@@ -464,70 +386,7 @@ impl BranchNode {
             ),
         )))
     }
-
-    async fn record_self_served(
-        &self,
-        input: &ContactInput,
-        request_id: Option<&str>,
-        answer: String,
-        by: &banyan_domain::Principal,
-    ) -> Result<Contact, ApiError> {
-        let config = &self.inner.config;
-        let id = if input.id.is_empty() {
-            fresh_contact_id("ss", &config.site, config.id)
-        } else {
-            input.id.clone()
-        };
-        let mut input = input.clone();
-        input.id = id.clone();
-        input.self_served = true;
-        input.origin_site = config.site.clone();
-        input.attributes.insert("answer".into(), answer);
-        // A queue the core does not know would make it refuse the record.
-        if !input.queue_id.is_empty()
-            && self
-                .inner
-                .replica
-                .read()
-                .domain
-                .queue(&input.queue_id)
-                .is_none()
-        {
-            input.queue_id.clear();
-        }
-        let contact = Contact::self_served(
-            id.clone(),
-            request_id.map(str::to_owned),
-            &input,
-            wall_clock_ms(),
-        );
-        let command = Command::with_request_id(
-            Action::CreateContact(input),
-            Some(format!("self-served/{id}")),
-        )
-        .by(by.clone());
-        let key = request_id.map_or_else(|| format!("self-served/{id}"), str::to_owned);
-        let appended = self
-            .inner
-            .outbox
-            .append(
-                &key,
-                &banyan_raft::codec::encode(&contact),
-                &banyan_raft::codec::encode(&command),
-            )
-            .await
-            .map_err(|e| {
-                ApiError::unavailable(format!("recording the self-served contact: {e}"))
-            })?;
-        match appended {
-            Appended::New(_) => Ok(contact),
-            Appended::Existing(first) => banyan_raft::codec::decode(&first)
-                .map_err(|e| ApiError::fatal(format!("undecodable earlier answer: {e}"))),
-        }
-    }
 }
-
-use banyan_env::wall_clock_ms;
 
 /// A contact id no other node makes: a kind, the site, this branch, its clock and a counter.
 /// The id a branch gives the contact of create request `request_id`, whether it forwards
@@ -619,11 +478,12 @@ impl Observed for BranchNode {
                 crate::autonomy::Mode::Autonomous => "alone",
                 crate::autonomy::Mode::Reconciling => "handing over",
             },
-            journal_backlog: self.inner.journal.backlog(),
-            outbox_backlog: self.inner.outbox.backlog(),
+            journal_backlog: self.inner.journal.entries.backlog(),
+            outbox_backlog: self.inner.self_service.outbox.backlog(),
             since_core_answered: self.inner.lease.since_last_renewal(),
             import_refused: self
                 .inner
+                .journal
                 .import_refused
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
