@@ -51,6 +51,12 @@ async fn t90_a_branch_serves_its_region_through_its_replica() {
         ..RetryPolicy::default()
     };
     let branch = Client::new([&branch_addr], policy, &cluster.security()).unwrap();
+    // The branch's own status names its mode; a core node has no such service.
+    let status = branch.branch_status().await.unwrap();
+    assert_eq!(status.mode, pb::BranchMode::Connected as i32, "{status:?}");
+    assert_eq!(status.outbox_backlog, 0);
+    let on_core = core.branch_status().await.unwrap_err();
+    assert_eq!(on_core.code(), tonic::Code::Unimplemented, "{on_core:?}");
     let queue = pb::Queue {
         id: "emea-support".into(),
         name: "EMEA support".into(),

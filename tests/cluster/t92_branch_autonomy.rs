@@ -79,6 +79,11 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
     let (code, body) = banyan_harness::http_get(&http, "/readyz").await.unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("on its own"), "{body}");
+    // The branch's own status says the same, as a field a tool can read.
+    let status = branch.branch_status().await.unwrap();
+    assert_eq!(status.mode, pb::BranchMode::Autonomous as i32, "{status:?}");
+    assert_eq!((status.node_id, status.site_id.as_str()), (101, "emea"));
+    assert!(status.since_core_answered_ms > 0, "{status:?}");
     let mut acknowledged = Vec::new();
     for n in 0..4 {
         let created = branch
@@ -182,7 +187,10 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
             async move {
                 let site = site_status(&core, "emea").await?;
                 let agents = agents_served(&branch).await?;
-                (site.mode == pb::SiteMode::Leased as i32 && agents == 2).then_some(())
+                let connected = branch.branch_status().await.ok()?.mode
+                    == pb::BranchMode::Connected as i32;
+                (site.mode == pb::SiteMode::Leased as i32 && agents == 2 && connected)
+                    .then_some(())
             }
         },
     )

@@ -22,6 +22,7 @@
 //! * `accepts.rs`: the accepts in doubt (on disk before sent to the core).
 //! * `self_service.rs`: recording a self-served contact in the outbox.
 //! * [`server`]: serves the branch's gRPC services on one listener.
+//! * [`status`]: `Branch.Status`, the branch's own account of its mode and backlogs.
 //! * [`triage`]: intents the branch answers itself (self-service).
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
 //! * [`outbox`]: the durable logs on the branch's disk (outbox, journal, accepts in doubt).
@@ -36,6 +37,7 @@ pub mod outbox;
 mod self_service;
 pub mod server;
 pub mod ship;
+pub mod status;
 pub mod triage;
 
 pub use autonomy::Mode;

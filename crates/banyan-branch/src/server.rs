@@ -1,5 +1,5 @@
 //! Serves a branch's gRPC services on one listener: `ContactCenter` and `AgentDesk` for
-//! its region and the Raft transport the core replicates through, in the node shell every
+//! its region, `Branch.Status`, and the Raft transport the core replicates through, in the node shell every
 //! node shares ([`banyan_api::shell`]).
 
 use banyan_api::shell::{serve_grpc, GrpcServer};
@@ -32,7 +32,8 @@ pub fn serve(node: BranchNode, listener: TcpListener) -> std::io::Result<Running
         RaftTransportService::new(node.raft().clone(), node.identity().clone()).into_server(),
     )
     .add_service(ContactCenterService::new(node.clone()).into_server())
-    .add_service(AgentDeskService::new(node.clone()).into_server());
+    .add_service(AgentDeskService::new(node.clone()).into_server())
+    .add_service(crate::status::BranchStatusService::new(node.clone()).into_server());
     let server = serve_grpc(listener, node.security(), node.telemetry(), services)?;
     Ok(RunningBranch {
         addr: server.addr(),

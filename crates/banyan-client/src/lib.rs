@@ -555,6 +555,16 @@ impl Client {
     }
 
     /// Status as the current node sees it.
+    /// A branch's own account of itself (`Branch.Status`; only branches serve it).
+    pub async fn branch_status(&self) -> Result<banyan_proto::v1::BranchStatus, Status> {
+        use banyan_proto::v1::branch_client::BranchClient;
+        self.call(
+            &banyan_proto::v1::BranchStatusRequest {},
+            |channel, request| async move { BranchClient::new(channel).status(request).await },
+        )
+        .await
+    }
+
     pub async fn status(&self) -> Result<ClusterStatus, Status> {
         self.call(&StatusRequest {}, |channel, request| async move {
             ClusterClient::new(channel).status(request).await

@@ -120,6 +120,7 @@ pub const METHODS: &[(&str, Permission)] = &[
     ("/banyan.v1.Cluster/RemoveNode", Permission::Membership),
     ("/banyan.v1.Cluster/RenewLease", Permission::RenewLease),
     ("/banyan.v1.Cluster/ReleaseLease", Permission::Membership),
+    ("/banyan.v1.Branch/Status", Permission::Read),
     (
         "/banyan.v1.RaftTransport/AppendEntries",
         Permission::RaftPeer,
@@ -510,6 +511,7 @@ mod tests {
             ("/banyan.v1.Cluster/RemoveNode", "-Y----Y-"),
             ("/banyan.v1.Cluster/RenewLease", "-Y----YY"),
             ("/banyan.v1.Cluster/ReleaseLease", "-Y----Y-"),
+            ("/banyan.v1.Branch/Status", "-YYYY-YY"),
             ("/banyan.v1.RaftTransport/AppendEntries", "------Y-"),
             ("/banyan.v1.RaftTransport/Vote", "------Y-"),
             ("/banyan.v1.RaftTransport/InstallSnapshot", "------Y-"),

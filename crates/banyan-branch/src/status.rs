@@ -1,0 +1,58 @@
+//! `Branch.Status`: what a branch says of itself (its mode, its backlogs, when the core
+//! last answered), for tools and drills that must know a branch's mode without reading
+//! the text of `/readyz`.
+
+use banyan_observe::Observed;
+use banyan_proto::v1 as pb;
+use banyan_proto::v1::branch_server::{Branch, BranchServer};
+use tonic::{Request, Response, Status};
+
+use crate::autonomy::Mode;
+use crate::node::BranchNode;
+
+/// The `Branch` service over one branch node.
+pub struct BranchStatusService {
+    node: BranchNode,
+}
+
+impl BranchStatusService {
+    pub fn new(node: BranchNode) -> Self {
+        Self { node }
+    }
+
+    pub fn into_server(self) -> BranchServer<Self> {
+        BranchServer::new(self)
+    }
+}
+
+/// The proto form of a branch's mode.
+fn mode_to_proto(mode: Mode) -> pb::BranchMode {
+    match mode {
+        Mode::Connected => pb::BranchMode::Connected,
+        Mode::Autonomous => pb::BranchMode::Autonomous,
+        Mode::Reconciling => pb::BranchMode::Reconciling,
+    }
+}
+
+#[tonic::async_trait]
+impl Branch for BranchStatusService {
+    async fn status(
+        &self,
+        _request: Request<pb::BranchStatusRequest>,
+    ) -> Result<Response<pb::BranchStatus>, Status> {
+        let node = &self.node;
+        let own = node.own_branch();
+        let since = node.lease().since_last_renewal();
+        Ok(Response::new(pb::BranchStatus {
+            node_id: node.id(),
+            site_id: node.site().to_owned(),
+            mode: mode_to_proto(node.mode()).into(),
+            journal_backlog: own.as_ref().map_or(0, |o| o.journal_backlog),
+            outbox_backlog: node.outbox_backlog(),
+            since_core_answered_ms: since
+                .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            import_refused: own.and_then(|o| o.import_refused).unwrap_or_default(),
+            applied_index: node.serving().applied_index(),
+        }))
+    }
+}
