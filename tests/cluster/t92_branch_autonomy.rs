@@ -187,10 +187,9 @@ async fn t92_a_branch_runs_on_its_own_while_the_core_is_down_and_reconciles_once
             async move {
                 let site = site_status(&core, "emea").await?;
                 let agents = agents_served(&branch).await?;
-                let connected = branch.branch_status().await.ok()?.mode
-                    == pb::BranchMode::Connected as i32;
-                (site.mode == pb::SiteMode::Leased as i32 && agents == 2 && connected)
-                    .then_some(())
+                let connected =
+                    branch.branch_status().await.ok()?.mode == pb::BranchMode::Connected as i32;
+                (site.mode == pb::SiteMode::Leased as i32 && agents == 2 && connected).then_some(())
             }
         },
     )

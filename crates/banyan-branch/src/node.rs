@@ -12,9 +12,7 @@ use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
 use banyan_env::Clock;
 use banyan_observe::{Observed, OwnBranch, Telemetry};
-use banyan_raft::{
-    open_stores, AppliedState, Database, Identity, LinkControl, NetworkFactory, Raft, StoreError,
-};
+use banyan_raft::{AppliedState, Database, Identity, LinkControl, Raft, StoreError};
 use tonic::transport::Channel;
 
 use crate::accepts::Accepts;
@@ -28,20 +26,21 @@ const REPLICA_WAIT: Duration = Duration::from_secs(6);
 /// Pause between attempts to join the core as a learner.
 const JOIN_RETRY: Duration = Duration::from_millis(500);
 
+/// Why a branch did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Its Raft did not start (storage, configuration, identity).
+    #[error(transparent)]
+    Raft(#[from] banyan_raft::StartError),
+    /// The branch's own trees (outbox, journal, accepts) could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("invalid Raft configuration: {0}")]
-    Config(String),
-    #[error("starting Raft: {0}")]
-    Raft(String),
+    /// The core's addresses do not make a client.
     #[error("core endpoints: {0}")]
     Core(String),
+    /// The journal or the accept records cannot be read.
     #[error("the branch's own records: {0}")]
     Journal(String),
-    #[error("settling the data directory's identity: {0}")]
-    Identity(String),
 }
 
 /// A running branch. Cheap to clone.
@@ -92,26 +91,20 @@ impl BranchNode {
         links: LinkControl,
         clock: Clock,
     ) -> Result<Self, StartError> {
-        let (db, log, state_machine) = open_stores(&config.data_dir)?;
-        let identity = Identity::new(config.id, &db, state_machine.applied_state());
-        let committed = log.committed_index();
-        let raft_config = config
-            .timers
-            .to_openraft("banyan-core")
-            .map_err(StartError::Config)?;
-        let raft = Raft::new(
+        let banyan_raft::Started {
+            db,
+            state_machine,
+            raft,
+            identity,
+            ..
+        } = banyan_raft::start_raft(
             config.id,
-            Arc::new(raft_config),
-            NetworkFactory::new(links, config.security.clone(), identity.clone()),
-            log,
-            state_machine.clone(),
+            &config.data_dir,
+            &config.timers,
+            links,
+            &config.security,
         )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
-        identity
-            .resolve(committed)
-            .await
-            .map_err(|e| StartError::Identity(e.to_string()))?;
+        .await?;
         // A write in flight when the core goes away must be settled (done or given up)
         // before the branch may route on its own, a lease TTL later.
         let policy = RetryPolicy {

@@ -1,7 +1,5 @@
 //! `banyan branch`: runs one branch node until SIGTERM or SIGINT.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,6 +7,7 @@ use banyan_branch::{serve, BranchConfig, BranchNode};
 use banyan_raft::LinkControl;
 use clap::Args;
 
+use crate::node_args::NodeArgs;
 use crate::node_shell::{bind, serve_until_stopped, Served};
 use crate::raft_args::RaftArgs;
 use crate::trust_args::TrustArgs;
@@ -21,18 +20,8 @@ pub struct BranchArgs {
     /// The site (regional center) this branch serves, e.g. `emea`.
     #[arg(long, env = "BANYAN_SITE")]
     pub site: String,
-    /// Address the core and clients use to reach this branch (host:port).
-    #[arg(long, env = "BANYAN_ADDR")]
-    pub addr: String,
-    /// Where to listen, when it differs from --addr.
-    #[arg(long, env = "BANYAN_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Serve `/healthz` and `/readyz` on this address.
-    #[arg(long, env = "BANYAN_HTTP")]
-    pub http: Option<SocketAddr>,
-    /// Directory for the branch's database (its replica of the core).
-    #[arg(long, env = "BANYAN_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Core nodes: host:port,host:port,...
     #[arg(long, env = "BANYAN_CORE", value_delimiter = ',', required = true)]
     pub core: Vec<String>,
@@ -60,13 +49,13 @@ pub struct BranchArgs {
 
 pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
     let security = args.trust.node(args.id)?;
-    let (listener, advertise) = bind(&args.addr, args.listen).await?;
+    let (listener, advertise) = bind(&args.node.addr, args.node.listen).await?;
     let timers = args.raft.timers();
     let config = BranchConfig::validate(
         args.id,
         &args.site,
         &advertise,
-        args.data_dir.clone(),
+        args.node.data_dir.clone(),
         args.core.clone(),
         args.lease_ttl,
         args.max_clock_skew,
@@ -96,5 +85,5 @@ pub async fn run(args: BranchArgs) -> anyhow::Result<()> {
         observed: node,
         shutdown: running.shutdown(),
     };
-    serve_until_stopped(config.id, args.http, served).await
+    serve_until_stopped(config.id, args.node.http, served).await
 }

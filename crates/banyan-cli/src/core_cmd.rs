@@ -1,14 +1,12 @@
 //! `banyan core`: runs one core node until SIGTERM or SIGINT.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
 use anyhow::Context;
 use banyan_core::node::system_clock;
 use banyan_core::LinkControl;
 use banyan_core::{serve, CoreConfig, CoreNode};
 use clap::Args;
 
+use crate::node_args::NodeArgs;
 use crate::node_shell::{bind, serve_until_stopped, Served};
 use crate::raft_args::RaftArgs;
 use crate::trust_args::TrustArgs;
@@ -19,19 +17,8 @@ pub struct CoreArgs {
     /// StatefulSet pod name (`banyan-core-0`) stands for its ordinal plus one.
     #[arg(long, env = "BANYAN_ID", value_parser = node_id)]
     pub id: u64,
-    /// Address peers and clients use to reach this node (host:port).
-    #[arg(long, env = "BANYAN_ADDR")]
-    pub addr: String,
-    /// Where to listen, when it differs from --addr (e.g. 0.0.0.0:7001 in a container).
-    /// Default: --addr when it is an IP address, else 0.0.0.0 on --addr's port.
-    #[arg(long, env = "BANYAN_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// HTTP address for /healthz and /readyz (e.g. 127.0.0.1:8001); none when absent.
-    #[arg(long, env = "BANYAN_HTTP")]
-    pub http: Option<SocketAddr>,
-    /// Directory for this node's database (created if missing).
-    #[arg(long, env = "BANYAN_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Voters of a new cluster: `1=host:port,2=host:port,3=host:port`. Safe to pass on
     /// every start: a node that is already initialized ignores it.
     #[arg(long, env = "BANYAN_INIT")]
@@ -44,12 +31,12 @@ pub struct CoreArgs {
 
 pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
     let security = args.trust.node(args.id)?;
-    let (listener, advertise) = bind(&args.addr, args.listen).await?;
+    let (listener, advertise) = bind(&args.node.addr, args.node.listen).await?;
     let timers = args.raft.timers();
     let config = CoreConfig::validate(
         args.id,
         &advertise,
-        args.data_dir.clone(),
+        args.node.data_dir.clone(),
         args.init.as_deref(),
         timers,
         security,
@@ -72,7 +59,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         observed: node,
         shutdown: running.shutdown(),
     };
-    serve_until_stopped(config.id, args.http, served).await
+    serve_until_stopped(config.id, args.node.http, served).await
 }
 
 /// A node id: a positive number, or a StatefulSet pod name `<name>-<ordinal>`, which is

@@ -12,6 +12,7 @@ mod ctl;
 mod demo;
 mod drill;
 mod logging;
+mod node_args;
 mod node_shell;
 mod raft_args;
 mod trust_args;

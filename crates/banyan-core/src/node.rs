@@ -8,8 +8,8 @@ use banyan_domain::{Action, Command, Principal, Stamped};
 use banyan_proto::v1::command_forwarding_client::CommandForwardingClient;
 use banyan_proto::v1::RaftPayload;
 use banyan_raft::{
-    open_stores, AppliedState, ChangeMembers, Database, Identity, LinkControl, LogStore,
-    NetworkFactory, Node, NodeId, Raft, RaftMetrics, StateMachineStore, StoreError,
+    AppliedState, ChangeMembers, Database, Identity, LinkControl, LogStore, Node, NodeId, Raft,
+    RaftMetrics, StateMachineStore,
 };
 use banyan_trust::Security;
 
@@ -25,17 +25,8 @@ use banyan_env::Shutdown;
 /// controlled time.
 pub use banyan_env::{system_clock, Clock};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("invalid Raft configuration: {0}")]
-    Config(String),
-    #[error("starting Raft: {0}")]
-    Raft(String),
-    #[error("settling the data directory's identity: {0}")]
-    Identity(String),
-}
+/// Why a core node did not start: its Raft did not.
+pub use banyan_raft::StartError;
 
 /// How long a caller waits for its proposal, here or forwarded to the leader: the
 /// proposer's own commit timeout plus time for the batch to form.
@@ -96,25 +87,20 @@ impl CoreNode {
         links: LinkControl,
         clock: Clock,
     ) -> Result<Self, StartError> {
-        let (db, log, state_machine) = open_stores(&config.data_dir)?;
-        let identity = Identity::new(config.id, &db, state_machine.applied_state());
-        let raft_config = config
-            .timers
-            .to_openraft("banyan-core")
-            .map_err(StartError::Config)?;
-        let raft = Raft::new(
+        let banyan_raft::Started {
+            db,
+            log,
+            state_machine,
+            raft,
+            identity,
+        } = banyan_raft::start_raft(
             config.id,
-            Arc::new(raft_config),
-            NetworkFactory::new(links, config.security.clone(), identity.clone()),
-            log.clone(),
-            state_machine.clone(),
+            &config.data_dir,
+            &config.timers,
+            links,
+            &config.security,
         )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
-        identity
-            .resolve(log.committed_index())
-            .await
-            .map_err(|e| StartError::Identity(e.to_string()))?;
+        .await?;
         let shutdown = Shutdown::new();
         identity.spawn_registrar(raft.clone(), shutdown.clone());
         let telemetry = Telemetry::new();

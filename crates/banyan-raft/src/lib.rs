@@ -22,6 +22,7 @@
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
+//! * [`start`]: starts a node's Raft over its stores, the same on a voter and a branch.
 //! * [`parts`]: commands too large for one entry, in parts applied once the last is in.
 //! * [`config`]: Raft timers as configuration.
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
@@ -42,6 +43,7 @@ pub mod log_store;
 pub mod network;
 pub mod parts;
 pub mod service;
+pub mod start;
 pub mod state_machine;
 pub mod store;
 pub mod types;
@@ -52,6 +54,7 @@ pub use identity::{ClusterIdentity, Identity};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use service::RaftTransportService;
+pub use start::{start_raft, StartError, Started};
 pub use state_machine::{AppliedState, ClockOffset, RefusedImport, StateMachineStore};
 pub use store::{open_stores, Database, DurableTree, StoreError};
 pub use types::*;

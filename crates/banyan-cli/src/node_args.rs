@@ -1,0 +1,27 @@
+//! Where a node listens and keeps its data: the same flags for `banyan core` and
+//! `banyan branch`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// The node's addresses and data directory.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Address peers and clients use to reach this node (host:port).
+    #[arg(long, env = "BANYAN_ADDR")]
+    pub addr: String,
+    /// Where to listen, when it differs from --addr (e.g. 0.0.0.0:7001 in a container).
+    /// Default: --addr when it is an IP address, else 0.0.0.0 on --addr's port.
+    #[arg(long, env = "BANYAN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// HTTP address for /healthz, /readyz, /metrics and the wallboard (e.g.
+    /// 127.0.0.1:8001); none when absent.
+    #[arg(long, env = "BANYAN_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Directory for this node's database (created if missing): a core node's log and
+    /// state, a branch's replica of them and its own journal.
+    #[arg(long, env = "BANYAN_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
