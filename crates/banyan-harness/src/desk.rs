@@ -116,6 +116,7 @@ fn contact_ref(id: &str) -> pb::ContactRef {
     }
 }
 
+/// The agent's whole run: a session at a time, until it is stopped.
 async fn run(
     agent_id: String,
     endpoints: Vec<String>,
@@ -124,153 +125,302 @@ async fn run(
     stats: Arc<DeskStats>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut attempt = 0usize;
-    let mut sessions = 0u64;
-    // Command ids are idempotency keys: unique to this simulated agent's run.
-    let run_id = banyan_client::new_request_id();
-    // Contacts counted once each, across reconnects.
-    let mut seen_offers: BTreeSet<String> = BTreeSet::new();
-    let mut seen_connected: BTreeSet<String> = BTreeSet::new();
-    let mut seen_completed: BTreeSet<String> = BTreeSet::new();
-    // Until when the agent is away on a break of its own choosing.
-    let mut away_until: Option<tokio::time::Instant> = None;
+    let mut desk = Desk {
+        agent_id,
+        endpoints,
+        security,
+        behaviour,
+        stats,
+        run_id: banyan_client::new_request_id(),
+        attempt: 0,
+        sessions: 0,
+        seen_offers: BTreeSet::new(),
+        seen_connected: BTreeSet::new(),
+        seen_completed: BTreeSet::new(),
+        away_until: None,
+    };
     while !*stopped.borrow() {
-        let endpoint = &endpoints[attempt % endpoints.len()];
-        attempt += 1;
-        let (tx, rx) = mpsc::channel::<AgentCommand>(64);
-        let session = async {
-            let channel = banyan_client::channel(&security, endpoint).ok()?;
-            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-            banyan_client::authorize(&security, &mut request);
-            AgentDeskClient::new(channel)
-                .session(request)
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        };
-        let Some(mut inbound) = session.await else {
+        let Some(mut session) = desk.connect().await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        sessions += 1;
-        if sessions > 1 {
-            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        if !desk.log_in(&mut session).await {
+            continue;
+        }
+        if let SessionEnd::Stopped = desk.serve(&mut session, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+/// What a simulated agent carries from one session to the next.
+struct Desk {
+    agent_id: String,
+    endpoints: Vec<String>,
+    security: Security,
+    behaviour: DeskBehaviour,
+    stats: Arc<DeskStats>,
+    /// Command ids are idempotency keys: unique to this simulated agent's run.
+    run_id: String,
+    /// Connection attempts so far: the next one goes to the next endpoint.
+    attempt: usize,
+    /// Sessions opened so far: names each session's login, logout and ready commands.
+    sessions: u64,
+    /// Contacts counted once each, across reconnects: offered to the agent, connected
+    /// to it, completed by it.
+    seen_offers: BTreeSet<String>,
+    seen_connected: BTreeSet<String>,
+    seen_completed: BTreeSet<String>,
+    /// Until when the agent is away on a break of its own choosing.
+    away_until: Option<tokio::time::Instant>,
+}
+
+/// One session on a node: the commands going out, the events coming in.
+struct Session {
+    tx: mpsc::Sender<AgentCommand>,
+    inbound: tonic::Streaming<pb::AgentEvent>,
+    /// Commands awaiting their result, by id, to resend after a retryable failure.
+    pending: BTreeMap<String, AgentCommand>,
+}
+
+/// How a session ended: the agent was stopped (logged out), or the session dropped.
+enum SessionEnd {
+    Stopped,
+    Dropped,
+}
+
+impl Session {
+    /// Sends `cmd` after `delay`, kept until its result so that a passing failure resends it.
+    fn send_tracked(&mut self, delay: Duration, cmd: AgentCommand) {
+        self.pending.insert(cmd.command_id.clone(), cmd.clone());
+        send_later(&self.tx, delay, cmd);
+    }
+}
+
+impl Desk {
+    /// Opens a session on the next endpoint in turn; `None` when it cannot be had.
+    async fn connect(&mut self) -> Option<Session> {
+        let endpoint = &self.endpoints[self.attempt % self.endpoints.len()];
+        self.attempt += 1;
+        let (tx, rx) = mpsc::channel::<AgentCommand>(64);
+        let channel = banyan_client::channel(&self.security, endpoint).ok()?;
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        banyan_client::authorize(&self.security, &mut request);
+        let inbound = AgentDeskClient::new(channel)
+            .session(request)
+            .await
+            .ok()?
+            .into_inner();
+        Some(Session {
+            tx,
+            inbound,
+            pending: BTreeMap::new(),
+        })
+    }
+
+    /// Counts the new session and logs in on it; false when the session is gone already.
+    async fn log_in(&mut self, session: &mut Session) -> bool {
+        self.sessions += 1;
+        if self.sessions > 1 {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         let login = command(
-            format!("login-{run_id}-{sessions}"),
+            format!("login-{}-{}", self.run_id, self.sessions),
             Cmd::Login(pb::Login {
-                agent_id: agent_id.clone(),
+                agent_id: self.agent_id.clone(),
                 break_reason: String::new(),
             }),
         );
-        // Commands awaiting their result, by id, to resend after a retryable failure.
-        let mut pending: BTreeMap<String, AgentCommand> = BTreeMap::new();
-        pending.insert(login.command_id.clone(), login.clone());
-        if tx.send(login).await.is_err() {
-            continue;
-        }
+        session
+            .pending
+            .insert(login.command_id.clone(), login.clone());
+        session.tx.send(login).await.is_ok()
+    }
+
+    /// Works through one session's events until it drops or the agent is stopped.
+    async fn serve(
+        &mut self,
+        session: &mut Session,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
         loop {
             tokio::select! {
                 _ = stopped.changed() => {
-                    let logout = command(format!("logout-{run_id}-{sessions}"), Cmd::Logout(pb::Logout {}));
-                    let _ = tx.send(logout).await;
-                    // Wait for the logout's result (or the stream's end), briefly.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                        while let Ok(Some(event)) = inbound.message().await {
-                            if matches!(event.event, Some(In::Result(ref r)) if r.command_id.starts_with("logout-")) {
-                                return;
-                            }
-                        }
-                    }).await;
-                    return;
+                    self.log_out(session).await;
+                    return SessionEnd::Stopped;
                 }
-                message = inbound.message() => {
+                message = session.inbound.message() => {
                     let Ok(Some(event)) = message else {
-                        break;
+                        return SessionEnd::Dropped;
                     };
-                    match event.event {
-                        Some(In::Contact(contact)) => {
-                            let me = agent_id.as_str();
-                            let next = match pb::ContactState::try_from(contact.state) {
-                                Ok(pb::ContactState::Offered) if contact.offered_to.iter().any(|a| a == me) => {
-                                    if seen_offers.insert(contact.id.clone()) {
-                                        stats.offers.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Some((Duration::ZERO, command(format!("accept-{me}-{}", contact.id), Cmd::Accept(contact_ref(&contact.id)))))
-                                }
-                                Ok(pb::ContactState::Connected) if contact.agent_id == me => {
-                                    if seen_connected.insert(contact.id.clone()) {
-                                        stats.connected.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Some((behaviour.talk, command(format!("end-{me}-{}", contact.id), Cmd::End(contact_ref(&contact.id)))))
-                                }
-                                Ok(pb::ContactState::WrapUp) if contact.agent_id == me => {
-                                    Some((behaviour.wrap_up, command(format!("complete-{me}-{}", contact.id), Cmd::Complete(pb::Complete {
-                                        contact_id: contact.id.clone(),
-                                        disposition: behaviour.disposition.clone(),
-                                        notes: String::new(),
-                                    }))))
-                                }
-                                Ok(pb::ContactState::Completed) if contact.agent_id == me => {
-                                    let mut next = None;
-                                    if seen_completed.insert(contact.id.clone()) {
-                                        let done = stats.completed.fetch_add(1, Ordering::Relaxed) + 1;
-                                        if let Some(breaks) = behaviour.breaks.as_ref().filter(|b| b.after > 0 && done.is_multiple_of(b.after)) {
-                                            away_until = Some(tokio::time::Instant::now() + breaks.length);
-                                            let back = command(
-                                                format!("back-{run_id}-{done}"),
-                                                Cmd::SetState(pb::SetState { state: pb::AgentState::Available.into(), reason: String::new() }),
-                                            );
-                                            pending.insert(back.command_id.clone(), back.clone());
-                                            send_later(&tx, breaks.length, back);
-                                            next = Some((Duration::ZERO, command(
-                                                format!("break-{run_id}-{done}"),
-                                                Cmd::SetState(pb::SetState { state: pb::AgentState::Break.into(), reason: breaks.reason.clone() }),
-                                            )));
-                                        }
-                                    }
-                                    next
-                                }
-                                _ => None,
-                            };
-                            if let Some((delay, cmd)) = next {
-                                pending.insert(cmd.command_id.clone(), cmd.clone());
-                                send_later(&tx, delay, cmd);
-                            }
-                        }
-                        Some(In::Agent(agent)) => {
-                            // Back to work after being benched by missed offers or a drop.
-                            let away = away_until.is_some_and(|until| tokio::time::Instant::now() < until);
-                            let benched = agent.state == pb::AgentState::Break as i32 && !away;
-                            if benched {
-                                let cmd = command(
-                                    format!("ready-{run_id}-{sessions}-{}", agent.state_since_ms),
-                                    Cmd::SetState(pb::SetState { state: pb::AgentState::Available.into(), reason: String::new() }),
-                                );
-                                pending.insert(cmd.command_id.clone(), cmd.clone());
-                                send_later(&tx, Duration::ZERO, cmd);
-                            }
-                        }
-                        Some(In::Result(result)) => {
-                            let Some(cmd) = pending.remove(&result.command_id) else { continue };
-                            let code = Code::from_i32(result.code);
-                            match code {
-                                Code::Ok => {}
-                                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted => {
-                                    pending.insert(cmd.command_id.clone(), cmd.clone());
-                                    send_later(&tx, Duration::from_millis(250), cmd);
-                                }
-                                _ => {
-                                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                        Some(In::OfferWithdrawn(_)) | None => {}
-                    }
+                    self.handle(event.event, session);
                 }
             }
         }
     }
+
+    /// Logs out, then waits briefly for the logout's result (or the stream's end).
+    async fn log_out(&self, session: &mut Session) {
+        let logout = command(
+            format!("logout-{}-{}", self.run_id, self.sessions),
+            Cmd::Logout(pb::Logout {}),
+        );
+        let _ = session.tx.send(logout).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(Some(event)) = session.inbound.message().await {
+                let Some(In::Result(result)) = event.event else {
+                    continue;
+                };
+                if result.command_id.starts_with("logout-") {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Acts on one message from the server.
+    fn handle(&mut self, event: Option<In>, session: &mut Session) {
+        match event {
+            Some(In::Contact(contact)) => {
+                if let Some((delay, cmd)) = self.next_step(&contact, session) {
+                    session.send_tracked(delay, cmd);
+                }
+            }
+            Some(In::Agent(agent)) => self.back_to_work(&agent, session),
+            Some(In::Result(result)) => self.on_result(&result, session),
+            Some(In::OfferWithdrawn(_)) | None => {}
+        }
+    }
+
+    /// What the agent does about a contact it was shown, and after how long.
+    fn next_step(
+        &mut self,
+        contact: &pb::Contact,
+        session: &mut Session,
+    ) -> Option<(Duration, AgentCommand)> {
+        let me = self.agent_id.as_str();
+        match pb::ContactState::try_from(contact.state) {
+            Ok(pb::ContactState::Offered) if contact.offered_to.iter().any(|a| a == me) => {
+                Some(self.accept(contact))
+            }
+            Ok(pb::ContactState::Connected) if contact.agent_id == me => Some(self.end(contact)),
+            Ok(pb::ContactState::WrapUp) if contact.agent_id == me => Some(self.complete(contact)),
+            Ok(pb::ContactState::Completed) if contact.agent_id == me => {
+                self.after_completed(contact, session)
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts an offer (once per contact) and accepts it at once.
+    fn accept(&mut self, contact: &pb::Contact) -> (Duration, AgentCommand) {
+        count_once(&mut self.seen_offers, &self.stats.offers, &contact.id);
+        let accept = command(
+            format!("accept-{}-{}", self.agent_id, contact.id),
+            Cmd::Accept(contact_ref(&contact.id)),
+        );
+        (Duration::ZERO, accept)
+    }
+
+    /// Counts a connected contact (once) and ends the conversation after the talk time.
+    fn end(&mut self, contact: &pb::Contact) -> (Duration, AgentCommand) {
+        count_once(&mut self.seen_connected, &self.stats.connected, &contact.id);
+        let end = command(
+            format!("end-{}-{}", self.agent_id, contact.id),
+            Cmd::End(contact_ref(&contact.id)),
+        );
+        (self.behaviour.talk, end)
+    }
+
+    /// Completes a contact in wrap-up, with the disposition, after the wrap-up time.
+    fn complete(&self, contact: &pb::Contact) -> (Duration, AgentCommand) {
+        let complete = command(
+            format!("complete-{}-{}", self.agent_id, contact.id),
+            Cmd::Complete(pb::Complete {
+                contact_id: contact.id.clone(),
+                disposition: self.behaviour.disposition.clone(),
+                notes: String::new(),
+            }),
+        );
+        (self.behaviour.wrap_up, complete)
+    }
+
+    /// Counts a completed contact (once); when a break is due, takes it and plans the return.
+    fn after_completed(
+        &mut self,
+        contact: &pb::Contact,
+        session: &mut Session,
+    ) -> Option<(Duration, AgentCommand)> {
+        let done = count_once(&mut self.seen_completed, &self.stats.completed, &contact.id)?;
+        let breaks = self
+            .behaviour
+            .breaks
+            .as_ref()
+            .filter(|b| b.after > 0 && done.is_multiple_of(b.after))?;
+        self.away_until = Some(tokio::time::Instant::now() + breaks.length);
+        let back = command(format!("back-{}-{done}", self.run_id), available());
+        session.send_tracked(breaks.length, back);
+        let away = command(
+            format!("break-{}-{done}", self.run_id),
+            Cmd::SetState(pb::SetState {
+                state: pb::AgentState::Break.into(),
+                reason: breaks.reason.clone(),
+            }),
+        );
+        Some((Duration::ZERO, away))
+    }
+
+    /// Back to work after being benched by missed offers or a drop, unless away on a break.
+    fn back_to_work(&self, agent: &pb::Agent, session: &mut Session) {
+        let away = self
+            .away_until
+            .is_some_and(|until| tokio::time::Instant::now() < until);
+        let benched = agent.state == pb::AgentState::Break as i32 && !away;
+        if !benched {
+            return;
+        }
+        let ready = command(
+            format!(
+                "ready-{}-{}-{}",
+                self.run_id, self.sessions, agent.state_since_ms
+            ),
+            available(),
+        );
+        session.send_tracked(Duration::ZERO, ready);
+    }
+
+    /// Resends a command that failed for a passing reason; counts one refused for good.
+    fn on_result(&self, result: &pb::CommandResult, session: &mut Session) {
+        let Some(cmd) = session.pending.remove(&result.command_id) else {
+            return;
+        };
+        match Code::from_i32(result.code) {
+            Code::Ok => {}
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Aborted => session.send_tracked(Duration::from_millis(250), cmd),
+            _ => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Counts `id` the first time only, as a reconnect shows contacts again; the new count.
+fn count_once(seen: &mut BTreeSet<String>, counter: &AtomicU64, id: &str) -> Option<u64> {
+    seen.insert(id.to_owned())
+        .then(|| counter.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// The command that makes the agent available again.
+fn available() -> Cmd {
+    Cmd::SetState(pb::SetState {
+        state: pb::AgentState::Available.into(),
+        reason: String::new(),
+    })
 }
 
 /// Sends `cmd` on the session after `delay`; dropped if the session ended meanwhile (the
