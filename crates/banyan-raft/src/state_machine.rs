@@ -570,6 +570,108 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     }
 }
 
+/// Applying committed entries, one entry and one command at a time.
+impl Applied {
+    /// Applies one committed entry, publishing its commands' events to the feed in log order.
+    fn apply_entry(&mut self, entry: Entry, events: &EventFeed) -> BatchResponse {
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => BatchResponse::default(),
+            EntryPayload::Normal(Batch(commands)) => {
+                let mut records = Vec::new();
+                let results = commands
+                    .iter()
+                    .map(|command| self.apply_command(entry.log_id.index, command, &mut records))
+                    .collect();
+                events.publish(records);
+                BatchResponse(results)
+            }
+            EntryPayload::Membership(membership) => {
+                self.apply_membership(entry.log_id, membership);
+                BatchResponse::default()
+            }
+        }
+    }
+
+    /// Takes a new membership; the identity forgets the data directories of members gone.
+    fn apply_membership(
+        &mut self,
+        log_id: LogId,
+        membership: openraft::Membership<crate::types::NodeId, crate::types::Node>,
+    ) {
+        let members: std::collections::BTreeSet<u64> =
+            membership.nodes().map(|(id, _)| *id).collect();
+        self.cluster.retain_members(|id| members.contains(&id));
+        self.membership = StoredMembership::new(Some(log_id), membership);
+    }
+
+    /// Sends one command to the identity, the parts table (then the domain) or the domain.
+    fn apply_command(
+        &mut self,
+        index: u64,
+        command: &Stamped,
+        records: &mut Vec<EventRecord>,
+    ) -> Response {
+        let part = match &command.command.action {
+            Action::Cluster(action) => return self.apply_cluster(index, action),
+            Action::Part(part) => part,
+            _ => {
+                let (result, fresh) = self.apply_domain(index, command);
+                return self.record_outcome(index, command, result, fresh, records);
+            }
+        };
+        match self.parts.receive(command.at_ms, part) {
+            Ok(Received::Whole(whole)) => {
+                let (result, fresh) = self.apply_domain(index, &whole);
+                let answer = result.as_ref().map(|_| ()).map_err(Clone::clone);
+                self.parts.finish(&part.id, answer);
+                self.record_outcome(index, &whole, result, fresh, records)
+            }
+            // More parts to come; this one is in.
+            Ok(Received::More) => Ok(Vec::new()),
+            // Applied already: answered as then.
+            Ok(Received::Finished(answer)) => answer.map(|()| Vec::new()),
+            Err(e) => {
+                tracing::warn!(index, ?part, reason = %e, "refused part of a command");
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies to the domain, reporting an inconsistent state it met; and whether it is new.
+    fn apply_domain(&mut self, index: u64, command: &Stamped) -> (Response, bool) {
+        let (seen, _) = self.domain.inconsistencies();
+        let (result, fresh) = self.domain.apply_traced(command);
+        report_inconsistency(&self.domain, seen, index, command);
+        (result, fresh)
+    }
+
+    /// Notes a domain answer's outcome; numbers its new events after the entry's earlier ones.
+    fn record_outcome(
+        &mut self,
+        index: u64,
+        command: &Stamped,
+        result: Response,
+        fresh: bool,
+        records: &mut Vec<EventRecord>,
+    ) -> Response {
+        self.note_outcome(index, command, &result);
+        // A retry answers with its first events; they are not new.
+        let new_events = result.iter().flatten().filter(|_| fresh);
+        for event in new_events {
+            let ordinal = records.len() as u32;
+            records.push(EventRecord {
+                index,
+                ordinal,
+                at_ms: command.at_ms,
+                principal: command.command.principal.clone(),
+                event: event.clone(),
+            });
+        }
+        result
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
@@ -588,76 +690,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         {
             let mut state = self.write_state();
             for entry in entries {
-                state.last_applied = Some(entry.log_id);
                 last_index = Some(entry.log_id.index);
-                let response = match entry.payload {
-                    EntryPayload::Blank => BatchResponse::default(),
-                    EntryPayload::Normal(Batch(commands)) => {
-                        let index = entry.log_id.index;
-                        let mut records = Vec::new();
-                        let results = commands
-                            .iter()
-                            .map(|command| {
-                                if let Action::Cluster(action) = &command.command.action {
-                                    return state.apply_cluster(index, action);
-                                }
-                                let mut whole: Option<(String, Stamped)> = None;
-                                let command = match &command.command.action {
-                                    Action::Part(part) => {
-                                        match state.parts.receive(command.at_ms, part) {
-                                            Ok(Received::Whole(complete)) => {
-                                                whole = Some((part.id.clone(), *complete));
-                                                whole.as_ref().map(|(_, c)| c).unwrap_or(command)
-                                            }
-                                            // More parts to come; this one is in.
-                                            Ok(Received::More) => return Ok(Vec::new()),
-                                            // Applied already: answered as then.
-                                            Ok(Received::Finished(answer)) => {
-                                                return answer.map(|()| Vec::new())
-                                            }
-                                            Err(e) => {
-                                                tracing::warn!(index, ?part, reason = %e, "refused part of a command");
-                                                return Err(e);
-                                            }
-                                        }
-                                    }
-                                    _ => command,
-                                };
-                                let (seen, _) = state.domain.inconsistencies();
-                                let (result, fresh) = state.domain.apply_traced(command);
-                                report_inconsistency(&state.domain, seen, index, command);
-                                if let Some((id, _)) = &whole {
-                                    let answer = result.as_ref().map(|_| ()).map_err(Clone::clone);
-                                    state.parts.finish(id, answer);
-                                }
-                                state.note_outcome(index, command, &result);
-                                // A retry answers with its first events; they are not new.
-                                let new_events = result.iter().flatten().filter(|_| fresh);
-                                for event in new_events {
-                                    let ordinal = records.len() as u32;
-                                    records.push(EventRecord {
-                                        index,
-                                        ordinal,
-                                        at_ms: command.at_ms,
-                                        principal: command.command.principal.clone(),
-                                        event: event.clone(),
-                                    });
-                                }
-                                result
-                            })
-                            .collect();
-                        self.inner.events.publish(records);
-                        BatchResponse(results)
-                    }
-                    EntryPayload::Membership(membership) => {
-                        let members: std::collections::BTreeSet<u64> =
-                            membership.nodes().map(|(id, _)| *id).collect();
-                        state.cluster.retain_members(|id| members.contains(&id));
-                        state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        BatchResponse::default()
-                    }
-                };
-                responses.push(response);
+                responses.push(state.apply_entry(entry, &self.inner.events));
             }
         }
         if let Some(index) = last_index {
