@@ -22,7 +22,6 @@ pub fn withdraw_reason_name(reason: WithdrawReason) -> &'static str {
 }
 
 pub fn event_to_proto(record: &EventRecord) -> v1::Event {
-    use v1::EventKind as K;
     let mut e = v1::Event {
         index: record.index,
         ordinal: record.ordinal,
@@ -34,7 +33,43 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             .unwrap_or_default(),
         ..Default::default()
     };
-    let kind = match &record.event {
+    let kind = event_fields(&record.event, &mut e);
+    e.kind = kind.into();
+    e
+}
+
+/// Hands each event to its family; naming every variant here makes a new one need a family.
+fn event_fields(event: &Event, e: &mut v1::Event) -> v1::EventKind {
+    match event {
+        Event::CustomerUpserted(_)
+        | Event::QueueUpserted { .. }
+        | Event::AgentUpserted { .. }
+        | Event::SiteUpserted { .. } => directory_fields(event, e),
+        Event::LeaseRenewed { .. }
+        | Event::LeaseLapsed { .. }
+        | Event::LeaseReleased { .. }
+        | Event::AgentTokensRevoked { .. }
+        | Event::AgentStateChanged { .. } => availability_fields(event, e),
+        Event::ContactCreated { .. }
+        | Event::ContactOffered { .. }
+        | Event::OfferWithdrawn { .. }
+        | Event::ContactRequeued { .. }
+        | Event::ContactConnected { .. }
+        | Event::ContactEscalated { .. }
+        | Event::ContactOverflowed { .. }
+        | Event::CallbackScheduled { .. } => routing_fields(event, e),
+        Event::ContactWrapUp { .. }
+        | Event::ContactCompleted { .. }
+        | Event::ContactAbandoned { .. }
+        | Event::ContactTransferred { .. }
+        | Event::ContactImported { .. } => outcome_fields(event, e),
+    }
+}
+
+/// The objects an administrator sets up (customers, queues, agents, sites), as upserted.
+fn directory_fields(event: &Event, e: &mut v1::Event) -> v1::EventKind {
+    use v1::EventKind as K;
+    match event {
         Event::CustomerUpserted(customer) => {
             e.customer_id = customer.id().to_owned();
             K::CustomerUpserted
@@ -57,6 +92,15 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             e.site_id = site_id.clone();
             K::SiteUpserted
         }
+        // Not of this family: `event_fields` sends none here.
+        _ => K::Unspecified,
+    }
+}
+
+/// Who may take work now: site leases, agents' desk tokens and agents' states.
+fn availability_fields(event: &Event, e: &mut v1::Event) -> v1::EventKind {
+    use v1::EventKind as K;
+    match event {
         Event::LeaseRenewed {
             site_id,
             expires_ms,
@@ -81,6 +125,23 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             e.until_ms = *revoked_ms;
             K::AgentTokensRevoked
         }
+        Event::AgentStateChanged { agent_id, state } => {
+            e.agent_ids = vec![agent_id.clone()];
+            e.agent_state = agent_state_to_proto(state).into();
+            if let banyan_domain::AgentState::Break { reason } = state {
+                e.reason = reason.clone();
+            }
+            K::AgentStateChanged
+        }
+        // Not of this family: `event_fields` sends none here.
+        _ => K::Unspecified,
+    }
+}
+
+/// A contact on its way to an agent, from its creation to its connection or callback.
+fn routing_fields(event: &Event, e: &mut v1::Event) -> v1::EventKind {
+    use v1::EventKind as K;
+    match event {
         Event::ContactCreated {
             contact_id,
             channel,
@@ -170,6 +231,15 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             e.contact_id = contact_id.clone();
             K::CallbackScheduled
         }
+        // Not of this family: `event_fields` sends none here.
+        _ => K::Unspecified,
+    }
+}
+
+/// How a contact's handling ends, and the contacts a branch handled on its own.
+fn outcome_fields(event: &Event, e: &mut v1::Event) -> v1::EventKind {
+    use v1::EventKind as K;
+    match event {
         Event::ContactWrapUp {
             contact_id,
             agent_id,
@@ -225,15 +295,7 @@ pub fn event_to_proto(record: &EventRecord) -> v1::Event {
             }
             K::ContactImported
         }
-        Event::AgentStateChanged { agent_id, state } => {
-            e.agent_ids = vec![agent_id.clone()];
-            e.agent_state = agent_state_to_proto(state).into();
-            if let banyan_domain::AgentState::Break { reason } = state {
-                e.reason = reason.clone();
-            }
-            K::AgentStateChanged
-        }
-    };
-    e.kind = kind.into();
-    e
+        // Not of this family: `event_fields` sends none here.
+        _ => K::Unspecified,
+    }
 }
