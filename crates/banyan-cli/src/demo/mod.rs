@@ -137,38 +137,273 @@ impl Observed for Current {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if let Some(dir) = &args.data_dir {
-        // Each demo forms a new cluster on ports the OS picks, so an earlier demo's
-        // cluster (its members' addresses are in its data) cannot be resumed.
-        let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
-        if used {
-            anyhow::bail!(
-                "--data-dir {} is not empty: the demo forms a new cluster each time; give it a new or empty directory",
-                dir.display()
-            );
-        }
-    }
+    refuse_used_data_dir(args.data_dir.as_deref())?;
     let mut rng = Rng::new(args.seed);
-    let mut cluster =
-        InProcessCluster::start_in(args.data_dir.as_deref(), &CORE, RaftTimers::default()).await?;
+    let mut demo = Demo::start(&args, &mut rng).await?;
+    let ops: world::Ops = Arc::new(Mutex::new(Vec::new()));
+    let people = demo.open_doors(&args, &mut rng, &ops)?;
+    let chaos = demo.live(&args, &ops).await?;
+    let settled = people.go_home(&demo.core).await;
+    let report = demo.verdict(&ops, settled, &chaos).await?;
     println!(
-        "Banyan demo (seed {}): 3 core nodes and 2 branches on loopback, data in {}",
-        args.seed,
-        cluster.root().display()
+        "Stopped every node cleanly after {:.0?}.",
+        started.elapsed()
     );
-    let leader = cluster
-        .wait_for_leader(&CORE, Duration::from_secs(20))
-        .await?;
-    let self_service: Vec<String> = world::SELF_SERVICE.iter().map(|s| s.to_string()).collect();
-    let mut branches = Vec::new();
-    for (id, site) in SITES {
-        let addr = cluster
-            .start_branch_with(id, site, LEASE_TTL, CLOCK_SKEW, &self_service)
+    if !report.is_ok() {
+        anyhow::bail!(
+            "the checker found {} broken invariants",
+            report.violations.len()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a used `--data-dir` before anything starts: a demo cannot resume an earlier one.
+fn refuse_used_data_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    // Each demo forms a new cluster on ports the OS picks, so an earlier demo's
+    // cluster (its members' addresses are in its data) cannot be resumed.
+    let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if used {
+        anyhow::bail!(
+            "--data-dir {} is not empty: the demo forms a new cluster each time; give it a new or empty directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The demo's cluster and what watches it through the day. Fields are in the reverse order
+/// of their making, so on an early return they drop last made first, the cluster last.
+struct Demo {
+    core: Client,
+    /// What this day's callers' request ids start with.
+    prefix: String,
+    /// The event history the checker judges, from this day's first log entry.
+    tap: EventTap,
+    nodes: Nodes,
+    /// The core nodes the wallboards show, swapped as `--chaos` stops and restarts them.
+    current: Vec<(u64, Current)>,
+    /// Each branch's site and address, where its agents and callers go.
+    branches: Vec<(String, String)>,
+    cluster: InProcessCluster,
+}
+
+/// The day's people: agents at their desks and callers arriving at the branches. Fields
+/// are in the reverse order of their making, like [`Demo`]'s.
+struct People {
+    callers: tokio::task::JoinHandle<()>,
+    stop_callers: tokio::sync::watch::Sender<bool>,
+    desks: Vec<banyan_harness::DeskAgent>,
+}
+
+impl Demo {
+    /// Set-up, before anyone arrives: the cluster formed, wallboards served, the world written.
+    async fn start(args: &DemoArgs, rng: &mut Rng) -> anyhow::Result<Self> {
+        let mut cluster =
+            InProcessCluster::start_in(args.data_dir.as_deref(), &CORE, RaftTimers::default())
+                .await?;
+        println!(
+            "Banyan demo (seed {}): 3 core nodes and 2 branches on loopback, data in {}",
+            args.seed,
+            cluster.root().display()
+        );
+        let leader = cluster
+            .wait_for_leader(&CORE, Duration::from_secs(20))
             .await?;
-        branches.push((site.to_owned(), addr));
+        let self_service: Vec<String> = world::SELF_SERVICE.iter().map(|s| s.to_string()).collect();
+        let mut branches = Vec::new();
+        for (id, site) in SITES {
+            let addr = cluster
+                .start_branch_with(id, site, LEASE_TTL, CLOCK_SKEW, &self_service)
+                .await?;
+            branches.push((site.to_owned(), addr));
+        }
+        let current = serve_wallboards(&cluster, args).await?;
+        let nodes = Nodes::new(
+            CORE.iter()
+                .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
+            cluster.security(),
+        );
+        // The history the checker judges starts here: with a `--data-dir` kept from an earlier
+        // day, that day's log is not this one's (and may be compacted away).
+        let from = nodes.status(leader).await?.last_log_index + 1;
+        let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
+        // This day's callers' requests, apart from any earlier day's in a kept `--data-dir`.
+        let day = banyan_env::clock::since_epoch().as_millis();
+        let prefix = format!("demo-{day:x}-contact-");
+        let core = cluster.client()?;
+        world::populate(&core, rng).await?;
+        wait_for_branches(&cluster).await?;
+        println!(
+            "Leader node {leader}; 3 queues, {} customers, {} agents per site. Callers arrive at {:.1}/s for {:.0?}{}.\n",
+            world::CUSTOMERS,
+            world::AGENTS_PER_SITE,
+            args.rate,
+            args.duration,
+            if args.chaos { " with chaos" } else { "" }
+        );
+        Ok(Self {
+            core,
+            prefix,
+            tap,
+            nodes,
+            current,
+            branches,
+            cluster,
+        })
     }
 
-    // Every node's wallboard and metrics.
+    /// Starts the day's people: the agents log in, the callers start arriving.
+    fn open_doors(
+        &self,
+        args: &DemoArgs,
+        rng: &mut Rng,
+        ops: &world::Ops,
+    ) -> anyhow::Result<People> {
+        let desks = world::start_agents(&self.branches, self.cluster.pki(), rng)?;
+        // Callers come in through the IVR, a telephony front end with an integration
+        // certificate.
+        let ivr = self
+            .cluster
+            .pki()
+            .new_client("ivr", banyan_trust::Role::Integration, None)?;
+        let (stop_callers, stopped) = tokio::sync::watch::channel(false);
+        let callers = world::start_callers(
+            self.branches.clone(),
+            ivr,
+            args.rate,
+            rng.clone(),
+            self.prefix.clone(),
+            ops.clone(),
+            stopped,
+        );
+        Ok(People {
+            callers,
+            stop_callers,
+            desks,
+        })
+    }
+
+    /// The live loop: a summary every few seconds and the chaos at its moments, all day.
+    async fn live(&mut self, args: &DemoArgs, ops: &world::Ops) -> anyhow::Result<Chaos> {
+        let mut chaos = Chaos::plan(args.chaos, args.duration);
+        let terminal = std::io::stdout().is_terminal();
+        let mut every = tokio::time::interval(args.every);
+        every.tick().await;
+        let day_started = Instant::now();
+        let day_end = tokio::time::Instant::from_std(day_started + args.duration);
+        while day_started.elapsed() < args.duration {
+            tokio::select! {
+                () = tokio::time::sleep_until(day_end) => break,
+                _ = every.tick() => {
+                    let picture = picture(&self.cluster, &self.current);
+                    summary::live(day_started.elapsed(), picture.as_ref(), ops, &chaos.log, terminal);
+                }
+                () = chaos.next_moment(day_started) => {
+                    chaos.act(&mut self.cluster, &self.current, day_started.elapsed()).await?;
+                }
+            }
+        }
+        chaos
+            .finish(&mut self.cluster, &self.current, day_started.elapsed())
+            .await?;
+        Ok(chaos)
+    }
+
+    /// The summary: final states and the event history checked, figures shown, nodes stopped.
+    async fn verdict(
+        self,
+        ops: &world::Ops,
+        settled: bool,
+        chaos: &Chaos,
+    ) -> anyhow::Result<banyan_harness::ContactReport> {
+        let (mut contacts, committed) = self
+            .nodes
+            .final_contacts(&CORE, Duration::from_secs(60))
+            .await?;
+        for (id, site) in SITES {
+            contacts.push(self.branch_contacts(id, site, committed).await?);
+        }
+        self.tap
+            .wait_past(committed.saturating_sub(1), Duration::from_secs(30))
+            .await?;
+        let events = self.tap.stop().await?;
+        let ops = ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let report = check_contacts(&ops, &contacts, &events, &self.prefix);
+        let picture = picture(&self.cluster, &self.current);
+        summary::final_report(
+            &contacts[0].contacts,
+            picture.as_ref(),
+            &ops,
+            &report,
+            settled,
+            &chaos.log,
+        );
+        self.cluster.shutdown().await;
+        Ok(report)
+    }
+
+    /// A branch's replica, read once it has applied everything the core's were read at.
+    async fn branch_contacts(
+        &self,
+        id: u64,
+        site: &str,
+        committed: u64,
+    ) -> anyhow::Result<NodeContacts> {
+        let branch = self
+            .cluster
+            .branch(id)
+            .context("branch")?
+            .running
+            .node
+            .clone();
+        banyan_harness::wait_until(
+            &format!("branch {site} to catch up"),
+            Duration::from_secs(30),
+            || async {
+                let applied = branch.raft().metrics().borrow().last_applied;
+                applied.is_some_and(|l| l.index >= committed).then_some(())
+            },
+        )
+        .await?;
+        let client = Client::new(
+            [cluster_branch_addr(&self.branches, site)],
+            RetryPolicy::default(),
+            &self.cluster.security(),
+        )?;
+        let mine = client
+            .all_contacts(ReadConsistency::Local)
+            .await
+            .map_err(|s| anyhow::anyhow!("reading branch {site}: {}", s.message()))?;
+        Ok(NodeContacts {
+            node: id,
+            contacts: mine,
+        })
+    }
+}
+
+impl People {
+    /// The day's end: callers stop, agents finish what they hold; whether all settled.
+    async fn go_home(self, core: &Client) -> bool {
+        let _ = self.stop_callers.send(true);
+        let _ = self.callers.await;
+        println!("\nCallers stopped; agents finish the contacts they hold…");
+        let settled = summary::wait_settled(core, Duration::from_secs(45)).await;
+        for desk in self.desks {
+            desk.stop().await;
+        }
+        settled
+    }
+}
+
+/// Serves every node's wallboard and metrics and prints their links, each with a token.
+async fn serve_wallboards(
+    cluster: &InProcessCluster,
+    args: &DemoArgs,
+) -> anyhow::Result<Vec<(u64, Current)>> {
     let mut current = Vec::new();
     let mut urls = Vec::new();
     for id in CORE {
@@ -210,134 +445,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (what, url) in &urls {
         println!("  {what:<12} {url}?token={viewer}");
     }
-
-    let nodes = Nodes::new(
-        CORE.iter()
-            .filter_map(|id| Some((*id, cluster.addr(*id)?.to_owned()))),
-        cluster.security(),
-    );
-    // The history the checker judges starts here: with a `--data-dir` kept from an earlier
-    // day, that day's log is not this one's (and may be compacted away).
-    let from = nodes.status(leader).await?.last_log_index + 1;
-    let tap = EventTap::start(nodes.clone(), CORE.to_vec(), from);
-    // This day's callers' requests, apart from any earlier day's in a kept `--data-dir`.
-    let day = banyan_env::clock::since_epoch().as_millis();
-    let prefix = format!("demo-{day:x}-contact-");
-    let core = cluster.client()?;
-    world::populate(&core, &mut rng).await?;
-    wait_for_branches(&cluster).await?;
-    println!(
-        "Leader node {leader}; 3 queues, {} customers, {} agents per site. Callers arrive at {:.1}/s for {:.0?}{}.\n",
-        world::CUSTOMERS,
-        world::AGENTS_PER_SITE,
-        args.rate,
-        args.duration,
-        if args.chaos { " with chaos" } else { "" }
-    );
-
-    let desks = world::start_agents(&branches, cluster.pki(), &mut rng)?;
-    // Callers come in through the IVR, a telephony front end with an integration
-    // certificate.
-    let ivr = cluster
-        .pki()
-        .new_client("ivr", banyan_trust::Role::Integration, None)?;
-    let ops: world::Ops = Arc::new(Mutex::new(Vec::new()));
-    let (stop_callers, stopped) = tokio::sync::watch::channel(false);
-    let callers = world::start_callers(
-        branches.clone(),
-        ivr,
-        args.rate,
-        rng.clone(),
-        prefix.clone(),
-        ops.clone(),
-        stopped,
-    );
-
-    // The day: a summary every few seconds, and the chaos at its moments.
-    let mut chaos = Chaos::plan(args.chaos, args.duration);
-    let terminal = std::io::stdout().is_terminal();
-    let mut every = tokio::time::interval(args.every);
-    every.tick().await;
-    let day_started = Instant::now();
-    let day_end = tokio::time::Instant::from_std(day_started + args.duration);
-    while day_started.elapsed() < args.duration {
-        tokio::select! {
-            () = tokio::time::sleep_until(day_end) => break,
-            _ = every.tick() => {
-                let picture = picture(&cluster, &current);
-                summary::live(day_started.elapsed(), picture.as_ref(), &ops, &chaos.log, terminal);
-            }
-            () = chaos.next_moment(day_started) => {
-                chaos.act(&mut cluster, &current, day_started.elapsed()).await?;
-            }
-        }
-    }
-    chaos
-        .finish(&mut cluster, &current, day_started.elapsed())
-        .await?;
-    let _ = stop_callers.send(true);
-    let _ = callers.await;
-
-    println!("\nCallers stopped; agents finish the contacts they hold…");
-    let settled = summary::wait_settled(&core, Duration::from_secs(45)).await;
-    for desk in desks {
-        desk.stop().await;
-    }
-
-    // The verdict: every node's final state and the whole event history, checked.
-    let (mut contacts, committed) = nodes.final_contacts(&CORE, Duration::from_secs(60)).await?;
-    for (id, site) in SITES {
-        // The branch's replica, read once it has applied everything the core's were read at.
-        let branch = cluster.branch(id).context("branch")?.running.node.clone();
-        banyan_harness::wait_until(
-            &format!("branch {site} to catch up"),
-            Duration::from_secs(30),
-            || async {
-                let applied = branch.raft().metrics().borrow().last_applied;
-                applied.is_some_and(|l| l.index >= committed).then_some(())
-            },
-        )
-        .await?;
-        let client = Client::new(
-            [cluster_branch_addr(&branches, site)],
-            RetryPolicy::default(),
-            &cluster.security(),
-        )?;
-        let mine = client
-            .all_contacts(ReadConsistency::Local)
-            .await
-            .map_err(|s| anyhow::anyhow!("reading branch {site}: {}", s.message()))?;
-        contacts.push(NodeContacts {
-            node: id,
-            contacts: mine,
-        });
-    }
-    tap.wait_past(committed.saturating_sub(1), Duration::from_secs(30))
-        .await?;
-    let events = tap.stop().await?;
-    let ops = ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let report = check_contacts(&ops, &contacts, &events, &prefix);
-    let picture = picture(&cluster, &current);
-    summary::final_report(
-        &contacts[0].contacts,
-        picture.as_ref(),
-        &ops,
-        &report,
-        settled,
-        &chaos.log,
-    );
-    cluster.shutdown().await;
-    println!(
-        "Stopped every node cleanly after {:.0?}.",
-        started.elapsed()
-    );
-    if !report.is_ok() {
-        anyhow::bail!(
-            "the checker found {} broken invariants",
-            report.violations.len()
-        );
-    }
-    Ok(())
+    Ok(current)
 }
 
 fn serve_http(listener: TcpListener, app: axum::Router) -> anyhow::Result<String> {
