@@ -3,9 +3,10 @@
 use super::State;
 use crate::channel::Channel;
 use crate::contact::{Contact, ContactInput, ContactState};
+use crate::customer::Tier;
 use crate::error::DomainError;
 use crate::event::{Event, WithdrawReason};
-use crate::queue::WhenFull;
+use crate::queue::{QueueInput, WhenFull};
 use crate::routing::TimerKind;
 use crate::stats::QueueCounters;
 use crate::validate::{validate_id, validate_len, MAX_TEXT_LEN};
@@ -17,8 +18,48 @@ impl State {
         request_id: Option<&str>,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
-        input.validate()?;
+        let (queue, tier) = self.check_new_contact(input)?;
         let now = self.data.clock_ms;
+        // Checks done; from here on nothing fails.
+        let id = if input.id.is_empty() {
+            self.next_contact_id()
+        } else {
+            input.id.clone()
+        };
+        let boost = queue.as_ref().map_or(0, |q| q.tier_boost(tier));
+        let mut contact = Self::new_contact(input, id.clone(), request_id, boost, now);
+        let counters = self.admit(input, queue.as_ref(), &mut contact, now);
+        if queue.is_some() {
+            self.data
+                .counters
+                .entry(input.queue_id.clone())
+                .or_default()
+                .add(&counters);
+        }
+        ev.push(Event::ContactCreated {
+            contact_id: id.clone(),
+            channel: contact.channel,
+            queue_id: contact.queue_id.clone(),
+            state: contact.state,
+            priority: contact.priority,
+            enqueued_ms: now,
+        });
+        let state = contact.state;
+        self.data.contacts.insert(id.clone(), contact);
+        if state.is_final() {
+            self.record_history(&id);
+        } else {
+            self.reschedule(&id);
+        }
+        Ok(())
+    }
+
+    /// Every check `CreateContact` makes, before anything changes; its queue and tier.
+    fn check_new_contact(
+        &self,
+        input: &ContactInput,
+    ) -> Result<(Option<QueueInput>, Tier), DomainError> {
+        input.validate()?;
         let queue = if input.queue_id.is_empty() {
             None
         } else {
@@ -48,15 +89,19 @@ impl State {
         if !input.id.is_empty() && self.data.contacts.contains_key(&input.id) {
             return Err(DomainError::already_exists("contact.id", &input.id));
         }
-        // Checks done; from here on nothing fails.
-        let id = if input.id.is_empty() {
-            self.next_contact_id()
-        } else {
-            input.id.clone()
-        };
-        let boost = queue.as_ref().map_or(0, |q| q.tier_boost(tier));
-        let mut contact = Contact {
-            id: id.clone(),
+        Ok((queue, tier))
+    }
+
+    /// A new contact as its input describes it, before `admit` gives it its first state.
+    fn new_contact(
+        input: &ContactInput,
+        id: String,
+        request_id: Option<&str>,
+        boost: i64,
+        now: i64,
+    ) -> Contact {
+        Contact {
+            id,
             request_id: request_id.map(str::to_owned),
             channel: input.channel,
             customer_id: input.customer_id.clone(),
@@ -83,12 +128,20 @@ impl State {
             transferred_from: String::new(),
             transferred_to: String::new(),
             timeline: Vec::new(),
-        };
+        }
+    }
+
+    /// Where a new contact starts (self-served, queued, or as its full queue says); its counts.
+    fn admit(
+        &self,
+        input: &ContactInput,
+        queue: Option<&QueueInput>,
+        contact: &mut Contact,
+        now: i64,
+    ) -> QueueCounters {
         let full = queue
-            .as_ref()
             .is_some_and(|q| q.max_length > 0 && self.waiting_in(&q.id) >= q.max_length as usize);
         let callback = queue
-            .as_ref()
             .is_some_and(|q| q.when_full == WhenFull::Callback && input.channel == Channel::Voice);
         let mut counters = QueueCounters::default();
         if input.self_served {
@@ -109,29 +162,7 @@ impl State {
             counters.entered = 1;
             contact.enter(now, ContactState::Queued, "");
         }
-        if queue.is_some() {
-            self.data
-                .counters
-                .entry(input.queue_id.clone())
-                .or_default()
-                .add(&counters);
-        }
-        ev.push(Event::ContactCreated {
-            contact_id: id.clone(),
-            channel: contact.channel,
-            queue_id: contact.queue_id.clone(),
-            state: contact.state,
-            priority: contact.priority,
-            enqueued_ms: now,
-        });
-        let state = contact.state;
-        self.data.contacts.insert(id.clone(), contact);
-        if state.is_final() {
-            self.record_history(&id);
-        } else {
-            self.reschedule(&id);
-        }
-        Ok(())
+        counters
     }
 
     /// A fresh generated contact id, ordered by creation.
@@ -465,6 +496,56 @@ impl State {
         queue_id: &str,
         ev: &mut Vec<Event>,
     ) -> Result<(), DomainError> {
+        let (contact, target) = self.check_transfer(contact_id, queue_id)?;
+        let boost = match self.data.customers.get(&contact.customer_id) {
+            Some(c) => target.tier_boost(c.input.tier),
+            None => 0,
+        };
+        // Checks done.
+        let now = self.data.clock_ms;
+        let new_id = self.next_contact_id();
+        let Some(ended) = self.end_for_transfer(contact_id, queue_id, &new_id, now, ev) else {
+            return Ok(());
+        };
+        let agent_id = ended.agent_id.clone();
+        self.release_transferred(&agent_id, contact_id, ended.connected_ms, now);
+        self.data
+            .counters
+            .entry(ended.queue_id.clone())
+            .or_default()
+            .transferred_out += 1;
+        self.data
+            .counters
+            .entry(queue_id.to_owned())
+            .or_default()
+            .entered += 1;
+        let new = Self::transferred_contact(ended, contact_id, &new_id, queue_id, boost, now);
+        ev.push(Event::ContactTransferred {
+            contact_id: contact_id.to_owned(),
+            agent_id,
+            new_contact_id: new_id.clone(),
+            queue_id: queue_id.to_owned(),
+        });
+        ev.push(Event::ContactCreated {
+            contact_id: new_id.clone(),
+            channel: new.channel,
+            queue_id: queue_id.to_owned(),
+            state: new.state,
+            priority: new.priority,
+            enqueued_ms: new.enqueued_ms,
+        });
+        self.data.contacts.insert(new_id.clone(), new);
+        self.record_history(contact_id);
+        self.reschedule(&new_id);
+        Ok(())
+    }
+
+    /// Every check `TransferContact` makes, before anything changes; the contact and queue.
+    fn check_transfer(
+        &self,
+        contact_id: &str,
+        queue_id: &str,
+    ) -> Result<(&Contact, &QueueInput), DomainError> {
         let contact = self.find_contact(contact_id)?;
         let target = self.find_queue(queue_id)?;
         let movable = contact.state.is_waiting()
@@ -494,45 +575,58 @@ impl State {
                 format!("queue {queue_id} does not take {}", contact.channel),
             ));
         }
-        let boost = match self.data.customers.get(&contact.customer_id) {
-            Some(c) => target.tier_boost(c.input.tier),
-            None => 0,
-        };
-        // Checks done.
-        let now = self.data.clock_ms;
-        let new_id = self.next_contact_id();
+        Ok((contact, target))
+    }
+
+    /// Ends the contact as transferred to `new_id`; a copy as it ended, to start the new one.
+    fn end_for_transfer(
+        &mut self,
+        contact_id: &str,
+        queue_id: &str,
+        new_id: &str,
+        now: i64,
+        ev: &mut Vec<Event>,
+    ) -> Option<Contact> {
         self.withdraw_all(contact_id, WithdrawReason::ContactEnded, ev);
         self.idx.unplace(contact_id);
-        let Some(old) = self.contact_mut(contact_id) else {
-            return Ok(());
-        };
-        let agent_id = old.agent_id.clone();
-        let connected = old.connected_ms;
-        let old_queue = old.queue_id.clone();
+        let old = self.contact_mut(contact_id)?;
         old.offer = None;
-        old.transferred_to = new_id.clone();
+        old.transferred_to = new_id.to_owned();
         old.ended_ms = Some(now);
         old.enter(now, ContactState::Transferred, queue_id);
-        let mut new = old.clone();
-        if !agent_id.is_empty() {
-            if let Some(agent) = self.agent_mut(&agent_id) {
-                let talk = now.saturating_sub(connected.unwrap_or(now)).max(0);
-                agent.talk_time_ms = agent.talk_time_ms.saturating_add(talk);
-                agent.idle_since_ms = now;
-            }
-            self.release(&agent_id, contact_id);
+        Some(old.clone())
+    }
+
+    /// Frees the agent (if any) who held a transferred contact, counting its talk time.
+    fn release_transferred(
+        &mut self,
+        agent_id: &str,
+        contact_id: &str,
+        connected: Option<i64>,
+        now: i64,
+    ) {
+        if agent_id.is_empty() {
+            return;
         }
-        self.data
-            .counters
-            .entry(old_queue)
-            .or_default()
-            .transferred_out += 1;
-        self.data
-            .counters
-            .entry(queue_id.to_owned())
-            .or_default()
-            .entered += 1;
-        new.id = new_id.clone();
+        if let Some(agent) = self.agent_mut(agent_id) {
+            let talk = now.saturating_sub(connected.unwrap_or(now)).max(0);
+            agent.talk_time_ms = agent.talk_time_ms.saturating_add(talk);
+            agent.idle_since_ms = now;
+        }
+        self.release(agent_id, contact_id);
+    }
+
+    /// The contact a transfer starts in `queue_id`: the ended one's caller, in a new place.
+    fn transferred_contact(
+        ended: Contact,
+        contact_id: &str,
+        new_id: &str,
+        queue_id: &str,
+        boost: i64,
+        now: i64,
+    ) -> Contact {
+        let mut new = ended;
+        new.id = new_id.to_owned();
         new.request_id = None;
         new.queue_id = queue_id.to_owned();
         new.priority = new.base_priority.saturating_add(boost);
@@ -552,23 +646,6 @@ impl State {
             ContactState::Queued
         };
         new.enter(now, state, format!("transferred from {contact_id}"));
-        ev.push(Event::ContactTransferred {
-            contact_id: contact_id.to_owned(),
-            agent_id,
-            new_contact_id: new_id.clone(),
-            queue_id: queue_id.to_owned(),
-        });
-        ev.push(Event::ContactCreated {
-            contact_id: new_id.clone(),
-            channel: new.channel,
-            queue_id: queue_id.to_owned(),
-            state,
-            priority: new.priority,
-            enqueued_ms: new.enqueued_ms,
-        });
-        self.data.contacts.insert(new_id.clone(), new);
-        self.record_history(contact_id);
-        self.reschedule(&new_id);
-        Ok(())
+        new
     }
 }
