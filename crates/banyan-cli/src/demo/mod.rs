@@ -195,7 +195,7 @@ struct Demo {
 /// are in the reverse order of their making, like [`Demo`]'s.
 struct People {
     callers: tokio::task::JoinHandle<()>,
-    stop_callers: tokio::sync::watch::Sender<bool>,
+    stop_callers: banyan_env::Shutdown,
     desks: Vec<banyan_harness::DeskAgent>,
 }
 
@@ -270,7 +270,7 @@ impl Demo {
             .cluster
             .pki()
             .new_client("ivr", banyan_trust::Role::Integration, None)?;
-        let (stop_callers, stopped) = tokio::sync::watch::channel(false);
+        let stop_callers = banyan_env::Shutdown::new();
         let callers = world::start_callers(
             self.branches.clone(),
             ivr,
@@ -278,7 +278,7 @@ impl Demo {
             rng.clone(),
             self.prefix.clone(),
             ops.clone(),
-            stopped,
+            stop_callers.clone(),
         );
         Ok(People {
             callers,
@@ -388,7 +388,7 @@ impl Demo {
 impl People {
     /// The day's end: callers stop, agents finish what they hold; whether all settled.
     async fn go_home(self, core: &Client) -> bool {
-        let _ = self.stop_callers.send(true);
+        self.stop_callers.begin();
         let _ = self.callers.await;
         println!("\nCallers stopped; agents finish the contacts they hold…");
         let settled = summary::wait_settled(core, Duration::from_secs(45)).await;

@@ -257,7 +257,7 @@ pub fn start_callers(
     mut rng: Rng,
     prefix: String,
     ops: Ops,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: banyan_env::Shutdown,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let clients: Vec<(String, Client)> = branches
@@ -269,11 +269,11 @@ pub fn start_callers(
             })
             .collect();
         let mut n = 0u64;
-        while !*stop.borrow() {
+        while !stop.is_begun() {
             // Poisson arrivals: exponential gaps with mean 1 / rate.
             let gap = -(1.0 - rng.unit()).ln() / rate.max(0.01);
             tokio::time::sleep(Duration::from_secs_f64(gap.min(30.0))).await;
-            if *stop.borrow() {
+            if stop.is_begun() {
                 break;
             }
             n += 1;
