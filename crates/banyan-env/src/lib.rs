@@ -17,4 +17,4 @@ pub mod ids;
 pub mod shutdown;
 
 pub use clock::{system_clock, wall_clock_ms, Clock};
-pub use shutdown::Shutdown;
+pub use shutdown::{BeginOnDrop, Shutdown};

@@ -32,12 +32,22 @@ impl Shutdown {
         self.0.is_cancelled()
     }
 
+    /// A guard that begins the stop when it is dropped: for the handle of a task whose
+    /// owner may be dropped without stopping it.
+    pub fn begin_on_drop(&self) -> BeginOnDrop {
+        BeginOnDrop(self.0.clone().drop_guard())
+    }
+
     /// Resolves once the stop has begun (at once if it has): the arm of a task's
     /// `select!` that ends it.
     pub async fn begun(&self) {
         self.0.cancelled().await;
     }
 }
+
+/// Begins its [`Shutdown`] when dropped (see [`Shutdown::begin_on_drop`]).
+#[derive(Debug)]
+pub struct BeginOnDrop(#[allow(dead_code)] tokio_util::sync::DropGuard);
 
 #[cfg(test)]
 mod tests {
@@ -55,5 +65,14 @@ mod tests {
         task.begun().await;
         part.begun().await;
         assert!(task.is_begun() && part.is_begun());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_guard_begins_the_stop() {
+        let stop = Shutdown::new();
+        let guard = stop.begin_on_drop();
+        assert!(!stop.is_begun());
+        drop(guard);
+        stop.begun().await;
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Used by cluster tests, drills and the demo.
 
+use banyan_env::{BeginOnDrop, Shutdown};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_client::AgentDeskClient;
 use banyan_proto::v1::agent_event::Event as In;
 use banyan_proto::v1::{self as pb, AgentCommand};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
@@ -64,7 +65,9 @@ impl Default for DeskBehaviour {
 pub struct DeskAgent {
     pub agent_id: String,
     pub stats: Arc<DeskStats>,
-    stop: watch::Sender<bool>,
+    stop: Shutdown,
+    /// A desk dropped without [`stop`](Self::stop) ends too.
+    _stop_on_drop: BeginOnDrop,
     task: JoinHandle<()>,
 }
 
@@ -78,18 +81,19 @@ impl DeskAgent {
         security: Security,
     ) -> Self {
         let stats = Arc::new(DeskStats::default());
-        let (stop, stopped) = watch::channel(false);
+        let stop = Shutdown::new();
         let task = tokio::spawn(run(
             agent_id.to_owned(),
             endpoints,
             security,
             behaviour,
             stats.clone(),
-            stopped,
+            stop.clone(),
         ));
         Self {
             agent_id: agent_id.to_owned(),
             stats,
+            _stop_on_drop: stop.begin_on_drop(),
             stop,
             task,
         }
@@ -97,7 +101,7 @@ impl DeskAgent {
 
     /// Logs out (when connected) and ends the agent.
     pub async fn stop(self) -> Arc<DeskStats> {
-        let _ = self.stop.send(true);
+        self.stop.begin();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.stats
     }
@@ -123,7 +127,7 @@ async fn run(
     security: Security,
     behaviour: DeskBehaviour,
     stats: Arc<DeskStats>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: Shutdown,
 ) {
     let mut desk = Desk {
         agent_id,
@@ -139,7 +143,7 @@ async fn run(
         seen_completed: BTreeSet::new(),
         away_until: None,
     };
-    while !*stopped.borrow() {
+    while !stopped.is_begun() {
         let Some(mut session) = desk.connect().await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -147,7 +151,7 @@ async fn run(
         if !desk.log_in(&mut session).await {
             continue;
         }
-        if let SessionEnd::Stopped = desk.serve(&mut session, &mut stopped).await {
+        if let SessionEnd::Stopped = desk.serve(&mut session, &stopped).await {
             return;
         }
     }
@@ -238,14 +242,10 @@ impl Desk {
     }
 
     /// Works through one session's events until it drops or the agent is stopped.
-    async fn serve(
-        &mut self,
-        session: &mut Session,
-        stopped: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
+    async fn serve(&mut self, session: &mut Session, stopped: &Shutdown) -> SessionEnd {
         loop {
             tokio::select! {
-                _ = stopped.changed() => {
+                () = stopped.begun() => {
                     self.log_out(session).await;
                     return SessionEnd::Stopped;
                 }

@@ -8,6 +8,7 @@
 //! produces the same ones, so the result is the one history of the log, without gaps or
 //! repeats — or an error saying no node could continue it.
 
+use banyan_env::{BeginOnDrop, Shutdown};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +32,9 @@ struct Held {
 pub struct EventTap {
     held: Arc<Mutex<Held>>,
     avoid: watch::Sender<BTreeSet<u64>>,
-    stop: watch::Sender<bool>,
+    stop: Shutdown,
+    /// A tap dropped without [`stop`](Self::stop) ends too.
+    _stop_on_drop: BeginOnDrop,
     task: JoinHandle<()>,
 }
 
@@ -40,18 +43,19 @@ impl EventTap {
     pub fn start(nodes: Nodes, ids: Vec<u64>, from: u64) -> Self {
         let held: Arc<Mutex<Held>> = Arc::default();
         let (avoid, _) = watch::channel(BTreeSet::new());
-        let (stop, _) = watch::channel(false);
+        let stop = Shutdown::new();
         let task = tokio::spawn(follow(
             nodes,
             ids,
             from,
             held.clone(),
             avoid.subscribe(),
-            stop.subscribe(),
+            stop.clone(),
         ));
         Self {
             held,
             avoid,
+            _stop_on_drop: stop.begin_on_drop(),
             stop,
             task,
         }
@@ -105,7 +109,7 @@ impl EventTap {
 
     /// Stops following and returns the history, or why it could not be followed whole.
     pub async fn stop(self) -> anyhow::Result<Vec<Event>> {
-        self.stop.send_replace(true);
+        self.stop.begin();
         let _ = self.task.await;
         let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
         match held.broken {
@@ -121,13 +125,13 @@ async fn follow(
     from: u64,
     held: Arc<Mutex<Held>>,
     mut avoid: watch::Receiver<BTreeSet<u64>>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) {
     // No node would take a subscription for this long: give up and say so.
     const PATIENCE: Duration = Duration::from_secs(120);
     let mut turn = 0usize;
     let mut stuck_since = tokio::time::Instant::now();
-    while !*stop.borrow() {
+    while !stop.is_begun() {
         let avoided = avoid.borrow_and_update().clone();
         let candidates: Vec<u64> = ids
             .iter()
@@ -143,7 +147,7 @@ async fn follow(
             }
             tokio::select! {
                 _ = avoid.changed() => {}
-                _ = stop.changed() => {}
+                () = stop.begun() => {}
             }
             continue;
         }
@@ -173,7 +177,7 @@ async fn follow(
             _ => {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop.changed() => {}
+                    () = stop.begun() => {}
                 }
                 continue;
             }
@@ -199,7 +203,7 @@ async fn follow(
                         break;
                     }
                 }
-                _ = stop.changed() => return,
+                () = stop.begun() => return,
             }
         }
     }
