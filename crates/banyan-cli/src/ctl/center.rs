@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use banyan_client::{Client, Security};
 use banyan_proto::v1 as pb;
-use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use clap::{Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::json;
 
-use super::{consistency, parse_attr};
+use super::{
+    channel_name, consistency, name, parse_attr, parse_skill, print_json, state_name, table, watch,
+    ChannelArg,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
@@ -168,25 +170,6 @@ pub enum ContactCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ChannelArg {
-    Voice,
-    Chat,
-    Email,
-    Callback,
-}
-
-impl From<ChannelArg> for pb::Channel {
-    fn from(c: ChannelArg) -> Self {
-        match c {
-            ChannelArg::Voice => pb::Channel::Voice,
-            ChannelArg::Chat => pb::Channel::Chat,
-            ChannelArg::Email => pb::Channel::Email,
-            ChannelArg::Callback => pb::Channel::Callback,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StrategyArg {
     LongestIdle,
     RoundRobin,
@@ -238,51 +221,12 @@ impl From<StateArg> for pb::ContactState {
     }
 }
 
-fn parse_skill(s: &str) -> Result<(String, u32), String> {
-    let (name, level) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected name=level, got {s:?}"))?;
-    let level = level
-        .parse()
-        .map_err(|_| format!("level of {name} must be a number, got {level:?}"))?;
-    Ok((name.to_owned(), level))
-}
-
 fn millis(d: Option<std::time::Duration>) -> i64 {
     d.map_or(0, |d| d.as_millis() as i64)
 }
 
-/// An enum field's proto name without its prefix (`CONTACT_STATE_QUEUED` → `QUEUED`).
-fn name<E: TryFrom<i32>>(value: i32, as_str: fn(&E) -> &'static str, prefix: &str) -> String {
-    E::try_from(value)
-        .map(|e| as_str(&e).trim_start_matches(prefix).to_owned())
-        .unwrap_or_else(|_| value.to_string())
-}
-
-fn state_name(v: i32) -> String {
-    name(v, pb::ContactState::as_str_name, "CONTACT_STATE_")
-}
-
-fn channel_name(v: i32) -> String {
-    name(v, pb::Channel::as_str_name, "CHANNEL_")
-}
-
 fn agent_state_name(v: i32) -> String {
     name(v, pb::AgentState::as_str_name, "AGENT_STATE_")
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
-}
-
-fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
 }
 
 pub async fn queues(
@@ -760,22 +704,6 @@ fn print_contacts(contacts: &[pb::Contact], json: bool) {
             );
         }
     }
-}
-
-/// Opens the event stream of the node at `endpoint`.
-async fn watch(
-    security: &Security,
-    endpoint: &str,
-    request: pb::WatchEventsRequest,
-) -> anyhow::Result<tonic::Streaming<pb::Event>> {
-    let channel = banyan_client::channel(security, endpoint)?;
-    let mut request = tonic::Request::new(request);
-    banyan_client::authorize(security, &mut request);
-    Ok(ContactCenterClient::new(channel)
-        .watch_events(request)
-        .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-        .into_inner())
 }
 
 /// What `banyan ctl audit` looks for.

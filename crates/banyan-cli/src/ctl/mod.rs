@@ -1,7 +1,8 @@
 //! `banyan ctl`: operate a running cluster from the command line.
 //!
-//! This file: cluster status, membership and customers; [`center`]: queues, agents,
-//! contacts and the event stream.
+//! This file: cluster status, membership and customers, and the helpers every subcommand
+//! shares (argument parsers, enum names, tables, JSON, the event stream); [`center`]:
+//! queues, agents, contacts, events and audit.
 
 mod center;
 
@@ -9,10 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use banyan_client::{Client, RetryPolicy};
+use banyan_client::{Client, RetryPolicy, Security};
+use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::{
-    BranchMode, ClusterStatus, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency,
-    Role, SiteMode, Tier,
+    self as pb, BranchMode, ClusterStatus, Customer, FindCustomersRequest, MembershipResponse,
+    ReadConsistency, Role, SiteMode, Tier,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -197,6 +199,81 @@ fn consistency(local: bool) -> ReadConsistency {
     } else {
         ReadConsistency::Linearizable
     }
+}
+
+/// A channel as the command line spells it: queues take channels, contacts arrive on one.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelArg {
+    Voice,
+    Chat,
+    Email,
+    Callback,
+}
+
+impl From<ChannelArg> for pb::Channel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Voice => pb::Channel::Voice,
+            ChannelArg::Chat => pb::Channel::Chat,
+            ChannelArg::Email => pb::Channel::Email,
+            ChannelArg::Callback => pb::Channel::Callback,
+        }
+    }
+}
+
+fn parse_skill(s: &str) -> Result<(String, u32), String> {
+    let (name, level) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected name=level, got {s:?}"))?;
+    let level = level
+        .parse()
+        .map_err(|_| format!("level of {name} must be a number, got {level:?}"))?;
+    Ok((name.to_owned(), level))
+}
+
+/// An enum field's proto name without its prefix (`CONTACT_STATE_QUEUED` → `QUEUED`).
+fn name<E: TryFrom<i32>>(value: i32, as_str: fn(&E) -> &'static str, prefix: &str) -> String {
+    E::try_from(value)
+        .map(|e| as_str(&e).trim_start_matches(prefix).to_owned())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn state_name(v: i32) -> String {
+    name(v, pb::ContactState::as_str_name, "CONTACT_STATE_")
+}
+
+fn channel_name(v: i32) -> String {
+    name(v, pb::Channel::as_str_name, "CHANNEL_")
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Opens the event stream of the node at `endpoint`.
+async fn watch(
+    security: &Security,
+    endpoint: &str,
+    request: pb::WatchEventsRequest,
+) -> anyhow::Result<tonic::Streaming<pb::Event>> {
+    let channel = banyan_client::channel(security, endpoint)?;
+    let mut request = tonic::Request::new(request);
+    banyan_client::authorize(security, &mut request);
+    Ok(ContactCenterClient::new(channel)
+        .watch_events(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner())
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
