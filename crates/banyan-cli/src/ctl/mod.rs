@@ -1,10 +1,12 @@
 //! `banyan ctl`: operate a running cluster from the command line.
 //!
-//! This file: membership and customers, and the helpers every subcommand shares
-//! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
-//! cluster's status; [`center`]: queues, agents, contacts, events and audit.
+//! This file: sites and customers, and the helpers every subcommand shares (argument
+//! parsers, enum names, tables, JSON, the event stream); [`status`]: the cluster's
+//! status; [`members`]: membership changes; [`center`]: queues, agents, contacts, events
+//! and audit.
 
 mod center;
+mod members;
 mod status;
 
 use std::collections::BTreeMap;
@@ -12,9 +14,7 @@ use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy, Security};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
-use banyan_proto::v1::{
-    self as pb, Customer, FindCustomersRequest, MembershipResponse, ReadConsistency, Tier,
-};
+use banyan_proto::v1::{self as pb, Customer, FindCustomersRequest, ReadConsistency, Tier};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::trust_args::TrustArgs;
@@ -47,25 +47,9 @@ pub struct CtlArgs {
 enum CtlCommand {
     /// Every member's role, term, leader, log, commit, applied and replication lag.
     Status,
-    /// Add a node as a learner (it receives the log but does not vote).
-    AddLearner {
-        #[arg(long)]
-        node_id: u64,
-        #[arg(long)]
-        addr: String,
-    },
-    /// Make a node a voter (adding it first if --addr is given and it is new).
-    AddVoter {
-        #[arg(long)]
-        node_id: u64,
-        #[arg(long, default_value = "")]
-        addr: String,
-    },
-    /// Remove a voter or learner from the cluster.
-    RemoveNode {
-        #[arg(long)]
-        node_id: u64,
-    },
+    // add-learner, add-voter, remove-node: top-level subcommands of `banyan ctl`.
+    #[command(flatten)]
+    Members(members::MemberCommand),
     /// Sites: release a site's lease.
     #[command(subcommand)]
     Sites(SiteCommand),
@@ -185,6 +169,11 @@ impl From<TierArg> for Tier {
     }
 }
 
+/// A refusal as the operator reads it: the gRPC code and the server's message.
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
 fn parse_attr(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -285,24 +274,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     };
     let security = args.trust.client(&args.user, args.token.as_deref())?;
     let client = Client::new(&args.endpoint, policy, &security)?;
-    let status_err = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
     match args.command {
         CtlCommand::Status => status::status(&client, args.timeout, args.json).await?,
-        CtlCommand::AddLearner { node_id, addr } => {
-            let reply = client
-                .add_learner(node_id, &addr)
-                .await
-                .map_err(status_err)?;
-            print_membership(&reply, args.json)?;
-        }
-        CtlCommand::AddVoter { node_id, addr } => {
-            let reply = client.add_voter(node_id, &addr).await.map_err(status_err)?;
-            print_membership(&reply, args.json)?;
-        }
-        CtlCommand::RemoveNode { node_id } => {
-            let reply = client.remove_node(node_id).await.map_err(status_err)?;
-            print_membership(&reply, args.json)?;
-        }
+        CtlCommand::Members(command) => members::change(&client, command, args.json).await?,
         CtlCommand::Sites(SiteCommand::Release { site }) => {
             let reply = client.release_lease(&site).await.map_err(status_err)?;
             if args.json {
@@ -463,23 +437,4 @@ fn print_customers(customers: &[Customer], json: bool) {
         ]);
     }
     println!("{table}");
-}
-
-fn print_membership(reply: &MembershipResponse, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "voters": reply.voters,
-                "learners": reply.learners,
-                "log_index": reply.log_index,
-            }))?
-        );
-    } else {
-        println!(
-            "voters: {:?}  learners: {:?}  (membership at log index {})",
-            reply.voters, reply.learners, reply.log_index
-        );
-    }
-    Ok(())
 }
