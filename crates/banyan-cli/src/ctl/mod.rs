@@ -1,12 +1,13 @@
 //! `banyan ctl`: operate a running cluster from the command line.
 //!
-//! This file: sites and customers, and the helpers every subcommand shares (argument
-//! parsers, enum names, tables, JSON, the event stream); [`status`]: the cluster's
-//! status; [`members`]: membership changes; [`center`]: queues, agents, contacts, events
-//! and audit.
+//! This file: customers, and the helpers every subcommand shares (argument parsers, enum
+//! names, tables, JSON, the event stream); [`status`]: the cluster's status; [`members`]:
+//! membership changes; [`sites`]: site leases; [`center`]: queues, agents, contacts,
+//! events and audit.
 
 mod center;
 mod members;
+mod sites;
 mod status;
 
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ enum CtlCommand {
     Members(members::MemberCommand),
     /// Sites: release a site's lease.
     #[command(subcommand)]
-    Sites(SiteCommand),
+    Sites(sites::SiteCommand),
     /// Customers: upsert, get, find.
     #[command(subcommand)]
     Customers(CustomerCommand),
@@ -89,17 +90,6 @@ enum CtlCommand {
         agent: String,
         #[arg(long, default_value = "")]
         principal: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum SiteCommand {
-    /// Release a site's lease: it lapses now (the core stops routing to the site's agents)
-    /// and any branch node of the site may take it. For a branch replaced under a new
-    /// node id; release only a lease whose branch node is gone.
-    Release {
-        /// The site.
-        site: String,
     },
 }
 
@@ -277,20 +267,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     match args.command {
         CtlCommand::Status => status::status(&client, args.timeout, args.json).await?,
         CtlCommand::Members(command) => members::change(&client, command, args.json).await?,
-        CtlCommand::Sites(SiteCommand::Release { site }) => {
-            let reply = client.release_lease(&site).await.map_err(status_err)?;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "site": reply.site_id, "released": true })
-                );
-            } else {
-                println!(
-                    "site {}: lease released; the next renewal of any of its branch nodes takes it",
-                    reply.site_id
-                );
-            }
-        }
+        CtlCommand::Sites(command) => sites::sites(&client, command, args.json).await?,
         CtlCommand::Customers(command) => customers(&client, command, args.json)
             .await
             .map_err(status_err)?,
