@@ -1,21 +1,22 @@
 //! `banyan ctl`: operate a running cluster from the command line.
 //!
-//! This file: customers, and the helpers every subcommand shares (argument parsers, enum
-//! names, tables, JSON, the event stream); [`status`]: the cluster's status; [`members`]:
-//! membership changes; [`sites`]: site leases; [`center`]: queues, agents, contacts,
-//! events and audit.
+//! This file: the flags every subcommand takes, the dispatch, and the helpers they share
+//! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
+//! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
+//! [`customers`]: customer records; [`center`]: queues, agents, contacts, events and
+//! audit.
 
 mod center;
+mod customers;
 mod members;
 mod sites;
 mod status;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy, Security};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
-use banyan_proto::v1::{self as pb, Customer, FindCustomersRequest, ReadConsistency, Tier};
+use banyan_proto::v1::{self as pb, ReadConsistency};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::trust_args::TrustArgs;
@@ -56,7 +57,7 @@ enum CtlCommand {
     Sites(sites::SiteCommand),
     /// Customers: upsert, get, find.
     #[command(subcommand)]
-    Customers(CustomerCommand),
+    Customers(customers::CustomerCommand),
     /// Queues: list, upsert, stats.
     #[command(subcommand)]
     Queues(center::QueueCommand),
@@ -91,72 +92,6 @@ enum CtlCommand {
         #[arg(long, default_value = "")]
         principal: String,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum CustomerCommand {
-    /// Create or update a customer.
-    Upsert {
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long = "phone")]
-        phones: Vec<String>,
-        #[arg(long = "email")]
-        emails: Vec<String>,
-        #[arg(long, value_enum, default_value = "standard")]
-        tier: TierArg,
-        #[arg(long, default_value = "")]
-        language: String,
-        /// key=value, repeatable.
-        #[arg(long = "attr", value_parser = parse_attr)]
-        attributes: Vec<(String, String)>,
-        /// Idempotency key; generated when absent.
-        #[arg(long)]
-        request_id: Option<String>,
-    },
-    /// Show one customer.
-    Get {
-        id: String,
-        /// Read the answering node's state instead of confirming with the leader.
-        #[arg(long)]
-        local: bool,
-    },
-    /// Find customers by phone, email, name prefix or tier.
-    Find {
-        #[arg(long, default_value = "")]
-        phone: String,
-        #[arg(long, default_value = "")]
-        email: String,
-        #[arg(long, default_value = "")]
-        name_prefix: String,
-        #[arg(long, value_enum)]
-        tier: Option<TierArg>,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long, default_value = "")]
-        page_token: String,
-        #[arg(long)]
-        local: bool,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TierArg {
-    Standard,
-    Gold,
-    Platinum,
-}
-
-impl From<TierArg> for Tier {
-    fn from(t: TierArg) -> Self {
-        match t {
-            TierArg::Standard => Tier::Standard,
-            TierArg::Gold => Tier::Gold,
-            TierArg::Platinum => Tier::Platinum,
-        }
-    }
 }
 
 /// A refusal as the operator reads it: the gRPC code and the server's message.
@@ -268,7 +203,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Status => status::status(&client, args.timeout, args.json).await?,
         CtlCommand::Members(command) => members::change(&client, command, args.json).await?,
         CtlCommand::Sites(command) => sites::sites(&client, command, args.json).await?,
-        CtlCommand::Customers(command) => customers(&client, command, args.json)
+        CtlCommand::Customers(command) => customers::customers(&client, command, args.json)
             .await
             .map_err(status_err)?,
         CtlCommand::Queues(command) => center::queues(&client, command, args.json)
@@ -313,105 +248,4 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn customers(
-    client: &Client,
-    command: CustomerCommand,
-    json: bool,
-) -> Result<(), tonic::Status> {
-    let customers = match command {
-        CustomerCommand::Upsert {
-            id,
-            name,
-            phones,
-            emails,
-            tier,
-            language,
-            attributes,
-            request_id,
-        } => {
-            let customer = Customer {
-                id,
-                name,
-                phones,
-                emails,
-                tier: Tier::from(tier).into(),
-                language,
-                attributes: attributes.into_iter().collect(),
-                ..Default::default()
-            };
-            vec![client.upsert_customer(customer, request_id).await?]
-        }
-        CustomerCommand::Get { id, local } => {
-            vec![client.get_customer(&id, consistency(local)).await?]
-        }
-        CustomerCommand::Find {
-            phone,
-            email,
-            name_prefix,
-            tier,
-            limit,
-            page_token,
-            local,
-        } => {
-            let reply = client
-                .find_customers(FindCustomersRequest {
-                    phone,
-                    email,
-                    name_prefix,
-                    tier: tier.map_or(0, |t| Tier::from(t).into()),
-                    limit,
-                    page_token,
-                    consistency: consistency(local).into(),
-                })
-                .await?;
-            if !reply.next_page_token.is_empty() && !json {
-                eprintln!("more results: --page-token {}", reply.next_page_token);
-            }
-            reply.customers
-        }
-    };
-    print_customers(&customers, json);
-    Ok(())
-}
-
-fn customer_json(c: &Customer) -> serde_json::Value {
-    serde_json::json!({
-        "id": c.id,
-        "name": c.name,
-        "phones": c.phones,
-        "emails": c.emails,
-        "tier": Tier::try_from(c.tier).map_or("unknown", |t| t.as_str_name()),
-        "language": c.language,
-        "attributes": c.attributes.iter().collect::<BTreeMap<_, _>>(),
-        "version": c.version,
-        "created_at_ms": c.created_at_ms,
-        "updated_at_ms": c.updated_at_ms,
-    })
-}
-
-fn print_customers(customers: &[Customer], json: bool) {
-    if json {
-        let all: Vec<_> = customers.iter().map(customer_json).collect();
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-        return;
-    }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["id", "name", "tier", "phones", "emails", "version"]);
-    for c in customers {
-        table.add_row([
-            c.id.clone(),
-            c.name.clone(),
-            Tier::try_from(c.tier)
-                .map_or("?", |t| t.as_str_name())
-                .trim_start_matches("TIER_")
-                .to_owned(),
-            c.phones.join(", "),
-            c.emails.join(", "),
-            c.version.to_string(),
-        ]);
-    }
-    println!("{table}");
 }
