@@ -3,12 +3,13 @@
 //! This file: the flags every subcommand takes, the dispatch, and the helpers they share
 //! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
 //! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
-//! [`customers`]: customer records; [`center`]: queues, agents, contacts, events and
-//! audit.
+//! [`customers`]: customer records; [`queues`]: queues and their figures; [`center`]:
+//! agents, contacts, events and audit.
 
 mod center;
 mod customers;
 mod members;
+mod queues;
 mod sites;
 mod status;
 
@@ -60,7 +61,7 @@ enum CtlCommand {
     Customers(customers::CustomerCommand),
     /// Queues: list, upsert, stats.
     #[command(subcommand)]
-    Queues(center::QueueCommand),
+    Queues(queues::QueueCommand),
     /// Agents: list, upsert.
     #[command(subcommand)]
     Agents(center::AgentCommand),
@@ -206,7 +207,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Customers(command) => customers::customers(&client, command, args.json)
             .await
             .map_err(status_err)?,
-        CtlCommand::Queues(command) => center::queues(&client, command, args.json)
+        CtlCommand::Queues(command) => queues::queues(&client, command, args.json)
             .await
             .map_err(status_err)?,
         CtlCommand::Agents(command) => center::agents(&client, command, args.json)
