@@ -3,9 +3,10 @@
 //! This file: the flags every subcommand takes, the dispatch, and the helpers they share
 //! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
 //! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
-//! [`customers`]: customer records; [`queues`]: queues and their figures; [`center`]:
-//! agents, contacts, events and audit.
+//! [`customers`]: customer records; [`queues`]: queues and their figures; [`agents`]:
+//! agents; [`center`]: contacts, events and audit.
 
+mod agents;
 mod center;
 mod customers;
 mod members;
@@ -64,7 +65,7 @@ enum CtlCommand {
     Queues(queues::QueueCommand),
     /// Agents: list, upsert.
     #[command(subcommand)]
-    Agents(center::AgentCommand),
+    Agents(agents::AgentCommand),
     /// Contacts: create, get, list, complete, abandon, transfer.
     #[command(subcommand)]
     Contacts(center::ContactCommand),
@@ -210,7 +211,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Queues(command) => queues::queues(&client, command, args.json)
             .await
             .map_err(status_err)?,
-        CtlCommand::Agents(command) => center::agents(&client, command, args.json)
+        CtlCommand::Agents(command) => agents::agents(&client, command, args.json)
             .await
             .map_err(status_err)?,
         CtlCommand::Contacts(command) => center::contacts(&client, command, args.json)
