@@ -4,10 +4,11 @@
 //! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
 //! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
 //! [`customers`]: customer records; [`queues`]: queues and their figures; [`agents`]:
-//! agents; [`center`]: contacts, events and audit.
+//! agents; [`contacts`]: contacts; [`center`]: events and audit.
 
 mod agents;
 mod center;
+mod contacts;
 mod customers;
 mod members;
 mod queues;
@@ -68,7 +69,7 @@ enum CtlCommand {
     Agents(agents::AgentCommand),
     /// Contacts: create, get, list, complete, abandon, transfer.
     #[command(subcommand)]
-    Contacts(center::ContactCommand),
+    Contacts(contacts::ContactCommand),
     /// The event stream of the node at the first endpoint, in log order.
     Events {
         /// Start at this log index (0: everything the node retains).
@@ -214,7 +215,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Agents(command) => agents::agents(&client, command, args.json)
             .await
             .map_err(status_err)?,
-        CtlCommand::Contacts(command) => center::contacts(&client, command, args.json)
+        CtlCommand::Contacts(command) => contacts::contacts(&client, command, args.json)
             .await
             .map_err(status_err)?,
         CtlCommand::Events {
