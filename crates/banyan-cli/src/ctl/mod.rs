@@ -4,9 +4,10 @@
 //! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
 //! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
 //! [`customers`]: customer records; [`queues`]: queues and their figures; [`agents`]:
-//! agents; [`contacts`]: contacts; [`center`]: events and audit.
+//! agents; [`contacts`]: contacts; [`center`]: the event stream; [`audit`]: who did what.
 
 mod agents;
+mod audit;
 mod center;
 mod contacts;
 mod customers;
@@ -85,16 +86,7 @@ enum CtlCommand {
     },
     /// Who did what and when: the events the node retains with the principal that caused
     /// each, for one contact, queue, agent or principal (`admin:ops`, `agent:ada`, ...).
-    Audit {
-        #[arg(long, default_value = "")]
-        contact: String,
-        #[arg(long, default_value = "")]
-        queue: String,
-        #[arg(long, default_value = "")]
-        agent: String,
-        #[arg(long, default_value = "")]
-        principal: String,
-    },
+    Audit(audit::AuditFilter),
 }
 
 /// A refusal as the operator reads it: the gRPC code and the server's message.
@@ -235,19 +227,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             )
             .await?
         }
-        CtlCommand::Audit {
-            contact,
-            queue,
-            agent,
-            principal,
-        } => {
-            let filter = center::AuditFilter {
-                contact,
-                queue,
-                agent,
-                principal,
-            };
-            center::audit(&security, &args.endpoint[0], filter, args.json).await?
+        CtlCommand::Audit(filter) => {
+            audit::audit(&security, &args.endpoint[0], filter, args.json).await?
         }
     }
     Ok(())
