@@ -1,16 +1,14 @@
-//! `banyan ctl`: operate a running cluster from the command line.
-//!
-//! This file: the flags every subcommand takes, the dispatch, and the helpers they share
-//! (argument parsers, enum names, tables, JSON, the event stream); [`status`]: the
-//! cluster's status; [`members`]: membership changes; [`sites`]: site leases;
-//! [`customers`]: customer records; [`queues`]: queues and their figures; [`agents`]:
-//! agents; [`contacts`]: contacts; [`center`]: the event stream; [`audit`]: who did what.
+//! `banyan ctl`: operate a running cluster from the command line, one file per resource
+//! (`status`, `members`, `sites`, `customers`, `queues`, `agents`, `contacts`, `events`,
+//! `audit`); this one parses the flags they all take, connects, hands each subcommand to
+//! its resource, and holds what several of them use: argument parsers, enum names, the
+//! table and JSON printers, and the event stream.
 
 mod agents;
 mod audit;
-mod center;
 mod contacts;
 mod customers;
+mod events;
 mod members;
 mod queues;
 mod sites;
@@ -22,9 +20,9 @@ use banyan_client::{Client, RetryPolicy, Security};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::{self as pb, ReadConsistency};
 use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use crate::trust_args::TrustArgs;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 #[derive(Args, Debug)]
 pub struct CtlArgs {
@@ -72,21 +70,49 @@ enum CtlCommand {
     #[command(subcommand)]
     Contacts(contacts::ContactCommand),
     /// The event stream of the node at the first endpoint, in log order.
-    Events {
-        /// Start at this log index (0: everything the node retains).
-        #[arg(long, default_value_t = 0)]
-        from_index: u64,
-        #[arg(long, default_value = "")]
-        contact: String,
-        #[arg(long, default_value = "")]
-        agent: String,
-        /// Keep printing new events as they happen.
-        #[arg(long)]
-        follow: bool,
-    },
+    Events(events::EventsArgs),
     /// Who did what and when: the events the node retains with the principal that caused
     /// each, for one contact, queue, agent or principal (`admin:ops`, `agent:ada`, ...).
     Audit(audit::AuditFilter),
+}
+
+/// Connects as `--user` (or with `--token`) and runs one subcommand; a refusal comes back
+/// as an error naming its gRPC code, and so a non-zero exit.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let policy = RetryPolicy {
+        attempt_timeout: args.timeout.min(Duration::from_secs(6)),
+        total_timeout: args.timeout,
+        pause: Duration::from_millis(100),
+        max_attempts: 0,
+        follow_leader: true,
+        connect_timeout: None,
+    };
+    let security = args.trust.client(&args.user, args.token.as_deref())?;
+    let client = Client::new(&args.endpoint, policy, &security)?;
+    match args.command {
+        CtlCommand::Status => status::status(&client, args.timeout, args.json).await?,
+        CtlCommand::Members(command) => members::change(&client, command, args.json).await?,
+        CtlCommand::Sites(command) => sites::sites(&client, command, args.json).await?,
+        CtlCommand::Customers(command) => customers::customers(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Queues(command) => queues::queues(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Agents(command) => agents::agents(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Contacts(command) => contacts::contacts(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::Events(events) => {
+            events::events(&security, &args.endpoint[0], events, args.json).await?
+        }
+        CtlCommand::Audit(filter) => {
+            audit::audit(&security, &args.endpoint[0], filter, args.json).await?
+        }
+    }
+    Ok(())
 }
 
 /// A refusal as the operator reads it: the gRPC code and the server's message.
@@ -179,57 +205,6 @@ async fn watch(
     Ok(ContactCenterClient::new(channel)
         .watch_events(request)
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_err)?
         .into_inner())
-}
-
-pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let policy = RetryPolicy {
-        attempt_timeout: args.timeout.min(Duration::from_secs(6)),
-        total_timeout: args.timeout,
-        pause: Duration::from_millis(100),
-        max_attempts: 0,
-        follow_leader: true,
-        connect_timeout: None,
-    };
-    let security = args.trust.client(&args.user, args.token.as_deref())?;
-    let client = Client::new(&args.endpoint, policy, &security)?;
-    match args.command {
-        CtlCommand::Status => status::status(&client, args.timeout, args.json).await?,
-        CtlCommand::Members(command) => members::change(&client, command, args.json).await?,
-        CtlCommand::Sites(command) => sites::sites(&client, command, args.json).await?,
-        CtlCommand::Customers(command) => customers::customers(&client, command, args.json)
-            .await
-            .map_err(status_err)?,
-        CtlCommand::Queues(command) => queues::queues(&client, command, args.json)
-            .await
-            .map_err(status_err)?,
-        CtlCommand::Agents(command) => agents::agents(&client, command, args.json)
-            .await
-            .map_err(status_err)?,
-        CtlCommand::Contacts(command) => contacts::contacts(&client, command, args.json)
-            .await
-            .map_err(status_err)?,
-        CtlCommand::Events {
-            from_index,
-            contact,
-            agent,
-            follow,
-        } => {
-            center::events(
-                &security,
-                &args.endpoint[0],
-                from_index,
-                contact,
-                agent,
-                follow,
-                args.json,
-            )
-            .await?
-        }
-        CtlCommand::Audit(filter) => {
-            audit::audit(&security, &args.endpoint[0], filter, args.json).await?
-        }
-    }
-    Ok(())
 }

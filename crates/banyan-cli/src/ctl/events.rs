@@ -1,22 +1,42 @@
-//! `banyan ctl events`: the contact center's event stream from the command line, as
-//! lines or `--json`.
+//! `banyan ctl events`: a node's event stream in log order, from an index, optionally
+//! followed live: what happened, as the state machine applied it.
 
 use banyan_client::Security;
 use banyan_proto::v1 as pb;
+use clap::Args;
 use serde_json::json;
 
-use super::{name, state_name, watch};
+use super::{name, state_name, status_err, watch};
+
+/// Where the stream starts and whose events it carries: one contact's or agent's history
+/// is what an operator usually asks for.
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Start at this log index (0: everything the node retains).
+    #[arg(long, default_value_t = 0)]
+    from_index: u64,
+    #[arg(long, default_value = "")]
+    contact: String,
+    #[arg(long, default_value = "")]
+    agent: String,
+    /// Keep printing new events as they happen.
+    #[arg(long)]
+    follow: bool,
+}
 
 /// `banyan ctl events`: the event stream, from an index, optionally followed live.
 pub async fn events(
     security: &Security,
     endpoint: &str,
-    from_index: u64,
-    contact: String,
-    agent: String,
-    follow: bool,
+    args: EventsArgs,
     json: bool,
 ) -> anyhow::Result<()> {
+    let EventsArgs {
+        from_index,
+        contact,
+        agent,
+        follow,
+    } = args;
     let mut stream = watch(
         security,
         endpoint,
@@ -38,7 +58,7 @@ pub async fn events(
                 Err(_) => return Ok(()),
             }
         };
-        let Some(e) = next.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))? else {
+        let Some(e) = next.map_err(status_err)? else {
             return Ok(());
         };
         let kind = name(e.kind, pb::EventKind::as_str_name, "EVENT_KIND_");
