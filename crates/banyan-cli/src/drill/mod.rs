@@ -3,12 +3,13 @@
 //!
 //! One run: the cluster is checked healthy; the run's queue and agents are created; the
 //! workload starts (`workload.rs`); the scenario injects its fault, waits for the cluster
-//! to react, heals it and waits for it to recover (this file); the workload stops, every
-//! acknowledged contact is waited for until an agent completed it, every node's final
-//! state is read and judged by the shared checkers, and the report is written
-//! (`report.rs`): Markdown, JSON and an SVG timeline. The exit status is non-zero when an
-//! invariant broke.
+//! to react, heals it and waits for it to recover (this file, watching the cluster through
+//! `probes.rs`); the workload stops, every acknowledged contact is waited for until an
+//! agent completed it, every node's final state is read and judged by the shared
+//! checkers, and the report is written (`report.rs`): Markdown, JSON and an SVG timeline.
+//! The exit status is non-zero when an invariant broke.
 
+mod probes;
 mod report;
 mod target;
 mod workload;
@@ -21,11 +22,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use banyan_client::{Client, RetryPolicy};
 use banyan_harness::{
-    check_branch_sides, check_contacts, check_customers, http_get, wait_until, ContactViolation,
-    EventTap, NodeContacts, Violation,
+    check_branch_sides, check_contacts, check_customers, wait_until, ContactViolation, EventTap,
+    NodeContacts, Violation,
 };
 use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
 use clap::{Args, ValueEnum};
+use probes::{
+    core_status, site_mode, wait_all_connected, wait_alone, wait_caught_up, wait_connected,
+};
 use report::{Counts, DrillReport, Invariants, Mark, SiteFigures};
 use target::{site_of, Target, BRANCHES};
 use workload::{Load, Names, Workload};
@@ -679,106 +683,6 @@ async fn branch_replica(
         node: branch,
         contacts,
     })
-}
-
-/// A branch's mode as its `/readyz` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BranchMode {
-    Connected,
-    Alone,
-    Handing,
-}
-
-async fn branch_mode(target: &Target, branch: u64) -> Option<BranchMode> {
-    let http = target.http(branch).ok()?;
-    let (code, body) = tokio::time::timeout(Duration::from_secs(2), http_get(&http, "/readyz"))
-        .await
-        .ok()?
-        .ok()?;
-    if code != 200 {
-        return None;
-    }
-    if body.contains("on its own") {
-        Some(BranchMode::Alone)
-    } else if body.contains("handing") {
-        Some(BranchMode::Handing)
-    } else if body.contains("through the core") {
-        Some(BranchMode::Connected)
-    } else {
-        None
-    }
-}
-
-/// The site as the core's leader sees it.
-async fn site_mode(target: &Target, site: &str) -> Option<i32> {
-    site_status(target, site).await.map(|s| s.mode)
-}
-
-/// The site's status as the core's leader shows it.
-async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
-    for id in target.core_ids() {
-        let Some(status) = core_status(target, id).await else {
-            continue;
-        };
-        if status.role == pb::Role::Leader as i32 {
-            return status.sites.into_iter().find(|s| s.site_id == site);
-        }
-    }
-    None
-}
-
-/// Core node `id`'s status, if it answers within two seconds.
-async fn core_status(target: &Target, id: u64) -> Option<pb::ClusterStatus> {
-    let client = Client::new(
-        [target.addr(id).ok()?],
-        RetryPolicy::once(Duration::from_secs(2)),
-        &target.security().ok()?,
-    )
-    .ok()?;
-    client.status().await.ok()
-}
-
-/// Waits until `branch` works through the core again with its site leased.
-async fn wait_connected(target: &Target, branch: u64, timeout: Duration) -> anyhow::Result<()> {
-    let site = site_of(branch);
-    wait_until(
-        &format!("branch {branch} back through the core with site {site} leased"),
-        timeout,
-        || async {
-            let connected = branch_mode(target, branch).await? == BranchMode::Connected;
-            let leased = site_mode(target, site).await? == pb::SiteMode::Leased as i32;
-            (connected && leased).then_some(())
-        },
-    )
-    .await
-}
-
-async fn wait_all_connected(target: &Target, timeout: Duration) -> anyhow::Result<()> {
-    for (branch, _) in BRANCHES {
-        wait_connected(target, branch, timeout).await?;
-    }
-    Ok(())
-}
-
-async fn wait_alone(target: &Target, branch: u64, timeout: Duration) -> anyhow::Result<()> {
-    wait_until(
-        &format!("branch {branch} routing its site alone"),
-        timeout,
-        || async { (branch_mode(target, branch).await? == BranchMode::Alone).then_some(()) },
-    )
-    .await
-}
-
-/// Waits for a leader among `among` and every one of them to have applied what it
-/// committed.
-async fn wait_caught_up(target: &Target, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
-    let nodes = target.nodes()?;
-    let leader = nodes.wait_for_leader(among, timeout).await?;
-    let committed = nodes.status(leader).await?.committed_index;
-    for id in among {
-        nodes.wait_applied(*id, committed, timeout).await?;
-    }
-    Ok(leader)
 }
 
 const REACT: Duration = Duration::from_secs(60);

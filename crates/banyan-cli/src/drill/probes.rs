@@ -1,0 +1,119 @@
+//! What a drill reads from the cluster while it runs, to know when a fault has taken
+//! hold and when the cluster has recovered: a branch's mode from its `/readyz`, a site's
+//! mode and a node's status from the core, and the waits built on them.
+
+use std::time::Duration;
+
+use banyan_client::{Client, RetryPolicy};
+use banyan_harness::{http_get, wait_until};
+use banyan_proto::v1 as pb;
+
+use super::target::{site_of, Target, BRANCHES};
+
+/// A branch's mode as its `/readyz` says it: the drill times the autonomy switch and the
+/// reconciliation by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchMode {
+    Connected,
+    Alone,
+    Handing,
+}
+
+/// The branch's mode, or `None` while it does not answer ready (restarting, cut off).
+pub async fn branch_mode(target: &Target, branch: u64) -> Option<BranchMode> {
+    let http = target.http(branch).ok()?;
+    let (code, body) = tokio::time::timeout(Duration::from_secs(2), http_get(&http, "/readyz"))
+        .await
+        .ok()?
+        .ok()?;
+    if code != 200 {
+        return None;
+    }
+    if body.contains("on its own") {
+        Some(BranchMode::Alone)
+    } else if body.contains("handing") {
+        Some(BranchMode::Handing)
+    } else if body.contains("through the core") {
+        Some(BranchMode::Connected)
+    } else {
+        None
+    }
+}
+
+/// The site as the core's leader sees it.
+pub async fn site_mode(target: &Target, site: &str) -> Option<i32> {
+    site_status(target, site).await.map(|s| s.mode)
+}
+
+/// The site's status as the core's leader shows it.
+pub async fn site_status(target: &Target, site: &str) -> Option<pb::SiteStatus> {
+    for id in target.core_ids() {
+        let Some(status) = core_status(target, id).await else {
+            continue;
+        };
+        if status.role == pb::Role::Leader as i32 {
+            return status.sites.into_iter().find(|s| s.site_id == site);
+        }
+    }
+    None
+}
+
+/// Core node `id`'s status, if it answers within two seconds.
+pub async fn core_status(target: &Target, id: u64) -> Option<pb::ClusterStatus> {
+    let client = Client::new(
+        [target.addr(id).ok()?],
+        RetryPolicy::once(Duration::from_secs(2)),
+        &target.security().ok()?,
+    )
+    .ok()?;
+    client.status().await.ok()
+}
+
+/// Waits until `branch` works through the core again with its site leased.
+pub async fn wait_connected(target: &Target, branch: u64, timeout: Duration) -> anyhow::Result<()> {
+    let site = site_of(branch);
+    wait_until(
+        &format!("branch {branch} back through the core with site {site} leased"),
+        timeout,
+        || async {
+            let connected = branch_mode(target, branch).await? == BranchMode::Connected;
+            let leased = site_mode(target, site).await? == pb::SiteMode::Leased as i32;
+            (connected && leased).then_some(())
+        },
+    )
+    .await
+}
+
+/// Waits until both branches work through the core: a drill starts from a healthy cluster.
+pub async fn wait_all_connected(target: &Target, timeout: Duration) -> anyhow::Result<()> {
+    for (branch, _) in BRANCHES {
+        wait_connected(target, branch, timeout).await?;
+    }
+    Ok(())
+}
+
+/// Waits until `branch` routes its site on its own: the fault has reached it.
+pub async fn wait_alone(target: &Target, branch: u64, timeout: Duration) -> anyhow::Result<()> {
+    wait_until(
+        &format!("branch {branch} routing its site alone"),
+        timeout,
+        || async { (branch_mode(target, branch).await? == BranchMode::Alone).then_some(()) },
+    )
+    .await
+}
+
+/// Waits for a leader among `among` and every one of them to have applied what it
+/// committed.
+pub async fn wait_caught_up(
+    target: &Target,
+    among: &[u64],
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let nodes = target.nodes()?;
+    let leader = nodes.wait_for_leader(among, timeout).await?;
+    let committed = nodes.status(leader).await?.committed_index;
+    for id in among {
+        nodes.wait_applied(*id, committed, timeout).await?;
+    }
+    Ok(leader)
+}
