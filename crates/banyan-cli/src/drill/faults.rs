@@ -10,9 +10,10 @@ use banyan_proto::v1 as pb;
 
 use super::probes::{core_status, site_mode, wait_alone, wait_caught_up, wait_connected};
 use super::report::SiteFigures;
+use super::run::Progress;
 use super::target::{Target, BRANCHES};
 use super::workload;
-use super::{DrillArgs, Progress, Scenario};
+use super::{DrillArgs, Scenario};
 
 /// What the scenario did, for the report.
 #[derive(Default)]

@@ -1,0 +1,383 @@
+//! One run of a drill: check the cluster healthy, set up and start the workload, let the
+//! scenario inject its fault, stop the workload, wait for every acknowledged contact to
+//! be served, read every node's final state, judge it with the shared checkers and write
+//! the run's report and timeline.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use banyan_client::{Client, RetryPolicy};
+use banyan_harness::{
+    check_branch_sides, check_contacts, check_customers, wait_until, ContactViolation, EventTap,
+    NodeContacts, Violation,
+};
+use banyan_proto::v1::{self as pb, EventKind, ReadConsistency};
+
+use super::faults::{inject, Fault};
+use super::probes::wait_all_connected;
+use super::report::{self, Counts, DrillReport, Invariants, Mark};
+use super::target::{site_of, Target, BRANCHES};
+use super::workload::{self, Load, Names, Workload};
+use super::DrillArgs;
+
+/// Live figures for the progress line.
+pub struct Progress {
+    origin: Instant,
+    phase: std::sync::Mutex<String>,
+}
+
+impl Progress {
+    /// Names the phase the drill is in, for the progress line and the log of a run
+    /// without a terminal.
+    pub fn set(&self, phase: impl Into<String>) {
+        let phase = phase.into();
+        if !std::io::stderr().is_terminal() {
+            eprintln!("[{:>6.1} s] {phase}", self.origin.elapsed().as_secs_f64());
+        }
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+    }
+}
+
+/// One run of the scenario, from a healthy cluster to its judged report.
+pub async fn run_once(
+    args: &DrillArgs,
+    load: &Load,
+    target: &mut Target,
+    run: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<DrillReport> {
+    let started_unix_ms = banyan_env::wall_clock_ms();
+    let progress = Arc::new(Progress {
+        origin: Instant::now(),
+        phase: std::sync::Mutex::new("checking the cluster is healthy".into()),
+    });
+    progress.set("checking the cluster is healthy");
+    let nodes = target.nodes()?;
+    let leader = nodes
+        .wait_for_leader(&target.core_ids(), Duration::from_secs(60))
+        .await?;
+    wait_all_connected(target, Duration::from_secs(90)).await?;
+    let names = Names::new(run);
+    // The tap starts before the set-up so the agents' capacities are in the history.
+    let from = nodes.status(leader).await?.last_log_index + 1;
+    let tap = EventTap::start(nodes.clone(), target.core_ids(), from);
+    progress.set("creating the drill's queue and agents");
+    workload::set_up(target, &names, load).await?;
+
+    let workload = Workload::start(target, &names, load)?;
+    let origin = Instant::now();
+    let ticker = spawn_ticker(progress.clone(), &workload);
+    let lead = args.duration / 4;
+    progress.set(format!("steady workload for {:.0} s", lead.as_secs_f64()));
+    tokio::time::sleep(lead).await;
+
+    let mut fault = Fault::default();
+    let scenario_result = inject(args, target, &tap, &progress, &mut fault).await;
+    // Whatever happened, the rest of the planned workload runs, so recovery is visible.
+    let planned_end = origin + args.duration;
+    if let Ok(()) = &scenario_result {
+        progress.set("steady workload after the fault");
+        tokio::time::sleep_until(planned_end.into()).await;
+    }
+    let workload_end = Instant::now();
+    ticker.abort();
+    progress.set("stopping callers and writers");
+    let (record, desks) = workload.stop_arrivals().await;
+    scenario_result?;
+
+    progress.set("waiting for every acknowledged contact to be served");
+    let ops = record.contact_ops();
+    let unserved = workload::wait_served(target, &ops, Duration::from_secs(90)).await?;
+    let mut notes = Vec::new();
+    if !unserved.is_empty() {
+        notes.extend(agents_at_the_end(target, &names).await);
+        notes.extend(contacts_at_the_end(target, &unserved).await);
+    }
+    notes.extend(workload::log_out(desks).await);
+
+    progress.set("reading every node's final state");
+    // The members now: a drill may have rejoined one under a new id.
+    let (nodes, core) = (target.nodes()?, target.core_ids());
+    let (mut contacts, committed) = nodes.final_contacts(&core, Duration::from_secs(60)).await?;
+    let customers = nodes.final_states(&core, Duration::from_secs(60)).await?;
+    for (branch, _) in BRANCHES {
+        contacts.push(branch_replica(target, branch, contacts[0].contacts.len()).await?);
+    }
+    // A write after the reads, so the tap sees the log pass them.
+    let core = workload::core_clients(target, RetryPolicy::default(), 1)?.remove(0);
+    core.upsert_customer(
+        pb::Customer {
+            id: format!("{}end", names.prefix),
+            name: "Drill end marker".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .await?;
+    tap.wait_past(committed, Duration::from_secs(60)).await?;
+    let events = tap.stop().await?;
+
+    progress.set("checking the invariants");
+    let contact_report = check_contacts(&ops, &contacts, &events, &names.prefix);
+    let customer_report = check_customers(&record.history, &customers, &names.customers());
+    let mut invariants = Invariants {
+        unserved: unserved.len(),
+        ..Default::default()
+    };
+    for id in &unserved {
+        invariants.details.push(format!(
+            "acknowledged contact {id} was not completed by the end"
+        ));
+    }
+    let mut tally = |v: &ContactViolation| {
+        match v {
+            ContactViolation::Lost { .. } => invariants.lost += 1,
+            ContactViolation::Duplicated { .. } => invariants.duplicated += 1,
+            ContactViolation::DoubleAssigned { .. } => invariants.double_assigned += 1,
+            ContactViolation::OverCapacity { .. } => invariants.over_capacity += 1,
+            _ => invariants.other += 1,
+        }
+        invariants.details.push(v.to_string());
+    };
+    contact_report.violations.iter().for_each(&mut tally);
+    let mut sites = std::mem::take(&mut fault.sites);
+    let mut streams = vec![("core".to_owned(), events.clone())];
+    for (branch, alone) in std::mem::take(&mut fault.alone) {
+        let mut own = tokio::time::timeout(Duration::from_secs(60), alone)
+            .await
+            .context("the branch did not end its own event stream after reconciling")???;
+        if let Some(ahead) = fault.clock_ahead_ms.get(&branch) {
+            for event in &mut own {
+                event.at_ms -= ahead;
+            }
+        }
+        let site = site_of(branch);
+        let sides = check_branch_sides(&events, &own, site);
+        streams.push((format!("branch {branch} alone"), own.clone()));
+        sides.violations.iter().for_each(&mut tally);
+        let offers = own
+            .iter()
+            .filter(|e| e.kind == EventKind::ContactOffered as i32)
+            .count();
+        if let Some(figures) = sites.iter_mut().find(|s| s.site == site) {
+            figures.local_offers = offers;
+        }
+    }
+    for v in &customer_report.violations {
+        match v {
+            Violation::LostAcknowledged { .. } => invariants.lost += 1,
+            Violation::AppliedTwice { .. } => invariants.duplicated += 1,
+            _ => invariants.other += 1,
+        }
+        invariants.details.push(v.to_string());
+    }
+    invariants.details.truncate(50);
+
+    let (writes, contact_samples) = record.samples();
+    let injected = fault.injected.unwrap_or(workload_end);
+    let healed = fault.healed.unwrap_or(workload_end);
+    let (gap_max, gap_p99, steady) = report::write_gaps(&writes, origin, injected, workload_end);
+    let rel = |t: Instant| t.saturating_duration_since(origin).as_secs_f64();
+    let marks: Vec<Mark> = fault
+        .marks
+        .iter()
+        .map(|(t, what)| Mark {
+            at_s: rel(*t),
+            what: what.clone(),
+        })
+        .collect();
+    if invariants.broken() {
+        let path = dir.join(format!("history-{run}.txt"));
+        std::fs::write(&path, report::history_text(&streams))?;
+        notes.push(format!("the events judged are in {}", path.display()));
+    }
+    notes.extend(fault.notes);
+    notes.push(format!(
+        "checked {} core events, {} contacts on {} replicas, {} customers",
+        events.len(),
+        contacts.first().map_or(0, |c| c.contacts.len()),
+        contacts.len(),
+        customers.first().map_or(0, |c| c.customers.len())
+    ));
+    let report = DrillReport {
+        scenario: args.scenario.name().into(),
+        target: target.describe(),
+        run,
+        passed: !invariants.broken(),
+        started_unix_ms,
+        workload_s: rel(workload_end),
+        marks: marks.clone(),
+        write_gap_max_ms: gap_max,
+        write_gap_p99_ms: gap_p99,
+        steady_gap_max_ms: steady,
+        election_ms: fault.election_ms,
+        sites: {
+            sites.sort_by(|a, b| a.site.cmp(&b.site));
+            sites
+        },
+        writes: Counts::of(&writes),
+        contacts: Counts::of(&contact_samples),
+        write_latency_p50_ms: report::latency_ms(&writes, 0.5),
+        write_latency_p99_ms: report::latency_ms(&writes, 0.99),
+        invariants,
+        notes,
+    };
+    let svg = report::timeline_svg(
+        &format!("banyan drill {} (run {run})", args.scenario.name()),
+        origin,
+        workload_end,
+        &[
+            ("customer writes through the core", &writes, "#1f77b4"),
+            ("contacts, all entry points", &contact_samples, "#2ca02c"),
+        ],
+        &marks,
+        (rel(injected), rel(healed)),
+    );
+    std::fs::write(dir.join(format!("timeline-{run}.svg")), svg)?;
+    Ok(report)
+}
+
+/// Prints the phase and the live counts about once a second.
+fn spawn_ticker(progress: Arc<Progress>, workload: &Workload) -> tokio::task::JoinHandle<()> {
+    let counts = workload.counters();
+    tokio::spawn(async move {
+        let terminal = std::io::stderr().is_terminal();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (0, 0);
+        for n in 0u64.. {
+            tick.tick().await;
+            let (writes, contacts, completed) = counts();
+            let phase = progress
+                .phase
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let line = format!(
+                "[{:>6.1} s] {phase} | writes ok {writes} (+{}/s) | contacts ok {contacts} | completed {completed}",
+                progress.origin.elapsed().as_secs_f64(),
+                writes - last.0,
+            );
+            last = (writes, contacts);
+            if terminal {
+                eprint!("\r\x1b[2K{line}");
+            } else if n > 0 && n.is_multiple_of(5) {
+                eprintln!("{line}");
+            }
+        }
+    })
+}
+
+/// The drill's agents as the core and their branch see them: why contacts were not served.
+async fn agents_at_the_end(target: &Target, names: &Names) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (where_, id) in [
+        ("core", target.core_ids()[0]),
+        ("branch emea", BRANCHES[0].0),
+        ("branch apac", BRANCHES[1].0),
+    ] {
+        let Ok(security) = target.security() else {
+            continue;
+        };
+        let Ok(addr) = target.addr(id) else { continue };
+        let Ok(client) = Client::new([addr], RetryPolicy::once(Duration::from_secs(5)), &security)
+        else {
+            continue;
+        };
+        let list = pb::ListAgentsRequest {
+            consistency: ReadConsistency::Local.into(),
+            ..Default::default()
+        };
+        match client.list_agents(list).await {
+            Ok(reply) => {
+                for agent in reply
+                    .agents
+                    .iter()
+                    .filter(|a| a.id.starts_with(&names.prefix))
+                {
+                    notes.push(format!(
+                        "at the {where_}: agent {} is {:?}, holds {:?}, missed {} in a row",
+                        agent.id,
+                        pb::AgentState::try_from(agent.state).unwrap_or_default(),
+                        agent.contacts,
+                        agent.missed_in_row
+                    ));
+                }
+            }
+            Err(status) => notes.push(format!(
+                "the {where_} did not list its agents: {}",
+                status.message()
+            )),
+        }
+    }
+    notes
+}
+
+/// Where the first unserved contacts stand at the core, with their timelines.
+async fn contacts_at_the_end(target: &Target, unserved: &[String]) -> Vec<String> {
+    let Ok(core) = workload::core_clients(target, RetryPolicy::default(), 1) else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    for id in unserved.iter().take(5) {
+        let request = pb::GetContactRequest {
+            id: id.clone(),
+            consistency: ReadConsistency::Linearizable.into(),
+        };
+        match core[0].get_contact(request).await {
+            Ok(contact) => {
+                let timeline: Vec<String> = contact
+                    .timeline
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{:?} at {} {}",
+                            pb::ContactState::try_from(t.state).unwrap_or_default(),
+                            t.at_ms,
+                            t.detail
+                        )
+                    })
+                    .collect();
+                notes.push(format!(
+                    "contact {id} (request {}): {:?}, agent {:?}; {}",
+                    contact.request_id,
+                    pb::ContactState::try_from(contact.state).unwrap_or_default(),
+                    contact.agent_id,
+                    timeline.join(" → ")
+                ));
+            }
+            Err(status) => notes.push(format!("contact {id}: {}", status.message())),
+        }
+    }
+    notes
+}
+
+/// The branch's replica of the contacts once it holds as many as the core.
+async fn branch_replica(
+    target: &Target,
+    branch: u64,
+    at_core: usize,
+) -> anyhow::Result<NodeContacts> {
+    let client = Client::new(
+        [target.addr(branch)?],
+        RetryPolicy::once(Duration::from_secs(10)),
+        &target.security()?,
+    )?;
+    let contacts = wait_until(
+        &format!("branch {branch}'s replica to catch up"),
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let mine = client.all_contacts(ReadConsistency::Local).await.ok()?;
+                (mine.len() == at_core).then_some(mine)
+            }
+        },
+    )
+    .await?;
+    Ok(NodeContacts {
+        node: branch,
+        contacts,
+    })
+}
