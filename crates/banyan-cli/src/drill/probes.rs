@@ -117,3 +117,64 @@ pub async fn wait_caught_up(
     }
     Ok(leader)
 }
+
+/// Waits until the core's leader shows `site` lapsed: the core has fenced it.
+pub async fn wait_fenced(target: &Target, site: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_until(
+        &format!("the core fencing site {site}"),
+        timeout,
+        || async { (site_mode(target, site).await? == pb::SiteMode::Lapsed as i32).then_some(()) },
+    )
+    .await
+}
+
+/// Waits until a core node refuses `site`'s renewals for its clock, and returns the
+/// offset it measured. The core node the renewal reached refuses it; any of them may be
+/// that node.
+pub async fn wait_clock_refused(
+    target: &Target,
+    site: &str,
+    timeout: Duration,
+) -> anyhow::Result<i64> {
+    wait_until(
+        &format!("the core refusing site {site}'s renewals for its clock"),
+        timeout,
+        || async {
+            for id in target.core_ids() {
+                let Some(status) = core_status(target, id).await else {
+                    continue;
+                };
+                let refused = status
+                    .sites
+                    .into_iter()
+                    .find(|s| s.site_id == site && s.clock_offset_past_budget);
+                if let Some(s) = refused {
+                    return Some(s.clock_offset_ms);
+                }
+            }
+            None
+        },
+    )
+    .await
+}
+
+/// Waits until `leader` shows node `id` registered on its data directory, and returns the
+/// cluster's id: a rejoined node is fenced by that registration from then on.
+pub async fn wait_registered(
+    target: &Target,
+    leader: u64,
+    id: u64,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    wait_until(
+        &format!("node {id} registered on its data directory"),
+        timeout,
+        || async {
+            let status = core_status(target, leader).await?;
+            let node = status.nodes.iter().find(|n| n.id == id)?;
+            (!node.incarnation.is_empty() && !status.cluster_id.is_empty())
+                .then_some(status.cluster_id)
+        },
+    )
+    .await
+}
