@@ -3,8 +3,8 @@
 //! is non-zero when an invariant broke. This file holds the flags and runs the drill as
 //! often as asked, summing the runs up; `run.rs` runs one (health check, workload, fault,
 //! judging, report), `faults.rs` breaks and heals the cluster as the scenario says,
-//! `probes.rs` reads the cluster meanwhile, `workload.rs` is the steady work, `target.rs`
-//! the cluster broken and `report.rs` the report.
+//! `probes.rs` reads the cluster's state for both, `workload.rs` is the steady work,
+//! `target.rs` the cluster broken and `report.rs` the report.
 
 mod faults;
 mod probes;

@@ -1,14 +1,17 @@
-//! What a drill reads from the cluster while it runs, to know when a fault has taken
-//! hold and when the cluster has recovered: a branch's mode from its `/readyz`, a site's
-//! mode and a node's status from the core, and the waits built on them.
+//! What a drill reads from the cluster: while it runs, to know when a fault has taken hold
+//! and when the cluster has recovered (a branch's mode from its `/readyz`, a site's mode
+//! and a node's status from the core, and the waits built on them); at the end, each
+//! branch's replica of the contacts, and where agents and contacts stand when some were
+//! not served.
 
 use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy};
-use banyan_harness::{http_get, wait_until};
-use banyan_proto::v1 as pb;
+use banyan_harness::{http_get, wait_until, NodeContacts};
+use banyan_proto::v1::{self as pb, ReadConsistency};
 
 use super::target::{site_of, Target, BRANCHES};
+use super::workload::{self, Names};
 
 /// A branch's mode as its `/readyz` says it: the drill times the autonomy switch and the
 /// reconciliation by it.
@@ -177,4 +180,117 @@ pub async fn wait_registered(
         },
     )
     .await
+}
+
+/// The drill's agents as the core and their branch see them: why contacts were not served.
+pub async fn agents_at_the_end(target: &Target, names: &Names) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (where_, id) in [
+        ("core", target.core_ids()[0]),
+        ("branch emea", BRANCHES[0].0),
+        ("branch apac", BRANCHES[1].0),
+    ] {
+        let Ok(security) = target.security() else {
+            continue;
+        };
+        let Ok(addr) = target.addr(id) else { continue };
+        let Ok(client) = Client::new([addr], RetryPolicy::once(Duration::from_secs(5)), &security)
+        else {
+            continue;
+        };
+        let list = pb::ListAgentsRequest {
+            consistency: ReadConsistency::Local.into(),
+            ..Default::default()
+        };
+        match client.list_agents(list).await {
+            Ok(reply) => {
+                for agent in reply
+                    .agents
+                    .iter()
+                    .filter(|a| a.id.starts_with(&names.prefix))
+                {
+                    notes.push(format!(
+                        "at the {where_}: agent {} is {:?}, holds {:?}, missed {} in a row",
+                        agent.id,
+                        pb::AgentState::try_from(agent.state).unwrap_or_default(),
+                        agent.contacts,
+                        agent.missed_in_row
+                    ));
+                }
+            }
+            Err(status) => notes.push(format!(
+                "the {where_} did not list its agents: {}",
+                status.message()
+            )),
+        }
+    }
+    notes
+}
+
+/// Where the first unserved contacts stand at the core, with their timelines.
+pub async fn contacts_at_the_end(target: &Target, unserved: &[String]) -> Vec<String> {
+    let Ok(core) = workload::core_clients(target, RetryPolicy::default(), 1) else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    for id in unserved.iter().take(5) {
+        let request = pb::GetContactRequest {
+            id: id.clone(),
+            consistency: ReadConsistency::Linearizable.into(),
+        };
+        match core[0].get_contact(request).await {
+            Ok(contact) => {
+                let timeline: Vec<String> = contact
+                    .timeline
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{:?} at {} {}",
+                            pb::ContactState::try_from(t.state).unwrap_or_default(),
+                            t.at_ms,
+                            t.detail
+                        )
+                    })
+                    .collect();
+                notes.push(format!(
+                    "contact {id} (request {}): {:?}, agent {:?}; {}",
+                    contact.request_id,
+                    pb::ContactState::try_from(contact.state).unwrap_or_default(),
+                    contact.agent_id,
+                    timeline.join(" → ")
+                ));
+            }
+            Err(status) => notes.push(format!("contact {id}: {}", status.message())),
+        }
+    }
+    notes
+}
+
+/// The branch's replica of the contacts once it holds as many as the core.
+pub async fn branch_replica(
+    target: &Target,
+    branch: u64,
+    at_core: usize,
+) -> anyhow::Result<NodeContacts> {
+    let client = Client::new(
+        [target.addr(branch)?],
+        RetryPolicy::once(Duration::from_secs(10)),
+        &target.security()?,
+    )?;
+    let contacts = wait_until(
+        &format!("branch {branch}'s replica to catch up"),
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let mine = client.all_contacts(ReadConsistency::Local).await.ok()?;
+                (mine.len() == at_core).then_some(mine)
+            }
+        },
+    )
+    .await?;
+    Ok(NodeContacts {
+        node: branch,
+        contacts,
+    })
 }
