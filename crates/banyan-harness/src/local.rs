@@ -19,38 +19,8 @@ use crate::ports::free_ports;
 
 use crate::wait::wait_until;
 
-/// A minimal HTTP/1.0 GET against `addr` (`host:port`): status code and body. Enough for
-/// health endpoints without an HTTP client dependency.
-pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    http_get_as(addr, path, None).await
-}
-
-/// Like [`http_get`], presenting `token` as a bearer token (the wallboard and `/metrics`
-/// of a secure node need one).
-pub async fn http_get_as(
-    addr: &str,
-    path: &str,
-    token: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
-        .await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("malformed response: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
+/// The health-check GET lives with the HTTP port it reads; tests keep reaching it here.
+pub use banyan_observe::{http_get, http_get_as};
 
 /// Debian's libfaketime, preloaded into a node whose clock a drill skews.
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";

@@ -2,6 +2,7 @@
 //! Prometheus metrics an SRE scrapes, and the counters behind both. Core voters and
 //! branches serve the same pages from their own view of the cluster.
 
+mod get;
 mod http;
 mod metrics;
 mod snapshot;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use banyan_raft::{AppliedState, RaftMetrics};
 
+pub use get::{http_get, http_get_as};
 pub use http::{routes, serve};
 pub use metrics::render as render_metrics;
 pub use snapshot::{
