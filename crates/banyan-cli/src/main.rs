@@ -69,10 +69,12 @@ struct ProbeArgs {
     timeout: std::time::Duration,
 }
 
+/// `banyan probe`: the container health check, through the node's own HTTP client so the
+/// production command needs nothing of the test harness.
 async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     let answer = tokio::time::timeout(
         args.timeout,
-        banyan_harness::http_get(&args.http, &args.path),
+        banyan_observe::http_get(&args.http, &args.path),
     )
     .await;
     match answer {
