@@ -23,6 +23,7 @@ use run::run_once;
 use target::Target;
 use workload::Load;
 
+/// The failures a drill rehearses, each one an operator will meet in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// Kill -9 the core's leader, restart it later.
@@ -64,6 +65,7 @@ impl Scenario {
     }
 }
 
+/// Which cluster a drill breaks: one it starts itself, or a deployment already running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TargetKind {
     /// Processes the drill starts on loopback (3 core, 2 branches) and stops at the end.
@@ -121,6 +123,8 @@ pub struct DrillArgs {
     certs_dir: Option<PathBuf>,
 }
 
+/// Runs the drill `--runs` times against one target, writes each run's report and the
+/// summary, and fails when any run broke an invariant, so CI and cron can act on it.
 pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
     let load = Load {
         contacts_per_sec: args.rate,
