@@ -1,11 +1,12 @@
 //! Cluster tests: real `banyan core` and `banyan branch` processes on loopback (and
 //! in-process clusters with cut links), each test a must-hold property of the cluster.
 //!
-//! Named by level, in the openraft manner: `t10` formation, `t12` the trust boundary (TLS, principals, the authorization table, the audit trail), `t20` replication, `t30`
+//! Named by level, in the openraft manner: `t01` the crates' dependency rules, `t10` formation, `t12` the trust boundary (TLS, principals, the authorization table, the audit trail), `t20` replication, `t30`
 //! leader loss, `t40` node recovery, `t50` membership, `t60` whole-cluster restart (`t62` backup and restore),
 //! `t70` bad input, `t80` agents at their desks (`t88` hostile imports), `t90` branches (`t92` the core lost,
 //! `t94`/`t95` one branch cut off from a running core), `t96` the failover drills, `t97` metrics, wallboard and traces, `t98` the demo and its wallboard in a browser.
 
+mod t01_architecture;
 mod t05_deploy_manifests;
 mod t10_formation;
 mod t12_trust;
