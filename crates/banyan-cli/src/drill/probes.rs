@@ -1,5 +1,5 @@
 //! What a drill reads from the cluster: while it runs, to know when a fault has taken hold
-//! and when the cluster has recovered (a branch's mode from its `/readyz`, a site's mode
+//! and when the cluster has recovered (a branch's mode from its `Branch.Status`, a site's mode
 //! and a node's status from the core, and the waits built on them); at the end, each
 //! branch's replica of the contacts, and where agents and contacts stand when some were
 //! not served.
@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use banyan_client::{Client, RetryPolicy};
-use banyan_harness::{http_get, wait_until, NodeContacts};
+use banyan_harness::{wait_until, NodeContacts};
 use banyan_proto::v1::{self as pb, ReadConsistency};
 
 use super::target::{site_of, Target, BRANCHES};
 use super::workload::{self, Names};
 
-/// A branch's mode as its `/readyz` says it: the drill times the autonomy switch and the
+/// A branch's mode as its `Branch.Status` says it: the drill times the autonomy switch and the
 /// reconciliation by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BranchMode {
@@ -22,24 +22,21 @@ pub enum BranchMode {
     Handing,
 }
 
-/// The branch's mode, or `None` while it does not answer ready (restarting, cut off).
+/// The branch's mode, or `None` while it does not answer (restarting, cut off from the
+/// drill).
 pub async fn branch_mode(target: &Target, branch: u64) -> Option<BranchMode> {
-    let http = target.http(branch).ok()?;
-    let (code, body) = tokio::time::timeout(Duration::from_secs(2), http_get(&http, "/readyz"))
-        .await
-        .ok()?
-        .ok()?;
-    if code != 200 {
-        return None;
-    }
-    if body.contains("on its own") {
-        Some(BranchMode::Alone)
-    } else if body.contains("handing") {
-        Some(BranchMode::Handing)
-    } else if body.contains("through the core") {
-        Some(BranchMode::Connected)
-    } else {
-        None
+    let client = Client::new(
+        [target.addr(branch).ok()?],
+        RetryPolicy::once(Duration::from_secs(2)),
+        &target.security().ok()?,
+    )
+    .ok()?;
+    let status = client.branch_status().await.ok()?;
+    match pb::BranchMode::try_from(status.mode).ok()? {
+        pb::BranchMode::Connected => Some(BranchMode::Connected),
+        pb::BranchMode::Autonomous => Some(BranchMode::Alone),
+        pb::BranchMode::Reconciling => Some(BranchMode::Handing),
+        pb::BranchMode::Unspecified => None,
     }
 }
 

@@ -39,11 +39,10 @@ pub struct LocalTarget {
 
 impl LocalTarget {
     /// Starts 3 core processes at the default timers and both branches, each branch
-    /// behind links the drill can cut, every node with an HTTP port.
+    /// behind links the drill can cut.
     pub async fn start(branch_flags: &[String]) -> anyhow::Result<Self> {
         let bin = std::env::current_exe().context("locating the banyan binary")?;
         let mut cluster = LocalCluster::new(bin, &[])?;
-        cluster.enable_http();
         cluster.start_voters(&CORE)?;
         if let Err(e) = cluster
             .wait_for_leader(&CORE, Duration::from_secs(30))
@@ -78,7 +77,6 @@ pub struct ComposeTarget {
     /// Container name per node id.
     containers: BTreeMap<u64, String>,
     grpc: BTreeMap<u64, Link>,
-    http: BTreeMap<u64, Link>,
 }
 
 /// The Compose service of each node id.
@@ -107,7 +105,7 @@ async fn docker(args: &[&str]) -> anyhow::Result<String> {
 
 impl ComposeTarget {
     /// Finds the running Compose project `project` (containers labelled by Compose) and
-    /// puts a relay in front of each node's published gRPC and HTTP ports.
+    /// puts a relay in front of each node's published gRPC port.
     pub async fn attach(
         project: &str,
         certs_dir: Option<&std::path::Path>,
@@ -117,7 +115,6 @@ impl ComposeTarget {
             pki: certs_dir.map(banyan_harness::Pki::open),
             containers: BTreeMap::new(),
             grpc: BTreeMap::new(),
-            http: BTreeMap::new(),
         };
         let ids = CORE
             .iter()
@@ -148,9 +145,8 @@ impl ComposeTarget {
                 })?
                 .to_owned();
             target.containers.insert(id, name);
-            let (grpc, http) = target.published(id).await?;
+            let grpc = target.published(id).await?;
             target.grpc.insert(id, Link::start(&grpc)?);
-            target.http.insert(id, Link::start(&http)?);
         }
         Ok(target)
     }
@@ -162,27 +158,21 @@ impl ComposeTarget {
             .with_context(|| format!("no node {id}"))
     }
 
-    /// The loopback addresses Docker published node `id`'s gRPC and HTTP ports at.
-    async fn published(&self, id: u64) -> anyhow::Result<(String, String)> {
+    /// The loopback address Docker published node `id`'s gRPC port at.
+    async fn published(&self, id: u64) -> anyhow::Result<String> {
         let name = self.container(id)?;
-        let port = |inner: &'static str| async move {
-            let out = docker(&["port", name, inner]).await?;
-            out.lines()
-                .find(|l| l.starts_with("127.0.0.1:") || l.starts_with("0.0.0.0:"))
-                .map(|l| l.replace("0.0.0.0:", "127.0.0.1:"))
-                .with_context(|| format!("{name} publishes no {inner} on loopback: {out}"))
-        };
-        Ok((port("7000/tcp").await?, port("8080/tcp").await?))
+        let out = docker(&["port", name, "7000/tcp"]).await?;
+        out.lines()
+            .find(|l| l.starts_with("127.0.0.1:") || l.starts_with("0.0.0.0:"))
+            .map(|l| l.replace("0.0.0.0:", "127.0.0.1:"))
+            .with_context(|| format!("{name} publishes no 7000/tcp on loopback: {out}"))
     }
 
     /// After a container came back: lead the relays to wherever Docker published it now.
     async fn follow_ports(&self, id: u64) -> anyhow::Result<()> {
-        let (grpc, http) = self.published(id).await?;
+        let grpc = self.published(id).await?;
         if let Some(link) = self.grpc.get(&id) {
             link.retarget(&grpc);
-        }
-        if let Some(link) = self.http.get(&id) {
-            link.retarget(&http);
         }
         Ok(())
     }
@@ -211,21 +201,6 @@ impl Target {
             },
             Target::Compose(compose) => compose
                 .grpc
-                .get(&id)
-                .map(|l| l.addr().to_owned())
-                .with_context(|| format!("no node {id}")),
-        }
-    }
-
-    /// Node `id`'s HTTP address as the drill reaches it.
-    pub fn http(&self, id: u64) -> anyhow::Result<String> {
-        match self {
-            Target::Local(local) => local
-                .cluster
-                .http_addr(id)
-                .with_context(|| format!("node {id} has no HTTP port")),
-            Target::Compose(compose) => compose
-                .http
                 .get(&id)
                 .map(|l| l.addr().to_owned())
                 .with_context(|| format!("no node {id}")),
