@@ -24,7 +24,8 @@ use crate::node::Inner;
 
 /// How often a branch on its own asks the core whether it is back, and runs its due
 /// timers. Connected, the branch waits for what can change its mode instead (a renewal's
-/// outcome, an applied entry, the moment its lease certainly lapses).
+/// outcome, the moment its lease certainly lapses, and at most this often, an applied
+/// entry).
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// How long a branch whose import the core refused waits before it sends the next one:
 /// the first wait, doubled after every refusal in a row up to the last. Some causes go
@@ -483,12 +484,18 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                 continue;
             }
             inner.accepts.forget_settled(&inner.replica).await;
-            // Nothing else can change the verdict: wait for one of these.
+            let last_pass = tokio::time::Instant::now();
+            // Nothing else can change the verdict: wait for one of these. The replica
+            // moves with every write, so its changes are looked at once per PROBE_EVERY.
             let lapse = inner.lease.certainly_lapsed_at();
-            let lapse = (lapse > tokio::time::Instant::now()).then_some(lapse);
+            let lapse = (lapse > last_pass).then_some(lapse);
+            let replica_moved = async {
+                tokio::time::sleep_until(last_pass + PROBE_EVERY).await;
+                applied.changed().await
+            };
             tokio::select! {
                 () = inner.shutdown.begun() => return,
-                changed = applied.changed() => if changed.is_err() { return },
+                changed = replica_moved => if changed.is_err() { return },
                 changed = outcomes.changed() => if changed.is_err() { return },
                 () = sleep_until(lapse) => {}
             }
