@@ -2,6 +2,8 @@
 //! Prometheus metrics an SRE scrapes, and the counters behind both. Core voters and
 //! branches serve the same pages from their own view of the cluster.
 
+#![warn(missing_docs)]
+
 mod get;
 mod http;
 mod metrics;
@@ -43,20 +45,27 @@ pub trait Observed: Clone + Send + Sync + 'static {
     fn up(&self) -> bool {
         true
     }
+    /// The node's Raft id, which names it on the wallboard and in `banyan_node_info`.
     fn node_id(&self) -> u64;
     /// The site a branch serves; `None` for a core voter.
     fn site(&self) -> Option<String>;
     /// The state the node serves now (a branch alone: its own).
     fn serving(&self) -> AppliedState;
+    /// Raft's own view (term, leader, log indexes, membership, replication), behind
+    /// the cluster figures.
     fn raft_metrics(&self) -> RaftMetrics;
     /// The highest log index this node knows committed, where it tracks it.
     fn committed_index(&self) -> Option<u64>;
+    /// Snapshots the node built itself since it started: each lets it purge its log up to
+    /// there.
     fn snapshots_built(&self) -> u64;
     /// Purges of the log after snapshots since the node started, where it tracks them.
     fn log_purges(&self) -> Option<u64> {
         None
     }
+    /// What only a branch knows of itself; `None` on a core voter.
     fn own_branch(&self) -> Option<OwnBranch>;
+    /// The counters the node keeps beside its state: gRPC requests and time to offer.
     fn telemetry(&self) -> Arc<Telemetry>;
     /// Whether the node serves what it is there for (`/readyz`), with a word on how, or
     /// why not. Asked only while its Raft runs.

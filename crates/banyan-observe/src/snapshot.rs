@@ -9,54 +9,91 @@ use serde::Serialize;
 
 use super::Observed;
 
+/// Everything one node sees at one moment: the wallboard's JSON, and what `/metrics` reads
+/// the state's figures from, so the two never disagree.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// Whose view this is: a branch alone shows its own state, not the core's.
     pub node: NodeInfo,
     /// Wall-clock time of the picture, ms since the epoch.
     pub at_ms: i64,
+    /// One row per queue: what waits now and how the queue has done since it was created.
     pub queues: Vec<QueueFigures>,
     /// Agents by state at each site.
     pub agents: Vec<SiteAgents>,
+    /// Raft's health as this node sees it.
     pub cluster: ClusterFigures,
+    /// One row per site: its lease at the core and what its branch is doing.
     pub branches: Vec<BranchFigures>,
 }
 
+/// The node that took a picture, shown in the wallboard's heading and `banyan_node_info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
+    /// The node's Raft id.
     pub id: u64,
+    /// "core" for a core voter, "branch" for a site's branch.
     pub role: &'static str,
+    /// The site a branch serves; `None` on a core voter.
     pub site: Option<String>,
+    /// Seconds since the node started: a small figure tells a restart from a long run.
     pub uptime_s: f64,
 }
 
+/// One queue's row on the wallboard: who waits now, and its totals since it was created.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueFigures {
+    /// The queue's id, and the `queue` label of its metrics.
     pub id: String,
+    /// The name a supervisor knows the queue by.
     pub name: String,
+    /// Contacts waiting in the queue right now.
     pub waiting: u64,
+    /// How long the oldest waiting contact has waited, in ms at the state machine's clock;
+    /// 0 when nobody waits. Past `service_level_target_ms` the wallboard shows it red.
     pub longest_wait_ms: i64,
     /// Answered within target over answered plus abandoned, in percent.
     pub service_level_pct: Option<f64>,
+    /// The share of contacts the queue means to answer within the target, in percent.
     pub service_level_goal_pct: u32,
+    /// The wait, in ms, within which an answer counts towards the service level.
     pub service_level_target_ms: i64,
+    /// Average speed of answer: the mean wait of answered contacts, in ms; `None` before
+    /// the first answer.
     pub asa_ms: Option<i64>,
+    /// Average handle time: the mean talk plus wrap-up of completed contacts, in ms;
+    /// `None` before the first is completed.
     pub aht_ms: Option<i64>,
+    /// Abandoned over answered plus abandoned, in percent; `None` before either.
     pub abandonment_pct: Option<f64>,
+    /// Contacts that entered the queue, transfers and overflows into it included.
     pub entered: u64,
+    /// Contacts an agent answered.
     pub answered: u64,
+    /// Contacts whose customer gave up while waiting.
     pub abandoned: u64,
+    /// Contacts an agent completed, wrap-up included.
     pub handled: u64,
+    /// Offers made to agents; re-offers after a reject or a timeout count again.
     pub offers: u64,
+    /// Contacts a branch's self-service answered while it ran alone, with no agent.
     pub self_served: u64,
 }
 
+/// A site's staffing at a glance: how many of its agents are in each state.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SiteAgents {
+    /// The site's id: the agents counted are those registered at it.
     pub site: String,
+    /// Available and holding no connected contact: free for the next offer.
     pub available: u64,
+    /// Available and holding at least one connected contact.
     pub on_contact: u64,
+    /// Finishing a contact's after-call work, not yet taking offers.
     pub wrap_up: u64,
+    /// On a break: signed in, taking no offers.
     pub on_break: u64,
+    /// Signed out.
     pub offline: u64,
 }
 
@@ -73,41 +110,63 @@ impl SiteAgents {
     }
 }
 
+/// Raft's health as one node sees it: who leads, how far the log has come, who lags.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterFigures {
+    /// The current Raft term; one that keeps rising means repeated elections.
     pub term: u64,
+    /// The leader this node knows; `None` during an election or while cut off.
     pub leader: Option<u64>,
     /// This node's Raft role: leader, follower, candidate or learner.
     pub role: &'static str,
+    /// Index of the last entry in this node's log, 0 while it is empty.
     pub last_log_index: u64,
+    /// The highest index this node knows committed; `None` where it does not track it.
     pub committed: Option<u64>,
+    /// The highest index applied to this node's state; far behind `committed` means the
+    /// node serves an old picture.
     pub applied: u64,
+    /// Index of the last snapshot; `None` before the first.
     pub snapshot_index: Option<u64>,
+    /// Index up to which the log was purged after a snapshot; `None` before the first purge.
     pub purged_index: Option<u64>,
+    /// Snapshots this node built itself since it started (not those it received).
     pub snapshots_built: u64,
     /// Steps `apply` skipped because the state was inconsistent (zero when healthy).
     pub apply_inconsistencies: u64,
+    /// Every member of the current membership, voters and learners.
     pub members: Vec<Member>,
 }
 
+/// One member of the Raft membership, as the wallboard lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
+    /// The member's Raft node id.
     pub id: u64,
+    /// The address the membership records for it, where peers send Raft traffic.
     pub addr: String,
+    /// Whether it votes; a branch's replica is a learner and does not.
     pub voter: bool,
+    /// Whether it is the leader this node knows.
     pub leader: bool,
     /// Entries behind the leader's log; known on the leader only.
     pub lag: Option<u64>,
 }
 
+/// One site's row: whether the core leases it to a branch, and whether that branch runs
+/// through the core or alone.
 #[derive(Debug, Clone, Serialize)]
 pub struct BranchFigures {
+    /// The site's id.
     pub site: String,
+    /// The Raft node id of the site's branch; `None` until a branch renews a lease for it.
     pub node_id: Option<u64>,
     /// The core's view of the site: "leased", "lapsed" (fenced) or "core" (no branch).
     pub lease: &'static str,
     /// "through the core", "alone" or "handing over".
     pub mode: &'static str,
+    /// Commands the branch wrote alone that the core has not applied yet; it drains to
+    /// zero as the branch hands over.
     pub journal_backlog: u64,
     /// Entries the branch's replica is behind the leader (on the leader, or the branch
     /// itself when it knows).

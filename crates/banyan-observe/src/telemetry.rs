@@ -29,13 +29,18 @@ const MAX_METHODS: usize = 64;
 /// A Prometheus-style histogram: cumulative counts per upper bound, sum and count.
 #[derive(Debug, Clone)]
 pub struct Histogram {
+    /// Upper bounds of the buckets in seconds, ascending (`GRPC_BUCKETS`, `OFFER_BUCKETS`).
     pub bounds: &'static [f64],
+    /// Observations at or below each bound, index for index with `bounds` (cumulative).
     pub counts: Vec<u64>,
+    /// All observations added up, in seconds: with `count`, the mean.
     pub sum: f64,
+    /// Observations in all, those above the last bound (Prometheus' `+Inf`) included.
     pub count: u64,
 }
 
 impl Histogram {
+    /// An empty histogram; its `bounds` never change, so scrapes line up bucket for bucket.
     pub fn new(bounds: &'static [f64]) -> Self {
         Self {
             bounds,
@@ -45,6 +50,7 @@ impl Histogram {
         }
     }
 
+    /// Counts one observation of `seconds` in every bucket whose bound it does not exceed.
     pub fn observe(&mut self, seconds: f64) {
         for (bound, count) in self.bounds.iter().zip(self.counts.iter_mut()) {
             if seconds <= *bound {
@@ -76,6 +82,7 @@ impl Histogram {
 pub struct MethodStats {
     /// Requests ended, by the status code they ended with.
     pub by_code: BTreeMap<i32, u64>,
+    /// Time from a request to its status (a stream's whole run), in seconds.
     pub latency: Histogram,
     /// Requests started and not ended yet: for a stream, the sessions open now.
     pub in_flight: u64,
@@ -118,10 +125,13 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
+    /// Shared from the start: the gRPC layer, the offer watcher and the HTTP port each
+    /// hold a clone, and the clock for [`Telemetry::uptime`] starts now.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
+    /// How long the node has run: the wallboard's "node up" and `banyan_uptime_seconds`.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -141,10 +151,12 @@ impl Telemetry {
         stats.latency.observe(took.as_secs_f64());
     }
 
+    /// A copy of every method's figures, so a scrape encodes without holding the lock.
     pub fn grpc(&self) -> BTreeMap<String, MethodStats> {
         self.grpc.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// A copy of how long contacts waited for their first offer, for `/metrics`.
     pub fn time_to_offer(&self) -> Histogram {
         self.time_to_offer
             .lock()
@@ -210,6 +222,8 @@ impl Telemetry {
     }
 }
 
+/// What [`Telemetry::layer`] gives the gRPC server: wraps every service so each request
+/// is counted in the node's [`Telemetry`], whatever method it calls.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer(Arc<Telemetry>);
 
