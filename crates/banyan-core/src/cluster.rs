@@ -23,6 +23,8 @@ use crate::node::CoreNode;
 use banyan_api::convert;
 use banyan_api::forward::{caller_timeout, forwarded, was_forwarded, Forwarder};
 
+/// The `Cluster` gRPC service of a core node: what operators and branches ask of the
+/// cluster itself (its status, its members, the sites' leases).
 #[derive(Clone)]
 pub struct ClusterService {
     node: CoreNode,
@@ -30,10 +32,13 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// Shares the node's `forwarder`, so a membership change handed to the leader reuses
+    /// the channel the node's other services keep to it.
     pub fn new(node: CoreNode, forwarder: Forwarder) -> Self {
         Self { node, forwarder }
     }
 
+    /// The service as tonic serves it, for the node's one listener ([`crate::serve`]).
     pub fn into_server(self) -> ClusterServer<Self> {
         ClusterServer::new(self)
     }

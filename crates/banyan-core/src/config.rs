@@ -11,29 +11,40 @@ use banyan_trust::Security;
 /// Everything a core node needs to start. Built by [`CoreConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// This node's Raft id: never 0, and the id its certificate must name.
     pub id: NodeId,
     /// Where peers and clients reach this node (`host:port`); recorded in the membership.
     pub advertise_addr: String,
+    /// Where the node's sled stores (log, state machine, identity) live across restarts.
     pub data_dir: PathBuf,
     /// Voters of a new cluster; ignored once this node is initialized.
     pub init: Option<BTreeMap<NodeId, String>>,
+    /// Heartbeat and election timeouts, the election timeout over twice the heartbeat.
     pub timers: RaftTimers,
     /// TLS with the node's certificate, or `--insecure`.
     pub security: Security,
 }
 
+/// Why a core node's settings were refused, each naming the flag to fix, so the node
+/// stops before it opens any storage.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// `--id` was 0; node ids start at 1.
     #[error("--id: must be a positive integer")]
     ZeroId,
+    /// `--addr` is not `host:port` with a port above 0.
     #[error("--addr: {0}")]
     Addr(String),
+    /// `--init` does not parse as `ID=HOST:PORT,...`, or leaves this node out.
     #[error("--init: {0}")]
     Init(String),
+    /// `--data-dir` was empty.
     #[error("--data-dir: must not be empty")]
     DataDir,
+    /// The Raft timers contradict each other, or openraft refuses them.
     #[error("timers: {0}")]
     Timers(String),
+    /// The node's certificate names someone other than this core node.
     #[error("--certs-dir: {0}")]
     Certs(String),
 }

@@ -14,6 +14,7 @@ use banyan_raft::{
 /// Why a node could not serve a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
+    /// The domain refused the command; the status names the field it refused.
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// This node is not the leader; the request needs the leader.
@@ -24,7 +25,12 @@ pub enum ServiceError {
     Membership(String),
     /// A node to be promoted has not caught up with the log yet; retry shortly.
     #[error("node_id: node {node} is still catching up (behind by {lag})")]
-    CatchingUp { node: NodeId, lag: String },
+    CatchingUp {
+        /// The node the change would promote.
+        node: NodeId,
+        /// How far it trails the leader's log: "N entries", or "unknown".
+        lag: String,
+    },
     /// Another membership change is still being committed; retry shortly.
     #[error("{0}")]
     MembershipBusy(String),

@@ -15,12 +15,16 @@ use tracing::Instrument;
 
 use crate::node::CoreNode;
 
+/// The `CommandForwarding` gRPC service: how the leader takes commands that other core
+/// nodes and branches cannot commit themselves.
 #[derive(Clone)]
 pub struct ForwardingService {
     node: CoreNode,
 }
 
 impl ForwardingService {
+    /// Proposes what it is handed on `node`, which answers `UNAVAILABLE` when it no longer
+    /// leads rather than forward again.
     pub fn new(node: CoreNode) -> Self {
         Self { node }
     }

@@ -20,6 +20,8 @@
 //! * [`convert`]: proto ↔ domain conversions, the only place that knows both.
 //! * [`errors`]: the one mapping from node and domain errors to gRPC statuses.
 
+#![warn(missing_docs)]
+
 pub mod cluster;
 pub mod config;
 pub mod errors;

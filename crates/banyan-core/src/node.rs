@@ -158,14 +158,17 @@ impl CoreNode {
         Ok(())
     }
 
+    /// This node's Raft id, as status replies and leader hints give it.
     pub fn id(&self) -> NodeId {
         self.inner.id
     }
 
+    /// Where peers and clients reach this node, as the membership records it.
     pub fn advertise_addr(&self) -> &str {
         &self.inner.advertise_addr
     }
 
+    /// The Raft handle, for the transport that carries peers' messages into it.
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }
@@ -175,18 +178,23 @@ impl CoreNode {
         &self.inner.identity
     }
 
+    /// The state applied on this node: what its reads and watches serve without the leader.
     pub fn applied(&self) -> &AppliedState {
         &self.inner.applied
     }
 
+    /// A copy of Raft's latest view (leader, term, membership, replication), taken so no
+    /// caller holds Raft's watch while it works.
     pub fn metrics(&self) -> RaftMetrics {
         self.inner.raft.metrics().borrow().clone()
     }
 
+    /// The highest log index this node knows committed; a follower's can trail the leader's.
     pub fn committed_index(&self) -> u64 {
         self.inner.log.committed_index()
     }
 
+    /// Snapshots this node built itself since it started, for the wallboard and metrics.
     pub fn snapshots_built(&self) -> u64 {
         self.inner.state_machine.snapshots_built()
     }
@@ -211,14 +219,17 @@ impl CoreNode {
         LeaderHint { id, addr }
     }
 
+    /// TLS and credentials of this node, for its gRPC server and the calls it makes.
     pub fn security(&self) -> &Security {
         &self.inner.security
     }
 
+    /// Channels to the leader, shared by every service that hands a request on to it.
     pub fn forwarder(&self) -> &Forwarder {
         &self.inner.forwarder
     }
 
+    /// Whether Raft last reported this node as leader; it may be deposed a moment later.
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().state == banyan_raft::ServerState::Leader
     }

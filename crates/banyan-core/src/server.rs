@@ -14,7 +14,9 @@ use crate::node::CoreNode;
 
 /// A node whose gRPC server runs in the background.
 pub struct RunningNode {
+    /// The node being served, for tests and the CLI to drive and inspect.
     pub node: CoreNode,
+    /// The address the listener bound: the real port when it was bound to port 0.
     pub addr: std::net::SocketAddr,
     server: GrpcServer,
 }
