@@ -34,10 +34,16 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 pub(crate) const RETRY_REFUSED_FIRST: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_REFUSED_MAX: Duration = Duration::from_secs(300);
 
+/// Whose word the branch serves its site by: the core's, its own, or its own while the
+/// core takes over what it did alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Reads from the replica, writes through the core's leader; the normal case.
     Connected,
+    /// Cut off with the lease certainly lapsed: routes its site alone, journal on disk.
     Autonomous,
+    /// The core answers again: the journal's import is on its way; writes are refused
+    /// (`UNAVAILABLE`, retry) until the core has applied it.
     Reconciling,
 }
 
@@ -46,6 +52,7 @@ pub enum Mode {
 pub struct ModeCell(AtomicU8);
 
 impl ModeCell {
+    /// The mode now; it can change as soon as this returns.
     pub fn get(&self) -> Mode {
         match self.0.load(Ordering::SeqCst) {
             1 => Mode::Autonomous,

@@ -9,6 +9,7 @@ use banyan_trust::Security;
 
 use crate::triage::Triage;
 
+/// Everything a branch needs to start. Built by [`BranchConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct BranchConfig {
     /// The branch's node id in the core's membership (as a learner).
@@ -17,6 +18,8 @@ pub struct BranchConfig {
     pub site: String,
     /// Where the core and clients reach this branch (`host:port`).
     pub advertise_addr: String,
+    /// Where the replica's sled stores and the branch's own logs (outbox, journal,
+    /// accepts in doubt) survive restarts.
     pub data_dir: PathBuf,
     /// Core nodes to join and send writes to.
     pub core: Vec<String>,
@@ -25,6 +28,7 @@ pub struct BranchConfig {
     /// The largest clock difference assumed between the branch and the core: the branch
     /// treats its lease as certainly lapsed only after TTL plus this, from its last send.
     pub max_clock_skew: Duration,
+    /// Heartbeat and election timeouts of the branch's Raft learner.
     pub timers: RaftTimers,
     /// Intents answered at the branch (self-service).
     pub triage: Triage,
@@ -32,29 +36,42 @@ pub struct BranchConfig {
     pub security: Security,
 }
 
+/// Why a branch's settings were refused, each naming the flag to fix, so the branch
+/// stops before it opens any storage or reaches the core.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// `--id` was 0; node ids start at 1.
     #[error("--id: must be a positive integer")]
     ZeroId,
+    /// `--site` is not a valid site id.
     #[error("--site: {0}")]
     Site(String),
+    /// `--addr` is not `host:port`.
     #[error("--addr: expected host:port, got {0:?}")]
     Addr(String),
+    /// `--core` names no core node, so the branch could neither join nor renew.
     #[error("--core: give at least one core node (host:port,...)")]
     NoCore,
+    /// `--lease-ttl` is outside the range the core accepts for a lease.
     #[error("--lease-ttl: {0}")]
     Lease(String),
+    /// `--max-clock-skew` is too small to cover the core's clock budget and network delay.
     #[error("--max-clock-skew: {0}")]
     Skew(String),
+    /// `--data-dir` was empty.
     #[error("--data-dir: must not be empty")]
     DataDir,
+    /// A `--self-service` rule does not parse as `intent=kind:value`.
     #[error("--self-service: {0}")]
     SelfService(String),
+    /// The branch's certificate does not name this branch id and site.
     #[error("--certs-dir: {0}")]
     Certs(String),
 }
 
 impl BranchConfig {
+    /// Checks the raw flags together (the skew against the lease, the certificate against
+    /// id and site) and builds the typed configuration.
     #[allow(
         clippy::too_many_arguments,
         reason = "one argument per flag, validated together"

@@ -132,6 +132,8 @@ impl LeaseState {
 }
 
 impl Lease {
+    /// A lease with the configured TTL and skew, counted as possibly held from now, since
+    /// an earlier run may have renewed it; renewals end once `shutdown` begins.
     pub fn new(config: &BranchConfig, shutdown: Shutdown) -> Self {
         Self::with_terms(config.lease_ttl, config.max_clock_skew, shutdown)
     }
@@ -174,6 +176,8 @@ impl Lease {
         self.lock().last_accepted_send.map(|sent| sent.elapsed())
     }
 
+    /// Why the last renewal failed, or `None` after an accepted one: the branch goes alone
+    /// only after a failure.
     pub fn last_error(&self) -> Option<String> {
         self.lock().last_error.clone()
     }

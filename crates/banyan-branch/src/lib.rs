@@ -27,6 +27,8 @@
 //! * [`ship`]: delivers the branch's outbox (self-served contacts) to the core.
 //! * [`outbox`]: the durable logs on the branch's disk (outbox, journal, accepts in doubt).
 
+#![warn(missing_docs)]
+
 mod accepts;
 pub mod autonomy;
 pub mod config;

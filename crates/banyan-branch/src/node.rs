@@ -26,19 +26,21 @@ const REPLICA_WAIT: Duration = Duration::from_secs(6);
 /// Pause between attempts to join the core as a learner.
 const JOIN_RETRY: Duration = Duration::from_millis(500);
 
-/// Why a branch did not start.
+/// Why a branch could not start; each stops it before it serves a request.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Its Raft did not start (storage, configuration, identity).
+    /// Its Raft learner did not start (storage, configuration, identity).
     #[error(transparent)]
     Raft(#[from] banyan_raft::StartError),
-    /// The branch's own trees (outbox, journal, accepts) could not be opened.
+    /// The branch's own logs (outbox, journal, accepts) under the data directory did not
+    /// open.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The core's addresses do not make a client.
+    /// No client to the core could be built from `--core` (an address, or TLS).
     #[error("core endpoints: {0}")]
     Core(String),
-    /// The journal or the accept records cannot be read.
+    /// A journal entry or an accept in doubt left by an earlier run cannot be read:
+    /// skipping it would lose a write the branch acknowledged.
     #[error("the branch's own records: {0}")]
     Journal(String),
 }
@@ -179,6 +181,7 @@ impl BranchNode {
         Ok(node)
     }
 
+    /// The branch's Raft id: a learner in the core's membership.
     pub fn id(&self) -> u64 {
         self.inner.config.id
     }
@@ -188,10 +191,12 @@ impl BranchNode {
         &self.inner.config.security
     }
 
+    /// The site the branch serves, whose lease it holds and which it routes alone when cut off.
     pub fn site(&self) -> &str {
         &self.inner.config.site
     }
 
+    /// The Raft handle, for the transport the core replicates its log through.
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }
@@ -211,6 +216,8 @@ impl BranchNode {
         &self.inner.telemetry
     }
 
+    /// The site's lease as the branch knows it: when the core last answered, whether it
+    /// may still hold.
     pub fn lease(&self) -> &Lease {
         &self.inner.lease
     }

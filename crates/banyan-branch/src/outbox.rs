@@ -46,6 +46,8 @@ pub enum Appended {
     Existing(Vec<u8>),
 }
 
+/// One durable log on the branch's disk, kept until the core has what it records (see the
+/// module docs for its keys).
 pub struct Outbox {
     tree: DurableTree,
     next: AtomicU64,

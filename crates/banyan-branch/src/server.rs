@@ -12,7 +12,9 @@ use crate::node::BranchNode;
 
 /// A branch whose server runs in the background.
 pub struct RunningBranch {
+    /// The branch being served, for tests and the CLI to drive and inspect.
     pub node: BranchNode,
+    /// The address the listener bound: the real port when it was bound to port 0.
     pub addr: std::net::SocketAddr,
     server: GrpcServer,
 }

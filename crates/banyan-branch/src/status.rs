@@ -16,10 +16,12 @@ pub struct BranchStatusService {
 }
 
 impl BranchStatusService {
+    /// Answers from `node`'s own figures: it never asks the core, so it works cut off.
     pub fn new(node: BranchNode) -> Self {
         Self { node }
     }
 
+    /// The service as tonic serves it, for the branch's one listener ([`crate::serve`]).
     pub fn into_server(self) -> BranchServer<Self> {
         BranchServer::new(self)
     }
