@@ -37,6 +37,7 @@ use tracing::Instrument;
 use crate::errors::{invalid, ApiError};
 use crate::{convert, Backend};
 
+/// What an agent's session sends back, boxed so the service can name the stream's type.
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<AgentEvent, Status>> + Send>>;
 
 /// Events buffered per session between the node and the network.
@@ -44,16 +45,20 @@ const SESSION_BUFFER: usize = 256;
 /// How long a dropped session keeps trying to record the disconnect (through an election).
 const DISCONNECT_RETRY: Duration = Duration::from_secs(15);
 
+/// The `AgentDesk` gRPC service over any node, core voter or branch: one session stream
+/// per logged-in agent.
 #[derive(Clone)]
 pub struct AgentDeskService<B> {
     node: B,
 }
 
 impl<B: Backend> AgentDeskService<B> {
+    /// Serves sessions from `node`'s events and commits the agents' commands through it.
     pub fn new(node: B) -> Self {
         Self { node }
     }
 
+    /// The service as tonic serves it, for the node's one listener.
     pub fn into_server(self) -> AgentDeskServer<Self> {
         AgentDeskServer::new(self)
     }

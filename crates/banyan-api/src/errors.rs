@@ -106,7 +106,10 @@ pub use banyan_client::{LEADER_ADDR_KEY, LEADER_ID_KEY};
 /// Where the leader is, as far as a node knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaderHint {
+    /// The leader's node id, when this node knows one; sent as [`LEADER_ID_KEY`].
     pub id: Option<u64>,
+    /// Where to reach the leader, from the membership: sent as [`LEADER_ADDR_KEY`] for the
+    /// client to retry there.
     pub addr: Option<String>,
 }
 

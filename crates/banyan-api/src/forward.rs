@@ -32,6 +32,8 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
+    /// An empty cache; channels open on first use, with `security` so the leader can tell
+    /// which node forwarded.
     pub fn new(security: Security) -> Self {
         Self {
             channels: Arc::default(),

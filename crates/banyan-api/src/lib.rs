@@ -68,7 +68,11 @@ pub async fn drain<T>(
 /// A command's answer and the log index of the entry it was applied in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Committed {
+    /// The log index the command was applied at (a branch alone: its journal sequence); a
+    /// node that forwarded the command answers once its own replica has applied it.
     pub index: u64,
+    /// What the command did, as the events it emitted: the services build their answer
+    /// from them.
     pub events: Vec<Event>,
 }
 

@@ -34,16 +34,20 @@ pub const APPLIED_INDEX_KEY: &str = "x-banyan-applied-index";
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
+/// The `ContactCenter` gRPC service over any node, core voter or branch: contacts,
+/// customers, queues, agents and the event watch.
 #[derive(Clone)]
 pub struct ContactCenterService<B> {
     node: B,
 }
 
 impl<B: Backend> ContactCenterService<B> {
+    /// Answers reads from `node`'s state (or its leader) and commits writes through it.
     pub fn new(node: B) -> Self {
         Self { node }
     }
 
+    /// The service as tonic serves it, for the node's one listener.
     pub fn into_server(self) -> ContactCenterServer<Self> {
         ContactCenterServer::new(self)
     }

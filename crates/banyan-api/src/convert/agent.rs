@@ -5,6 +5,7 @@ use banyan_proto::v1;
 
 use super::skill_level;
 
+/// An agent's capacity per channel; a message left out means the default, not zero.
 pub fn capacity_from_proto(capacity: Option<v1::Capacity>) -> PerChannel {
     match capacity {
         None => PerChannel::DEFAULT_CAPACITY,
@@ -12,6 +13,7 @@ pub fn capacity_from_proto(capacity: Option<v1::Capacity>) -> PerChannel {
     }
 }
 
+/// Per-channel figures as the API shows them: an agent's capacity, and its load beside it.
 pub fn capacity_to_proto(capacity: &PerChannel) -> v1::Capacity {
     let [voice, chat, email, callback] = capacity.0;
     v1::Capacity {
@@ -44,6 +46,7 @@ pub fn agent_input(agent: Option<v1::Agent>) -> Result<AgentInput, DomainError> 
     Ok(input)
 }
 
+/// An agent's state as clients see it; a break's reason travels apart, in `break_reason`.
 pub fn agent_state_to_proto(state: &AgentState) -> v1::AgentState {
     match state {
         AgentState::Offline => v1::AgentState::Offline,
@@ -88,6 +91,7 @@ pub fn agent_state_filter(field: &str, state: i32) -> Result<Option<v1::AgentSta
     }
 }
 
+/// An agent as reads and agent sessions show it: its settings, state, contacts and load.
 pub fn agent_to_proto(agent: &Agent) -> v1::Agent {
     let state = agent.state();
     v1::Agent {

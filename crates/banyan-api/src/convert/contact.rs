@@ -24,6 +24,7 @@ pub fn channel_from_proto(field: &str, value: i32) -> Result<Channel, DomainErro
     }
 }
 
+/// A channel as clients see it, on contacts and on the queues that take it.
 pub fn channel_to_proto(channel: Channel) -> v1::Channel {
     match channel {
         Channel::Voice => v1::Channel::Voice,
@@ -33,6 +34,7 @@ pub fn channel_to_proto(channel: Channel) -> v1::Channel {
     }
 }
 
+/// A contact's state as clients see it, on the contact and on each step of its timeline.
 pub fn contact_state_to_proto(state: ContactState) -> v1::ContactState {
     match state {
         ContactState::SelfServed => v1::ContactState::SelfServed,
@@ -82,6 +84,7 @@ pub fn contact_input(request: &v1::CreateContactRequest) -> Result<ContactInput,
     Ok(input)
 }
 
+/// Why the router placed a contact where it did (queue, strategy, step, score, priority).
 pub fn decision_to_proto(decision: &Decision) -> v1::Decision {
     v1::Decision {
         queue_id: decision.queue_id.clone(),
@@ -101,6 +104,8 @@ fn transition_to_proto(t: &Transition) -> v1::Transition {
     }
 }
 
+/// A contact as reads and agent sessions show it: its state, offer, routing decision and
+/// timeline.
 pub fn contact_to_proto(contact: &Contact) -> v1::Contact {
     let offer = contact.offer.as_ref();
     v1::Contact {

@@ -20,6 +20,8 @@ use banyan_domain::customer::validate_id;
 use banyan_domain::{Customer, CustomerInput, DomainError, Tier};
 use banyan_proto::v1;
 
+/// A customer tier, `None` when unspecified: an upsert then takes the default, a search
+/// any tier.
 pub fn tier_from_proto(field: &str, value: i32) -> Result<Option<Tier>, DomainError> {
     match v1::Tier::try_from(value) {
         Ok(v1::Tier::Unspecified) => Ok(None),
@@ -30,6 +32,7 @@ pub fn tier_from_proto(field: &str, value: i32) -> Result<Option<Tier>, DomainEr
     }
 }
 
+/// A customer's tier as clients see it.
 pub fn tier_to_proto(tier: Tier) -> v1::Tier {
     match tier {
         Tier::Standard => v1::Tier::Standard,
@@ -63,6 +66,8 @@ pub fn request_id(value: String) -> Result<Option<String>, DomainError> {
     Ok(Some(value))
 }
 
+/// A customer as the API answers it; `history` is left empty, for the one read that
+/// fills it.
 pub fn customer_to_proto(customer: &Customer) -> v1::Customer {
     let input = &customer.input;
     v1::Customer {
@@ -80,6 +85,7 @@ pub fn customer_to_proto(customer: &Customer) -> v1::Customer {
     }
 }
 
+/// One finished contact of a customer's history, as `GetCustomer` lists it.
 pub fn history_to_proto(entry: &banyan_domain::stats::HistoryEntry) -> v1::HistoryEntry {
     v1::HistoryEntry {
         contact_id: entry.contact_id.clone(),

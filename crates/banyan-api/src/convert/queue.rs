@@ -7,6 +7,7 @@ use banyan_proto::v1;
 
 use super::{channel_from_proto, channel_to_proto};
 
+/// A queue's routing strategy; unspecified means longest idle, the default.
 pub fn strategy_from_proto(field: &str, value: i32) -> Result<Strategy, DomainError> {
     match v1::Strategy::try_from(value) {
         Ok(v1::Strategy::Unspecified | v1::Strategy::LongestIdle) => Ok(Strategy::LongestIdle),
@@ -22,6 +23,7 @@ pub fn strategy_from_proto(field: &str, value: i32) -> Result<Strategy, DomainEr
     }
 }
 
+/// A queue's routing strategy as clients see it.
 pub fn strategy_to_proto(strategy: Strategy) -> v1::Strategy {
     match strategy {
         Strategy::LongestIdle => v1::Strategy::LongestIdle,
@@ -155,6 +157,8 @@ fn nonzero(value: i64, default: i64) -> i64 {
     }
 }
 
+/// A queue's settings as reads show them, every optional setting given with the value
+/// in force.
 pub fn queue_to_proto(queue: &QueueInput) -> v1::Queue {
     v1::Queue {
         id: queue.id.clone(),
@@ -191,6 +195,8 @@ pub fn queue_to_proto(queue: &QueueInput) -> v1::Queue {
     }
 }
 
+/// A queue's statistics as `GetQueueStats` answers them, true at cluster time `at_ms`;
+/// a rate or average with nothing to measure yet is 0.
 pub fn queue_stats_to_proto(stats: &QueueStats, queue: &QueueInput, at_ms: i64) -> v1::QueueStats {
     let c = &stats.counters;
     v1::QueueStats {

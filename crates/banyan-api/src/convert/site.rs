@@ -3,6 +3,7 @@
 use banyan_domain::{BranchMode, BranchReport, DomainError, Site, SiteMode};
 use banyan_proto::v1;
 
+/// The mode a branch reports with its lease renewal; unspecified counts as connected.
 pub fn branch_mode_from_proto(field: &str, value: i32) -> Result<BranchMode, DomainError> {
     match v1::BranchMode::try_from(value) {
         Ok(v1::BranchMode::Unspecified | v1::BranchMode::Connected) => Ok(BranchMode::Connected),
@@ -15,6 +16,7 @@ pub fn branch_mode_from_proto(field: &str, value: i32) -> Result<BranchMode, Dom
     }
 }
 
+/// A branch's mode as a site's status reports it.
 pub fn branch_mode_to_proto(mode: BranchMode) -> v1::BranchMode {
     match mode {
         BranchMode::Connected => v1::BranchMode::Connected,
