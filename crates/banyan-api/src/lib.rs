@@ -23,6 +23,8 @@
 //!
 //! The wallboard, `/metrics` and the gRPC telemetry layer are `banyan-observe`'s.
 
+#![warn(missing_docs)]
+
 pub mod agent_desk;
 pub mod contact_center;
 pub mod convert;

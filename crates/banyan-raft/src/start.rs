@@ -21,7 +21,8 @@ pub enum StartError {
     /// The timers do not make a valid openraft configuration.
     #[error("invalid Raft configuration: {0}")]
     Config(String),
-    /// openraft refused to start over the stores.
+    /// Raft did not start over the stores, or (a core voter's `--init`) could not form
+    /// the cluster.
     #[error("starting Raft: {0}")]
     Raft(String),
     /// The data directory's incarnation could not be settled or written.

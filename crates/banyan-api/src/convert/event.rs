@@ -9,6 +9,9 @@ use super::{
     decision_to_proto,
 };
 
+/// The name a withdrawn offer's reason carries on the wire (an event's or a desk message's
+/// `reason`), stable for
+/// the clients that match on it.
 pub fn withdraw_reason_name(reason: WithdrawReason) -> &'static str {
     match reason {
         WithdrawReason::Rejected => "REJECTED",
@@ -21,6 +24,8 @@ pub fn withdraw_reason_name(reason: WithdrawReason) -> &'static str {
     }
 }
 
+/// An applied event as `WatchEvents` and the agents' desks send it: its place in the log,
+/// who caused it, and the fields of its kind.
 pub fn event_to_proto(record: &EventRecord) -> v1::Event {
     let mut e = v1::Event {
         index: record.index,
