@@ -10,8 +10,7 @@ use super::{
 };
 
 /// The name a withdrawn offer's reason carries on the wire (an event's or a desk message's
-/// `reason`), stable for
-/// the clients that match on it.
+/// `reason`), stable for the clients that match on it.
 pub fn withdraw_reason_name(reason: WithdrawReason) -> &'static str {
     match reason {
         WithdrawReason::Rejected => "REJECTED",
