@@ -8,8 +8,11 @@ use crate::channel::{Channel, PerChannel};
 use crate::error::DomainError;
 use crate::validate::{validate_count, validate_id, validate_len, validate_name, MAX_NAME_LEN};
 
+/// Most skills one agent may list: a bound on what one upsert makes every replica store.
 pub const MAX_SKILLS: usize = 64;
+/// Lowest skill level, a novice; agents and queue requirements use the same scale.
 pub const MIN_SKILL_LEVEL: u8 = 1;
+/// Highest skill level, an expert.
 pub const MAX_SKILL_LEVEL: u8 = 10;
 /// More concurrent contacts on one channel than anyone can handle is a typo.
 pub const MAX_CAPACITY: u32 = 50;
@@ -17,7 +20,9 @@ pub const MAX_CAPACITY: u32 = 50;
 /// The fields an administrator sets on an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInput {
+    /// The agent's id, unique in the cluster: offers, desk tokens and events name the agent by it.
     pub id: String,
+    /// The name supervisors see for the agent.
     pub name: String,
     /// The site (regional center) the agent works at; routing fences by the site's lease.
     pub site: String,
@@ -40,6 +45,8 @@ impl Default for AgentInput {
 }
 
 impl AgentInput {
+    /// Checks every field against its limits, at the service edge and again inside `apply`, so a
+    /// bad upsert changes nothing.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_id("agent.id", &self.id)?;
         validate_name("agent.name", &self.name)?;
@@ -70,15 +77,20 @@ impl AgentInput {
 /// What the agent chose: whether they want contacts at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Presence {
+    /// Logged out: takes no contacts. Where every new agent starts.
     #[default]
     Offline,
+    /// Ready for contacts, up to the agent's capacity on each channel.
     Available,
+    /// Logged in but taking no contacts for a while.
     Break {
+        /// Why the agent is away, as they gave it or as the cluster set it (`missed offers`).
         reason: String,
     },
 }
 
 impl Presence {
+    /// Bounds the break reason, so that a presence change cannot grow the state without limit.
     pub fn validate(&self) -> Result<(), DomainError> {
         if let Presence::Break { reason } = self {
             validate_len("state.reason", reason, MAX_NAME_LEN)?;
@@ -90,13 +102,23 @@ impl Presence {
 /// The state an agent is shown in: their presence, or `WrapUp` while finishing a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentState {
+    /// Logged out.
     Offline,
+    /// Ready, with no contact in wrap-up: routing may offer to the agent.
     Available,
-    Break { reason: String },
+    /// On a break: logged in, taking no contacts.
+    Break {
+        /// Why the agent is away, as their presence says.
+        reason: String,
+    },
+    /// Available, but finishing the after-contact work (notes, disposition) of a contact; offered
+    /// nothing until done.
     WrapUp,
 }
 
 impl AgentState {
+    /// The upper-case name the API, queue statistics and the wallboard show (`AVAILABLE`,
+    /// `WRAP_UP`, ...).
     pub fn name(&self) -> &'static str {
         match self {
             AgentState::Offline => "OFFLINE",
@@ -110,7 +132,9 @@ impl AgentState {
 /// A stored agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agent {
+    /// The fields the administrator set, as last upserted.
     pub input: AgentInput,
+    /// What the agent last chose, or the cluster for them (a break after too many missed offers).
     pub presence: Presence,
     /// Contacts the agent holds (offered, connected or in wrap-up) and their channel.
     pub held: BTreeMap<String, Channel>,
@@ -122,9 +146,15 @@ pub struct Agent {
     pub idle_since_ms: i64,
     /// When `state()` last changed.
     pub state_since_ms: i64,
+    /// Contacts the agent saw through to completion, for their statistics.
     pub handled: u64,
+    /// Time connected to contacts so far, in milliseconds; `LEAST_TALK_TIME` offers to the
+    /// smallest.
     pub talk_time_ms: i64,
+    /// Offers the agent let expire since they last accepted one or became available; at the queue's
+    /// `max_missed_offers` the agent is put on break.
     pub missed_in_row: u32,
+    /// Offers the agent let expire in all, for supervisors.
     pub missed_total: u64,
     /// Global offer sequence number of the agent's last offer; `ROUND_ROBIN` offers to
     /// the smallest.
@@ -137,6 +167,7 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A newly created agent: offline, holding nothing, idle and in its state since `now_ms`.
     pub fn new(input: AgentInput, now_ms: i64) -> Self {
         Self {
             input,
@@ -156,10 +187,13 @@ impl Agent {
         }
     }
 
+    /// The agent's id, the key it is stored and routed under.
     pub fn id(&self) -> &str {
         &self.input.id
     }
 
+    /// The state supervisors and events see: the presence, or `WrapUp` while any held contact is in
+    /// wrap-up.
     pub fn state(&self) -> AgentState {
         match &self.presence {
             Presence::Offline => AgentState::Offline,

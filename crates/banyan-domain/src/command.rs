@@ -15,6 +15,7 @@ use crate::site::{BranchReport, SiteInput};
 pub struct Stamped {
     /// Leader's wall clock when it proposed the command, milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// What to apply, as the caller sent it.
     pub command: Command,
 }
 
@@ -22,7 +23,9 @@ pub struct Stamped {
 /// command gets the first result; the same key with another command is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
+    /// The idempotency key a client chose for this call, if any; retries reuse it.
     pub request_id: Option<String>,
+    /// What the command changes.
     pub action: Action,
     /// Who caused it, as the edge authenticated the caller; kept through forwarding and
     /// branch journals for the audit trail. `None` for the cluster's own commands (timer
@@ -31,6 +34,7 @@ pub struct Command {
 }
 
 impl Command {
+    /// A command with no idempotency key and no principal, such as the cluster's own `Tick`.
     pub fn new(action: Action) -> Self {
         Self {
             request_id: None,
@@ -39,6 +43,7 @@ impl Command {
         }
     }
 
+    /// A command that a retry with the same `request_id` answers from the first result.
     pub fn with_request_id(action: Action, request_id: Option<String>) -> Self {
         Self {
             request_id,
@@ -53,6 +58,7 @@ impl Command {
         self
     }
 
+    /// The idempotency key, if the caller gave one.
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
     }
@@ -78,9 +84,14 @@ pub const MAX_IMPORT_SPAN: u64 = 1 << 32;
 /// sequence changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BranchImport {
+    /// The site whose branch did the work; only that site's branch may import it.
     pub site: String,
+    /// The branch journal's last sequence number this import covers: the core records it so that
+    /// each entry is applied once.
     pub upto_seq: u64,
+    /// Every contact the branch handled, as it ended up or as it still is.
     pub contacts: Vec<Contact>,
+    /// Each of the site's agents (by id) and the presence the branch left them in.
     pub agents: Vec<(String, Presence)>,
     /// The contacts the branch created on its own (from its journal). One of them may
     /// exist at the core too, under the same id: a create the branch forwarded just before
@@ -92,67 +103,101 @@ pub struct BranchImport {
 /// Everything the domain can be asked to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
+    /// Create a customer, or replace every field of an existing one.
     UpsertCustomer(CustomerInput),
+    /// Create a queue, or replace its configuration.
     UpsertQueue(QueueInput),
+    /// Create an agent, or replace their skills, capacity and site.
     UpsertAgent(AgentInput),
+    /// Create a site (regional center), or rename it.
     UpsertSite(SiteInput),
     /// A branch renews its site's lease; it runs `ttl_ms` from `sent_at_ms`, the branch's
     /// clock when it sent the renewal.
     RenewLease {
+        /// The site whose lease is renewed.
         site_id: String,
+        /// The branch's clock when it sent the renewal, ms since the Unix epoch: the lease runs
+        /// from here, so a delayed renewal cannot stretch it.
         sent_at_ms: i64,
+        /// How long the lease runs, in ms, between [`MIN_LEASE_MS`](crate::site::MIN_LEASE_MS) and
+        /// [`MAX_LEASE_MS`](crate::site::MAX_LEASE_MS).
         ttl_ms: i64,
         /// How the renewing branch is doing, shown in the cluster status.
         report: BranchReport,
     },
+    /// A contact arrives: it is queued (or self-served, abandoned, or given a callback when the
+    /// queue is full) and routed.
     CreateContact(ContactInput),
     /// The agent chooses a presence: available, on break, or offline.
     SetAgentPresence {
+        /// The agent whose presence changes.
         agent_id: String,
+        /// Available, on break (with a reason), or offline.
         presence: Presence,
     },
     /// A desk session logs the agent in with a presence. `session` names the session, so
     /// a late disconnect of an older session does not log out a newer one.
     AgentLogin {
+        /// The agent logging in.
         agent_id: String,
+        /// The desk session's name; only the latest session's disconnect counts.
         session: String,
+        /// The presence the agent starts the session in.
         presence: Presence,
     },
     /// The agent's desk session ended without a logout: outstanding offers go back to the
     /// queue and the agent takes no new contacts until they return. Ignored unless
     /// `session` is the agent's latest login (empty matches any).
     AgentDisconnected {
+        /// The agent whose desk went away.
         agent_id: String,
+        /// The session that ended; empty matches whichever is current.
         session: String,
     },
+    /// The agent takes an offered contact: it connects, and the same offer to other agents
+    /// (`RING_ALL`) is withdrawn.
     AcceptOffer {
+        /// The agent accepting; must be one the contact is offered to.
         agent_id: String,
+        /// The offered contact.
         contact_id: String,
     },
+    /// The agent turns an offer down: the contact goes back to its place in the queue and to other
+    /// agents first.
     RejectOffer {
+        /// The agent declining; must be one the contact is offered to.
         agent_id: String,
+        /// The offered contact.
         contact_id: String,
     },
     /// The conversation ended; the agent wraps up.
     EndContact {
+        /// The agent holding the contact.
         agent_id: String,
+        /// The connected contact whose conversation ended.
         contact_id: String,
     },
     /// Close a connected or wrapping-up contact with a disposition code.
     CompleteContact {
+        /// The contact to close.
         contact_id: String,
         /// Empty when a supervisor closes it; else must be the holding agent.
         agent_id: String,
+        /// The outcome code, checked against the queue's allowed dispositions.
         disposition: String,
+        /// Free-text notes on the contact, kept in the customer's history.
         notes: String,
     },
     /// The caller hung up while waiting.
     AbandonContact {
+        /// The waiting or offered contact the caller left.
         contact_id: String,
     },
     /// Move a contact into another queue; it continues as a new contact there.
     TransferContact {
+        /// The contact to move; it ends as `TRANSFERRED`.
         contact_id: String,
+        /// The queue the new contact waits in.
         queue_id: String,
     },
     /// A branch's work while it was cut off, applied once (see [`BranchImport`]).
@@ -160,6 +205,7 @@ pub enum Action {
     /// Refuse every desk token of the agent issued up to the stamped time, and end its
     /// open desk sessions.
     RevokeAgentTokens {
+        /// The agent whose tokens are refused from now on.
         agent_id: String,
     },
     /// Advance timers to the stamped time: offer expiry, escalation, max wait, wrap-up end,
@@ -170,6 +216,7 @@ pub enum Action {
     /// Last of the variants: a new variant goes at the end, so that older log entries
     /// decode unchanged.
     ReleaseLease {
+        /// The site whose lease is released.
         site_id: String,
     },
     /// The cluster's own identity, kept by the state machine beside the domain (which
@@ -187,7 +234,9 @@ pub struct CommandPart {
     /// The whole command's request id and a digest of its bytes: a resend of the same
     /// command continues where the parts applied so far end.
     pub id: String,
+    /// Which part this is, from 0; parts are applied in order.
     pub part: u32,
+    /// How many parts the whole command was cut into.
     pub parts: u32,
     /// Postcard writes these as its `Vec<u8>` (a length, then the bytes), in one copy.
     #[serde(with = "serde_bytes")]
@@ -214,7 +263,15 @@ impl std::fmt::Debug for CommandPart {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterAction {
     /// The first leader names the cluster; later ones are refused.
-    Found { cluster_id: String },
+    Found {
+        /// The id every member and branch of the cluster checks its peers against.
+        cluster_id: String,
+    },
     /// The leader records the data directory a member runs on, as the member told it.
-    Register { node_id: u64, incarnation: String },
+    Register {
+        /// The member's Raft node id.
+        node_id: u64,
+        /// The random id its data directory got the first time the member ran on it.
+        incarnation: String,
+    },
 }

@@ -25,20 +25,36 @@ use crate::validate::{
     MAX_NAME_LEN, MAX_TEXT_LEN,
 };
 
+/// Where a contact is in its life cycle (the diagram above); [`may_become`](Self::may_become) says
+/// which moves are legal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ContactState {
+    /// Answered without an agent (IVR, bot, FAQ); final from the start.
     SelfServed,
+    /// Waiting in its queue for an agent, in priority order.
     Queued,
+    /// Ringing at one agent, or at several for `RING_ALL`, until accepted, rejected or expired.
     Offered,
+    /// In conversation with the agent who accepted it.
     Connected,
+    /// The conversation is over; the agent is doing the after-contact work until the queue's
+    /// wrap-up time ends or they complete it.
     WrapUp,
+    /// Closed by the agent or a supervisor (with a disposition), or when wrap-up time ran out;
+    /// final.
     Completed,
+    /// Ended without an agent: the caller hung up, waited past the queue's limit, or found it full;
+    /// final.
     Abandoned,
+    /// A voice caller who will be called back instead of waiting on the line; keeps their place in
+    /// the queue.
     CallbackScheduled,
+    /// Moved to another queue, where it continues as a new contact; final for this one.
     Transferred,
 }
 
 impl ContactState {
+    /// The upper-case name the API, events and timelines show (`QUEUED`, `WRAP_UP`, ...).
     pub fn name(self) -> &'static str {
         match self {
             ContactState::SelfServed => "SELF_SERVED",
@@ -66,6 +82,7 @@ impl ContactState {
         )
     }
 
+    /// Ended for good: nothing moves it again, and it is in the customer's history.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -123,13 +140,18 @@ impl ContactState {
 pub struct ContactInput {
     /// Set by branches, which name their contacts themselves; generated when empty.
     pub id: String,
+    /// How the contact reaches the center; decides which agents' capacity it counts against.
     pub channel: Channel,
     /// The known customer, if any; their tier raises the contact's priority.
     pub customer_id: String,
+    /// The queue it waits in; may be empty only for a self-served contact.
     pub queue_id: String,
+    /// What the contact is about (such as `billing`), as the front end classified it; recorded, not
+    /// routed on.
     pub intent: String,
     /// Base priority, 0..=1000; tier boost and aging are added by the queue.
     pub priority: i64,
+    /// Free-form data from the front end (account number, IVR choices), kept with the contact.
     pub attributes: BTreeMap<String, String>,
     /// Where the contact came in; without it, agents of every site are eligible.
     pub origin_site: String,
@@ -138,6 +160,8 @@ pub struct ContactInput {
 }
 
 impl ContactInput {
+    /// Checks every field against its limits, at the service edge and again inside `apply`, so a
+    /// bad create changes nothing.
     pub fn validate(&self) -> Result<(), DomainError> {
         if !self.id.is_empty() {
             validate_id("contact.id", &self.id)?;
@@ -166,7 +190,9 @@ impl ContactInput {
 /// Why an agent was chosen: enough to explain and to re-check every routing decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
+    /// The queue whose rules made the decision.
     pub queue_id: String,
+    /// The queue's strategy that ranked the eligible agents.
     pub strategy: Strategy,
     /// Escalation steps applied to the contact when it was offered.
     pub step: u32,
@@ -187,17 +213,26 @@ impl Decision {
 /// An outstanding offer. `RING_ALL` offers to several agents at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
+    /// The agents rung: one, or several for `RING_ALL`.
     pub agents: Vec<String>,
+    /// When the offer was made, ms since the Unix epoch.
     pub offered_ms: i64,
+    /// When an unanswered offer is withdrawn and counted as a miss: the offer time plus the queue's
+    /// `offer_timeout_ms`.
     pub expires_ms: i64,
+    /// Why these agents were chosen.
     pub decision: Decision,
 }
 
 /// One step of a contact's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
+    /// When the contact entered the state, ms since the Unix epoch (the state machine's clock).
     pub at_ms: i64,
+    /// The state it entered.
     pub state: ContactState,
+    /// Why or with whom: the agents offered, the accepting agent, the disposition, the abandon
+    /// reason; often empty.
     pub detail: String,
     /// The principal of the command that caused this step (an offer made while routing
     /// after an agent became free names that agent's command); `None` for steps of
@@ -208,21 +243,30 @@ pub struct Transition {
 /// A stored contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
+    /// The contact's id: the branch's when it named it, else generated by the state machine.
     pub id: String,
+    /// The idempotency key of the command that created it: a branch's copy of a create the core
+    /// already served is recognised by it.
     pub request_id: Option<String>,
     /// The current channel: a voice call that got a callback becomes `Callback`.
     pub channel: Channel,
+    /// The known customer, if any (empty when anonymous); finished contacts go into their history.
     pub customer_id: String,
+    /// The queue it waits in now; a transfer or an overflow changes it.
     pub queue_id: String,
+    /// What the contact is about, as the front end classified it.
     pub intent: String,
     /// The priority the client asked for.
     pub base_priority: i64,
     /// Base plus the queue's tier boost; aging is added when ranking.
     pub priority: i64,
+    /// Free-form data from the front end, kept as given.
     pub attributes: BTreeMap<String, String>,
+    /// The site the contact came in at; empty lets agents of every site take it.
     pub origin_site: String,
     /// Who created it: `core`, or the branch site that took it.
     pub owner: String,
+    /// Where it is in its life cycle.
     pub state: ContactState,
     /// When it first entered a queue; kept through re-queues, overflows and transfers.
     pub enqueued_ms: i64,
@@ -230,6 +274,7 @@ pub struct Contact {
     pub queue_entered_ms: i64,
     /// Escalation steps of the current queue applied so far.
     pub step: u32,
+    /// The outstanding offer while `OFFERED`; `None` otherwise.
     pub offer: Option<Offer>,
     /// Why the contact was last offered (queue, strategy, step, score); kept once it is
     /// accepted, so a connected or finished contact still says why its agent got it.
@@ -238,13 +283,22 @@ pub struct Contact {
     pub agent_id: String,
     /// The agent that just missed or rejected it: not offered to them again right away.
     pub passed_by: String,
+    /// When an agent accepted it, ms since the Unix epoch; talk time counts from here.
     pub connected_ms: Option<i64>,
+    /// When wrap-up ends by itself while `WRAP_UP`, ms since the Unix epoch.
     pub wrap_until_ms: Option<i64>,
+    /// When it reached a final state, ms since the Unix epoch.
     pub ended_ms: Option<i64>,
+    /// The outcome code it was completed with (empty until then).
     pub disposition: String,
+    /// The agent's free-text notes from completion.
     pub notes: String,
+    /// The contact this one continues, when it was created by a transfer.
     pub transferred_from: String,
+    /// The contact that continues this one in the new queue, once transferred.
     pub transferred_to: String,
+    /// Every state the contact went through, in order: the audit trail and what the history checker
+    /// judges.
     pub timeline: Vec<Transition>,
 }
 

@@ -12,10 +12,16 @@ pub use crate::validate::{
     MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ID_LEN, MAX_NAME_LEN,
 };
 
+/// Most phone numbers one customer may have.
 pub const MAX_PHONES: usize = 8;
+/// Longest phone number accepted, in bytes, spaces and punctuation included.
 pub const MAX_PHONE_LEN: usize = 32;
+/// Most email addresses one customer may have.
 pub const MAX_EMAILS: usize = 8;
+/// Longest email address accepted, in bytes (the SMTP limit).
 pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest language tag accepted, in bytes (the length RFC 5646 asks every implementation to
+/// support).
 pub const MAX_LANGUAGE_LEN: usize = 35;
 
 /// Service tier; higher tiers get a priority boost in routing.
@@ -23,36 +29,49 @@ pub const MAX_LANGUAGE_LEN: usize = 35;
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub enum Tier {
+    /// No boost: most customers.
     #[default]
     Standard,
+    /// A queue's `gold_boost` is added to their contacts' priority.
     Gold,
+    /// A queue's `platinum_boost` is added to their contacts' priority.
     Platinum,
 }
 
 /// The fields a client sets on a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerInput {
+    /// The customer's id, chosen by the client (often the CRM's key).
     pub id: String,
+    /// The customer's name; `find_customers` matches on its prefix.
     pub name: String,
+    /// Phone numbers the customer calls from; a lookup by any of them finds the customer.
     pub phones: Vec<String>,
+    /// Email addresses the customer writes from; a lookup by any of them finds the customer.
     pub emails: Vec<String>,
+    /// Service tier, which raises the priority of the customer's contacts.
     pub tier: Tier,
     /// BCP 47 language tag, e.g. `en-GB`; empty when unknown.
     pub language: String,
+    /// Free-form data from the client's CRM, kept as given.
     pub attributes: BTreeMap<String, String>,
 }
 
 /// A stored customer: the client's fields plus what the cluster keeps about them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
+    /// The client's fields, as last upserted.
     pub input: CustomerInput,
     /// Accepted changes so far; a duplicate application of one write would show here.
     pub version: u64,
+    /// When the customer was first upserted, ms since the Unix epoch.
     pub created_at_ms: i64,
+    /// When the customer was last upserted, ms since the Unix epoch.
     pub updated_at_ms: i64,
 }
 
 impl Customer {
+    /// The customer's id, the key they are stored under.
     pub fn id(&self) -> &str {
         &self.input.id
     }
@@ -102,11 +121,13 @@ impl CustomerInput {
         self.phones.iter().map(|p| normalize_phone(p))
     }
 
+    /// Email addresses trimmed and lower-cased, so a lookup ignores case.
     pub fn normalized_emails(&self) -> impl Iterator<Item = String> + '_ {
         self.emails.iter().map(|e| normalize_email(e))
     }
 }
 
+/// A phone number reduced to `+` and digits: the form customers are indexed and looked up by.
 pub fn normalize_phone(phone: &str) -> String {
     phone
         .chars()
@@ -114,6 +135,7 @@ pub fn normalize_phone(phone: &str) -> String {
         .collect()
 }
 
+/// An email address trimmed and lower-cased: the form customers are indexed and looked up by.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_ascii_lowercase()
 }

@@ -18,6 +18,8 @@
 //! * [`stats`]: queue counters and customer history.
 //! * [`state`]: the whole replicated state, `apply`, routing and timers.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod channel;
 pub mod command;

@@ -24,6 +24,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, for parsing and for tables that go role by role.
     pub const ALL: [Role; 4] = [
         Role::Admin,
         Role::Supervisor,
@@ -31,6 +32,7 @@ impl Role {
         Role::Viewer,
     ];
 
+    /// The lower-case name tokens, certificates and the audit trail use.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
@@ -40,6 +42,7 @@ impl Role {
         }
     }
 
+    /// The role a token or certificate names, or `None` for an unknown name.
     pub fn parse(text: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == text)
     }
@@ -57,12 +60,20 @@ pub enum Principal {
     /// A core voter, by node id (node certificate).
     Node(u64),
     /// The branch node `node` serving `site` (branch certificate).
-    Branch { node: u64, site: String },
+    Branch {
+        /// The branch's Raft node id (a learner of the core).
+        node: u64,
+        /// The site the branch serves; the branch may act for that site only.
+        site: String,
+    },
     /// A person or a program with a role, optionally limited to one site (client
     /// certificate or scoped token).
     User {
+        /// Who signed in, as their token or certificate names them.
         name: String,
+        /// What they may do.
         role: Role,
+        /// The one site they are limited to, or `None` for every site.
         site: Option<String>,
     },
     /// An agent at their desk (bearer token).

@@ -11,11 +11,15 @@ use crate::customer::Tier;
 use crate::error::DomainError;
 use crate::validate::{validate_count, validate_id, validate_name, validate_range};
 
+/// Most escalation steps one queue may have.
 pub const MAX_STEPS: usize = 16;
+/// Most disposition codes one queue may allow.
 pub const MAX_DISPOSITIONS: usize = 64;
 /// One day: longer timers in a contact center are configuration mistakes.
 pub const MAX_TIMER_MS: i64 = 24 * 60 * 60 * 1000;
+/// Highest base priority of a contact, and highest tier boost of a queue.
 pub const MAX_PRIORITY: i64 = 1000;
+/// Highest `max_length` a queue may set.
 pub const MAX_QUEUE_LENGTH: u32 = 10_000_000;
 /// How many agents a `RING_ALL` offer rings at most.
 pub const RING_ALL_MAX: usize = 16;
@@ -39,6 +43,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The upper-case name the API and decisions show (`LONGEST_IDLE`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Strategy::LongestIdle => "LONGEST_IDLE",
@@ -55,16 +60,28 @@ impl Strategy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EscalationAction {
     /// Accept agents with a lower level in one skill.
-    RelaxSkill { skill: String, min_level: u8 },
+    RelaxSkill {
+        /// The required skill to relax.
+        skill: String,
+        /// The lower level now accepted.
+        min_level: u8,
+    },
     /// Stop requiring a skill.
-    DropSkill { skill: String },
+    DropSkill {
+        /// The required skill no longer required.
+        skill: String,
+    },
     /// Offer to agents at any site, not just the contact's own.
     AllowOtherSites,
     /// Move the contact into another queue, keeping its original enqueue time.
-    Overflow { queue_id: String },
+    Overflow {
+        /// The queue the contact moves into, if that queue takes the contact's channel.
+        queue_id: String,
+    },
 }
 
 impl EscalationAction {
+    /// The step in words, as `ContactEscalated` events show it.
     pub fn describe(&self) -> String {
         match self {
             EscalationAction::RelaxSkill { skill, min_level } => {
@@ -80,13 +97,16 @@ impl EscalationAction {
 /// After `after_ms` in the queue, apply `action`. Steps are cumulative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationStep {
+    /// How long after entering the queue the step applies, in ms; steps are in increasing order.
     pub after_ms: i64,
+    /// What the step changes.
     pub action: EscalationAction,
 }
 
 /// What happens to a caller who waited `max_wait_ms`, or finds the queue full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WhenFull {
+    /// The contact ends as `ABANDONED`.
     #[default]
     Abandon,
     /// Voice callers get a callback that keeps their place; other channels abandon.
@@ -96,14 +116,20 @@ pub enum WhenFull {
 /// The fields an administrator sets on a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueInput {
+    /// The queue's id, which contacts and escalation overflows name it by.
     pub id: String,
+    /// The name supervisors see for the queue.
     pub name: String,
     /// Channels the queue takes; empty takes all.
     pub channels: Vec<Channel>,
+    /// Skill name → lowest level an agent needs to take the queue's contacts; escalation can relax
+    /// them.
     pub required_skills: BTreeMap<String, u8>,
+    /// How the queue picks among eligible agents.
     pub strategy: Strategy,
     /// Priority points added for gold and platinum customers.
     pub gold_boost: i64,
+    /// Priority points added for platinum customers.
     pub platinum_boost: i64,
     /// Priority points a waiting contact gains per minute of waiting.
     pub aging_per_minute: i64,
@@ -111,15 +137,20 @@ pub struct QueueInput {
     pub service_level_ms: i64,
     /// ...for this percentage of contacts.
     pub service_level_goal_pct: u32,
+    /// What happens to a contact as it keeps waiting, in order of time.
     pub escalation: Vec<EscalationStep>,
     /// Zero: no limit.
     pub max_wait_ms: i64,
     /// Zero: no limit.
     pub max_length: u32,
+    /// What happens at `max_wait_ms` or when the queue is full.
     pub when_full: WhenFull,
+    /// Wrap-up time: how long an agent has for after-contact work (notes, disposition) before the
+    /// contact completes by itself, in ms; zero completes it at once.
     pub wrap_up_ms: i64,
     /// Codes an agent may close a contact with; empty allows any.
     pub dispositions: Vec<String>,
+    /// How long an offer rings unanswered before it is withdrawn and counted as missed, in ms.
     pub offer_timeout_ms: i64,
     /// Missed offers in a row that put an agent on break.
     pub max_missed_offers: u32,
@@ -154,6 +185,8 @@ impl Default for QueueInput {
 }
 
 impl QueueInput {
+    /// Checks every field against its limits, at the service edge and again inside `apply`, so a
+    /// bad upsert changes nothing.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_id("queue.id", &self.id)?;
         validate_name("queue.name", &self.name)?;
@@ -291,6 +324,7 @@ impl QueueInput {
                 .any(|s| s.action == EscalationAction::AllowOtherSites)
     }
 
+    /// The priority points this queue adds for a customer of `tier`.
     pub fn tier_boost(&self, tier: Tier) -> i64 {
         match tier {
             Tier::Standard => 0,
@@ -299,6 +333,7 @@ impl QueueInput {
         }
     }
 
+    /// Whether an agent may close a contact of this queue with `code`.
     pub fn allows_disposition(&self, code: &str) -> bool {
         self.dispositions.is_empty() || self.dispositions.iter().any(|d| d == code)
     }

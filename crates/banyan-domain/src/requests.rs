@@ -18,9 +18,12 @@ pub const RETENTION_MS: i64 = 2 * 60 * 1000;
 /// What a request produced the first time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
+    /// When it was first applied, by the state machine's clock; the record expires [`RETENTION_MS`]
+    /// later.
     pub at_ms: i64,
     /// The command as first applied; a retry must carry the same one.
     pub command: Command,
+    /// The events it produced, returned again to a retry.
     pub events: Vec<Event>,
 }
 
@@ -32,6 +35,7 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
+    /// The record of `request_id`, even if it is past the retention window and not yet expired.
     pub fn get(&self, request_id: &str) -> Option<&RequestRecord> {
         self.by_id.get(request_id)
     }
@@ -43,6 +47,7 @@ impl RequestLog {
         self.get(request_id).filter(|record| record.at_ms >= cutoff)
     }
 
+    /// Remembers what `request_id` produced, replacing an earlier record of the same id.
     pub fn record(&mut self, request_id: &str, record: RequestRecord) {
         self.by_time.insert((record.at_ms, request_id.to_owned()));
         if let Some(old) = self.by_id.insert(request_id.to_owned(), record) {
@@ -70,10 +75,12 @@ impl RequestLog {
         self.by_time.retain(|(_, id)| by_id.contains_key(id));
     }
 
+    /// How many request ids are remembered.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
+    /// Whether no request id is remembered.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
@@ -83,6 +90,7 @@ impl RequestLog {
         &self.by_id
     }
 
+    /// Rebuilds the log, time index included, from its serialized records.
     pub fn from_records(records: BTreeMap<String, RequestRecord>) -> Self {
         let by_time = records
             .iter()

@@ -13,6 +13,8 @@ use crate::validate::{validate_id, validate_len, MAX_NAME_LEN};
 
 /// Shortest and longest lease a branch may ask for.
 pub const MIN_LEASE_MS: i64 = 500;
+/// Longest lease a branch may ask for: a branch that dies holding one fences its site's agents off
+/// from the core until it ends.
 pub const MAX_LEASE_MS: i64 = 10 * 60 * 1000;
 /// The clock-offset budget: how far ahead of the cluster clock a branch's clock may run.
 /// A renewal sent further ahead is refused, naming the offset: the core would let the
@@ -40,14 +42,19 @@ pub fn check_clock_offset(sent_at_ms: i64, now_ms: i64) -> Result<(), DomainErro
     Ok(())
 }
 
+/// The fields an administrator sets on a site (a regional center).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteInput {
+    /// The site's id, which agents, contacts and the branch's leases name it by.
     pub id: String,
+    /// The name supervisors see for the site.
     pub name: String,
+    /// The region the site is in, for display.
     pub region: String,
 }
 
 impl SiteInput {
+    /// Checks every field against its limits, at the service edge and again inside `apply`.
     pub fn validate(&self) -> Result<(), DomainError> {
         validate_id("site.id", &self.id)?;
         validate_len("site.name", &self.name, MAX_NAME_LEN)?;
@@ -72,11 +79,13 @@ pub enum BranchMode {
 pub struct BranchReport {
     /// The branch's node id (a Raft learner of the core).
     pub node_id: u64,
+    /// What the branch was doing when it renewed.
     pub mode: BranchMode,
     /// Journal entries not yet applied at the core.
     pub journal_backlog: u64,
 }
 
+/// Who routes to a site's agents right now, as the cluster status shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SiteMode {
     /// Served by the core directly; no lease involved.
@@ -87,8 +96,10 @@ pub enum SiteMode {
     Lapsed,
 }
 
+/// A stored site and the state of its lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
+    /// The fields the administrator set, as last upserted.
     pub input: SiteInput,
     /// End of the current lease; `None` for a site that never held one.
     pub lease_expires_ms: Option<i64>,
@@ -96,10 +107,12 @@ pub struct Site {
     pub lapsed: bool,
     /// The branch's report with its last renewal, and when the core applied it.
     pub branch: Option<BranchReport>,
+    /// When the core applied the last renewal, by the state machine's clock.
     pub last_renewal_ms: Option<i64>,
 }
 
 impl Site {
+    /// A newly created site: it never held a lease, so the core serves it directly.
     pub fn new(input: SiteInput) -> Self {
         Self {
             input,
@@ -115,6 +128,8 @@ impl Site {
         self.lease_expires_ms.is_none_or(|end| now_ms < end)
     }
 
+    /// Whether the site is served by the core, by a branch's valid lease, or fenced off by a lapsed
+    /// one at `now_ms`.
     pub fn mode(&self, now_ms: i64) -> SiteMode {
         match self.lease_expires_ms {
             None => SiteMode::Core,

@@ -7,9 +7,14 @@ use crate::error::DomainError;
 
 /// Longest id accepted for any object, in bytes.
 pub const MAX_ID_LEN: usize = 128;
+/// Longest name accepted (of a customer, agent, queue or site; also intents and dispositions), in
+/// bytes.
 pub const MAX_NAME_LEN: usize = 256;
+/// Most entries one attribute map may hold.
 pub const MAX_ATTRIBUTES: usize = 64;
+/// Longest attribute key accepted, in bytes.
 pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
+/// Longest attribute value accepted, in bytes.
 pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
 /// Free text such as contact notes and break reasons.
 pub const MAX_TEXT_LEN: usize = 4096;
@@ -38,6 +43,7 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Refuses a string longer than `max` bytes, naming `field`.
 pub fn validate_len(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
     if value.len() > max {
         return Err(DomainError::invalid(
@@ -56,6 +62,7 @@ pub fn validate_name(field: &str, value: &str) -> Result<(), DomainError> {
     validate_len(field, value, MAX_NAME_LEN)
 }
 
+/// Refuses a list with more than `max` entries, naming `field`.
 pub fn validate_count(field: &str, count: usize, max: usize) -> Result<(), DomainError> {
     if count > max {
         return Err(DomainError::invalid(
@@ -66,6 +73,7 @@ pub fn validate_count(field: &str, count: usize, max: usize) -> Result<(), Domai
     Ok(())
 }
 
+/// Refuses a number outside `min..=max`, naming `field` and the range.
 pub fn validate_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), DomainError> {
     if value < min || value > max {
         return Err(DomainError::invalid(

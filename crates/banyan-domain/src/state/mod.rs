@@ -101,25 +101,36 @@ impl<'de> Deserialize<'de> for State {
 /// Filters for [`State::find_customers`]; every set filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerQuery {
+    /// Only customers with this phone number, in any format (looked up by index).
     pub phone: Option<String>,
+    /// Only customers with this email address, in any case (looked up by index).
     pub email: Option<String>,
+    /// Only customers whose name starts with this, ignoring case.
     pub name_prefix: Option<String>,
+    /// Only customers of this tier.
     pub tier: Option<Tier>,
     /// Only ids strictly after this one (paging).
     pub after_id: Option<String>,
+    /// Most customers to return.
     pub limit: usize,
 }
 
 /// Filters for [`State::list_contacts`]; every set filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct ContactQuery {
+    /// Only contacts in this queue.
     pub queue_id: Option<String>,
+    /// Only contacts this agent holds or is offered.
     pub agent_id: Option<String>,
+    /// Only contacts of this customer.
     pub customer_id: Option<String>,
+    /// Only contacts in this state.
     pub state: Option<crate::contact::ContactState>,
     /// Only contacts of this site: those that came in there (for a site-limited reader).
     pub origin_site: Option<String>,
+    /// Only ids strictly after this one (paging).
     pub after_id: Option<String>,
+    /// Most contacts to return.
     pub limit: usize,
 }
 
@@ -386,10 +397,12 @@ impl State {
         Ok(customer)
     }
 
+    /// The customer with this id, if any.
     pub fn customer(&self, id: &str) -> Option<&Customer> {
         self.data.customers.get(id)
     }
 
+    /// How many customers the cluster stores.
     pub fn customer_count(&self) -> usize {
         self.data.customers.len()
     }
@@ -443,10 +456,12 @@ impl State {
 
     // --- queries for the service edge ---
 
+    /// The contact with this id, finished or not, if any.
     pub fn contact(&self, id: &str) -> Option<&Contact> {
         self.data.contacts.get(id)
     }
 
+    /// How many contacts the state holds, finished ones included.
     pub fn contact_count(&self) -> usize {
         self.data.contacts.len()
     }
@@ -477,30 +492,37 @@ impl State {
             .collect()
     }
 
+    /// Every contact, finished ones included, in id order.
     pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
         self.data.contacts.values()
     }
 
+    /// The queue's configuration, if the queue exists.
     pub fn queue(&self, id: &str) -> Option<&QueueInput> {
         self.data.queues.get(id)
     }
 
+    /// Every queue's configuration, in id order.
     pub fn queues(&self) -> impl Iterator<Item = &QueueInput> {
         self.data.queues.values()
     }
 
+    /// The agent with this id, if any.
     pub fn agent(&self, id: &str) -> Option<&Agent> {
         self.data.agents.get(id)
     }
 
+    /// Every agent, in id order.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
         self.data.agents.values()
     }
 
+    /// The site with this id, if any.
     pub fn site(&self, id: &str) -> Option<&Site> {
         self.data.sites.get(id)
     }
 
+    /// Every site, in id order.
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
         self.data.sites.values()
     }
