@@ -167,6 +167,8 @@ pub struct EdgeLayer {
 }
 
 impl EdgeLayer {
+    /// An edge that authenticates callers with `security`'s CA and token key; under
+    /// `--insecure` it lets every call through.
     pub fn new(security: Security) -> Self {
         Self { security }
     }
@@ -183,6 +185,8 @@ impl<S> Layer<S> for EdgeLayer {
     }
 }
 
+/// A node's gRPC services behind the edge: each call is admitted, with its principal attached, or
+/// refused before the inner service runs.
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,

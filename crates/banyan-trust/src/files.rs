@@ -21,42 +21,53 @@ use crate::TrustError;
 pub struct CertsDir(PathBuf);
 
 impl CertsDir {
+    /// The certificates directory at `path` (`--certs-dir`); nothing is read until asked.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self(path.into())
     }
 
+    /// The directory itself, for messages that name it.
     pub fn path(&self) -> &Path {
         &self.0
     }
 
+    /// `ca.crt`: the CA certificate every node and client verifies peers against.
     pub fn ca_cert(&self) -> PathBuf {
         self.0.join("ca.crt")
     }
 
+    /// `ca.key`: the CA's key, which signs every certificate; the operator's, not the nodes'.
     pub fn ca_key(&self) -> PathBuf {
         self.0.join("ca.key")
     }
 
+    /// `token.key`: the key that signs bearer tokens; the operator's only.
     pub fn token_key(&self) -> PathBuf {
         self.0.join("token.key")
     }
 
+    /// `token.pub`: the public half of the token key, with which every node checks tokens.
     pub fn token_pub(&self) -> PathBuf {
         self.0.join("token.pub")
     }
 
+    /// `node.ID.crt`: the certificate node `id` serves and connects with (a core voter or a
+    /// branch).
     pub fn node_cert(&self, id: u64) -> PathBuf {
         self.0.join(format!("node.{id}.crt"))
     }
 
+    /// `node.ID.key`: node `id`'s private key.
     pub fn node_key(&self, id: u64) -> PathBuf {
         self.0.join(format!("node.{id}.key"))
     }
 
+    /// `client.NAME.crt`: a client's certificate, with its role and scope inside.
     pub fn client_cert(&self, name: &str) -> PathBuf {
         self.0.join(format!("client.{name}.crt"))
     }
 
+    /// `client.NAME.key`: a client's private key.
     pub fn client_key(&self, name: &str) -> PathBuf {
         self.0.join(format!("client.{name}.key"))
     }

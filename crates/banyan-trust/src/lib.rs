@@ -23,6 +23,8 @@
 //!   each gRPC method, HTTP route and domain action needs.
 //! * [`edge`]: the tower layer that authenticates and authorizes every gRPC call.
 
+#![warn(missing_docs)]
+
 pub mod edge;
 pub mod files;
 pub mod identity;
@@ -41,15 +43,21 @@ pub use token::{TokenClaims, TokenVerifier};
 /// Why a trust operation failed: a file, a certificate or a token.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
+    /// A file of the certificates directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file, so the operator knows which one.
         path: std::path::PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// A file `banyan certs` would write exists already; nothing was written.
     #[error("{0} exists; pass --overwrite to replace it")]
     Exists(std::path::PathBuf),
+    /// A certificate could not be made, parsed, or names no Banyan principal.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// A flag, a key or a token is not acceptable; the message names which and why.
     #[error("{0}")]
     Invalid(String),
 }

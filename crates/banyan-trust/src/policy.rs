@@ -223,11 +223,14 @@ pub fn holds(principal: Option<&Principal>, permission: Permission) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{principal} may not {what}")]
 pub struct Denied {
+    /// The caller as the audit trail names it, or `an unauthenticated caller`.
     pub principal: String,
+    /// What it tried to do, in words (`call /banyan.v1.Cluster/AddLearner`, `propose timer ticks`).
     pub what: String,
 }
 
 impl Denied {
+    /// The refusal of `principal` (`None` when the caller proved nothing) for `what`.
     pub fn new(principal: Option<&Principal>, what: impl Into<String>) -> Self {
         Self {
             principal: principal

@@ -15,6 +15,7 @@ use crate::TrustError;
 /// How a process talks to Banyan nodes and, for a node, how it serves.
 #[derive(Clone, Debug)]
 pub enum Security {
+    /// TLS with the cluster's certificates; every caller is authenticated and authorized.
     Secure(Arc<Credentials>),
     /// Plaintext, nothing verified, every caller allowed everything (`--insecure`).
     Insecure,
@@ -110,6 +111,7 @@ impl Security {
         })))
     }
 
+    /// Whether TLS is on; `false` only under `--insecure`.
     pub fn is_secure(&self) -> bool {
         matches!(self, Security::Secure(_))
     }

@@ -16,6 +16,7 @@ use crate::{valid_name, TrustError};
 /// What a token says. `sub` is the principal as the audit trail shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenClaims {
+    /// The principal as the audit trail shows it (`agent:ada`, `supervisor:bob@emea`).
     pub sub: String,
     /// Set on an agent's token: the agent it may log in as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,12 +24,15 @@ pub struct TokenClaims {
     /// Set on a scoped token: the role and name it acts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The name a scoped token acts under; the role's name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The one site a scoped token is limited to; every site when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     /// Issued at and expires at, seconds since the Unix epoch.
     pub iat: u64,
+    /// After this the token is refused; seconds since the Unix epoch.
     pub exp: u64,
     /// Issued at, in milliseconds: a revocation in the same second as a re-issue must
     /// refuse the old token and accept the new one.
@@ -77,6 +81,7 @@ pub struct TokenSigner {
 }
 
 impl TokenSigner {
+    /// The signer of `banyan certs token`, from the directory's `token.key`.
     pub fn load(dir: &CertsDir) -> Result<Self, TrustError> {
         let pem = dir.read(&dir.token_key())?;
         let key = EncodingKey::from_ed_pem(pem.as_bytes())
@@ -172,6 +177,7 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
+    /// A node's token checker, from the directory's `token.pub`.
     pub fn load(dir: &CertsDir) -> Result<Self, TrustError> {
         let pem = dir.read(&dir.token_pub())?;
         let key = DecodingKey::from_ed_pem(pem.as_bytes())
