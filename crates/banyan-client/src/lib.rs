@@ -8,6 +8,8 @@
 //!
 //! Used by `banyan ctl`, branches, drills, benchmarks and tests.
 
+#![warn(missing_docs)]
+
 /// The largest command a branch forwards to the core (its import after a long outage):
 /// the core's forwarding service and Raft transport take as much.
 pub const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
@@ -96,10 +98,13 @@ impl RetryPolicy {
     }
 }
 
+/// Why a client could not be built from its addresses; calls themselves fail with a `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The address list was empty: there is no node to call.
     #[error("no endpoints given")]
     NoEndpoints,
+    /// An address that makes no usable endpoint: the address, and why.
     #[error("bad endpoint {0:?}: {1}")]
     BadEndpoint(String, String),
 }
@@ -480,6 +485,7 @@ impl Client {
         .await
     }
 
+    /// A customer by id; `consistency` picks a leader-confirmed read or the answering node's state.
     pub async fn get_customer(
         &self,
         id: &str,
@@ -497,6 +503,7 @@ impl Client {
         .await
     }
 
+    /// One page of the customers matching the request's filters (phone, email, name prefix, tier).
     pub async fn find_customers(
         &self,
         request: FindCustomersRequest,
@@ -554,7 +561,6 @@ impl Client {
         }
     }
 
-    /// Status as the current node sees it.
     /// A branch's own account of itself (`Branch.Status`; only branches serve it).
     pub async fn branch_status(&self) -> Result<banyan_proto::v1::BranchStatus, Status> {
         use banyan_proto::v1::branch_client::BranchClient;
@@ -565,6 +571,7 @@ impl Client {
         .await
     }
 
+    /// Status as the current node sees it.
     pub async fn status(&self) -> Result<ClusterStatus, Status> {
         self.call(&StatusRequest {}, |channel, request| async move {
             ClusterClient::new(channel).status(request).await
@@ -572,6 +579,8 @@ impl Client {
         .await
     }
 
+    /// Adds `node_id`, reachable at `addr`, as a learner: it receives the log but does not vote
+    /// (a branch, a read replica or a voter-to-be).
     pub async fn add_learner(
         &self,
         node_id: u64,
@@ -587,6 +596,8 @@ impl Client {
         .await
     }
 
+    /// Makes `node_id`, reachable at `addr`, a voter (a learner first if it is new): it counts
+    /// toward every quorum from then on.
     pub async fn add_voter(&self, node_id: u64, addr: &str) -> Result<MembershipResponse, Status> {
         let request = AddVoterRequest {
             node_id,
@@ -687,6 +698,8 @@ macro_rules! contact_center_calls {
     ($(write $wname:ident($wreq:ty) -> $wresp:ty;)* $(read $rname:ident($rreq:ty) -> $rresp:ty;)*) => {
         impl Client {
             $(
+                /// A `ContactCenter` write; every retry of it carries the same idempotency key, so
+                /// it applies at most once.
                 pub async fn $wname(&self, mut request: $wreq) -> Result<$wresp, Status> {
                     if request.request_id.is_empty() {
                         request.request_id = new_request_id();
@@ -698,6 +711,8 @@ macro_rules! contact_center_calls {
                 }
             )*
             $(
+                /// A `ContactCenter` read, retried (following the leader hint or on the next node)
+                /// while the answer says the cluster could not serve it yet.
                 pub async fn $rname(&self, request: $rreq) -> Result<$rresp, Status> {
                     self.call(&request, |channel, request| async move {
                         ContactCenterClient::new(channel).$rname(request).await

@@ -19,7 +19,9 @@ tokio::task_local! {
 /// A trace id (32 hex digits) and the id of the current span in it (16 hex digits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
+    /// The trace every span of one request shares across nodes: 32 hex digits.
     pub trace_id: String,
+    /// This hop's span in the trace: 16 hex digits.
     pub span_id: String,
 }
 
@@ -64,6 +66,7 @@ impl TraceContext {
         }
     }
 
+    /// This context as a W3C `traceparent` value (`00-<trace>-<span>-01`), for the next hop.
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-01", self.trace_id, self.span_id)
     }
