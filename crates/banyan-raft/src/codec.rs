@@ -19,16 +19,22 @@ use crate::parts::PartialCommands;
 /// are not read.
 pub const FORMAT_VERSION: u8 = 3;
 
+/// Why stored or received bytes could not be read: the node must not guess at a log entry or
+/// snapshot it cannot decode.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// No bytes at all, not even the version byte.
     #[error("empty record")]
     Empty,
+    /// Written by a format this build does not read (a newer release, or a never-released one).
     #[error("unknown format version {0} (this build reads version {FORMAT_VERSION})")]
     UnknownVersion(u8),
+    /// The version byte is known but the postcard body does not decode as the expected type.
     #[error("malformed record: {0}")]
     Malformed(#[from] postcard::Error),
 }
 
+/// Encodes a log entry, snapshot or RPC payload in this build's format, version byte first.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_VERSION];
     // Serializing plain data into a Vec cannot fail: postcard errors only on unsupported
@@ -37,6 +43,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Reads what [`encode`] wrote, refusing bytes of a format version this build does not know.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
@@ -59,6 +66,7 @@ pub fn encode_snapshot(
     out
 }
 
+/// Reads what [`encode_snapshot`] wrote, sections missing at the end read as empty.
 pub fn decode_snapshot(
     bytes: &[u8],
 ) -> Result<(State, ClusterIdentity, PartialCommands), CodecError> {

@@ -12,6 +12,8 @@ use std::time::Duration;
 /// append RPC times out after one heartbeat interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimers {
+    /// How often the leader sends heartbeats; across sites it must exceed the round trip plus a
+    /// follower's flush.
     pub heartbeat: Duration,
     /// Lower bound of the randomized election timeout; the upper bound is twice this.
     pub election_timeout: Duration,

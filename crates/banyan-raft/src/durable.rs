@@ -48,6 +48,7 @@ impl DurableDb {
         })
     }
 
+    /// The sled database itself, for the stores that open their trees on it.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }

@@ -21,12 +21,15 @@ const LIVE_BUFFER: usize = 16_384;
 /// One event with its place in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
+    /// The log index of the entry whose command produced the event: where a watcher resumes.
     pub index: u64,
+    /// The event's place among the events of that entry, from 0.
     pub ordinal: u32,
     /// Leader-stamped time of the command that produced it.
     pub at_ms: i64,
     /// Who caused that command (the audit trail).
     pub principal: Option<Principal>,
+    /// The domain event itself.
     pub event: Event,
 }
 
@@ -34,6 +37,8 @@ pub struct EventRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("events before log index {oldest} are not retained on this node")]
 pub struct Compacted {
+    /// The first log index whose events this node still holds; a watcher must resume there or
+    /// later.
     pub oldest: u64,
 }
 

@@ -60,10 +60,12 @@ impl LinkControl {
         }
     }
 
+    /// Restores every link: the end of a partition drill.
     pub fn heal_all(&self) {
         self.cut.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// Whether traffic from `from` to `to` is cut; the transport answers such calls as unreachable.
     pub fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
         self.cut
             .read()
@@ -101,6 +103,8 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
+    /// The transport's client side for this node: `links` for cuts in tests, `security` for TLS,
+    /// and `identity` named on every call.
     pub fn new(links: LinkControl, security: Security, identity: Identity) -> Self {
         Self {
             id: identity.node_id(),

@@ -30,9 +30,11 @@ pub const PENDING_FOR_MS: i64 = 10 * 60 * 1000;
 /// One command's parts received so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partial {
+    /// How many parts the whole command was cut into.
     pub parts: u32,
     /// Parts 0..next, concatenated.
     pub bytes: Vec<u8>,
+    /// The part expected next; parts are taken in order only.
     pub next: u32,
     /// The stamp of its first part.
     pub started_ms: i64,
@@ -42,6 +44,7 @@ pub struct Partial {
 /// same after the same entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialCommands {
+    /// The commands with parts still to come, by the id their parts carry.
     pub pending: BTreeMap<String, Partial>,
     /// The last [`MAX_FINISHED`] commands made whole, oldest first, with the domain's
     /// answer (`Ok` or its refusal).

@@ -93,6 +93,8 @@ fn receive_chunk(state: &mut Receiving, id: &str, offset: u64, data: &[u8], done
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl RaftTransportService {
+    /// Serves the transport for `raft`, refusing calls not meant for `identity`'s cluster and data
+    /// directory.
     pub fn new(raft: Raft, identity: Identity) -> Self {
         Self {
             raft,

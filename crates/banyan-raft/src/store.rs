@@ -7,12 +7,21 @@ use crate::log_store::LogStore;
 use crate::state_machine::StateMachineStore;
 use crate::types::StorageError;
 
+/// Why a node's database could not be opened, read, written or synced.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database under the node's data directory could not be created or opened.
     #[error("opening the database at {path}: {source}")]
-    Open { path: String, source: sled::Error },
+    Open {
+        /// The node's data directory.
+        path: String,
+        /// What sled, or the file system under it, said.
+        source: sled::Error,
+    },
+    /// A read, write or sync of the database failed.
     #[error("flushing the database: {0}")]
     Flush(String),
+    /// The state machine could not be loaded from its last snapshot.
     #[error("loading the state machine: {0}")]
     StateMachine(#[from] StorageError),
 }
@@ -67,6 +76,7 @@ pub struct DurableTree {
 }
 
 impl DurableTree {
+    /// The value stored under `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key).map_err(flush_err)?.map(|v| v.to_vec()))
     }
@@ -80,6 +90,7 @@ impl DurableTree {
         self.tree.apply_batch(batch).map_err(flush_err)
     }
 
+    /// Removes `key`; durable once [`sync`](Self::sync) returns.
     pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.tree.remove(key).map(drop).map_err(flush_err)
     }
