@@ -74,6 +74,7 @@ const MAX_ID_LEN: usize = 64;
 /// The cluster's identity in the replicated state: every replica holds the same.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterIdentity {
+    /// The random id the first leader named the cluster with; every Raft call carries it.
     pub cluster_id: Option<String>,
     /// Node id → the incarnation (data directory) it runs on.
     pub incarnations: BTreeMap<NodeId, String>,
@@ -154,6 +155,7 @@ pub fn random_id() -> String {
 /// Why an incoming Raft call was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// What the caller is told, naming the mismatch (cluster, node id or data directory).
     pub reason: String,
     /// The caller is not the registered incarnation of its id.
     pub caller_fenced: bool,
@@ -260,6 +262,7 @@ impl Identity {
         Ok(self.inner.incarnation.get_or_init(|| incarnation).clone())
     }
 
+    /// The node id this identity speaks for.
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id
     }

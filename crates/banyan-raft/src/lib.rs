@@ -28,6 +28,7 @@
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
 //! * [`identity`]: the cluster's id and each node's data directory, checked on every Raft call.
 
+#![warn(missing_docs)]
 #![allow(
     clippy::result_large_err,
     reason = "openraft's traits dictate StorageError, a large type, as the error of every storage call"

@@ -41,8 +41,11 @@ const CHUNK_SIZE: usize = 64 * 1024;
 /// The state machine's view of the world at its last applied entry.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Applied {
+    /// The last entry applied: where a restart or a snapshot resumes.
     pub last_applied: Option<LogId>,
+    /// The membership as of the last membership entry applied.
     pub membership: StoredMembership,
+    /// The contact center itself: customers, agents, queues, contacts, sites.
     pub domain: State,
     /// Site → the last import of its branch this node applied and the domain refused,
     /// until one of the site's imports lands. Derived from the log (every replica refuses
@@ -65,7 +68,9 @@ pub struct Applied {
 /// A branch's clock offset to the cluster clock, as its last renewal showed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockOffset {
+    /// The branch node that renewed.
     pub node_id: u64,
+    /// Its clock less the cluster clock, in milliseconds (negative: behind).
     pub offset_ms: i64,
     /// Whether it was past the budget (the renewal was refused for it).
     pub past_budget: bool,
@@ -76,7 +81,9 @@ pub struct ClockOffset {
 pub struct RefusedImport {
     /// The log index of the refused import.
     pub index: u64,
+    /// The last journal sequence the refused import covered.
     pub upto_seq: u64,
+    /// The domain's refusal, as the operator must read it to fix the cause.
     pub reason: String,
     /// The site's reconciled journal sequence when it was refused.
     reconciled_then: u64,
