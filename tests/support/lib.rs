@@ -87,6 +87,7 @@ pub fn spread_clients(cluster: &LocalCluster) -> Vec<Client> {
         .collect()
 }
 
+/// A customer with only an id and a name: all most tests need to write and read back.
 pub fn customer(id: &str, name: &str) -> Customer {
     Customer {
         id: id.into(),

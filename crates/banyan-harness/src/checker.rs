@@ -18,18 +18,54 @@ use crate::history::{History, Outcome};
 /// The customers one node holds, read after the faults healed.
 #[derive(Debug, Clone)]
 pub struct NodeState {
+    /// The node's id, so a violation names the replica that broke.
     pub node: u64,
+    /// Every customer the node holds, workload and others alike.
     pub customers: Vec<Customer>,
 }
 
 /// A broken invariant, with enough detail to find it in the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
-    LostAcknowledged { node: u64, id: String },
-    AppliedTwice { node: u64, id: String, version: u64 },
-    Phantom { node: u64, id: String },
-    RefusedButApplied { node: u64, id: String },
-    Diverged { node: u64, other: u64, id: String },
+    /// A write the client saw succeed is missing from a node: the worst loss.
+    LostAcknowledged {
+        /// The node that lost it.
+        node: u64,
+        /// The customer id the client wrote.
+        id: String,
+    },
+    /// A write sent once was applied more than once (its version passed 1).
+    AppliedTwice {
+        /// The node holding the repeated write.
+        node: u64,
+        /// The customer id that was written once.
+        id: String,
+        /// The version found; each extra apply adds one.
+        version: u64,
+    },
+    /// A workload id the client never sent: state appeared from nowhere.
+    Phantom {
+        /// The node holding it.
+        node: u64,
+        /// The unknown customer id.
+        id: String,
+    },
+    /// A write the cluster refused still took effect, so the refusal lied.
+    RefusedButApplied {
+        /// The node holding it.
+        node: u64,
+        /// The customer id whose upsert was refused.
+        id: String,
+    },
+    /// Two replicas disagree on a customer's presence or version.
+    Diverged {
+        /// The reference node (the first one read).
+        node: u64,
+        /// The node that differs from it.
+        other: u64,
+        /// The customer id they disagree on.
+        id: String,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -55,15 +91,20 @@ impl fmt::Display for Violation {
 /// What the checker found.
 #[derive(Debug, Clone, Default)]
 pub struct CheckReport {
+    /// Writes the client saw succeed; each must be on every node.
     pub acknowledged: usize,
+    /// Writes the cluster refused; none may be present.
     pub failed: usize,
+    /// Writes whose outcome the client never learned (timeout, dropped link).
     pub unknown: usize,
     /// Unknown writes that did take effect.
     pub unknown_applied: usize,
+    /// Every broken invariant found; empty means the run passed.
     pub violations: Vec<Violation>,
 }
 
 impl CheckReport {
+    /// Whether the run kept every invariant, for tests to assert on.
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }

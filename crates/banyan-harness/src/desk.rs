@@ -24,10 +24,15 @@ use tonic::Code;
 /// What a simulated agent did, readable while it runs.
 #[derive(Debug, Default)]
 pub struct DeskStats {
+    /// Distinct contacts offered to the agent, counted once across reconnects.
     pub offers: AtomicU64,
+    /// Distinct contacts the agent was connected to.
     pub connected: AtomicU64,
+    /// Distinct contacts the agent completed: the work a test expects to see done.
     pub completed: AtomicU64,
+    /// Sessions opened after the first: how often the agent lost its node.
     pub reconnects: AtomicU64,
+    /// Commands refused for good (not a passing failure worth resending).
     pub refused: AtomicU64,
 }
 
@@ -38,6 +43,7 @@ pub struct DeskBehaviour {
     pub talk: Duration,
     /// How long it spends in wrap-up before completing a contact.
     pub wrap_up: Duration,
+    /// The disposition it completes each contact with.
     pub disposition: String,
     /// Takes a break after this many completed contacts, if set.
     pub breaks: Option<Breaks>,
@@ -46,8 +52,11 @@ pub struct DeskBehaviour {
 /// An agent's breaks: after every `after` contacts, `length` away.
 #[derive(Debug, Clone)]
 pub struct Breaks {
+    /// Completed contacts between breaks.
     pub after: u64,
+    /// How long each break lasts before the agent is available again.
     pub length: Duration,
+    /// The break reason the agent gives, as a real agent picks one.
     pub reason: String,
 }
 
@@ -62,8 +71,11 @@ impl Default for DeskBehaviour {
     }
 }
 
+/// A running simulated agent, so tests and drills get contacts worked without a person.
 pub struct DeskAgent {
+    /// The agent it logs in as.
     pub agent_id: String,
+    /// Its counters, shared with the running task so they can be read while it works.
     pub stats: Arc<DeskStats>,
     stop: Shutdown,
     /// A desk dropped without [`stop`](Self::stop) ends too.

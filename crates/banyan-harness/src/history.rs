@@ -16,8 +16,11 @@ use tonic::Code;
 /// What the client knows about an operation's effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The cluster acknowledged it, so it must survive every fault.
     Ok,
+    /// The cluster refused it, so it must have changed nothing.
     Failed,
+    /// No definite answer: it may or may not have taken effect, and either is allowed.
     Unknown,
 }
 
@@ -46,9 +49,11 @@ impl Outcome {
 pub struct Operation {
     /// The customer the upsert wrote (each workload upsert writes a fresh id once).
     pub customer_id: String,
+    /// What the client learned, which decides what the checker demands of it.
     pub outcome: Outcome,
     /// When it was sent and answered, relative to the workload's start.
     pub invoked: Duration,
+    /// When the answer (or the give-up) came, relative to the workload's start.
     pub completed: Duration,
 }
 
@@ -56,18 +61,23 @@ pub struct Operation {
 /// timeline of throughput and latency is drawn from.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// When it was sent: places it on the timeline.
     pub invoked: Instant,
+    /// When it was answered: with `invoked`, its latency.
     pub completed: Instant,
+    /// How it ended, so failures and unknowns show on the timeline too.
     pub outcome: Outcome,
 }
 
 /// Everything a workload did, in completion order.
 #[derive(Debug, Clone, Default)]
 pub struct History {
+    /// The operations, in the order their answers came.
     pub operations: Vec<Operation>,
 }
 
 impl History {
+    /// How many operations ended with `outcome`, for the report's totals.
     pub fn count(&self, outcome: Outcome) -> usize {
         self.operations
             .iter()
@@ -75,6 +85,7 @@ impl History {
             .count()
     }
 
+    /// The operations the cluster acknowledged: the ones no fault may lose.
     pub fn acknowledged(&self) -> impl Iterator<Item = &Operation> {
         self.operations.iter().filter(|o| o.outcome == Outcome::Ok)
     }

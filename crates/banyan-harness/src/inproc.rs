@@ -19,7 +19,9 @@ use crate::wait::wait_until;
 
 /// A branch running in this process, with its links to the core.
 pub struct InProcessBranch {
+    /// The branch node and its server, for reading its state or stopping it.
     pub running: banyan_branch::RunningBranch,
+    /// Its only way to and from the core, so a test can cut the site off.
     pub links: BranchLinks,
 }
 
@@ -39,6 +41,8 @@ impl Root {
     }
 }
 
+/// Core nodes (and branches) inside the test process: faster to start than processes, and
+/// open to the test for partitions between any two nodes and for direct reads of a node.
 pub struct InProcessCluster {
     root: Root,
     links: LinkControl,
@@ -170,6 +174,7 @@ impl InProcessCluster {
         Ok(addr)
     }
 
+    /// Branch `id` as started by [`start_branch`](Self::start_branch), to cut its links.
     pub fn branch(&self, id: u64) -> Option<&InProcessBranch> {
         self.branches.get(&id)
     }
@@ -189,26 +194,32 @@ impl InProcessCluster {
         self.pki.agent(agent)
     }
 
+    /// The switchboard of the Raft links between core nodes, to partition and heal them.
     pub fn links(&self) -> &LinkControl {
         &self.links
     }
 
+    /// The Raft timers every node runs with, so a test can size its deadlines to them.
     pub fn timers(&self) -> RaftTimers {
         self.timers
     }
 
+    /// The directory holding every node's data and the certificates, to print or inspect.
     pub fn root(&self) -> &std::path::Path {
         self.root.path()
     }
 
+    /// The ids of the core nodes running now, in order.
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.keys().copied().collect()
     }
 
+    /// Core node `id` itself, for what a client cannot see (Raft metrics, applied state).
     pub fn node(&self, id: u64) -> Option<&CoreNode> {
         self.nodes.get(&id).map(|r| &r.node)
     }
 
+    /// The gRPC address of core node `id`, kept while it is stopped, to reach that node alone.
     pub fn addr(&self, id: u64) -> Option<&str> {
         self.addrs.get(&id).map(String::as_str)
     }

@@ -18,6 +18,8 @@
 //! * [`feed`]: a steady stream of contacts into one entry point, recorded for the checker.
 //! * [`wait`]: waiting on a condition with a deadline (never a bare sleep).
 
+#![warn(missing_docs)]
+
 pub mod checker;
 pub mod contacts;
 pub mod desk;

@@ -104,6 +104,7 @@ impl Link {
         self.state.send_modify(|m| m.state = State::Open);
     }
 
+    /// Whether the link is cut now (a muted link is not), so a test can assert its setup.
     pub fn is_cut(&self) -> bool {
         self.state.borrow().state == State::Cut
     }
@@ -229,6 +230,7 @@ impl BranchLinks {
         self.to_core.iter().for_each(Link::mute);
     }
 
+    /// Reconnects the branch to the core both ways, undoing a cut or a mute.
     pub fn heal(&self) {
         self.to_core.iter().for_each(Link::heal);
         self.from_core.heal();

@@ -353,6 +353,7 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Kills node `id` with SIGKILL, as a crash would: no shutdown, its data left as it was.
     pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.node_mut(id)?;
         if let Some(mut child) = node.child.take() {
@@ -495,18 +496,22 @@ impl LocalCluster {
         Ok(&self.node(id)?.data_dir)
     }
 
+    /// Whether node `id`'s process was started and not killed or stopped since.
     pub fn is_running(&self, id: u64) -> bool {
         self.nodes.get(&id).is_some_and(|n| n.child.is_some())
     }
 
+    /// The address node `id` listens on, to reach it directly (past any link in front of it).
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {
         Ok(self.node(id)?.addr.clone())
     }
 
+    /// Every node the cluster knows, running or not, so a drill can bring each one back.
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.keys().copied().collect()
     }
 
+    /// The nodes whose process runs now: the ones a client or a final read can reach.
     pub fn running_ids(&self) -> Vec<u64> {
         self.nodes
             .iter()
@@ -515,6 +520,7 @@ impl LocalCluster {
             .collect()
     }
 
+    /// The temporary root holding every node's data directory and log, to print on failure.
     pub fn root(&self) -> &Path {
         self.root.path()
     }

@@ -26,6 +26,7 @@ pub struct Nodes {
 }
 
 impl Nodes {
+    /// Nodes at `addrs`, read with `security`: the harness's own or a drill target's.
     pub fn new(addrs: impl IntoIterator<Item = (u64, String)>, security: Security) -> Self {
         Self {
             addrs: addrs.into_iter().collect(),
@@ -33,6 +34,7 @@ impl Nodes {
         }
     }
 
+    /// The credentials the reads present, for a caller making its own calls alongside.
     pub fn security(&self) -> &Security {
         &self.security
     }
@@ -52,6 +54,7 @@ impl Nodes {
         Ok((channel, request))
     }
 
+    /// Where this process reaches node `id`; an error names a node it was not given.
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {
         self.addrs
             .get(&id)

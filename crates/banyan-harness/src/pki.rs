@@ -40,10 +40,12 @@ impl Pki {
         }
     }
 
+    /// The directory itself, to hand to a node or tool as its certificates directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The directory's file layout, for callers that read a certificate or key directly.
     pub fn certs_dir(&self) -> &CertsDir {
         &self.dir
     }

@@ -69,6 +69,7 @@ impl EventTap {
         });
     }
 
+    /// Lets the tap follow node `id` again, once it is back (undoes [`avoid`](Self::avoid)).
     pub fn allow(&self, id: u64) {
         self.avoid.send_modify(|set| {
             set.remove(&id);

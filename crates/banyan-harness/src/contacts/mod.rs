@@ -31,7 +31,9 @@ pub use branch_sides::check_branch_sides;
 /// One `CreateContact` a workload sent.
 #[derive(Debug, Clone)]
 pub struct ContactOp {
+    /// The idempotency key sent, which ties the answer to the contacts it created.
     pub request_id: String,
+    /// Whether the client saw the create succeed, fail or stay unknown.
     pub outcome: Outcome,
     /// The contact id the cluster answered with, when it answered.
     pub contact_id: Option<String>,
@@ -57,66 +59,110 @@ impl ContactOp {
 /// The contacts one node holds after the faults healed.
 #[derive(Debug, Clone)]
 pub struct NodeContacts {
+    /// The node's id, so a violation names the replica that broke.
     pub node: u64,
+    /// Every contact the node holds, with its recorded timeline.
     pub contacts: Vec<pb::Contact>,
 }
 
+/// A broken contact invariant, with enough detail to find it in the logs and events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContactViolation {
+    /// A contact the cluster acknowledged is missing from a node.
     Lost {
+        /// The node that lost it.
         node: u64,
+        /// The contact id the cluster answered with.
         contact_id: String,
     },
+    /// One create request produced more than one contact: exactly-once broke.
     Duplicated {
+        /// The node holding the duplicates.
         node: u64,
+        /// The request id they share.
         request_id: String,
+        /// The ids of every contact created for it.
         contacts: Vec<String>,
     },
+    /// A contact no request of the workload created.
     Phantom {
+        /// The node holding it.
         node: u64,
+        /// The unexpected contact's id.
         contact_id: String,
     },
+    /// A create the cluster refused still produced a contact, so the refusal lied.
     RefusedButCreated {
+        /// The node holding the contact.
         node: u64,
+        /// The refused request's id.
         request_id: String,
+        /// The status the client was given, to compare with what happened.
         refusal: String,
     },
+    /// A contact's timeline breaks the life cycle (a state it cannot reach from the last).
     IllegalHistory {
+        /// The node holding the contact.
         node: u64,
+        /// The contact whose timeline is illegal.
         contact_id: String,
+        /// The states it went through, in order.
         states: Vec<String>,
     },
+    /// Two replicas disagree on a contact's presence or state.
     Diverged {
+        /// The reference node (the first one read).
         node: u64,
+        /// The node that differs from it.
         other: u64,
+        /// The contact they disagree on.
         contact_id: String,
     },
+    /// An agent held more contacts on a channel than its capacity allows.
     OverCapacity {
+        /// The log index of the event that put the agent over, to find it in the stream.
         index: u64,
+        /// The overloaded agent.
         agent_id: String,
+        /// The channel, as the wire enum's number.
         channel: i32,
+        /// How many contacts the agent held on that channel at that point.
         held: u32,
+        /// The most the agent's capacity allowed on that channel.
         capacity: u32,
     },
+    /// A contact connected to two agents, or connected while another agent held its offer.
     DoubleAssigned {
+        /// The log index of the event that made the second assignment.
         index: u64,
+        /// The contact assigned twice.
         contact_id: String,
+        /// The agents it was assigned to.
         agents: Vec<String>,
     },
     /// The core offered a contact to a site's agent after the site's lease ran out.
     OfferedAfterLapse {
+        /// The core's log index of the offending offer.
         index: u64,
+        /// The contact offered.
         contact_id: String,
+        /// The site's agent it was offered to.
         agent_id: String,
+        /// When the core offered it, by the core's wall clock.
         at_ms: i64,
+        /// When the site's lease had run out, so the gap shows how late the offer was.
         lease_until_ms: i64,
     },
     /// The branch routed a contact on its own while the core may still have routed to its
     /// site's agents.
     RoutedBeforeLapse {
+        /// The branch journal's sequence number of the offending offer.
         seq: u64,
+        /// The contact the branch offered.
         contact_id: String,
+        /// When the branch offered it, by the branch's wall clock.
         at_ms: i64,
+        /// When the lease the core last renewed runs out; the branch had to wait for it.
         lease_until_ms: i64,
     },
 }
@@ -162,18 +208,25 @@ impl fmt::Display for ContactViolation {
     }
 }
 
+/// What the contact checks found, with counts that show the run exercised something.
 #[derive(Debug, Clone, Default)]
 pub struct ContactReport {
+    /// Creates the client saw succeed; each contact must be on every node.
     pub acknowledged: usize,
+    /// Creates the cluster refused; none may have created a contact.
     pub refused: usize,
+    /// Creates whose outcome the client never learned.
     pub unknown: usize,
-    /// Offers and connections seen in the events.
+    /// Offers seen in the events.
     pub offers: usize,
+    /// Connections (an agent accepting an offer) seen in the events.
     pub connected: usize,
+    /// Every broken invariant found; empty means the run passed.
     pub violations: Vec<ContactViolation>,
 }
 
 impl ContactReport {
+    /// Whether the run kept every contact invariant, for tests to assert on.
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }
