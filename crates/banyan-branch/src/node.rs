@@ -12,6 +12,7 @@ use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
 use banyan_env::Clock;
 use banyan_observe::{Observed, OwnBranch, Telemetry};
+use banyan_raft::start_raft;
 use banyan_raft::{AppliedState, Database, Identity, LinkControl, Raft, StoreError};
 use tonic::transport::Channel;
 
@@ -93,20 +94,11 @@ impl BranchNode {
         links: LinkControl,
         clock: Clock,
     ) -> Result<Self, StartError> {
-        let banyan_raft::Started {
-            db,
-            state_machine,
-            raft,
-            identity,
-            ..
-        } = banyan_raft::start_raft(
-            config.id,
-            &config.data_dir,
-            &config.timers,
-            links,
-            &config.security,
-        )
-        .await?;
+        let security = &config.security;
+        let started = start_raft(config.id, &config.data_dir, &config.timers, links, security);
+        let started = started.await?;
+        let (db, state_machine) = (started.db, started.state_machine);
+        let (raft, identity) = (started.raft, started.identity);
         // A write in flight when the core goes away must be settled (done or given up)
         // before the branch may route on its own, a lease TTL later.
         let policy = RetryPolicy {

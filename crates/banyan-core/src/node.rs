@@ -27,6 +27,7 @@ pub use banyan_env::{system_clock, Clock};
 
 /// Why a core node did not start: its Raft did not.
 pub use banyan_raft::StartError;
+use banyan_raft::{start_raft, Started};
 
 /// How long a caller waits for its proposal, here or forwarded to the leader: the
 /// proposer's own commit timeout plus time for the batch to form.
@@ -87,20 +88,15 @@ impl CoreNode {
         links: LinkControl,
         clock: Clock,
     ) -> Result<Self, StartError> {
-        let banyan_raft::Started {
+        let (id, data_dir) = (config.id, &config.data_dir);
+        let started = start_raft(id, data_dir, &config.timers, links, &config.security).await?;
+        let Started {
             db,
             log,
             state_machine,
             raft,
             identity,
-        } = banyan_raft::start_raft(
-            config.id,
-            &config.data_dir,
-            &config.timers,
-            links,
-            &config.security,
-        )
-        .await?;
+        } = started;
         let shutdown = Shutdown::new();
         identity.spawn_registrar(raft.clone(), shutdown.clone());
         let telemetry = Telemetry::new();
