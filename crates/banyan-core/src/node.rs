@@ -77,7 +77,8 @@ struct Inner {
 /// stepped, and a timer due by the stepped clock is then proposed within this bound.
 const LONGEST_NAP: Duration = Duration::from_secs(1);
 /// How long the ticker waits before proposing a `Tick` again for a timer that the last one
-/// left due (it was not committed, or did not clear it).
+/// left due (it was not committed, or did not clear it), and how often at most it looks
+/// at the applied state again for a new timer.
 const TICK_RETRY: Duration = Duration::from_millis(100);
 
 impl CoreNode {
@@ -440,8 +441,9 @@ impl banyan_api::Backend for CoreNode {
 }
 
 /// Proposes a `Tick` whenever this node leads and a timer of the applied state is due.
-/// Sleeps until the next timer is due, or until an applied entry or a change of
-/// leadership may have moved it; ends when the node stops or Raft does.
+/// Sleeps until the next timer is due, or until an applied entry (looked at no more often
+/// than every `TICK_RETRY`) or a change of leadership may have moved it; ends when the node
+/// stops or Raft does.
 async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
     let mut applied = node.inner.applied.applied_index_changes();
     let mut raft = node.inner.raft.metrics();
@@ -470,9 +472,16 @@ async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
                 Nap::UntilNotified => None,
             };
         }
+        // Every write moves the applied index; a new timer is looked for at most every
+        // TICK_RETRY, as late as the ticker once was at worst, instead of on every entry.
+        let looked = tokio::time::Instant::now();
+        let state_moved = async {
+            tokio::time::sleep_until(looked + TICK_RETRY).await;
+            applied.changed().await
+        };
         tokio::select! {
             () = shutdown.begun() => return,
-            changed = applied.changed() => if changed.is_err() { return },
+            changed = state_moved => if changed.is_err() { return },
             changed = raft.wait_for(|m| {
                 (m.state == banyan_raft::ServerState::Leader) != leading
                     || m.state == banyan_raft::ServerState::Shutdown
