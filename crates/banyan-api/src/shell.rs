@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-use banyan_env::Shutdown;
+use banyan_env::{BeginOnDrop, Shutdown};
 use banyan_observe::Telemetry;
 
 /// A node's gRPC server running in the background.
@@ -24,6 +24,8 @@ pub struct GrpcServer {
     addr: SocketAddr,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     stop: Shutdown,
+    /// A server dropped without [`stop`](Self::stop) stops serving too.
+    _stop_on_drop: BeginOnDrop,
 }
 
 impl GrpcServer {
@@ -66,7 +68,12 @@ pub fn serve_grpc(
             async move { stop.begun().await }
         },
     ));
-    Ok(GrpcServer { addr, task, stop })
+    Ok(GrpcServer {
+        addr,
+        task,
+        _stop_on_drop: stop.begin_on_drop(),
+        stop,
+    })
 }
 
 async fn run_grpc(

@@ -246,9 +246,9 @@ impl Inner {
     ///
     /// The lease must also be this node's: a lease another branch node of the site holds is
     /// that node's to route with, so two live branches for one site never both route.
-    fn should_go_autonomous(&self) -> bool {
+    fn should_go_autonomous(&self, now: tokio::time::Instant) -> bool {
         holds_lease(&self.replica, &self.config.site, self.config.id)
-            && !self.lease.may_be_held()
+            && !self.lease.may_be_held_at(now)
             && self.lease.last_error().is_some()
     }
 
@@ -486,16 +486,19 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
     let mut clock_warned = false;
     loop {
         if inner.mode.get() == Mode::Connected {
-            if inner.should_go_autonomous() {
+            // The verdict and the deadline that can change it, as of one instant: a
+            // lapse just after the verdict still wakes the watch (once: then it is past).
+            let now = tokio::time::Instant::now();
+            let lapse = inner.lease.certainly_lapsed_at();
+            if inner.should_go_autonomous(now) {
                 inner.go_autonomous();
                 continue;
             }
+            let lapse = (lapse > now).then_some(lapse);
             inner.accepts.forget_settled(&inner.replica).await;
             let last_pass = tokio::time::Instant::now();
             // Nothing else can change the verdict: wait for one of these. The replica
             // moves with every write, so its changes are looked at once per PROBE_EVERY.
-            let lapse = inner.lease.certainly_lapsed_at();
-            let lapse = (lapse > last_pass).then_some(lapse);
             let replica_moved = async {
                 tokio::time::sleep_until(last_pass + PROBE_EVERY).await;
                 applied.changed().await

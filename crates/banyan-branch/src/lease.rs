@@ -168,7 +168,12 @@ impl Lease {
     /// time counts: a wall clock running ahead must not make the branch route alone while
     /// the core still routes to its agents.
     pub fn may_be_held(&self) -> bool {
-        self.lock().may_be_held(self.terms(), Instant::now())
+        self.may_be_held_at(Instant::now())
+    }
+
+    /// [`may_be_held`](Self::may_be_held) as of `now`.
+    pub fn may_be_held_at(&self, now: Instant) -> bool {
+        self.lock().may_be_held(self.terms(), now)
     }
 
     /// Time since the branch sent the last renewal the core accepted.
@@ -354,7 +359,10 @@ mod tests {
         let seconds = |ms: u64| Duration::from_millis(ms);
         // The last accepted renewal went at 2 s, the unanswered one at 3 s: held until 6.5 s.
         tokio::time::sleep_until(start + seconds(6_400)).await;
-        assert!(lease.may_be_held(), "fenced from the last accepted renewal");
+        assert!(
+            lease.may_be_held(),
+            "held by the renewal whose answer was lost"
+        );
         assert_eq!(lease.certainly_lapsed_at(), start + seconds(6_500));
         tokio::time::sleep_until(start + seconds(6_600)).await;
         assert!(!lease.may_be_held());

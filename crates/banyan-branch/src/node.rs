@@ -219,6 +219,12 @@ impl BranchNode {
         self.inner.self_service.outbox.backlog()
     }
 
+    /// A guard that ends the node's background tasks when dropped: for a server dropped
+    /// without a shutdown.
+    pub(crate) fn stop_tasks_on_drop(&self) -> banyan_env::BeginOnDrop {
+        self.inner.shutdown.begin_on_drop()
+    }
+
     /// Stops Raft and flushes storage.
     pub async fn shutdown(&self) {
         self.inner.shutdown.begin();

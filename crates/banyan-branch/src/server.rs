@@ -17,6 +17,9 @@ pub struct RunningBranch {
     /// The address the listener bound: the real port when it was bound to port 0.
     pub addr: std::net::SocketAddr,
     server: GrpcServer,
+    /// Dropped without [`shutdown`](Self::shutdown), the node's background tasks end
+    /// too (its Raft is stopped only by `shutdown`).
+    _tasks: banyan_env::BeginOnDrop,
 }
 
 impl RunningBranch {
@@ -38,6 +41,7 @@ pub fn serve(node: BranchNode, listener: TcpListener) -> std::io::Result<Running
     .add_service(crate::status::BranchStatusService::new(node.clone()).into_server());
     let server = serve_grpc(listener, node.security(), node.telemetry(), services)?;
     Ok(RunningBranch {
+        _tasks: node.stop_tasks_on_drop(),
         addr: server.addr(),
         node,
         server,

@@ -122,7 +122,11 @@ impl CoreNode {
         };
         tokio::spawn(run_ticker(node.clone(), shutdown));
         if let Some(voters) = &config.init {
-            node.bootstrap(voters).await?;
+            if let Err(e) = node.bootstrap(voters).await {
+                // The ticker and the registrar hold the node: stop them with it.
+                node.shutdown().await;
+                return Err(e);
+            }
         }
         Ok(node)
     }
@@ -399,6 +403,12 @@ impl CoreNode {
         Ok(reply.log_id.index)
     }
 
+    /// A guard that ends the node's background tasks when dropped: for a server dropped
+    /// without a shutdown.
+    pub(crate) fn stop_tasks_on_drop(&self) -> banyan_env::BeginOnDrop {
+        self.inner.shutdown.begin_on_drop()
+    }
+
     /// Stops Raft and flushes storage. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shutdown.begin();
@@ -447,7 +457,8 @@ impl banyan_api::Backend for CoreNode {
 async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
     let mut applied = node.inner.applied.applied_index_changes();
     let mut raft = node.inner.raft.metrics();
-    let mut last_ticked: Option<i64> = None;
+    // The timer the last `Tick` was proposed for, and when.
+    let mut last_ticked: Option<(i64, tokio::time::Instant)> = None;
     loop {
         let state = raft.borrow_and_update().state;
         let leading = match state {
@@ -459,9 +470,10 @@ async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
         if leading {
             let due = node.inner.applied.read().domain.next_due_ms();
             let now = (node.inner.clock)();
-            nap = match tick_nap(due, now, last_ticked) {
+            let ticked = last_ticked.map(|(due, at)| (due, at.elapsed()));
+            nap = match tick_nap(due, now, ticked) {
                 Nap::TickNow(due) => {
-                    last_ticked = Some(due);
+                    last_ticked = Some((due, tokio::time::Instant::now()));
                     let tick = Command::new(Action::Tick).by(Principal::Node(node.id()));
                     if let Err(e) = node.propose(tick).await {
                         tracing::debug!(error = %e, "tick not committed");
@@ -503,14 +515,17 @@ enum Nap {
 }
 
 /// When to propose the next `Tick`, given the earliest timer `due`, the clock `now`, and
-/// the timer the last `Tick` was proposed for.
-fn tick_nap(due: Option<i64>, now: i64, last_ticked: Option<i64>) -> Nap {
-    match due {
-        None => Nap::UntilNotified,
-        // The last tick left this timer due: give the next one a pause, not a busy loop.
-        Some(due) if due <= now && last_ticked == Some(due) => Nap::For(TICK_RETRY),
-        Some(due) if due <= now => Nap::TickNow(due),
-        Some(due) => {
+/// the timer the last `Tick` was proposed for with the time since.
+fn tick_nap(due: Option<i64>, now: i64, last_ticked: Option<(i64, Duration)>) -> Nap {
+    match (due, last_ticked) {
+        (None, _) => Nap::UntilNotified,
+        // The last tick left this timer due (it was not committed, or did not clear it):
+        // propose again after a pause, not in a busy loop, and never give up on it.
+        (Some(due), Some((ticked, since))) if due <= now && ticked == due && since < TICK_RETRY => {
+            Nap::For(TICK_RETRY.saturating_sub(since))
+        }
+        (Some(due), _) if due <= now => Nap::TickNow(due),
+        (Some(due), _) => {
             let ms = u64::try_from(due.saturating_sub(now)).unwrap_or(u64::MAX);
             Nap::For(Duration::from_millis(ms).min(LONGEST_NAP))
         }
@@ -607,8 +622,24 @@ mod tests {
         );
         // Due now or past: tick.
         assert_eq!(tick_nap(Some(1_000), 1_000, None), Nap::TickNow(1_000));
-        assert_eq!(tick_nap(Some(900), 1_000, Some(800)), Nap::TickNow(900));
-        // Still due after a tick for it: pause before the next.
-        assert_eq!(tick_nap(Some(900), 1_000, Some(900)), Nap::For(TICK_RETRY));
+        let earlier = Some((800, Duration::from_millis(5)));
+        assert_eq!(tick_nap(Some(900), 1_000, earlier), Nap::TickNow(900));
+        // Still due just after a tick for it: pause before the next.
+        let just_now = Some((900, Duration::from_millis(30)));
+        assert_eq!(
+            tick_nap(Some(900), 1_000, just_now),
+            Nap::For(Duration::from_millis(70))
+        );
+    }
+
+    /// A `Tick` that was not committed (the leader lost its term and won it back, say)
+    /// leaves its timer due: the ticker must propose it again once the pause is over, or
+    /// every timer of the cluster stops while this node leads.
+    #[test]
+    fn a_tick_that_did_not_clear_its_timer_is_proposed_again_after_the_pause() {
+        let paused_out = Some((900, TICK_RETRY));
+        assert_eq!(tick_nap(Some(900), 1_000, paused_out), Nap::TickNow(900));
+        let long_ago = Some((900, Duration::from_secs(60)));
+        assert_eq!(tick_nap(Some(900), 5_000, long_ago), Nap::TickNow(900));
     }
 }

@@ -19,6 +19,9 @@ pub struct RunningNode {
     /// The address the listener bound: the real port when it was bound to port 0.
     pub addr: std::net::SocketAddr,
     server: GrpcServer,
+    /// Dropped without [`shutdown`](Self::shutdown), the node's background tasks end
+    /// too (its Raft is stopped only by `shutdown`).
+    _tasks: banyan_env::BeginOnDrop,
 }
 
 impl RunningNode {
@@ -41,6 +44,7 @@ pub fn serve(node: CoreNode, listener: TcpListener) -> std::io::Result<RunningNo
     .add_service(ClusterService::new(node.clone(), node.forwarder().clone()).into_server());
     let server = serve_grpc(listener, node.security(), node.telemetry(), services)?;
     Ok(RunningNode {
+        _tasks: node.stop_tasks_on_drop(),
         addr: server.addr(),
         node,
         server,
