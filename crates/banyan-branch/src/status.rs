@@ -43,17 +43,20 @@ impl Branch for BranchStatusService {
         _request: Request<pb::BranchStatusRequest>,
     ) -> Result<Response<pb::BranchStatus>, Status> {
         let node = &self.node;
-        let own = node.own_branch();
-        let since = node.lease().since_last_renewal();
+        // The same figures the wallboard and /metrics show, read once.
+        let Some(own) = node.own_branch() else {
+            return Err(Status::internal("a branch without its own figures"));
+        };
         Ok(Response::new(pb::BranchStatus {
             node_id: node.id(),
             site_id: node.site().to_owned(),
             mode: mode_to_proto(node.mode()).into(),
-            journal_backlog: own.as_ref().map_or(0, |o| o.journal_backlog),
-            outbox_backlog: node.outbox_backlog(),
-            since_core_answered_ms: since
+            journal_backlog: own.journal_backlog,
+            outbox_backlog: own.outbox_backlog,
+            since_core_answered_ms: own
+                .since_core_answered
                 .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            import_refused: own.and_then(|o| o.import_refused).unwrap_or_default(),
+            import_refused: own.import_refused.unwrap_or_default(),
             applied_index: node.serving().applied_index(),
         }))
     }
