@@ -545,18 +545,21 @@ pub(crate) async fn watch_forever(inner: Arc<Inner>) {
                     continue;
                 };
                 // Its clock against the answering core node's, the round trip halved. A
-                // branch whose clock runs ahead past the budget would have its renewals
+                // branch whose clock is off past the budget would have its renewals
                 // refused once connected, leaving the site fenced with nobody routing
                 // it: it keeps serving alone until its clock is right.
                 let offset_ms = (sent + (inner.clock)()) / 2 - status.wall_clock_ms;
-                if status.wall_clock_ms != 0 && offset_ms > banyan_domain::site::MAX_CLOCK_OFFSET_MS
-                {
+                let clock_off = banyan_domain::site::check_clock_offset(
+                    offset_ms.saturating_add(status.wall_clock_ms),
+                    status.wall_clock_ms,
+                );
+                if let (true, Err(refused)) = (status.wall_clock_ms != 0, clock_off) {
                     if !clock_warned {
                         tracing::error!(
                             offset_ms,
-                            budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
-                            "this branch's clock runs ahead of the core's past the budget: \
-                             serving the site alone until it is fixed"
+                            %refused,
+                            "this branch's clock is off the core's past the budget: serving \
+                             the site alone until it is fixed"
                         );
                         clock_warned = true;
                     }

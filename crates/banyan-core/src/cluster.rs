@@ -235,8 +235,8 @@ impl Cluster for ClusterService {
                 site = %site_id,
                 node_id = report.node_id,
                 offset_ms,
-                budget_ms = banyan_domain::site::MAX_CLOCK_OFFSET_MS,
-                "refused a lease renewal: the branch's clock runs ahead past the budget"
+                %refused,
+                "refused a lease renewal: the branch's clock is off past the budget"
             );
             self.node.applied().note_clock_offset(
                 &site_id,

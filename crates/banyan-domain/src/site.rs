@@ -23,8 +23,16 @@ pub const MAX_LEASE_MS: i64 = 10 * 60 * 1000;
 /// network delay of a renewal).
 pub const MAX_CLOCK_OFFSET_MS: i64 = 250;
 
+/// How far behind the receiving node's clock a renewal's send time may be: the clock
+/// budget plus up to 1,750 ms of network delay. The core counts a lease from its send time,
+/// so a branch whose clock runs behind holds a lease shorter than it believes (safe for the
+/// fence, but past a lease's length the site looks connected while the core never routes
+/// its agents). Refused past this, naming the offset, so the operator fixes the clock.
+pub const MAX_CLOCK_BEHIND_MS: i64 = 2_000;
+
 /// Checks a renewal's send time against the receiving node's clock `now_ms`: a branch
-/// clock running ahead past [`MAX_CLOCK_OFFSET_MS`] is refused, naming the offset. Checked
+/// clock running ahead past [`MAX_CLOCK_OFFSET_MS`], or behind past
+/// [`MAX_CLOCK_BEHIND_MS`], is refused, naming the offset. Checked
 /// where the renewal comes in, not in the replicated apply (logs written before the
 /// budget existed replay the same).
 pub fn check_clock_offset(sent_at_ms: i64, now_ms: i64) -> Result<(), DomainError> {
@@ -36,6 +44,18 @@ pub fn check_clock_offset(sent_at_ms: i64, now_ms: i64) -> Result<(), DomainErro
                 "the branch's clock runs {offset_ms} ms ahead of the cluster clock, past the \
                  {MAX_CLOCK_OFFSET_MS} ms budget: the core would hold the lease longer than \
                  the branch believes; fix the branch's clock (NTP)"
+            ),
+        ));
+    }
+    if offset_ms < -MAX_CLOCK_BEHIND_MS {
+        let behind_ms = offset_ms.unsigned_abs();
+        return Err(DomainError::precondition(
+            "sent_at_ms",
+            format!(
+                "the branch's clock runs {behind_ms} ms behind the cluster clock (or the \
+                 renewal spent that long in the network), past the {MAX_CLOCK_BEHIND_MS} ms \
+                 budget: the lease would lapse at the core before the branch believes; fix \
+                 the branch's clock (NTP)"
             ),
         ));
     }

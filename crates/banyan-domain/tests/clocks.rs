@@ -5,7 +5,7 @@
 
 mod common;
 
-use banyan_domain::site::{check_clock_offset, MAX_CLOCK_OFFSET_MS};
+use banyan_domain::site::{check_clock_offset, MAX_CLOCK_BEHIND_MS, MAX_CLOCK_OFFSET_MS};
 use banyan_domain::{Action, BranchReport, Command, Principal, Stamped};
 use common::*;
 
@@ -44,6 +44,22 @@ fn a_renewal_from_a_clock_ahead_past_the_budget_is_refused_naming_the_offset() {
     assert!(check_clock_offset(now - 300, now).is_ok());
     let mut sim = sim();
     sim.apply(renew_as(101, now + MAX_CLOCK_OFFSET_MS));
+}
+
+/// Regression: a renewal sent by a clock running far behind was accepted. The core counts
+/// the lease from the send time, so such a lease lapsed at the core long before the branch
+/// believed: past a lease's length behind, the site stayed connected while the core never
+/// routed its agents, and nobody was told. Past the budget behind (which leaves room for a
+/// renewal's network delay) the renewal is refused, naming how far behind it runs.
+#[test]
+fn a_renewal_from_a_clock_behind_past_the_budget_is_refused_naming_the_offset() {
+    let now = T0;
+    let err = check_clock_offset(now - 5_000, now).unwrap_err();
+    assert_eq!(field_of(&err), "sent_at_ms", "{err}");
+    assert!(err.to_string().contains("5000 ms behind"), "{err}");
+    assert_eq!(code_of(&err), "FAILED_PRECONDITION");
+    assert!(check_clock_offset(now - MAX_CLOCK_BEHIND_MS, now).is_ok());
+    assert!(check_clock_offset(now - MAX_CLOCK_BEHIND_MS - 1, now).is_err());
 }
 
 /// Regression: any branch node of a site could renew its lease while another held it.

@@ -325,8 +325,12 @@ fn print_status(report: &StatusReport) {
                 println!("site {}: {why}", s.site);
             }
             if let (true, Some(ms)) = (s.clock_offset_past_budget, s.clock_offset_ms) {
+                let (by, way) = (
+                    ms.unsigned_abs(),
+                    if ms < 0 { "behind" } else { "ahead of" },
+                );
                 println!(
-                    "site {}: the branch's clock runs {ms} ms ahead of the cluster's, past \
+                    "site {}: the branch's clock runs {by} ms {way} the cluster's, past \
                      its budget: its lease renewals are refused until its clock is fixed",
                     s.site
                 );
