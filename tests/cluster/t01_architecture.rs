@@ -1,6 +1,7 @@
 //! The dependency rules of docs/ARCHITECTURE.md, read from every crate's `Cargo.toml`:
 //! the layers run one way, the domain depends on nothing that does I/O, and only
-//! banyan-raft names openraft or sled.
+//! banyan-raft names openraft or sled; and from banyan-raft's sources, that the event
+//! feed is not Raft's (the state machine hands events through `ApplyHook` alone).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("banyan-domain", 0),
     ("banyan-proto", 0),
     ("banyan-trust", 1),
+    ("banyan-events", 1),
     ("banyan-client", 2),
     ("banyan-raft", 2),
     ("banyan-observe", 3),
@@ -83,4 +85,26 @@ fn t01_the_layers_run_one_way_and_the_domain_does_no_io() {
             );
         }
     }
+}
+
+#[test]
+fn t01_the_state_machine_hands_events_through_one_hook_and_owns_no_feed() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../banyan-raft/src");
+    let mut hooked = false;
+    for file in std::fs::read_dir(&src).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for feed in ["EventFeed", "broadcast::", "detached"] {
+            assert!(
+                !text.contains(feed),
+                "{} names {feed}: the feed and a branch's own state live outside Raft",
+                path.display()
+            );
+        }
+        hooked |= text.contains("hook.applied(");
+    }
+    assert!(
+        hooked,
+        "the state machine hands applied events to its ApplyHook"
+    );
 }

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use banyan_client::trace::{self, TraceContext};
 use banyan_domain::{Action, Command, DomainError, Event, Presence, Principal};
+use banyan_events::EventRecord;
 use banyan_proto::v1::agent_command::Command as Cmd;
 use banyan_proto::v1::agent_desk_server::{AgentDesk, AgentDeskServer};
 use banyan_proto::v1::agent_event::Event as Out;
 use banyan_proto::v1::{self as pb, AgentCommand, AgentEvent};
-use banyan_raft::EventRecord;
 use banyan_trust::edge::token_of;
 use banyan_trust::principal_of;
 use banyan_trust::token::{seconds_left, TokenClaims};
@@ -313,7 +313,7 @@ impl<B: Backend> Session<B> {
                 // Subscribe before logging in: the login itself may produce an offer, and
                 // a revocation applied from here on reaches the session. One applied
                 // before is in the agent's record, checked once more now.
-                self.feed = Some(self.node.applied().events().subscribe());
+                self.feed = Some(self.node.events().subscribe());
                 if let Err(error) = self.check_token(&agent_id) {
                     self.feed = None;
                     return Err(error);
@@ -501,7 +501,7 @@ impl<B: Backend> Session<B> {
                 // The feed restarted (this node installed a snapshot): events in between
                 // are not available, so start over from the agent's current state.
                 tracing::info!("event feed restarted; resending the agent's state");
-                self.feed = Some(self.node.applied().events().subscribe());
+                self.feed = Some(self.node.events().subscribe());
                 self.send_snapshot().await;
                 return true;
             }

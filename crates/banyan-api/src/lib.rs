@@ -36,6 +36,7 @@ pub mod shell;
 use std::future::Future;
 
 use banyan_domain::{Command, Contact, ContactInput, Event, Principal};
+use banyan_events::EventFeed;
 use banyan_raft::AppliedState;
 pub use errors::ApiError;
 use tonic::transport::Channel;
@@ -83,8 +84,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// This node's id, for naming agent sessions.
     fn node_id(&self) -> u64;
 
-    /// The state the node serves now, and its event feed (cheap to clone).
+    /// The state the node serves now (cheap to clone).
     fn applied(&self) -> AppliedState;
+
+    /// The feed of the events applied to that state. When the node switches what it
+    /// serves (a branch going alone or back), the old feed's subscribers are closed: a
+    /// subscriber that sees its feed close subscribes again and reads the state afresh.
+    /// Subscribe before reading the state, so nothing applied in between is missed.
+    fn events(&self) -> EventFeed;
 
     /// Commits `command` and returns once it is applied on this node too, so a read here
     /// sees it.

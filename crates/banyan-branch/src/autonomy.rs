@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use banyan_api::Committed;
 use banyan_domain::{Action, BranchImport, Command, Stamped};
+use banyan_events::EventFeed;
 use banyan_raft::AppliedState;
+
+use crate::alone::SiteAlone;
 
 use crate::node::Inner;
 
@@ -77,7 +80,7 @@ pub(crate) struct ModeState {
     /// Connected, on its own, or handing over; shared with the lease renewals.
     pub(crate) cell: Arc<ModeCell>,
     /// While cut off: the site's own state, advanced by the branch's journal.
-    local: std::sync::RwLock<Option<AppliedState>>,
+    local: std::sync::RwLock<Option<SiteAlone>>,
 }
 
 impl ModeState {
@@ -104,10 +107,17 @@ pub(crate) fn holds_lease(replica: &AppliedState, site: &str, node: u64) -> bool
 impl Inner {
     /// The state the branch serves: its own while autonomous, else the replica.
     pub(crate) fn serving(&self) -> AppliedState {
-        self.local().unwrap_or_else(|| self.replica.clone())
+        self.local()
+            .map_or_else(|| self.replica.clone(), |l| l.view().clone())
     }
 
-    fn local(&self) -> Option<AppliedState> {
+    /// The events of the state the branch serves.
+    pub(crate) fn serving_events(&self) -> EventFeed {
+        self.local()
+            .map_or_else(|| self.replica_events.clone(), |l| l.events().clone())
+    }
+
+    fn local(&self) -> Option<SiteAlone> {
         self.mode
             .local
             .read()
@@ -115,7 +125,7 @@ impl Inner {
             .clone()
     }
 
-    fn set_local(&self, state: Option<AppliedState>) {
+    fn set_local(&self, state: Option<SiteAlone>) {
         *self.mode.local.write().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
@@ -174,10 +184,9 @@ impl Inner {
             .push(&bytes)
             .await
             .map_err(|e| ApiError::unavailable(format!("writing the journal: {e}")))?;
-        match local.apply_local(seq, &stamped) {
-            Some(Ok(events)) => Ok(Committed { index: seq, events }),
-            Some(Err(e)) => Err(banyan_api::errors::invalid(e)),
-            None => Err(ApiError::fatal("the local state is not detached")),
+        match local.apply(seq, &stamped) {
+            Ok(events) => Ok(Committed { index: seq, events }),
+            Err(e) => Err(banyan_api::errors::invalid(e)),
         }
     }
 
@@ -212,10 +221,10 @@ impl Inner {
         }
         // Rebuilding the site's own state rests on the accepts in doubt too.
         self.accepts.check()?;
-        let local = AppliedState::detached(self.view());
+        let local = SiteAlone::new(self.view());
         for (seq, stamped) in &entries {
             // A refusal replays as a refusal: the branch answered it so the first time.
-            let _ = local.apply_local(*seq, stamped);
+            let _ = local.apply(*seq, stamped);
         }
         tracing::info!(
             entries = pending.len(),
@@ -253,10 +262,10 @@ impl Inner {
     }
 
     fn go_autonomous(&self) {
-        self.set_local(Some(AppliedState::detached(self.view())));
+        self.set_local(Some(SiteAlone::new(self.view())));
         self.mode.set(Mode::Autonomous);
         // Agent sessions move from the replica's events to the site's own.
-        self.replica.events().close_subscribers();
+        self.replica_events.close_subscribers();
         tracing::warn!(
             site = %self.config.site,
             since_last_renewal = ?self.lease.since_last_renewal(),
@@ -416,7 +425,7 @@ impl Inner {
 
     /// Serves through the core again: the site's own state is dropped, agent sessions move
     /// back to the replica's events.
-    fn back_through_the_core(&self, local: &AppliedState) {
+    fn back_through_the_core(&self, local: &SiteAlone) {
         *self
             .journal
             .import_refused

@@ -10,7 +10,7 @@
 //!  cut off, lease certainly lapsed: own site's state + journal on disk ──> ImportBranch
 //! ```
 //!
-//! The branch imports no core internals: it shares `banyan-domain`, `banyan-raft`,
+//! The branch imports no core internals: it shares `banyan-domain`, `banyan-events`, `banyan-raft`,
 //! `banyan-api` and `banyan-client` with the core (DESIGN.md §6).
 //!
 //! # Layout
@@ -18,6 +18,7 @@
 //! * [`node`]: the learner, joining the core, the `Backend` the services run on.
 //! * [`lease`]: renewing the site's lease and knowing when it has certainly lapsed.
 //! * [`autonomy`]: the mode; routing the site alone when cut off, reconciliation.
+//! * `alone.rs`: the site's own state and event feed while it routes alone.
 //! * `journal.rs`: the journal of work done alone, and the state of its hand-over.
 //! * `accepts.rs`: the accepts in doubt (on disk before sent to the core).
 //! * `self_service.rs`: recording a self-served contact in the outbox.
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod accepts;
+mod alone;
 pub mod autonomy;
 pub mod config;
 mod journal;

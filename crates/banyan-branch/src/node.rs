@@ -11,6 +11,7 @@ use banyan_client::{Client, RetryPolicy};
 use banyan_domain::Command;
 use banyan_domain::{Action, Contact, ContactInput};
 use banyan_env::Clock;
+use banyan_events::EventFeed;
 use banyan_observe::{Observed, OwnBranch, Telemetry};
 use banyan_raft::start_raft;
 use banyan_raft::{AppliedState, Database, Identity, LinkControl, Raft, StoreError};
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     raft: Raft,
     /// The replica of the core's state (Raft learner).
     pub(crate) replica: AppliedState,
+    /// The events the replica applies, handed over by its state machine's hook.
+    pub(crate) replica_events: EventFeed,
     /// Connected or on its own, and the site's own state while on its own.
     pub(crate) mode: crate::autonomy::ModeState,
     /// What the branch did on its own while cut off, and the state of handing it over.
@@ -95,7 +98,10 @@ impl BranchNode {
         clock: Clock,
     ) -> Result<Self, StartError> {
         let security = &config.security;
-        let started = start_raft(config.id, &config.data_dir, &config.timers, links, security);
+        let replica_events = EventFeed::default();
+        let hook = Arc::new(replica_events.clone());
+        let (id, data_dir, timers) = (config.id, &config.data_dir, &config.timers);
+        let started = start_raft(id, data_dir, timers, links, security, hook);
         let started = started.await?;
         let (db, state_machine) = (started.db, started.state_machine);
         let (raft, identity) = (started.raft, started.identity);
@@ -124,12 +130,14 @@ impl BranchNode {
         let journal = Journal::new(Arc::new(Outbox::open(&db, "journal")?));
         let accepts = Accepts::new(Arc::new(Outbox::open(&db, "accepts")?));
         let telemetry = Telemetry::new();
-        telemetry.watch_offers(state_machine.applied_state(), shutdown.clone());
+        let replica = state_machine.applied_state();
+        telemetry.watch_offers(replica.clone(), replica_events.clone(), shutdown.clone());
         let node = Self {
             inner: Arc::new(Inner {
                 telemetry,
                 state_machine: state_machine.clone(),
-                replica: state_machine.applied_state(),
+                replica,
+                replica_events,
                 mode: Default::default(),
                 journal,
                 raft,
@@ -286,6 +294,10 @@ impl Backend for BranchNode {
 
     fn applied(&self) -> AppliedState {
         self.inner.serving()
+    }
+
+    fn events(&self) -> EventFeed {
+        self.inner.serving_events()
     }
 
     /// Sends the command to the core's leader, then waits until the branch's own replica

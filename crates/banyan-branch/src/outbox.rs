@@ -150,7 +150,9 @@ mod tests {
     async fn appends_durably_and_answers_a_retry_with_the_first_answer() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
+            let (db, _, _) =
+                banyan_raft::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard))
+                    .unwrap();
             let outbox = Outbox::open(&db, "outbox").unwrap();
             assert_eq!(
                 outbox.append("r1", b"a1", b"e1").await.unwrap(),
@@ -167,7 +169,9 @@ mod tests {
             outbox.delivered(1).await.unwrap();
         }
         // Reopened: the undelivered entry is still there, numbering continues, keys stay.
-        let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
+        let (db, _, _) =
+            banyan_raft::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard))
+                .unwrap();
         let outbox = Outbox::open(&db, "outbox").unwrap();
         assert_eq!(outbox.pending(10).unwrap(), vec![(2, b"e2".to_vec())]);
         assert_eq!(
@@ -185,7 +189,9 @@ mod tests {
     async fn numbering_never_restarts_even_with_everything_delivered() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
+            let (db, _, _) =
+                banyan_raft::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard))
+                    .unwrap();
             let journal = Outbox::open(&db, "journal").unwrap();
             assert_eq!(journal.push(b"j1").await.unwrap(), 1);
             assert_eq!(journal.push(b"j2").await.unwrap(), 2);
@@ -193,7 +199,9 @@ mod tests {
             journal.delivered(2).await.unwrap();
             assert_eq!(journal.backlog(), 0);
         }
-        let (db, _, _) = banyan_raft::open_stores(dir.path()).unwrap();
+        let (db, _, _) =
+            banyan_raft::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard))
+                .unwrap();
         let journal = Outbox::open(&db, "journal").unwrap();
         assert_eq!(journal.push(b"j3").await.unwrap(), 3);
         assert_eq!(journal.pending(10).unwrap(), vec![(3, b"j3".to_vec())]);

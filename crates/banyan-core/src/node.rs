@@ -24,6 +24,7 @@ use banyan_env::Shutdown;
 /// The wall clock the leader stamps commands with; injected so tests can run on a
 /// controlled time.
 pub use banyan_env::{system_clock, Clock};
+use banyan_events::EventFeed;
 
 /// Why a core node did not start: its Raft did not.
 pub use banyan_raft::StartError;
@@ -71,6 +72,8 @@ struct Inner {
     /// Begun when the node stops: the ticker, the identity registrar and the telemetry's
     /// offer watcher end on it.
     shutdown: Shutdown,
+    /// The events the state machine applies, handed over through its hook.
+    events: EventFeed,
 }
 
 /// The longest the ticker sleeps without looking at the clock again: the wall clock can be
@@ -90,7 +93,10 @@ impl CoreNode {
         clock: Clock,
     ) -> Result<Self, StartError> {
         let (id, data_dir) = (config.id, &config.data_dir);
-        let started = start_raft(id, data_dir, &config.timers, links, &config.security).await?;
+        let events = EventFeed::default();
+        let hook = Arc::new(events.clone());
+        let security = &config.security;
+        let started = start_raft(id, data_dir, &config.timers, links, security, hook).await?;
         let Started {
             db,
             log,
@@ -101,7 +107,11 @@ impl CoreNode {
         let shutdown = Shutdown::new();
         identity.spawn_registrar(raft.clone(), shutdown.clone());
         let telemetry = Telemetry::new();
-        telemetry.watch_offers(state_machine.applied_state(), shutdown.clone());
+        telemetry.watch_offers(
+            state_machine.applied_state(),
+            events.clone(),
+            shutdown.clone(),
+        );
         let node = Self {
             inner: Arc::new(Inner {
                 telemetry,
@@ -118,6 +128,7 @@ impl CoreNode {
                 identity,
                 security: config.security.clone(),
                 shutdown: shutdown.clone(),
+                events,
             }),
         };
         tokio::spawn(run_ticker(node.clone(), shutdown));
@@ -430,6 +441,10 @@ impl banyan_api::Backend for CoreNode {
 
     fn applied(&self) -> AppliedState {
         self.inner.applied.clone()
+    }
+
+    fn events(&self) -> EventFeed {
+        self.inner.events.clone()
     }
 
     async fn submit(&self, command: Command) -> Result<Committed, ApiError> {

@@ -473,7 +473,8 @@ impl LocalCluster {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let (db, _log, _state) = banyan_raft::open_stores(&dir)?;
+                let (db, _log, _state) =
+                    banyan_raft::open_stores(&dir, std::sync::Arc::new(banyan_events::Discard))?;
                 let records = banyan_branch::Outbox::open(&db, &name)?;
                 records.push(&record).await?;
                 db.flush().await?;

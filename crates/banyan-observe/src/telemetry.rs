@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use banyan_domain::Event;
 use banyan_env::Shutdown;
+use banyan_events::EventFeed;
 use banyan_raft::AppliedState;
 use tonic::codegen::http;
 use tower::{Layer, Service};
@@ -164,19 +165,20 @@ impl Telemetry {
             .clone()
     }
 
-    /// Follows `state`'s events and records, for every first offer of a contact, how
-    /// long it had waited since it entered its queue. Resubscribes when the feed starts
-    /// over (a snapshot installed, a branch switching modes); ends once `shutdown` has
-    /// begun.
+    /// Follows `feed`, the events applied to `state`, and records, for every first offer
+    /// of a contact, how long it had waited since it entered its queue. Resubscribes when
+    /// the feed starts over (a snapshot installed, a branch switching modes); ends once
+    /// `shutdown` has begun.
     pub fn watch_offers(
         self: &Arc<Self>,
         state: AppliedState,
+        feed: EventFeed,
         shutdown: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
         let telemetry = self.clone();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
-            let mut events = state.events().subscribe();
+            let mut events = feed.subscribe();
             loop {
                 let received = tokio::select! {
                     received = events.recv() => received,
@@ -186,7 +188,7 @@ impl Telemetry {
                     Ok(record) => record,
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => {
-                        events = state.events().subscribe();
+                        events = feed.subscribe();
                         continue;
                     }
                 };

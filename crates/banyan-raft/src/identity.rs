@@ -663,7 +663,8 @@ mod tests {
         use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
         let dir = tempfile::tempdir().unwrap();
-        let (db, _log, mut sm) = crate::open_stores(dir.path()).unwrap();
+        let (db, _log, mut sm) =
+            crate::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard)).unwrap();
         let nodes: BTreeMap<NodeId, crate::Node> = (1..=3)
             .map(|id| (id, crate::Node::new(format!("node-{id}:7000"))))
             .collect();
@@ -843,7 +844,8 @@ mod tests {
     #[tokio::test]
     async fn a_round_trip_measures_a_peers_clock() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _log, sm) = crate::open_stores(dir.path()).unwrap();
+        let (db, _log, sm) =
+            crate::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard)).unwrap();
         let identity = Identity::new(3, &db, sm.applied_state());
         // Sent at 1000, back at 1010, the peer read 3005: 2 s ahead, within 5 ms.
         identity.saw_clock(1, 1_000, 1_010, 3_005);
@@ -871,7 +873,8 @@ mod tests {
         let (_dir, _identity, mut sm, _db) = node_three().await;
         let snapshot = sm.build_snapshot().await.unwrap();
         let other = tempfile::tempdir().unwrap();
-        let (_db, _log, mut joined) = crate::open_stores(other.path()).unwrap();
+        let (_db, _log, mut joined) =
+            crate::open_stores(other.path(), std::sync::Arc::new(banyan_events::Discard)).unwrap();
         joined
             .install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await

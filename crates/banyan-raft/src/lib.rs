@@ -8,6 +8,7 @@
 //!                        │ committed entries
 //!                        v
 //!                   StateMachine ──apply──> banyan_domain::State (in memory)
+//!                        ├─ applied events ──> ApplyHook (banyan-events; the node's feed)
 //!                        └─ snapshots ──> sled tree "snapshot" (generation, then switch)
 //!  peers <── RaftTransport gRPC (network.rs client, service.rs server) ──> peers
 //! ```
@@ -18,7 +19,6 @@
 //! * [`durable`]: sled plus `fdatasync`, the one way Banyan makes writes durable.
 //! * [`log_store`]: `RaftLogStorage` on sled; appends are flushed before they are reported.
 //! * [`state_machine`]: `RaftStateMachine`: the domain state, snapshots on sled.
-//! * [`events`]: the feed of applied domain events, for watchers and agent sessions.
 //! * [`network`]: the gRPC client side of the transport, with per-link fault injection.
 //! * [`service`]: the gRPC server side of the transport.
 //! * [`store`]: opens one node's sled database and both stores over it.
@@ -37,7 +37,6 @@
 pub mod codec;
 pub mod config;
 pub mod durable;
-pub mod events;
 pub mod fuzz;
 pub mod identity;
 pub mod log_store;
@@ -50,12 +49,11 @@ pub mod store;
 pub mod types;
 
 pub use config::RaftTimers;
-pub use events::{Compacted, EventFeed, EventRecord};
 pub use identity::{ClusterIdentity, Identity};
 pub use log_store::LogStore;
 pub use network::{LinkControl, NetworkFactory};
 pub use service::RaftTransportService;
 pub use start::{start_raft, StartError, Started};
-pub use state_machine::{AppliedState, ClockOffset, RefusedImport, StateMachineStore};
+pub use state_machine::{Applied, AppliedState, ClockOffset, RefusedImport, StateMachineStore};
 pub use store::{open_stores, Database, DurableTree, StoreError};
 pub use types::*;

@@ -313,7 +313,8 @@ mod tests {
         use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 
         let dir = tempfile::tempdir().unwrap();
-        let (_db, _log, mut sm) = crate::open_stores(dir.path()).unwrap();
+        let (_db, _log, mut sm) =
+            crate::open_stores(dir.path(), std::sync::Arc::new(banyan_events::Discard)).unwrap();
         let whole = big();
         let parts = split(&whole, &part_id(&whole));
         let entry = |index: u64, stamped: &Stamped| crate::Entry {
@@ -336,7 +337,8 @@ mod tests {
         // A node that joins now by snapshot continues with the parts already in.
         let snapshot = sm.build_snapshot().await.unwrap();
         let other = tempfile::tempdir().unwrap();
-        let (_db, _log, mut joined) = crate::open_stores(other.path()).unwrap();
+        let (_db, _log, mut joined) =
+            crate::open_stores(other.path(), std::sync::Arc::new(banyan_events::Discard)).unwrap();
         joined
             .install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await

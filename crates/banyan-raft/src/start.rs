@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use banyan_events::ApplyHook;
 use banyan_trust::Security;
 
 use crate::{
@@ -45,15 +46,16 @@ pub struct Started {
 }
 
 /// Opens node `id`'s stores under `data_dir` and starts its Raft, reaching peers through
-/// `links` with `security`.
+/// `links` with `security`; the state machine hands what it applies to `hook`.
 pub async fn start_raft(
     id: NodeId,
     data_dir: &Path,
     timers: &RaftTimers,
     links: LinkControl,
     security: &Security,
+    hook: Arc<dyn ApplyHook>,
 ) -> Result<Started, StartError> {
-    let (db, log, state_machine) = open_stores(data_dir)?;
+    let (db, log, state_machine) = open_stores(data_dir, hook)?;
     let identity = Identity::new(id, &db, state_machine.applied_state());
     // What the log held as committed when the node started, before Raft reads it.
     let committed = log.committed_index();

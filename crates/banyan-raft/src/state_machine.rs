@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use banyan_domain::{Action, ClusterAction, Stamped, State};
+use banyan_events::{ApplyHook, EventRecord};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
@@ -25,7 +26,6 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::durable::DurableDb;
-use crate::events::{EventFeed, EventRecord};
 use crate::identity::ClusterIdentity;
 use crate::parts::{PartialCommands, Received};
 use crate::types::{
@@ -196,57 +196,24 @@ impl Applied {
 pub struct AppliedState {
     state: Arc<RwLock<Applied>>,
     applied_index: watch::Receiver<u64>,
-    events: EventFeed,
-    /// Set for a detached state (see [`AppliedState::detached`]): it advances by
-    /// [`AppliedState::apply_local`], not by Raft.
-    local: Option<Arc<watch::Sender<u64>>>,
+}
+
+impl Default for AppliedState {
+    /// An empty state that nothing advances (a node that is not up).
+    fn default() -> Self {
+        Self::over(Arc::default(), watch::channel(0).1)
+    }
 }
 
 impl AppliedState {
-    /// A state outside Raft, advanced only by [`apply_local`](Self::apply_local): a branch
-    /// routing on its own while cut off from the core. Its events are numbered by the
-    /// sequence the caller gives each command (the branch's journal).
-    pub fn detached(domain: banyan_domain::State) -> Self {
-        let (tx, rx) = watch::channel(0);
+    /// A read view over `state`, whose last applied index `applied_index` follows: the
+    /// state machine's own, or a state its owner advances outside Raft (a branch routing
+    /// alone, which numbers its commands by its journal).
+    pub fn over(state: Arc<RwLock<Applied>>, applied_index: watch::Receiver<u64>) -> Self {
         Self {
-            state: Arc::new(RwLock::new(Applied {
-                domain,
-                ..Applied::default()
-            })),
-            applied_index: rx,
-            events: EventFeed::default(),
-            local: Some(Arc::new(tx)),
+            state,
+            applied_index,
         }
-    }
-
-    /// Applies one command to a detached state as number `seq`, publishing its events.
-    /// `None` on a state that Raft drives.
-    pub fn apply_local(
-        &self,
-        seq: u64,
-        stamped: &banyan_domain::Stamped,
-    ) -> Option<Result<Vec<banyan_domain::Event>, banyan_domain::DomainError>> {
-        let tx = self.local.as_ref()?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let (result, fresh) = state.domain.apply_traced(stamped);
-        if let (Ok(events), true) = (&result, fresh) {
-            self.events.publish(
-                events
-                    .iter()
-                    .enumerate()
-                    .map(|(ordinal, event)| EventRecord {
-                        index: seq,
-                        ordinal: ordinal as u32,
-                        at_ms: stamped.at_ms,
-                        principal: stamped.command.principal.clone(),
-                        event: event.clone(),
-                    })
-                    .collect(),
-            );
-        }
-        drop(state);
-        tx.send_replace(seq);
-        Some(result)
     }
 
     /// Notes a branch's clock offset seen where its renewal came in (one refused for it
@@ -286,11 +253,6 @@ impl AppliedState {
         self.applied_index.clone()
     }
 
-    /// The feed of applied domain events.
-    pub fn events(&self) -> &EventFeed {
-        &self.events
-    }
-
     /// Waits until the state machine has applied `index`.
     pub async fn wait_applied(&self, index: u64) {
         let mut rx = self.applied_index.clone();
@@ -328,7 +290,8 @@ struct Inner {
     persist_lock: tokio::sync::Mutex<()>,
     /// Snapshots built here, for metrics.
     built: AtomicU64,
-    events: EventFeed,
+    /// Where each applied entry's events go.
+    hook: Arc<dyn ApplyHook>,
 }
 
 /// Logs, loudly, a command whose application met an inconsistent state (the count moved
@@ -368,8 +331,9 @@ fn chunk_key(generation: u64, chunk: u64) -> [u8; 16] {
 }
 
 impl StateMachineStore {
-    /// Opens the snapshot trees of `db` and loads the current snapshot, if any.
-    pub fn open(durable: &DurableDb) -> Result<Self, StorageError> {
+    /// Opens the snapshot trees of `db` and loads the current snapshot, if any. The events
+    /// of every entry applied from then on are handed to `hook`.
+    pub fn open(durable: &DurableDb, hook: Arc<dyn ApplyHook>) -> Result<Self, StorageError> {
         let db = durable.db();
         let snapshots = db
             .open_tree("snapshot")
@@ -389,7 +353,7 @@ impl StateMachineStore {
                 next_generation: AtomicU64::new(1),
                 persist_lock: tokio::sync::Mutex::new(()),
                 built: AtomicU64::new(0),
-                events: EventFeed::default(),
+                hook,
             }),
         };
         if let Some(pointer) = store.pointer()? {
@@ -407,12 +371,7 @@ impl StateMachineStore {
 
     /// A read handle on the applied state.
     pub fn applied_state(&self) -> AppliedState {
-        AppliedState {
-            state: self.inner.state.clone(),
-            applied_index: self.inner.applied_rx.clone(),
-            events: self.inner.events.clone(),
-            local: None,
-        }
+        AppliedState::over(self.inner.state.clone(), self.inner.applied_rx.clone())
     }
 
     /// Snapshots built by this node since it started.
@@ -477,7 +436,7 @@ impl StateMachineStore {
             cluster,
             parts,
         };
-        self.inner.events.reset_after(index);
+        self.inner.hook.replaced_after(index);
         self.inner.applied_tx.send_replace(index);
         Ok(())
     }
@@ -579,8 +538,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 
 /// Applying committed entries, one entry and one command at a time.
 impl Applied {
-    /// Applies one committed entry, publishing its commands' events to the feed in log order.
-    fn apply_entry(&mut self, entry: Entry, events: &EventFeed) -> BatchResponse {
+    /// Applies one committed entry, handing its commands' events to `hook` in log order.
+    fn apply_entry(&mut self, entry: Entry, hook: &dyn ApplyHook) -> BatchResponse {
         self.last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => BatchResponse::default(),
@@ -590,7 +549,7 @@ impl Applied {
                     .iter()
                     .map(|command| self.apply_command(entry.log_id.index, command, &mut records))
                     .collect();
-                events.publish(records);
+                hook.applied(records);
                 BatchResponse(results)
             }
             EntryPayload::Membership(membership) => {
@@ -698,7 +657,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut state = self.write_state();
             for entry in entries {
                 last_index = Some(entry.log_id.index);
-                responses.push(state.apply_entry(entry, &self.inner.events));
+                responses.push(state.apply_entry(entry, self.inner.hook.as_ref()));
             }
         }
         if let Some(index) = last_index {

@@ -1,6 +1,9 @@
 //! Opens one node's sled database and the two Raft stores over it.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use banyan_events::ApplyHook;
 
 use crate::durable::DurableDb;
 use crate::log_store::LogStore;
@@ -129,9 +132,13 @@ impl DurableTree {
     }
 }
 
-/// Opens (or creates) the node's database under `dir` and both stores over it. Must run on
-/// a tokio runtime: the log store starts its flusher task there.
-pub fn open_stores(dir: &Path) -> Result<(Database, LogStore, StateMachineStore), StoreError> {
+/// Opens (or creates) the node's database under `dir` and both stores over it; the state
+/// machine hands what it applies to `hook`. Must run on a tokio runtime: the log store
+/// starts its flusher task there.
+pub fn open_stores(
+    dir: &Path,
+    hook: Arc<dyn ApplyHook>,
+) -> Result<(Database, LogStore, StateMachineStore), StoreError> {
     let open_err = |source| StoreError::Open {
         path: dir.display().to_string(),
         source,
@@ -139,13 +146,15 @@ pub fn open_stores(dir: &Path) -> Result<(Database, LogStore, StateMachineStore)
     std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
     let db = DurableDb::open(&dir.join("sled")).map_err(open_err)?;
     let log = LogStore::open(&db).map_err(open_err)?;
-    let sm = StateMachineStore::open(&db)?;
+    let sm = StateMachineStore::open(&db, hook)?;
     Ok((Database(db), log, sm))
 }
 
 #[cfg(test)]
 mod tests {
     use openraft::testing::{StoreBuilder, Suite};
+
+    use banyan_events::Discard;
 
     use super::*;
     use crate::types::TypeConfig;
@@ -158,7 +167,7 @@ mod tests {
             &self,
         ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let (_db, log, sm) = open_stores(dir.path()).expect("open stores");
+            let (_db, log, sm) = open_stores(dir.path(), Arc::new(Discard)).expect("open stores");
             Ok((dir, log, sm))
         }
     }

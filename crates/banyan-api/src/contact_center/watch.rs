@@ -49,8 +49,9 @@ pub fn watch(
             "this node serves {MAX_WATCHERS} event watchers already; watch through another node or retry later"
         ))
     })?;
+    // The feed first, then the state: nothing applied in between goes unseen.
+    let feed = node.events();
     let applied = node.applied();
-    let feed = applied.events();
     let subscribed = if request.from_index == 0 {
         Ok(feed.subscribe_retained())
     } else {
@@ -59,7 +60,7 @@ pub fn watch(
     let (backlog, mut live) =
         subscribed.map_err(|e| ApiError::OutOfRange(format!("from_index: {e}")))?;
     let state = applied.clone();
-    let wanted = move |record: &banyan_raft::EventRecord| {
+    let wanted = move |record: &banyan_events::EventRecord| {
         contact
             .as_deref()
             .is_none_or(|c| record.event.contact_id() == Some(c))
@@ -71,7 +72,6 @@ pub fn watch(
                 .is_none_or(|site| in_site(&state, &record.event, site))
     };
     let from_index = request.from_index;
-    let feed = feed.clone();
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     // Why the stream was cut, told after the events already buffered.
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<Status>();
@@ -184,20 +184,29 @@ fn in_site(state: &banyan_raft::AppliedState, event: &banyan_domain::Event, site
 mod tests {
     use super::*;
     use banyan_domain::{Action, Channel, Command, ContactInput, QueueInput, Stamped};
-    use banyan_raft::AppliedState;
+    use banyan_events::{EventFeed, EventRecord};
+    use banyan_raft::{Applied, AppliedState};
     use futures::StreamExt;
+    use std::sync::{Arc, RwLock};
 
     /// A replica with no Raft around it: enough for the watch, which reads only the
-    /// applied state and its feed.
+    /// applied state and its feed. The tests apply commands to it directly.
     #[derive(Clone)]
-    struct Replica(AppliedState);
+    struct Replica {
+        state: Arc<RwLock<Applied>>,
+        applied: Arc<tokio::sync::watch::Sender<u64>>,
+        feed: EventFeed,
+    }
 
     impl Backend for Replica {
         fn node_id(&self) -> u64 {
             1
         }
         fn applied(&self) -> AppliedState {
-            self.0.clone()
+            AppliedState::over(self.state.clone(), self.applied.subscribe())
+        }
+        fn events(&self) -> EventFeed {
+            self.feed.clone()
         }
         async fn submit(&self, _: Command) -> Result<crate::Committed, ApiError> {
             Err(ApiError::Unavailable("read-only".into()))
@@ -210,32 +219,52 @@ mod tests {
         }
     }
 
-    fn apply(state: &AppliedState, seq: u64, action: Action) {
+    /// Applies `action` as entry `index`, handing its events to the feed.
+    fn apply(replica: &Replica, index: u64, action: Action) {
         let stamped = Stamped {
-            at_ms: 1_000 + seq as i64,
+            at_ms: 1_000 + index as i64,
             command: Command::new(action),
         };
-        state
-            .apply_local(seq, &stamped)
-            .expect("detached")
+        let events = replica
+            .state
+            .write()
+            .unwrap()
+            .domain
+            .apply(&stamped)
             .expect("applied");
+        let records = events
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, event)| EventRecord {
+                index,
+                ordinal: ordinal as u32,
+                at_ms: stamped.at_ms,
+                principal: None,
+                event,
+            });
+        replica.feed.publish(records.collect());
+        replica.applied.send_replace(index);
     }
 
     /// The watchers of this process are shared by the tests here: one at a time.
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    fn queue_state() -> AppliedState {
-        let state = AppliedState::detached(banyan_domain::State::default());
+    fn queue_state() -> Replica {
+        let replica = Replica {
+            state: Arc::default(),
+            applied: Arc::new(tokio::sync::watch::channel(0).0),
+            feed: EventFeed::default(),
+        };
         let queue = QueueInput {
             id: "q".into(),
             name: "Q".into(),
             ..Default::default()
         };
-        apply(&state, 1, Action::UpsertQueue(queue));
-        state
+        apply(&replica, 1, Action::UpsertQueue(queue));
+        replica
     }
 
-    fn create(state: &AppliedState, n: u64) {
+    fn create(state: &Replica, n: u64) {
         let input = ContactInput {
             id: format!("c{n}"),
             queue_id: "q".into(),
@@ -252,7 +281,7 @@ mod tests {
     async fn a_watcher_that_stops_reading_is_cut_naming_where_to_resume() {
         let _serial = SERIAL.lock().await;
         let state = queue_state();
-        let replica = Replica(state.clone());
+        let replica = state.clone();
         let mut stream = watch(&replica, pb::WatchEventsRequest::default(), None).unwrap();
         for n in 0..(2 * WATCH_BUFFER as u64) {
             create(&state, n);
@@ -287,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn watchers_past_the_limit_are_refused_until_one_leaves() {
         let _serial = SERIAL.lock().await;
-        let replica = Replica(queue_state());
+        let replica = queue_state();
         let mut open = Vec::new();
         let refused = loop {
             match watch(&replica, pb::WatchEventsRequest::default(), None) {
@@ -319,7 +348,7 @@ mod tests {
     async fn a_watcher_that_falls_behind_catches_up_from_retained_events() {
         let _serial = SERIAL.lock().await;
         let state = queue_state();
-        let replica = Replica(state.clone());
+        let replica = state.clone();
         let mut stream = watch(&replica, pb::WatchEventsRequest::default(), None).unwrap();
         // Far more events than the live buffer holds, while the watcher reads nothing.
         let contacts = 20_000u64;

@@ -1,8 +1,8 @@
 //! Domain events as `WatchEvents` delivers them.
 
 use banyan_domain::{Event, WithdrawReason};
+use banyan_events::EventRecord;
 use banyan_proto::v1;
-use banyan_raft::EventRecord;
 
 use super::{
     agent_state_to_proto, capacity_to_proto, channel_to_proto, contact_state_to_proto,

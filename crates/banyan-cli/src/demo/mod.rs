@@ -98,10 +98,8 @@ impl Observed for Current {
         None
     }
     fn serving(&self) -> AppliedState {
-        self.get().map_or_else(
-            || AppliedState::detached(Default::default()),
-            |n| n.applied().clone(),
-        )
+        self.get()
+            .map_or_else(AppliedState::default, |n| n.applied().clone())
     }
     fn raft_metrics(&self) -> RaftMetrics {
         self.get()

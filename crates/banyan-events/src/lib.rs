@@ -1,11 +1,17 @@
-//! The feed of domain events as the state machine applies them: a bounded in-memory
-//! history for resuming watchers, and a broadcast for live ones.
+//! The feed of domain events as a state machine applies them: a bounded in-memory
+//! history for resuming watchers, and a broadcast for live ones; and [`ApplyHook`], the one
+//! way a state machine hands its applied events to whoever subscribes.
 //!
 //! Every event is numbered by the log index of its entry and its ordinal within that
 //! entry, so a watcher that reconnects with the last index it saw misses nothing and sees
 //! nothing twice. Events are not stored on disk: after a restart (or an installed
 //! snapshot) the feed starts at the first entry applied since, and older indexes answer
 //! [`Compacted`].
+//!
+//! The replicated state machine (banyan-raft) knows only the hook; the core and the branch
+//! own their feeds, and the services subscribe to them.
+
+#![warn(missing_docs)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -44,6 +50,35 @@ pub struct Compacted {
 
 /// Retained events from some index on, and a receiver for everything after them.
 pub type Subscription = (Vec<Arc<EventRecord>>, broadcast::Receiver<Arc<EventRecord>>);
+
+/// Where a state machine hands what it applied, in log order. Called while applying, so
+/// an implementation must not block: it queues or publishes and returns.
+pub trait ApplyHook: Send + Sync + 'static {
+    /// The new events of one applied entry (none for an entry that made none).
+    fn applied(&self, records: Vec<EventRecord>);
+    /// The state was replaced by a snapshot covering the log up to `index`: events before
+    /// it will never be handed over.
+    fn replaced_after(&self, index: u64);
+}
+
+/// A hook that keeps nothing: for opening a node's stores to read or check them, with
+/// nobody to hand events to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl ApplyHook for Discard {
+    fn applied(&self, _: Vec<EventRecord>) {}
+    fn replaced_after(&self, _: u64) {}
+}
+
+impl ApplyHook for EventFeed {
+    fn applied(&self, records: Vec<EventRecord>) {
+        self.publish(records);
+    }
+    fn replaced_after(&self, index: u64) {
+        self.reset_after(index);
+    }
+}
 
 /// Shared by the state machine (which publishes) and the services (which subscribe).
 #[derive(Clone)]
