@@ -213,8 +213,6 @@ pub enum Action {
     Tick,
     /// An administrator releases a site's lease: it lapses now and no branch node holds
     /// it, so another node of the site may take it (a branch replaced under a new id).
-    /// Last of the variants: a new variant goes at the end, so that older log entries
-    /// decode unchanged.
     ReleaseLease {
         /// The site whose lease is released.
         site_id: String,
@@ -226,7 +224,23 @@ pub enum Action {
     /// outage), kept by the state machine until the last part arrives; then the whole
     /// command is applied, once. The leader's proposer alone writes parts.
     Part(CommandPart),
+    /// Finished contacts (completed, abandoned, transferred, self-served) that finished
+    /// before `before_ms` leave the routing state, at most [`MAX_FORGET_PER_COMMAND`] per
+    /// command, oldest first; the history store keeps them. The leader proposes it once
+    /// the oldest finished contact is past its retention window. Counters and figures do
+    /// not change.
+    /// Last of the variants: a new variant goes at the end, so that older log entries
+    /// decode unchanged.
+    ForgetFinished {
+        /// Contacts that finished before this time leave; not after the command's stamp.
+        before_ms: i64,
+    },
 }
+
+/// The most finished contacts one [`Action::ForgetFinished`] removes, so that one entry's
+/// apply stays short after a long time without one; the leader proposes another while
+/// more are due.
+pub const MAX_FORGET_PER_COMMAND: usize = 10_000;
 
 /// Part `part` (from 0) of `parts` of the encoded command `id`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

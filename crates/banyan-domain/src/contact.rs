@@ -82,7 +82,8 @@ impl ContactState {
         )
     }
 
-    /// Ended for good: nothing moves it again, and it is in the customer's history.
+    /// Ended for good: nothing moves it again, and it is in the customer's history (and,
+    /// on a node, in its history store).
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -303,6 +304,16 @@ pub struct Contact {
 }
 
 impl Contact {
+    /// When the contact reached its final state (its last timeline step), `None` while
+    /// it is still live. Retention counts from here.
+    pub fn finished_ms(&self) -> Option<i64> {
+        if !self.state.is_final() {
+            return None;
+        }
+        let last = self.timeline.last().map(|t| t.at_ms);
+        Some(last.or(self.ended_ms).unwrap_or(self.enqueued_ms))
+    }
+
     /// A contact answered by self-service at `at_ms`: it ends as it starts, `SELF_SERVED`.
     /// Branches make these without waiting on the core; the core records the same.
     pub fn self_served(

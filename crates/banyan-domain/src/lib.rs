@@ -38,7 +38,9 @@ pub mod validate;
 
 pub use agent::{Agent, AgentInput, AgentState, Presence};
 pub use channel::{Channel, PerChannel};
-pub use command::{Action, BranchImport, ClusterAction, Command, CommandPart, Stamped};
+pub use command::{
+    Action, BranchImport, ClusterAction, Command, CommandPart, Stamped, MAX_FORGET_PER_COMMAND,
+};
 pub use contact::{Contact, ContactInput, ContactState};
 pub use customer::{Customer, CustomerInput, Tier};
 pub use error::DomainError;

@@ -152,6 +152,12 @@ pub(crate) struct Indexes {
     /// Contacts passed over by an agent during the current command (see `State::route`);
     /// always empty between commands.
     pub passed: Vec<String>,
+    /// Finished contacts still in the state, by (when they finished, id): retention takes
+    /// them out oldest first. Checked against the contact when used, like the timers.
+    pub finished: BTreeSet<(i64, String)>,
+    /// Contacts the command being applied finished (see `State::finished_by_last_command`);
+    /// emptied when the next command starts.
+    pub finished_now: Vec<String>,
     /// Normalized phone → ids of customers with that phone.
     pub by_phone: BTreeMap<String, BTreeSet<String>>,
     /// Normalized email → ids of customers with that email.

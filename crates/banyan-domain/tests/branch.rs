@@ -547,3 +547,34 @@ fn an_import_naming_an_unknown_agent_for_a_contact_the_core_has_is_refused() {
     }));
     assert!(field_of(&err).ends_with("agent_id"), "{err}");
 }
+
+/// A call the core held for an emea agent and finished itself while the branch was cut
+/// off (its wrap-up ran out), then let leave the routing state (an outage longer than the
+/// retention window): the branch's copy of it settles nothing and does not come back as a
+/// new contact; the rest of the import lands.
+#[test]
+fn an_import_naming_a_contact_the_core_finished_and_forgot_lands_without_it() {
+    let (mut sim, held, _) = core();
+    sim.at(3_000).apply(end("a1", &held));
+    sim.at(4_000).apply(complete(&held, "a1", "done"));
+    let mut branch_copy = sim.contact(&held).clone();
+    branch_copy.disposition = "sold".into();
+    let now = sim.now;
+    sim.at(5_000)
+        .apply(Action::ForgetFinished { before_ms: now + 1 });
+    assert!(sim.state.contact(&held).is_none());
+
+    let import = BranchImport {
+        site: "emea".into(),
+        upto_seq: 1,
+        contacts: vec![branch_copy],
+        agents: vec![("a1".into(), Presence::Available)],
+        created: vec![],
+    };
+    sim.at(6_000).apply(Action::ImportBranch(import));
+    assert!(
+        sim.state.contact(&held).is_none(),
+        "not back as a new contact"
+    );
+    assert_eq!(sim.state.reconciled_seq("emea"), 1, "the import landed");
+}

@@ -1272,6 +1272,13 @@ proptest! {
 /// happening to miss whole areas.
 #[test]
 fn a_round_of_every_operation_keeps_the_invariants() {
+    let ops = rounds_of_every_operation();
+    let total = ops.len();
+    run(&ops, total / 2).unwrap();
+}
+
+/// Forty rounds of every operation in turn, with time advancing steadily.
+fn rounds_of_every_operation() -> Vec<(i64, Op)> {
     let mut ops = Vec::new();
     for round in 0..40usize {
         let r = round as i64;
@@ -1364,6 +1371,90 @@ fn a_round_of_every_operation_keeps_the_invariants() {
             },
         ));
     }
-    let total = ops.len();
-    run(&ops, total / 2).unwrap();
+    ops
+}
+
+/// Runs `ops` as [`run`] does, and beside it a second state that after every step lets
+/// every contact finished so far leave (the most eager retention there is).
+/// Returns how many finished contacts left the second state.
+fn run_with_and_without_retention(ops: &[(i64, Op)]) -> Result<usize, TestCaseError> {
+    let mut run = Run::new();
+    for action in setup() {
+        run.step(Command::new(action))?;
+    }
+    for (gap_ms, op) in ops {
+        run.now += gap_ms;
+        if let Op::Tick { advance_ms } = op {
+            run.now += advance_ms;
+        }
+        let command = command_for(&run.state, op, &run.with_request_id);
+        run.step(command)?;
+    }
+    let mut lean = State::default();
+    let mut forgotten = 0;
+    for (i, (stamped, expected)) in run.log.iter().enumerate() {
+        let got = lean.apply(stamped);
+        match (&got, expected) {
+            (Ok(got), Ok(expected)) => {
+                prop_assert_eq!(got, expected, "step {} decided otherwise with retention", i)
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(
+                false,
+                "step {} ({:?}): {:?} without retention, {:?} with",
+                i,
+                stamped.command.action,
+                expected,
+                got
+            ),
+        }
+        let before = lean.finished_count();
+        // Stamped with the state's own clock, which it leaves where it is: the figures
+        // that read the clock (the longest wait) are compared at the same time.
+        let now = lean.clock_ms();
+        let forget = Stamped {
+            at_ms: now,
+            command: Command::new(Action::ForgetFinished { before_ms: now }),
+        };
+        prop_assert!(lean.apply(&forget).expect("forgets").is_empty());
+        forgotten += before - lean.finished_count();
+        check_state(&lean).map_err(|e| at_step(e, i, stamped, &[]))?;
+    }
+    for queue in run.state.queues() {
+        prop_assert_eq!(
+            lean.queue_stats(&queue.id),
+            run.state.queue_stats(&queue.id),
+            "queue {}'s figures",
+            &queue.id
+        );
+    }
+    prop_assert!(lean.agents().eq(run.state.agents()), "agents differ");
+    let finished = run.state.finished_count();
+    prop_assert!(
+        lean.finished_count() <= finished && forgotten + lean.finished_count() >= finished,
+        "the finished contacts left: {forgotten} forgotten, {finished} finished"
+    );
+    Ok(forgotten)
+}
+
+/// The fixed rounds finish contacts of every kind: with retention they leave, and nothing
+/// else differs.
+#[test]
+fn a_round_of_every_operation_decides_alike_with_retention() {
+    let forgotten = run_with_and_without_retention(&rounds_of_every_operation()).unwrap();
+    assert!(forgotten >= 10, "only {forgotten} finished contacts left");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Retention changes memory, never outcomes: the same command sequence decides every
+    /// offer, answer and figure alike whether finished contacts leave the state at once
+    /// or never.
+    #[test]
+    fn retention_changes_memory_never_outcomes(
+        ops in prop::collection::vec((0i64..3_000, op()), 1..200),
+    ) {
+        run_with_and_without_retention(&ops)?;
+    }
 }

@@ -330,7 +330,7 @@ pub fn action_permission(action: &Action) -> Permission {
         Action::CompleteContact { .. } => CompleteContact,
         Action::AbandonContact { .. } | Action::TransferContact { .. } => RouteContact,
         Action::ImportBranch(_) => ImportBranch,
-        Action::Tick => Admin,
+        Action::Tick | Action::ForgetFinished { .. } => Admin,
         Action::RevokeAgentTokens { .. } => Configure,
         Action::ReleaseLease { .. } => Membership,
         Action::Cluster(_) | Action::Part(_) => Admin,
@@ -347,11 +347,14 @@ pub fn check_forwarded(
 ) -> Result<(), Denied> {
     let needed = action_permission(action);
     let what = action_name(action);
-    // The leader's own timers: only a voter proposes them.
-    if matches!(action, Action::Tick) {
+    // The leader's own timers and retention: only a voter proposes them.
+    if matches!(action, Action::Tick | Action::ForgetFinished { .. }) {
         return match forwarder {
             Principal::Node(_) | Principal::Insecure => Ok(()),
-            _ => Err(Denied::new(Some(forwarder), "propose timer ticks")),
+            _ if matches!(action, Action::Tick) => {
+                Err(Denied::new(Some(forwarder), "propose timer ticks"))
+            }
+            _ => Err(Denied::new(Some(forwarder), what)),
         };
     }
     // The cluster's identity and commands in parts are written by its leader alone,
@@ -446,6 +449,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::ReleaseLease { .. } => "release a site's lease",
         Action::Cluster(_) => "change the cluster's identity",
         Action::Part(_) => "propose part of a command",
+        Action::ForgetFinished { .. } => "let finished contacts leave the routing state",
     }
 }
 

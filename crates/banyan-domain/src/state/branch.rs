@@ -202,7 +202,7 @@ impl State {
                 .as_deref()
                 .is_some_and(|id| self.data.requests.live(id, now).is_some());
             match self.data.contacts.get(&contact.id) {
-                None if served_here => {}
+                None if served_here || forgotten_here(self, contact, &created) => {}
                 None => self.insert_imported(contact, true, ev),
                 // Only a contact of the site itself is the branch's to stand in for (the
                 // check above validated exactly those as new contacts).
@@ -264,6 +264,9 @@ impl State {
                     field("id"),
                     format!("contact {} is in the import twice", contact.id),
                 ));
+            }
+            if forgotten_here(self, contact, created) {
+                continue;
             }
             if let Some(existing) = self.data.contacts.get(&contact.id) {
                 // A branch settles only its own site's contacts: ones that came in there,
@@ -465,4 +468,14 @@ impl State {
             _ => {}
         }
     }
+}
+
+/// Whether an imported contact is one of the core's that finished here and has left the
+/// routing state since (retention, after an outage longer than its window): the branch
+/// held it from before the cut and did not create it, and its copy is final. Its record
+/// is the core's, in the history store; the branch's copy changes nothing.
+fn forgotten_here(state: &State, contact: &Contact, created: &BTreeSet<&str>) -> bool {
+    contact.state.is_final()
+        && !created.contains(contact.id.as_str())
+        && !state.data.contacts.contains_key(&contact.id)
 }

@@ -202,10 +202,16 @@ impl State {
         }
     }
 
+    /// Notes a contact that just reached its final state: in the customer's history, in
+    /// the retention index, and among what this command finished (for the history store).
     pub(super) fn record_history(&mut self, contact_id: &str) {
         let Some(contact) = self.data.contacts.get(contact_id) else {
             return;
         };
+        if let Some(at) = contact.finished_ms() {
+            self.idx.finished.insert((at, contact.id.clone()));
+            self.idx.finished_now.push(contact.id.clone());
+        }
         if contact.customer_id.is_empty() {
             return;
         }

@@ -151,6 +151,7 @@ impl State {
                 format!("{} is past the year 9999", stamped.at_ms),
             ));
         }
+        self.idx.finished_now.clear();
         let before = self.data.clock_ms;
         let now = before.max(stamped.at_ms);
         let command = &stamped.command;
@@ -294,6 +295,10 @@ impl State {
                 return Ok(());
             }
             Action::Tick => self.tick(ev),
+            Action::ForgetFinished { before_ms } => {
+                self.forget_finished(*before_ms)?;
+                return Ok(());
+            }
             Action::ImportBranch(import) => {
                 self.import_branch(import, command.principal.as_ref(), ev)?
             }
@@ -363,6 +368,11 @@ impl State {
         for id in ids {
             self.reschedule(&id);
         }
+        for contact in self.data.contacts.values() {
+            if let Some(at) = contact.finished_ms() {
+                self.idx.finished.insert((at, contact.id.clone()));
+            }
+        }
     }
 
     // --- customers ---
@@ -405,6 +415,58 @@ impl State {
     /// How many customers the cluster stores.
     pub fn customer_count(&self) -> usize {
         self.data.customers.len()
+    }
+
+    /// When the oldest finished contact still in the state finished: the leader proposes
+    /// [`Action::ForgetFinished`] once that is past the retention window.
+    pub fn oldest_finished_ms(&self) -> Option<i64> {
+        self.idx.finished.first().map(|(at, _)| *at)
+    }
+
+    /// How many finished contacts the state still holds.
+    pub fn finished_count(&self) -> usize {
+        self.idx.finished.len()
+    }
+
+    /// The contacts the last command applied finished, as they finished: what a node
+    /// writes to its history store while applying that command. Empty after a refused
+    /// command or a retry.
+    pub fn finished_by_last_command(&self) -> impl Iterator<Item = &Contact> {
+        let contacts = &self.data.contacts;
+        self.idx
+            .finished_now
+            .iter()
+            .filter_map(|id| contacts.get(id))
+    }
+
+    /// Takes finished contacts that finished before `before_ms` out of the state, oldest
+    /// first and at most [`MAX_FORGET_PER_COMMAND`](crate::command::MAX_FORGET_PER_COMMAND).
+    /// Nothing routing reads refers to a finished contact, so only the contact and its
+    /// index entry go; counters, figures and customers' histories stay.
+    fn forget_finished(&mut self, before_ms: i64) -> Result<(), DomainError> {
+        if before_ms > self.data.clock_ms {
+            return Err(DomainError::invalid(
+                "before_ms",
+                format!(
+                    "{before_ms} is after the command's own time {}: only contacts already finished may leave",
+                    self.data.clock_ms
+                ),
+            ));
+        }
+        for _ in 0..crate::command::MAX_FORGET_PER_COMMAND {
+            let Some((at, id)) = self.idx.finished.first().cloned() else {
+                break;
+            };
+            if at >= before_ms {
+                break;
+            }
+            self.idx.finished.pop_first();
+            // A stale entry (the id names a live contact now) is dropped and skipped.
+            if self.data.contacts.get(&id).and_then(Contact::finished_ms) == Some(at) {
+                self.data.contacts.remove(&id);
+            }
+        }
+        Ok(())
     }
 
     /// A customer's most recent finished contacts, oldest first.
