@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use banyan_domain::{DomainError, Event, Stamped};
 use banyan_events::{EventFeed, EventRecord};
-use banyan_raft::{Applied, AppliedState};
+use banyan_raft::{Applied, AppliedState, History};
 use tokio::sync::watch;
 
 /// The site's state and feed while cut off from the core. Cheap to clone.
@@ -21,15 +21,17 @@ pub(crate) struct SiteAlone {
 }
 
 impl SiteAlone {
-    /// Starts from `domain` (the replica narrowed to the site), nothing applied yet.
-    pub(crate) fn new(domain: banyan_domain::State) -> Self {
-        let state = Arc::new(RwLock::new(Applied {
-            domain,
-            ..Applied::default()
-        }));
+    /// Starts from `domain` (the replica narrowed to the site), nothing applied yet;
+    /// finished contacts it no longer holds are read from the replica's `history`.
+    pub(crate) fn new(domain: banyan_domain::State, history: Option<&History>) -> Self {
+        let state = Arc::new(RwLock::new(Applied::of(domain)));
         let (applied, seen) = watch::channel(0);
+        let view = AppliedState::over(state.clone(), seen);
         Self {
-            view: AppliedState::over(state.clone(), seen),
+            view: match history {
+                Some(history) => view.with_history(history.clone()),
+                None => view,
+            },
             state,
             applied: Arc::new(applied),
             events: EventFeed::default(),

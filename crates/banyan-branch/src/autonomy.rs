@@ -221,7 +221,7 @@ impl Inner {
         }
         // Rebuilding the site's own state rests on the accepts in doubt too.
         self.accepts.check()?;
-        let local = SiteAlone::new(self.view());
+        let local = SiteAlone::new(self.view(), self.replica.history());
         for (seq, stamped) in &entries {
             // A refusal replays as a refusal: the branch answered it so the first time.
             let _ = local.apply(*seq, stamped);
@@ -262,7 +262,7 @@ impl Inner {
     }
 
     fn go_autonomous(&self) {
-        self.set_local(Some(SiteAlone::new(self.view())));
+        self.set_local(Some(SiteAlone::new(self.view(), self.replica.history())));
         self.mode.set(Mode::Autonomous);
         // Agent sessions move from the replica's events to the site's own.
         self.replica_events.close_subscribers();

@@ -6,7 +6,7 @@
 //! `tests/golden/vN/` hold each version's log entries, snapshot and RPC payloads; their
 //! test fails when today's code can no longer read one of them.
 
-use banyan_domain::State;
+use banyan_domain::{Contact, State};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -70,13 +70,52 @@ pub fn encode_snapshot(
 pub fn decode_snapshot(
     bytes: &[u8],
 ) -> Result<(State, ClusterIdentity, PartialCommands), CodecError> {
+    let whole = decode_sent_snapshot(bytes)?;
+    Ok((whole.domain, whole.cluster, whole.parts))
+}
+
+/// A node sending its snapshot to another appends the finished contacts of its history
+/// store as a last section, so a node that joins by snapshot can answer for contacts that
+/// finished before it joined. A node keeps only the sections before it: its own history
+/// is in its history store, and a restart does not read it again.
+pub fn append_history(snapshot: &mut Vec<u8>, history: &[Contact]) {
+    if !history.is_empty() {
+        postcard::to_io(history, &mut *snapshot).expect("postcard encoding of Banyan types");
+    }
+}
+
+/// A snapshot as another node sent it: its sections and the history appended to them.
+pub struct SentSnapshot {
+    /// The domain state.
+    pub domain: State,
+    /// The cluster's identity.
+    pub cluster: ClusterIdentity,
+    /// Commands in parts.
+    pub parts: PartialCommands,
+    /// The sender's history (empty if it sent none).
+    pub history: Vec<Contact>,
+    /// How many of the bytes are the snapshot itself, without the history: what the
+    /// receiver stores.
+    pub stored_len: usize,
+}
+
+/// Reads a snapshot with the history a sender may have appended ([`append_history`]).
+pub fn decode_sent_snapshot(bytes: &[u8]) -> Result<SentSnapshot, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
         Some((&FORMAT_VERSION, body)) => {
             let (domain, rest) = postcard::take_from_bytes::<State>(body)?;
             let (cluster, rest) = section(rest)?;
-            let (parts, _) = section(rest)?;
-            Ok((domain, cluster, parts))
+            let (parts, rest) = section(rest)?;
+            let stored_len = bytes.len() - rest.len();
+            let (history, _) = section(rest)?;
+            Ok(SentSnapshot {
+                domain,
+                cluster,
+                parts,
+                history,
+                stored_len,
+            })
         }
         Some((&version, _)) => Err(CodecError::UnknownVersion(version)),
     }

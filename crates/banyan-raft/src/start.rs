@@ -71,6 +71,7 @@ pub async fn start_raft(
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    state_machine.send_history_with_snapshots();
     identity
         .resolve(committed)
         .await

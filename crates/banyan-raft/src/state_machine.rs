@@ -11,7 +11,7 @@
 //! new snapshot whole, never a mix.
 
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use banyan_domain::{Action, ClusterAction, Stamped, State};
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::durable::DurableDb;
+use crate::history::History;
 use crate::identity::ClusterIdentity;
 use crate::parts::{PartialCommands, Received};
 use crate::types::{
@@ -63,6 +64,20 @@ pub struct Applied {
     pub cluster: ClusterIdentity,
     /// Commands in parts whose last part is not in yet; in snapshots, after the identity.
     pub parts: PartialCommands,
+    /// Contacts the entry being applied finished, for the history store; emptied once
+    /// they are written.
+    #[serde(skip)]
+    finished: Vec<banyan_domain::Contact>,
+}
+
+impl Applied {
+    /// An applied state holding `domain` and nothing else: a state kept outside Raft.
+    pub fn of(domain: State) -> Self {
+        Self {
+            domain,
+            ..Self::default()
+        }
+    }
 }
 
 /// A branch's clock offset to the cluster clock, as its last renewal showed it.
@@ -196,6 +211,7 @@ impl Applied {
 pub struct AppliedState {
     state: Arc<RwLock<Applied>>,
     applied_index: watch::Receiver<u64>,
+    history: Option<History>,
 }
 
 impl Default for AppliedState {
@@ -213,7 +229,21 @@ impl AppliedState {
         Self {
             state,
             applied_index,
+            history: None,
         }
+    }
+
+    /// The same view, reading finished contacts that left the state from `history`.
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// The node's history store: contacts that finished, also those the routing state let
+    /// go. `None` for a state with no store (a branch's own while it routes alone reads
+    /// its replica's).
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
     /// Notes a branch's clock offset seen where its renewal came in (one refused for it
@@ -292,6 +322,11 @@ struct Inner {
     built: AtomicU64,
     /// Where each applied entry's events go.
     hook: Arc<dyn ApplyHook>,
+    /// Every finished contact, on disk.
+    history: History,
+    /// Set once Raft has started: a snapshot asked for after that is sent to another
+    /// node, with the history.
+    sending_history: AtomicBool,
 }
 
 /// Logs, loudly, a command whose application met an inconsistent state (the count moved
@@ -354,6 +389,8 @@ impl StateMachineStore {
                 persist_lock: tokio::sync::Mutex::new(()),
                 built: AtomicU64::new(0),
                 hook,
+                history: History::open(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                sending_history: AtomicBool::new(false),
             }),
         };
         if let Some(pointer) = store.pointer()? {
@@ -372,6 +409,13 @@ impl StateMachineStore {
     /// A read handle on the applied state.
     pub fn applied_state(&self) -> AppliedState {
         AppliedState::over(self.inner.state.clone(), self.inner.applied_rx.clone())
+            .with_history(self.inner.history.clone())
+    }
+
+    /// From now on, a snapshot Raft asks for goes to another node and carries this
+    /// node's history ([`codec::append_history`]). Called once Raft has started.
+    pub fn send_history_with_snapshots(&self) {
+        self.inner.sending_history.store(true, Ordering::Relaxed);
     }
 
     /// Snapshots built by this node since it started.
@@ -435,6 +479,7 @@ impl StateMachineStore {
             clock_offsets: Default::default(),
             cluster,
             parts,
+            finished: Vec::new(),
         };
         self.inner.hook.replaced_after(index);
         self.inner.applied_tx.send_replace(index);
@@ -622,6 +667,10 @@ impl Applied {
         records: &mut Vec<EventRecord>,
     ) -> Response {
         self.note_outcome(index, command, &result);
+        if fresh && result.is_ok() {
+            let finished = self.domain.finished_by_last_command().cloned();
+            self.finished.extend(finished);
+        }
         // A retry answers with its first events; they are not new.
         let new_events = result.iter().flatten().filter(|_| fresh);
         for event in new_events {
@@ -658,6 +707,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 last_index = Some(entry.log_id.index);
                 responses.push(state.apply_entry(entry, self.inner.hook.as_ref()));
+                // Written as applied, on every replica alike; a replay rewrites the same.
+                self.inner
+                    .history
+                    .record(&state.finished)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                state.finished.clear();
             }
         }
         if let Some(index) = last_index {
@@ -681,9 +736,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         // Decode before persisting: a malformed snapshot must not replace a good one.
-        codec::decode_snapshot(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        if self.persist(meta, &bytes).await? {
-            self.load(meta, &bytes)?;
+        let sent = codec::decode_sent_snapshot(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // The sender's history first: once the snapshot is stored, the log before it is
+        // never applied here again.
+        self.inner
+            .history
+            .record(&sent.history)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let stored = &bytes[..sent.stored_len];
+        if self.persist(meta, stored).await? {
+            self.load(meta, stored)?;
         }
         tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "installed snapshot");
         Ok(())
@@ -693,7 +755,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(pointer) = self.pointer()? else {
             return Ok(None);
         };
-        let bytes = self.read_generation(&pointer)?;
+        let mut bytes = self.read_generation(&pointer)?;
+        // Asked once Raft runs, the snapshot is for another node: it carries this node's
+        // history. Raft's own start asks only for the snapshot's meta.
+        if self.inner.sending_history.load(Ordering::Relaxed) {
+            let history = self
+                .inner
+                .history
+                .all()
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            codec::append_history(&mut bytes, &history);
+        }
         Ok(Some(Snapshot {
             meta: pointer.meta,
             snapshot: Box::new(Cursor::new(bytes)),
