@@ -15,6 +15,7 @@ mod t15_partition;
 mod t20_replication;
 mod t30_leader_kill;
 mod t40_recovery;
+mod t41_history;
 mod t42_wiped_voter;
 mod t44_voter_clock;
 mod t46_hostile_snapshot;

@@ -134,6 +134,12 @@ fn domain_status(error: &DomainError) -> Status {
     Status::new(code, error.to_string())
 }
 
+/// The node's history store could not be read: the disk or a damaged record, never the
+/// caller's fault.
+pub fn unreadable(error: banyan_raft::HistoryError) -> ApiError {
+    ApiError::fatal(format!("reading this node's history: {error}"))
+}
+
 /// Shorthand for `map_err` at the service edge.
 pub fn invalid(error: DomainError) -> ApiError {
     ApiError::Domain(error)

@@ -27,6 +27,11 @@ pub struct CoreArgs {
     pub raft: RaftArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// How long a finished contact (completed, abandoned, transferred, self-served) stays
+    /// in the routing state; then it leaves it, and GetContact, ListContacts and customer
+    /// history read it from the node's history store.
+    #[arg(long, env = "BANYAN_RETAIN_FINISHED", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retain_finished: std::time::Duration,
 }
 
 pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
@@ -40,7 +45,8 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         args.init.as_deref(),
         timers,
         security,
-    )?;
+    )?
+    .with_retain_finished(args.retain_finished);
     let node = CoreNode::start(&config, LinkControl::default(), system_clock())
         .await
         .context("starting the node")?;

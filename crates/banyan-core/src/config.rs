@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use banyan_domain::Principal;
 use banyan_raft::{NodeId, RaftTimers};
@@ -23,7 +24,14 @@ pub struct CoreConfig {
     pub timers: RaftTimers,
     /// TLS with the node's certificate, or `--insecure`.
     pub security: Security,
+    /// How long a finished contact stays in the routing state before this node, leading,
+    /// proposes that it leave ([`DEFAULT_RETAIN_FINISHED`] unless set).
+    pub retain_finished: Duration,
 }
+
+/// How long finished contacts stay in the routing state by default: an hour, long enough
+/// for the wallboard's live views, agents' follow-ups and a branch's short outage.
+pub const DEFAULT_RETAIN_FINISHED: Duration = Duration::from_secs(60 * 60);
 
 /// Why a core node's settings were refused, each naming the flag to fix, so the node
 /// stops before it opens any storage.
@@ -100,7 +108,14 @@ impl CoreConfig {
             init,
             timers,
             security,
+            retain_finished: DEFAULT_RETAIN_FINISHED,
         })
+    }
+
+    /// The same configuration keeping finished contacts in the routing state for `retain`.
+    pub fn with_retain_finished(mut self, retain: Duration) -> Self {
+        self.retain_finished = retain;
+        self
     }
 }
 

@@ -131,7 +131,7 @@ impl CoreNode {
                 events,
             }),
         };
-        tokio::spawn(run_ticker(node.clone(), shutdown));
+        tokio::spawn(run_ticker(node.clone(), config.retain_finished, shutdown));
         if let Some(voters) = &config.init {
             if let Err(e) = node.bootstrap(voters).await {
                 // The ticker and the registrar hold the node: stop them with it.
@@ -465,11 +465,12 @@ impl banyan_api::Backend for CoreNode {
     }
 }
 
-/// Proposes a `Tick` whenever this node leads and a timer of the applied state is due.
+/// Proposes a `Tick` whenever this node leads and a timer of the applied state is due,
+/// and a `ForgetFinished` once the oldest finished contact has been finished `retain`.
 /// Sleeps until the next timer is due, or until an applied entry (looked at no more often
 /// than every `TICK_RETRY`) or a change of leadership may have moved it; ends when the node
 /// stops or Raft does.
-async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
+async fn run_ticker(node: CoreNode, retain: Duration, shutdown: Shutdown) {
     let mut applied = node.inner.applied.applied_index_changes();
     let mut raft = node.inner.raft.metrics();
     // The timer the last `Tick` was proposed for, and when.
@@ -483,15 +484,38 @@ async fn run_ticker(node: CoreNode, shutdown: Shutdown) {
         };
         let mut nap = None;
         if leading {
-            let due = node.inner.applied.read().domain.next_due_ms();
+            let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+            let (timer, forget) = {
+                let applied = node.inner.applied.read();
+                let forget = applied.domain.oldest_finished_ms();
+                (
+                    applied.domain.next_due_ms(),
+                    forget.map(|at| at.saturating_add(retain_ms)),
+                )
+            };
+            let due = match (timer, forget) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let now = (node.inner.clock)();
             let ticked = last_ticked.map(|(due, at)| (due, at.elapsed()));
             nap = match tick_nap(due, now, ticked) {
                 Nap::TickNow(due) => {
                     last_ticked = Some((due, tokio::time::Instant::now()));
-                    let tick = Command::new(Action::Tick).by(Principal::Node(node.id()));
-                    if let Err(e) = node.propose(tick).await {
-                        tracing::debug!(error = %e, "tick not committed");
+                    let me = Principal::Node(node.id());
+                    let mut actions = Vec::new();
+                    if timer.is_some_and(|t| t <= now) {
+                        actions.push(Action::Tick);
+                    }
+                    if forget.is_some_and(|f| f <= now) {
+                        let before_ms = now.saturating_sub(retain_ms);
+                        actions.push(Action::ForgetFinished { before_ms });
+                    }
+                    for action in actions {
+                        let command = Command::new(action).by(me.clone());
+                        if let Err(e) = node.propose(command).await {
+                            tracing::debug!(error = %e, "timer command not committed");
+                        }
                     }
                     continue;
                 }

@@ -18,13 +18,14 @@ use banyan_domain::{Action, Command, DomainError, Event, Principal, State};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::contact_center_server::{ContactCenter, ContactCenterServer};
 use banyan_proto::v1::{self as pb, ReadConsistency};
+use banyan_raft::History;
 use banyan_trust::{policy, principal_of};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::convert;
-use crate::errors::{denied, invalid, ApiError};
+use crate::errors::{denied, invalid, unreadable, ApiError};
 use crate::forward::{relay, was_forwarded};
 use crate::{Backend, Committed};
 
@@ -75,10 +76,19 @@ impl<B: Backend> ContactCenterService<B> {
         &self,
         read: impl FnOnce(&State, u64) -> Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
+        self.read_with_history(|state, _, index| read(state, index))
+    }
+
+    /// [`read`](Self::read), with the node's history store for finished contacts that
+    /// left the routing state (`None` where there is none).
+    fn read_with_history<T>(
+        &self,
+        read: impl FnOnce(&State, Option<&History>, u64) -> Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
         let applied = self.node.applied();
         let index = applied.applied_index();
         let state = applied.read();
-        let message = read(&state.domain, index)?;
+        let message = read(&state.domain, applied.history(), index)?;
         let mut response = Response::new(message);
         response
             .metadata_mut()
@@ -230,12 +240,20 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             return leader.get_contact(relay(request)).await;
         }
         let by = principal_of(&request)?;
-        self.read(|state, _| {
-            let contact = state
-                .contact(&id)
-                .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?;
+        self.read_with_history(|state, history, _| {
+            // A finished contact the routing state let go is in the history store.
+            let contact = match state.contact(&id) {
+                Some(contact) => std::borrow::Cow::Borrowed(contact),
+                None => history
+                    .map(|h| h.get(&id))
+                    .transpose()
+                    .map_err(unreadable)?
+                    .flatten()
+                    .map(std::borrow::Cow::Owned)
+                    .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?,
+            };
             policy::check_site(Some(&by), &contact.origin_site, "read contact").map_err(denied)?;
-            Ok(convert::contact_to_proto(contact))
+            Ok(convert::contact_to_proto(&contact))
         })
     }
 
@@ -352,7 +370,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             return leader.get_customer(relay(request)).await;
         }
         let by = principal_of(&request)?;
-        self.read(|state, _| {
+        self.read_with_history(|state, history, _| {
             if let Principal::Agent(agent) = &by {
                 // An agent reads the customers of the contacts offered to it or held by it.
                 let serves = state.agent(agent).is_some_and(|a| {
@@ -372,10 +390,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
                 .customer(&id)
                 .ok_or_else(|| invalid(DomainError::not_found("id", &id)))?;
             let mut reply = convert::customer_to_proto(customer);
-            reply.history = state
-                .customer_history(&id)
-                .map(convert::history_to_proto)
-                .collect();
+            reply.history = customer_history(state, history, &id)?;
             Ok(reply)
         })
     }
@@ -551,4 +566,37 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             scope,
         )?))
     }
+}
+
+/// The most finished contacts `GetCustomer` returns in a customer's history.
+const CUSTOMER_HISTORY_LEN: usize = 1_000;
+
+/// A customer's finished contacts, oldest first: the newest [`CUSTOMER_HISTORY_LEN`] of the
+/// history store, with what the routing state remembers (written before the store
+/// existed) where the store lacks it.
+fn customer_history(
+    state: &State,
+    history: Option<&History>,
+    id: &str,
+) -> Result<Vec<pb::HistoryEntry>, ApiError> {
+    let stored = match history {
+        Some(history) => history
+            .of_customer(id, CUSTOMER_HISTORY_LEN)
+            .map_err(unreadable)?,
+        None => Vec::new(),
+    };
+    let mut entries: Vec<pb::HistoryEntry> =
+        stored.iter().map(convert::finished_to_history).collect();
+    let known: std::collections::BTreeSet<String> =
+        entries.iter().map(|e| e.contact_id.clone()).collect();
+    entries.extend(
+        state
+            .customer_history(id)
+            .filter(|e| !known.contains(&e.contact_id))
+            .map(convert::history_to_proto),
+    );
+    entries.sort_by(|a, b| (a.ended_ms, &a.contact_id).cmp(&(b.ended_ms, &b.contact_id)));
+    let over = entries.len().saturating_sub(CUSTOMER_HISTORY_LEN);
+    entries.drain(..over);
+    Ok(entries)
 }

@@ -1,0 +1,139 @@
+//! Finished contacts leave the routing state after the retention window and are still
+//! answered for from every node's history store: after they left, after a restart, and on
+//! a node that joined later by snapshot.
+
+use banyan_harness::{wait_until, WriteLoad};
+use banyan_proto::v1::{self as pb, ReadConsistency};
+use banyan_tests::{other_than, pinned, spread_clients, three_nodes, DEADLINE};
+
+const CUSTOMER: &str = "hist-1";
+
+/// Whether node `id`'s own state answers for `contact` (a local read).
+async fn answers_for(cluster: &banyan_harness::LocalCluster, id: u64, contact: &str) -> bool {
+    let request = pb::GetContactRequest {
+        id: contact.into(),
+        consistency: ReadConsistency::Local.into(),
+    };
+    pinned(cluster, id)
+        .get_contact(request)
+        .await
+        .is_ok_and(|c| c.id == contact && c.state == pb::ContactState::SelfServed as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_and_joins() {
+    let (mut cluster, leader) =
+        three_nodes(&["--snapshot-every", "300", "--retain-finished", "1s"]).await;
+    let client = cluster.client().unwrap();
+    client
+        .upsert_customer(
+            pb::Customer {
+                id: CUSTOMER.into(),
+                name: "Ada".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let contact = client
+            .create_contact(pb::CreateContactRequest {
+                request_id: format!("hist-{n}"),
+                channel: pb::Channel::Chat.into(),
+                customer_id: CUSTOMER.into(),
+                intent: "faq".into(),
+                self_served: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        ids.push(contact.id);
+    }
+
+    // 1. They leave the routing state (ListContacts reads it) a second after finishing,
+    // and GetContact still answers for each, on every node.
+    wait_until(
+        "the finished contacts to leave the routing state",
+        DEADLINE,
+        || async {
+            let listed = client
+                .list_contacts(pb::ListContactsRequest {
+                    customer_id: CUSTOMER.into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            listed.contacts.is_empty().then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    for id in [1, 2, 3] {
+        for contact in &ids {
+            assert!(
+                answers_for(&cluster, id, contact).await,
+                "node {id}, {contact}"
+            );
+        }
+    }
+    let customer = client
+        .get_customer(CUSTOMER, ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let mut in_history: Vec<String> = customer
+        .history
+        .iter()
+        .map(|h| h.contact_id.clone())
+        .collect();
+    in_history.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(in_history, expected, "the customer's history");
+
+    // 2. A follower restarted on its directory still answers.
+    let follower = other_than(&[1, 2, 3], leader);
+    cluster.kill(follower).unwrap();
+    cluster.start(follower).unwrap();
+    let leader_now = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await.unwrap();
+    let target = cluster.status(leader_now).await.unwrap().committed_index;
+    cluster
+        .wait_applied(follower, target, DEADLINE)
+        .await
+        .unwrap();
+    for contact in &ids {
+        assert!(
+            answers_for(&cluster, follower, contact).await,
+            "restarted, {contact}"
+        );
+    }
+
+    // 3. A node that joins once the log before those contacts is purged (so a snapshot
+    // seeds it) answers for them too.
+    let load = WriteLoad::start(spread_clients(&cluster), 8, "hl");
+    wait_until("the leader to purge its log", DEADLINE, || async {
+        let leader = cluster.wait_for_leader(&[1, 2, 3], DEADLINE).await.ok()?;
+        let status = cluster.status(leader).await.ok()?;
+        (status.purged_index > target).then_some(())
+    })
+    .await
+    .unwrap();
+    let addr = cluster.start_new_node(4).unwrap();
+    client.add_voter(4, &addr).await.expect("add node 4");
+    drop(load.stop().await);
+    let leader_now = cluster
+        .wait_for_leader(&[1, 2, 3, 4], DEADLINE)
+        .await
+        .unwrap();
+    let target = cluster.status(leader_now).await.unwrap().committed_index;
+    cluster.wait_applied(4, target, DEADLINE).await.unwrap();
+    assert!(
+        cluster.log_tail(4, 500).contains("installed snapshot"),
+        "node 4 was seeded by a snapshot:\n{}",
+        cluster.log_tail(4, 50)
+    );
+    for contact in &ids {
+        assert!(answers_for(&cluster, 4, contact).await, "joined, {contact}");
+    }
+}
