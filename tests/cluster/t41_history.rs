@@ -92,6 +92,42 @@ async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_
     expected.sort();
     assert_eq!(in_history, expected, "the customer's history");
 
+    // ListContacts over a time range pages through them in the order they finished.
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_contacts(pb::ListContactsRequest {
+                customer_id: CUSTOMER.into(),
+                finished_from_ms: 1,
+                limit: 2,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.contacts.len() <= 2);
+        listed.extend(page.contacts.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(
+        listed, ids,
+        "every finished contact once, in the order they finished"
+    );
+    let refused = client
+        .list_contacts(pb::ListContactsRequest {
+            finished_from_ms: 10,
+            finished_to_ms: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("finished_to_ms"), "{refused:?}");
+
     // 2. A follower restarted on its directory still answers.
     let follower = other_than(&[1, 2, 3], leader);
     cluster.kill(follower).unwrap();

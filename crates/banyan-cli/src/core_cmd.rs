@@ -64,6 +64,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         identity: node.identity().clone(),
         observed: node,
         shutdown: running.shutdown(),
+        history_retention: args.node.history_retention,
     };
     serve_until_stopped(config.id, args.node.http, served).await
 }

@@ -24,4 +24,9 @@ pub struct NodeArgs {
     /// state, a branch's replica of them and its own journal.
     #[arg(long, env = "BANYAN_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// How long this node keeps finished contacts in its history store on disk (GetContact,
+    /// ListContacts over a time range, customer history); older ones are pruned every ten
+    /// minutes.
+    #[arg(long, env = "BANYAN_HISTORY_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub history_retention: std::time::Duration,
 }

@@ -50,6 +50,8 @@ pub struct Served<N, F> {
     pub identity: banyan_raft::Identity,
     /// Stops serving gRPC, then Raft, and flushes storage.
     pub shutdown: F,
+    /// How long the node keeps finished contacts in its history store.
+    pub history_retention: std::time::Duration,
 }
 
 /// Serves `node`'s HTTP port on `http` (if given) and waits for a stop signal or a fatal
@@ -65,7 +67,12 @@ where
     N: Observed,
     F: Future<Output = ()>,
 {
-    let http_stop = banyan_env::Shutdown::new();
+    let shell_stop = banyan_env::Shutdown::new();
+    if let Some(history) = node.observed.serving().history().cloned() {
+        let keep = node.history_retention;
+        let clock = banyan_env::system_clock();
+        tokio::spawn(history.keep_for(keep, clock, shell_stop.clone()));
+    }
     let http = match http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -77,8 +84,8 @@ where
                 node.security,
                 listener,
                 {
-                    let http_stop = http_stop.clone();
-                    async move { http_stop.begun().await }
+                    let shell_stop = shell_stop.clone();
+                    async move { shell_stop.begun().await }
                 },
             )))
         }
@@ -86,7 +93,7 @@ where
     };
     let fatal = stop_signal_or_fatal(node.raft, node.identity).await;
     tracing::info!(node_id, "shutting down");
-    http_stop.begin();
+    shell_stop.begin();
     if let Some(http) = http {
         let _ = banyan_api::drain(http).await;
     }

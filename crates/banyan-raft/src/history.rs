@@ -25,7 +25,10 @@
 //!
 //! Index entries whose record has since been replaced are skipped when read.
 
+use std::time::Duration;
+
 use banyan_domain::Contact;
+use banyan_env::{Clock, Shutdown};
 
 use crate::codec;
 use crate::durable::DurableDb;
@@ -53,6 +56,11 @@ pub struct History {
     by_time: sled::Tree,
     by_customer: sled::Tree,
 }
+
+/// How often a node prunes its history past its retention.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(10 * 60);
+/// The most records one pruning step removes before it lets others at the disk.
+const PRUNE_BATCH: usize = 10_000;
 
 /// An order-preserving key for a time that may be negative.
 fn time_key(ms: i64) -> [u8; 8] {
@@ -215,6 +223,44 @@ impl History {
         Ok(n)
     }
 
+    /// Keeps the history to contacts that finished within `keep` of `clock`: prunes
+    /// older ones now and every [`PRUNE_EVERY`] until `shutdown` begins. Local to this
+    /// node, like the store: nodes prune on their own clocks, so for a few minutes around
+    /// the edge one node may still answer for a contact another has let go.
+    pub async fn keep_for(self, keep: Duration, clock: Clock, shutdown: Shutdown) {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            let before_ms = clock().saturating_sub(keep_ms);
+            loop {
+                let history = self.clone();
+                let pruned = tokio::task::spawn_blocking(move || {
+                    history.prune_before(before_ms, PRUNE_BATCH)
+                })
+                .await;
+                match pruned {
+                    Ok(Ok(n)) if n == PRUNE_BATCH => continue,
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(n)) => {
+                        tracing::info!(pruned = n, before_ms, "pruned the history");
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "pruning the history failed; trying again later");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the history pruning task failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.begun() => return,
+                () = tokio::time::sleep(PRUNE_EVERY) => {}
+            }
+        }
+    }
+
     /// How many finished contacts this node holds.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -345,6 +391,48 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["c-2"]
         );
+    }
+
+    /// On paused time: a node keeps what finished within its retention, prunes the rest
+    /// at once, and prunes again as time passes.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_prunes_its_history_on_its_own_clock() {
+        let (_dir, history) = open();
+        let contacts = finished(4);
+        history.record(&contacts).unwrap();
+        let times: Vec<i64> = contacts.iter().map(|c| c.finished_ms().unwrap()).collect();
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(times[1] + 10_000));
+        let clock: Clock = {
+            let now = now.clone();
+            std::sync::Arc::new(move || now.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(history.clone().keep_for(
+            Duration::from_millis(10_000),
+            clock,
+            shutdown.clone(),
+        ));
+        let wait_for = |n: usize| {
+            let history = history.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + PRUNE_EVERY * 3;
+                while history.len() != n {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{} left",
+                        history.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        wait_for(3).await;
+        assert!(history.get("c-0").unwrap().is_none());
+        now.store(times[3] + 10_000, std::sync::atomic::Ordering::Relaxed);
+        wait_for(1).await;
+        assert!(history.get("c-3").unwrap().is_some());
+        shutdown.begin();
+        task.await.unwrap();
     }
 
     #[test]

@@ -18,7 +18,7 @@ use banyan_domain::{Action, Command, DomainError, Event, Principal, State};
 use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::contact_center_server::{ContactCenter, ContactCenterServer};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_raft::History;
+use banyan_raft::{History, HistoryCursor};
 use banyan_trust::{policy, principal_of};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -263,6 +263,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let m = request.get_ref();
         let limit = page_limit(m.limit)?;
+        let range = finished_range(m.finished_from_ms, m.finished_to_ms)?;
         let query = ContactQuery {
             queue_id: convert::optional_id("queue_id", &m.queue_id).map_err(invalid)?,
             agent_id: convert::optional_id("agent_id", &m.agent_id).map_err(invalid)?,
@@ -270,11 +271,34 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             state: convert::contact_state_filter("state", m.state).map_err(invalid)?,
             // A site-limited reader lists its site's contacts.
             origin_site: principal_of(&request)?.site_scope().map(str::to_owned),
-            after_id: page_token(&m.page_token)?,
+            after_id: match range {
+                None => page_token(&m.page_token)?,
+                Some(_) => None,
+            },
             limit: limit + 1,
+        };
+        let cursor = match range {
+            Some(_) => history_token(&m.page_token)?,
+            None => None,
         };
         if let Some(mut leader) = self.leader_for_read(&request, m.consistency).await? {
             return leader.list_contacts(relay(request)).await;
+        }
+        if let Some((from_ms, to_ms)) = range {
+            return self.read_with_history(|_, history, index| {
+                let history = history.ok_or_else(|| {
+                    ApiError::unavailable(
+                        "this node serves its site alone and reads no history now; ask the core",
+                    )
+                })?;
+                let (found, next_page_token) =
+                    finished_page(history, &query, from_ms, to_ms, cursor, limit)?;
+                Ok(pb::ListContactsResponse {
+                    contacts: found.iter().map(convert::contact_to_proto).collect(),
+                    next_page_token,
+                    applied_index: index,
+                })
+            });
         }
         self.read(|state, index| {
             let mut found = state.list_contacts(&query);
@@ -599,4 +623,84 @@ fn customer_history(
     let over = entries.len().saturating_sub(CUSTOMER_HISTORY_LEN);
     entries.drain(..over);
     Ok(entries)
+}
+
+/// The most history records one `ListContacts` page looks at: a filter that matches few
+/// contacts answers a short page with a token to go on, instead of scanning all history.
+const MAX_HISTORY_SCAN: usize = 20_000;
+
+/// The finished-time range of a `ListContacts` request, if it asks for one: `to` 0 is
+/// open-ended.
+fn finished_range(from_ms: i64, to_ms: i64) -> Result<Option<(i64, i64)>, ApiError> {
+    if from_ms == 0 && to_ms == 0 {
+        return Ok(None);
+    }
+    let to_ms = if to_ms == 0 { i64::MAX } else { to_ms };
+    if from_ms >= to_ms {
+        return Err(invalid(DomainError::invalid(
+            "finished_to_ms",
+            format!("{to_ms} is not after finished_from_ms {from_ms}"),
+        )));
+    }
+    Ok(Some((from_ms, to_ms)))
+}
+
+/// A history page token: the finish time and id of the last record looked at.
+fn history_token(token: &str) -> Result<Option<HistoryCursor>, ApiError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        invalid(DomainError::invalid(
+            "page_token",
+            "not a token of a finished-time listing",
+        ))
+    };
+    let (ms, id) = token.split_once(':').ok_or_else(bad)?;
+    let ms = ms.parse::<i64>().map_err(|_| bad())?;
+    convert::optional_id("page_token", id).map_err(invalid)?;
+    Ok(Some((ms, id.to_owned())))
+}
+
+/// One page of finished contacts in `from_ms..to_ms` matching `query`, in the order they
+/// finished, and the token of the next page (empty at the end).
+fn finished_page(
+    history: &History,
+    query: &ContactQuery,
+    from_ms: i64,
+    to_ms: i64,
+    mut cursor: Option<HistoryCursor>,
+    limit: usize,
+) -> Result<(Vec<banyan_domain::Contact>, String), ApiError> {
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    while scanned < MAX_HISTORY_SCAN {
+        let chunk = history
+            .finished_between(from_ms, to_ms, cursor.as_ref(), 500)
+            .map_err(unreadable)?;
+        let Some(last) = chunk.last() else {
+            return Ok((found, String::new()));
+        };
+        let at_end = chunk.len() < 500;
+        cursor = Some((last.finished_ms().unwrap_or_default(), last.id.clone()));
+        for contact in chunk {
+            scanned += 1;
+            if !query.matches(&contact) {
+                continue;
+            }
+            let here = (
+                contact.finished_ms().unwrap_or_default(),
+                contact.id.clone(),
+            );
+            found.push(contact);
+            if found.len() == limit {
+                return Ok((found, format!("{}:{}", here.0, here.1)));
+            }
+        }
+        if at_end {
+            return Ok((found, String::new()));
+        }
+    }
+    let token = cursor.map(|(ms, id)| format!("{ms}:{id}"));
+    Ok((found, token.unwrap_or_default()))
 }

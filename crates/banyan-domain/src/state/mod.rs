@@ -115,6 +115,25 @@ pub struct CustomerQuery {
     pub limit: usize,
 }
 
+impl ContactQuery {
+    /// Whether `contact` passes every filter that is set (paging aside).
+    pub fn matches(&self, c: &Contact) -> bool {
+        self.queue_id.as_ref().is_none_or(|q| c.queue_id == *q)
+            && self.agent_id.as_ref().is_none_or(|a| {
+                c.agent_id == *a || c.offer.as_ref().is_some_and(|o| o.agents.contains(a))
+            })
+            && self
+                .customer_id
+                .as_ref()
+                .is_none_or(|id| c.customer_id == *id)
+            && self.state.is_none_or(|s| c.state == s)
+            && self
+                .origin_site
+                .as_ref()
+                .is_none_or(|s| c.origin_site == *s)
+    }
+}
+
 /// Filters for [`State::list_contacts`]; every set filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct ContactQuery {
@@ -530,26 +549,11 @@ impl State {
 
     /// Contacts matching `query`, in id order, at most `query.limit`.
     pub fn list_contacts(&self, query: &ContactQuery) -> Vec<&Contact> {
-        let matches = |c: &Contact| {
-            query.queue_id.as_ref().is_none_or(|q| c.queue_id == *q)
-                && query.agent_id.as_ref().is_none_or(|a| {
-                    c.agent_id == *a || c.offer.as_ref().is_some_and(|o| o.agents.contains(a))
-                })
-                && query
-                    .customer_id
-                    .as_ref()
-                    .is_none_or(|id| c.customer_id == *id)
-                && query.state.is_none_or(|s| c.state == s)
-                && query
-                    .origin_site
-                    .as_ref()
-                    .is_none_or(|s| c.origin_site == *s)
-        };
         self.data
             .contacts
             .range((after_bound(&query.after_id), Bound::Unbounded))
             .map(|(_, c)| c)
-            .filter(|c| matches(c))
+            .filter(|c| query.matches(c))
             .take(query.limit)
             .collect()
     }
