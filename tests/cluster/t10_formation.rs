@@ -1,23 +1,9 @@
 //! Three `banyan core` processes form one cluster, as `banyan ctl status` shows; `--init`
 //! is a no-op on restart; SIGTERM stops a node cleanly.
 
-use std::process::Command;
-
-use banyan_harness::{http_get, wait_until, LocalCluster};
+use banyan_harness::{http_get, wait_until};
 use banyan_proto::v1::ReadConsistency;
-use banyan_tests::{banyan_bin, cluster, customer, other_than, pinned, DEADLINE};
-
-/// `banyan ctl` as the cluster's admin (its client certificate from the cluster's CA).
-fn ctl(cluster: &LocalCluster, endpoint: &str, args: &[&str]) -> std::process::Output {
-    let certs = cluster.pki().expect("a secure cluster").path();
-    Command::new(banyan_bin())
-        .args(["ctl", "--endpoint", endpoint])
-        .arg("--certs-dir")
-        .arg(certs)
-        .args(args)
-        .output()
-        .expect("run banyan ctl")
-}
+use banyan_tests::{cluster, ctl, customer, other_than, pinned, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_three_processes_form_one_cluster() {

@@ -1,10 +1,11 @@
 //! Finished contacts leave the routing state after the retention window and are still
 //! answered for from every node's history store: after they left, after a restart, and on
-//! a node that joined later by snapshot.
+//! a node that joined later by snapshot. Each node writes them as contact detail records,
+//! and `banyan ctl history export` prints the same records.
 
 use banyan_harness::{wait_until, WriteLoad};
 use banyan_proto::v1::{self as pb, ReadConsistency};
-use banyan_tests::{other_than, pinned, spread_clients, three_nodes, DEADLINE};
+use banyan_tests::{ctl, other_than, pinned, spread_clients, three_nodes, DEADLINE};
 
 const CUSTOMER: &str = "hist-1";
 
@@ -22,8 +23,17 @@ async fn answers_for(cluster: &banyan_harness::LocalCluster, id: u64, contact: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_and_joins() {
-    let (mut cluster, leader) =
-        three_nodes(&["--snapshot-every", "300", "--retain-finished", "1s"]).await;
+    let cdr = tempfile::tempdir().unwrap();
+    let cdr_dir = cdr.path().display().to_string();
+    let (mut cluster, leader) = three_nodes(&[
+        "--snapshot-every",
+        "300",
+        "--retain-finished",
+        "1s",
+        "--cdr-dir",
+        &cdr_dir,
+    ])
+    .await;
     let client = cluster.client().unwrap();
     client
         .upsert_customer(
@@ -127,6 +137,82 @@ async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("finished_to_ms"), "{refused:?}");
+
+    // Every node wrote one detail record per finished contact, each matching GetContact;
+    // `ctl history export` prints the same records.
+    let records = |node: u64| -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for file in std::fs::read_dir(cdr.path()).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(&format!("cdr-n{node}-")) && name.ends_with(".jsonl") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+            }
+        }
+        out
+    };
+    wait_until(
+        "every node to write the detail records",
+        DEADLINE,
+        || async {
+            [1, 2, 3]
+                .iter()
+                .all(|n| records(*n).len() >= ids.len())
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let written = records(leader);
+    assert_eq!(
+        written
+            .iter()
+            .map(|r| r["contact_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        ids,
+        "one row per finished contact, in the order they finished"
+    );
+    for record in &written {
+        let id = record["contact_id"].as_str().unwrap();
+        let contact = client
+            .get_contact(pb::GetContactRequest {
+                id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(record["customer_id"], CUSTOMER);
+        assert_eq!(record["outcome"], "SELF_SERVED");
+        assert_eq!(record["schema"], 1);
+        assert_eq!(
+            record["steps"].as_array().unwrap().len(),
+            contact.timeline.len()
+        );
+        assert_eq!(
+            record["finished_ms"].as_i64(),
+            contact.timeline.last().map(|t| t.at_ms)
+        );
+    }
+    let out = ctl(
+        &cluster,
+        &cluster.addr(leader).unwrap(),
+        &["history", "export", "--from", "0"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        exported, written,
+        "ctl history export prints the files' records"
+    );
 
     // 2. A follower restarted on its directory still answers.
     let follower = other_than(&[1, 2, 3], leader);

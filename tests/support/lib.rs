@@ -172,3 +172,15 @@ pub async fn agents_served(client: &Client) -> Option<usize> {
     };
     client.list_agents(list).await.ok().map(|r| r.agents.len())
 }
+
+/// `banyan ctl` as the cluster's admin (its client certificate from the cluster's CA).
+pub fn ctl(cluster: &LocalCluster, endpoint: &str, args: &[&str]) -> std::process::Output {
+    let certs = cluster.pki().expect("a secure cluster").path();
+    std::process::Command::new(banyan_bin())
+        .args(["ctl", "--endpoint", endpoint])
+        .arg("--certs-dir")
+        .arg(certs)
+        .args(args)
+        .output()
+        .expect("run banyan ctl")
+}

@@ -29,4 +29,8 @@ pub struct NodeArgs {
     /// minutes.
     #[arg(long, env = "BANYAN_HISTORY_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub history_retention: std::time::Duration,
+    /// Directory for contact detail records: every finished contact this node holds, as
+    /// JSON lines in hourly files (`cdr-n<ID>-<YYYYMMDD>T<HH>.jsonl`); none when absent.
+    #[arg(long, env = "BANYAN_CDR_DIR")]
+    pub cdr_dir: Option<PathBuf>,
 }

@@ -52,6 +52,8 @@ pub struct Served<N, F> {
     pub shutdown: F,
     /// How long the node keeps finished contacts in its history store.
     pub history_retention: std::time::Duration,
+    /// Where to write contact detail records, if anywhere.
+    pub cdr_dir: Option<std::path::PathBuf>,
 }
 
 /// Serves `node`'s HTTP port on `http` (if given) and waits for a stop signal or a fatal
@@ -68,10 +70,21 @@ where
     F: Future<Output = ()>,
 {
     let shell_stop = banyan_env::Shutdown::new();
-    if let Some(history) = node.observed.serving().history().cloned() {
+    let state = node.observed.serving();
+    if let Some(history) = state.history().cloned() {
         let keep = node.history_retention;
         let clock = banyan_env::system_clock();
-        tokio::spawn(history.keep_for(keep, clock, shell_stop.clone()));
+        tokio::spawn(
+            history
+                .clone()
+                .keep_for(keep, clock.clone(), shell_stop.clone()),
+        );
+        if let Some(dir) = &node.cdr_dir {
+            let writer = banyan_observe::CdrWriter::new(dir, node_id, history, clock)
+                .with_context(|| format!("--cdr-dir {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), "writing contact detail records");
+            tokio::spawn(writer.run(state.clone(), shell_stop.clone()));
+        }
     }
     let http = match http {
         Some(addr) => {

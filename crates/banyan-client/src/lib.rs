@@ -28,13 +28,13 @@ use banyan_proto::v1::contact_center_client::ContactCenterClient;
 use banyan_proto::v1::RaftPayload;
 use banyan_proto::v1::{
     AbandonContactRequest, AddLearnerRequest, AddVoterRequest, Agent, ClusterStatus,
-    CompleteContactRequest, Contact, CreateContactRequest, Customer, FindCustomersRequest,
-    FindCustomersResponse, GetContactRequest, GetCustomerRequest, GetQueueStatsRequest,
-    LeaseResponse, ListAgentsRequest, ListAgentsResponse, ListContactsRequest,
-    ListContactsResponse, ListQueuesRequest, ListQueuesResponse, MembershipResponse, Queue,
-    QueueStats, ReadConsistency, ReleaseLeaseRequest, RemoveNodeRequest, RenewLeaseRequest,
-    RevokeAgentTokensRequest, StatusRequest, TransferContactRequest, UpsertAgentRequest,
-    UpsertCustomerRequest, UpsertQueueRequest,
+    CompleteContactRequest, Contact, CreateContactRequest, Customer, ExportHistoryRequest,
+    ExportHistoryResponse, FindCustomersRequest, FindCustomersResponse, GetContactRequest,
+    GetCustomerRequest, GetQueueStatsRequest, LeaseResponse, ListAgentsRequest, ListAgentsResponse,
+    ListContactsRequest, ListContactsResponse, ListQueuesRequest, ListQueuesResponse,
+    MembershipResponse, Queue, QueueStats, ReadConsistency, ReleaseLeaseRequest, RemoveNodeRequest,
+    RenewLeaseRequest, RevokeAgentTokensRequest, StatusRequest, TransferContactRequest,
+    UpsertAgentRequest, UpsertCustomerRequest, UpsertQueueRequest,
 };
 pub use banyan_trust::Security;
 use tonic::transport::Channel;
@@ -734,6 +734,7 @@ contact_center_calls! {
     write revoke_agent_tokens(RevokeAgentTokensRequest) -> Agent;
     read get_contact(GetContactRequest) -> Contact;
     read list_contacts(ListContactsRequest) -> ListContactsResponse;
+    read export_history(ExportHistoryRequest) -> ExportHistoryResponse;
     read list_queues(ListQueuesRequest) -> ListQueuesResponse;
     read get_queue_stats(GetQueueStatsRequest) -> QueueStats;
     read list_agents(ListAgentsRequest) -> ListAgentsResponse;

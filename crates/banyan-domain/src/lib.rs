@@ -16,11 +16,13 @@
 //! * [`requests`]: idempotency keys and the first result of each.
 //! * [`routing`]: the ordered indexes that keep a routing decision flat in the queue size.
 //! * [`stats`]: queue counters and customer history.
+//! * [`cdr`]: the contact detail record of a finished contact, for data warehouses.
 //! * [`state`]: the whole replicated state, `apply`, routing and timers.
 
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod cdr;
 pub mod channel;
 pub mod command;
 pub mod contact;

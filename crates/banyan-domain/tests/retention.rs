@@ -131,3 +131,71 @@ fn retention_survives_a_snapshot_round_trip() {
     back.apply(&sim.stamp(forget(second), None)).unwrap();
     assert_eq!(back.finished_count(), 2);
 }
+
+/// The detail record of a handled chat carries every step and the waits and times a
+/// warehouse computes service from.
+#[test]
+fn a_finished_contact_has_a_complete_detail_record() {
+    use banyan_domain::cdr::DetailRecord;
+    let mut sim = Sim::new();
+    sim.queue(queue("q", Strategy::LongestIdle));
+    sim.site("emea");
+    sim.agent(agent("a", "emea", &[("q", 5)]));
+    let (id, _) = sim.create(chat("q"));
+    assert!(
+        DetailRecord::of(sim.contact(&id)).is_none(),
+        "live: no record"
+    );
+    sim.at(2_000).available("a");
+    sim.at(3_000).accept("a", &id);
+    sim.at(63_000).apply(end("a", &id));
+    sim.at(73_000).apply(complete(&id, "a", "sold"));
+    let record = DetailRecord::of(sim.contact(&id)).unwrap();
+    assert_eq!(record.outcome, "COMPLETED");
+    assert_eq!(record.disposition, "sold");
+    assert_eq!(record.agent_id, "a");
+    assert_eq!(record.channel, "chat");
+    assert_eq!(record.tenant, None);
+    assert_eq!(
+        (
+            record.created_ms,
+            record.first_offered_ms,
+            record.connected_ms
+        ),
+        (T0, T0 + 2_000, T0 + 3_000)
+    );
+    assert_eq!(record.conversation_ended_ms, T0 + 63_000);
+    assert_eq!(record.finished_ms, T0 + 73_000);
+    assert_eq!(
+        (
+            record.wait_ms,
+            record.talk_ms,
+            record.wrap_ms,
+            record.handle_ms
+        ),
+        (3_000, 60_000, 10_000, 70_000)
+    );
+    assert_eq!(record.offers, 1);
+    assert_eq!(
+        record
+            .steps
+            .iter()
+            .map(|s| s.state.as_str())
+            .collect::<Vec<_>>(),
+        ["QUEUED", "OFFERED", "CONNECTED", "WRAP_UP", "COMPLETED"]
+    );
+
+    // An abandoned one waited until it was abandoned, and nobody handled it.
+    sim.apply(set_presence(
+        "a",
+        banyan_domain::Presence::Break { reason: "x".into() },
+    ));
+    let (gone2, _) = sim.create(chat("q"));
+    sim.at(80_000).apply(abandon(&gone2));
+    let record = DetailRecord::of(sim.contact(&gone2)).unwrap();
+    assert_eq!(record.outcome, "ABANDONED");
+    assert_eq!(
+        (record.wait_ms, record.handle_ms, record.connected_ms),
+        (7_000, 0, 0)
+    );
+}

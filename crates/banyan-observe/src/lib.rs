@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod cdr;
 mod get;
 mod http;
 mod metrics;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use banyan_raft::{AppliedState, RaftMetrics};
 
+pub use cdr::CdrWriter;
 pub use get::{http_get, http_get_as};
 pub use http::{routes, serve};
 pub use metrics::render as render_metrics;

@@ -22,6 +22,9 @@
 //!   record replaces the older one.
 //! * `history_by_time`: finish time (big-endian, sign bit flipped) ‖ id → nothing.
 //! * `history_by_customer`: customer id ‖ 0 ‖ finish time ‖ id → nothing.
+//! * `history_by_seq`: this node's own order of recording (big-endian) → id: what the
+//!   contact detail record export follows. A record written again unchanged (a replay)
+//!   takes no new number.
 //!
 //! Index entries whose record has since been replaced are skipped when read.
 
@@ -52,9 +55,11 @@ pub enum HistoryError {
 /// The finished contacts this node holds on disk. Cheap to clone.
 #[derive(Clone)]
 pub struct History {
+    db: sled::Db,
     records: sled::Tree,
     by_time: sled::Tree,
     by_customer: sled::Tree,
+    by_seq: sled::Tree,
 }
 
 /// How often a node prunes its history past its retention.
@@ -80,9 +85,11 @@ impl History {
     pub fn open(db: &DurableDb) -> Result<Self, HistoryError> {
         let db = db.db();
         Ok(Self {
+            db: db.clone(),
             records: db.open_tree("history")?,
             by_time: db.open_tree("history_by_time")?,
             by_customer: db.open_tree("history_by_customer")?,
+            by_seq: db.open_tree("history_by_seq")?,
         })
     }
 
@@ -97,8 +104,14 @@ impl History {
             let Some(at) = contact.finished_ms() else {
                 continue;
             };
-            self.records
-                .insert(contact.id.as_bytes(), codec::encode(contact))?;
+            let encoded = codec::encode(contact);
+            if self.records.get(contact.id.as_bytes())?.as_deref() == Some(&encoded[..]) {
+                continue;
+            }
+            self.records.insert(contact.id.as_bytes(), encoded)?;
+            let seq = self.db.generate_id()?;
+            self.by_seq
+                .insert(seq.to_be_bytes(), contact.id.as_bytes())?;
             let mut key = time_key(at).to_vec();
             key.extend_from_slice(contact.id.as_bytes());
             self.by_time.insert(key, &[])?;
@@ -191,6 +204,30 @@ impl History {
         Ok(out)
     }
 
+    /// Records in the order this node wrote them, after number `after`, at most `limit`,
+    /// each with its number: the export's cursor. A record replaced since it was numbered
+    /// comes with its newer content.
+    pub fn recorded_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Contact)>, HistoryError> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.by_seq.range(start.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, id) = item?;
+            let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(contact) = self.get(&id)? {
+                out.push((seq, contact));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every record, oldest first: what a snapshot sent to another node carries.
     pub fn all(&self) -> Result<Vec<Contact>, HistoryError> {
         self.finished_between(i64::MIN, i64::MAX, None, usize::MAX)
@@ -219,6 +256,14 @@ impl History {
                 }
             }
             n += 1;
+        }
+        // The export's numbers of records gone: the oldest first, up to the first kept.
+        for item in self.by_seq.iter().take(limit) {
+            let (key, id) = item?;
+            if self.records.contains_key(&id)? {
+                break;
+            }
+            self.by_seq.remove(key)?;
         }
         Ok(n)
     }
@@ -370,6 +415,33 @@ mod tests {
         history.record(&contacts).unwrap();
         assert_eq!(history.len(), 6);
         assert_eq!(history.all().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn the_export_follows_the_order_of_recording_and_a_replay_adds_nothing() {
+        let (_dir, history) = open();
+        let contacts = finished(3);
+        history.record(&contacts[..2]).unwrap();
+        let first = history.recorded_after(None, 10).unwrap();
+        assert_eq!(
+            first.iter().map(|(_, c)| c.id.as_str()).collect::<Vec<_>>(),
+            ["c-0", "c-1"]
+        );
+        history.record(&contacts).unwrap();
+        let after = history.recorded_after(Some(first[1].0), 10).unwrap();
+        assert_eq!(
+            after.iter().map(|(_, c)| c.id.as_str()).collect::<Vec<_>>(),
+            ["c-2"]
+        );
+        assert_eq!(
+            history.recorded_after(Some(after[0].0), 10).unwrap().len(),
+            0
+        );
+        // Pruned records leave the export's numbers too.
+        history
+            .prune_before(contacts[2].finished_ms().unwrap(), 100)
+            .unwrap();
+        assert_eq!(history.by_seq.len(), 1);
     }
 
     #[test]

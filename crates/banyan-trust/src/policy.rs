@@ -73,6 +73,7 @@ pub const METHODS: &[(&str, Permission)] = &[
     ),
     ("/banyan.v1.ContactCenter/GetContact", Permission::Read),
     ("/banyan.v1.ContactCenter/ListContacts", Permission::Read),
+    ("/banyan.v1.ContactCenter/ExportHistory", Permission::Read),
     (
         "/banyan.v1.ContactCenter/CompleteContact",
         Permission::CompleteContact,
@@ -498,6 +499,7 @@ mod tests {
             ("/banyan.v1.ContactCenter/CreateContact", "-Y-Y--YY"),
             ("/banyan.v1.ContactCenter/GetContact", "-YYYY-YY"),
             ("/banyan.v1.ContactCenter/ListContacts", "-YYYY-YY"),
+            ("/banyan.v1.ContactCenter/ExportHistory", "-YYYY-YY"),
             ("/banyan.v1.ContactCenter/CompleteContact", "-YY---YY"),
             ("/banyan.v1.ContactCenter/AbandonContact", "-YYY--YY"),
             ("/banyan.v1.ContactCenter/TransferContact", "-YYY--YY"),

@@ -311,6 +311,40 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
         })
     }
 
+    async fn export_history(
+        &self,
+        request: Request<pb::ExportHistoryRequest>,
+    ) -> Result<Response<pb::ExportHistoryResponse>, Status> {
+        let m = request.get_ref();
+        let limit = page_limit(m.limit)?;
+        let (from_ms, to_ms) =
+            finished_range(m.finished_from_ms, m.finished_to_ms)?.unwrap_or((i64::MIN, i64::MAX));
+        let cursor = history_token(&m.page_token)?;
+        // A site-limited reader exports its site's contacts.
+        let query = ContactQuery {
+            origin_site: principal_of(&request)?.site_scope().map(str::to_owned),
+            ..Default::default()
+        };
+        self.read_with_history(|_, history, _| {
+            let history = history.ok_or_else(|| {
+                ApiError::unavailable(
+                    "this node serves its site alone and reads no history now; ask the core",
+                )
+            })?;
+            let (found, next_page_token) =
+                finished_page(history, &query, from_ms, to_ms, cursor, limit)?;
+            let records = found
+                .iter()
+                .filter_map(banyan_domain::cdr::DetailRecord::of)
+                .map(|r| serde_json::to_string(&r).map_err(|e| ApiError::fatal(e.to_string())))
+                .collect::<Result<_, _>>()?;
+            Ok(pb::ExportHistoryResponse {
+                records,
+                next_page_token,
+            })
+        })
+    }
+
     async fn complete_contact(
         &self,
         request: Request<pb::CompleteContactRequest>,

@@ -1,6 +1,6 @@
 //! `banyan ctl`: operate a running cluster from the command line, one file per resource
-//! (`status`, `members`, `sites`, `customers`, `queues`, `agents`, `contacts`, `events`,
-//! `audit`); this one parses the flags they all take, connects, hands each subcommand to
+//! (`status`, `members`, `sites`, `customers`, `queues`, `agents`, `contacts`, `history`,
+//! `events`, `audit`); this one parses the flags they all take, connects, hands each subcommand to
 //! its resource, and holds what several of them use: argument parsers, enum names, the
 //! table and JSON printers, and the event stream.
 
@@ -9,6 +9,7 @@ mod audit;
 mod contacts;
 mod customers;
 mod events;
+mod history;
 mod members;
 mod queues;
 mod sites;
@@ -69,6 +70,9 @@ enum CtlCommand {
     /// Contacts: create, get, list, complete, abandon, transfer.
     #[command(subcommand)]
     Contacts(contacts::ContactCommand),
+    /// History: export finished contacts as contact detail records (JSON lines).
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// The event stream of the node at the first endpoint, in log order.
     Events(events::EventsArgs),
     /// Who did what and when: the events the node retains with the principal that caused
@@ -103,6 +107,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             .await
             .map_err(status_err)?,
         CtlCommand::Contacts(command) => contacts::contacts(&client, command, args.json)
+            .await
+            .map_err(status_err)?,
+        CtlCommand::History(command) => history::history(&client, command)
             .await
             .map_err(status_err)?,
         CtlCommand::Events(events) => {
