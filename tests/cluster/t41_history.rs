@@ -21,6 +21,38 @@ async fn answers_for(cluster: &banyan_harness::LocalCluster, id: u64, contact: &
         .is_ok_and(|c| c.id == contact && c.state == pb::ContactState::SelfServed as i32)
 }
 
+/// Every event node `id` serves from index 1 up to `upto`, as (index, ordinal, kind,
+/// contact, time).
+async fn events_upto(
+    cluster: &banyan_harness::LocalCluster,
+    id: u64,
+    upto: u64,
+) -> Vec<(u64, u32, i32, String, i64)> {
+    let request = pb::WatchEventsRequest {
+        from_index: 1,
+        ..Default::default()
+    };
+    let mut stream = pinned(cluster, id).watch_events(request).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let next = tokio::time::timeout(DEADLINE, stream.message()).await;
+        let event = next
+            .expect("events keep coming")
+            .unwrap()
+            .expect("stream open");
+        if event.index > upto {
+            return out;
+        }
+        out.push((
+            event.index,
+            event.ordinal,
+            event.kind,
+            event.contact_id,
+            event.at_ms,
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_and_joins() {
     let cdr = tempfile::tempdir().unwrap();
@@ -230,7 +262,6 @@ async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_
             "restarted, {contact}"
         );
     }
-
     // 3. A node that joins once the log before those contacts is purged (so a snapshot
     // seeds it) answers for them too.
     let load = WriteLoad::start(spread_clients(&cluster), 8, "hl");
@@ -257,5 +288,44 @@ async fn t41_finished_contacts_are_answered_for_after_they_left_memory_restarts_
     );
     for contact in &ids {
         assert!(answers_for(&cluster, 4, contact).await, "joined, {contact}");
+    }
+
+    // 4. WatchEvents from index 1 delivers the same events, in order, on a node that never
+    // restarted (all in its memory), on the follower restarted again now that it holds a
+    // snapshot (its feed starts after it: the rest comes from its disk), and on node 4
+    // (seeded by a snapshot that carried the sender's events).
+    cluster.kill(follower).unwrap();
+    cluster.start(follower).unwrap();
+    cluster
+        .wait_applied(follower, target, DEADLINE)
+        .await
+        .unwrap();
+    // One more write marks the end: every node reaches an event past `target`.
+    client
+        .upsert_customer(
+            pb::Customer {
+                id: "hist-end".into(),
+                name: "End".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let uninterrupted = other_than(&[1, 2, 3], follower);
+    let expected = events_upto(&cluster, uninterrupted, target).await;
+    assert!(expected.len() > 300, "{} events", expected.len());
+    assert!(
+        cluster.status(follower).await.unwrap().snapshot_index > 1,
+        "the restarted follower loaded a snapshot"
+    );
+    for node in [follower, 4] {
+        let got = events_upto(&cluster, node, target).await;
+        assert!(
+            got == expected,
+            "node {node}: {} events, not the {} of node {uninterrupted}",
+            got.len(),
+            expected.len()
+        );
     }
 }

@@ -65,6 +65,7 @@ pub async fn run(args: CoreArgs) -> anyhow::Result<()> {
         observed: node,
         shutdown: running.shutdown(),
         history_retention: args.node.history_retention,
+        event_retention: args.node.event_retention,
         cdr_dir: args.node.cdr_dir.clone(),
     };
     serve_until_stopped(config.id, args.node.http, served).await

@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// minutes.
     #[arg(long, env = "BANYAN_HISTORY_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub history_retention: std::time::Duration,
+    /// How long this node keeps applied events on disk, for WatchEvents resuming from an
+    /// earlier index (also across restarts); older ones are pruned every ten minutes.
+    #[arg(long, env = "BANYAN_EVENT_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub event_retention: std::time::Duration,
     /// Directory for contact detail records: every finished contact this node holds, as
     /// JSON lines in hourly files (`cdr-n<ID>-<YYYYMMDD>T<HH>.jsonl`); none when absent.
     #[arg(long, env = "BANYAN_CDR_DIR")]

@@ -52,6 +52,8 @@ pub struct Served<N, F> {
     pub shutdown: F,
     /// How long the node keeps finished contacts in its history store.
     pub history_retention: std::time::Duration,
+    /// How long the node keeps applied events on disk.
+    pub event_retention: std::time::Duration,
     /// Where to write contact detail records, if anywhere.
     pub cdr_dir: Option<std::path::PathBuf>,
 }
@@ -71,6 +73,10 @@ where
 {
     let shell_stop = banyan_env::Shutdown::new();
     let state = node.observed.serving();
+    if let Some(log) = state.event_log().cloned() {
+        let clock = banyan_env::system_clock();
+        tokio::spawn(log.keep_for(node.event_retention, clock, shell_stop.clone()));
+    }
     if let Some(history) = state.history().cloned() {
         let keep = node.history_retention;
         let clock = banyan_env::system_clock();

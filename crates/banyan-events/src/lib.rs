@@ -4,9 +4,10 @@
 //!
 //! Every event is numbered by the log index of its entry and its ordinal within that
 //! entry, so a watcher that reconnects with the last index it saw misses nothing and sees
-//! nothing twice. Events are not stored on disk: after a restart (or an installed
-//! snapshot) the feed starts at the first entry applied since, and older indexes answer
-//! [`Compacted`].
+//! nothing twice. The feed holds only a window of recent events, bounded by bytes
+//! ([`RETAINED_BYTES`]); after a restart (or an installed snapshot) it starts at the first
+//! entry applied since, and older indexes answer [`Compacted`]: a node with an event log
+//! on disk serves those from there.
 //!
 //! The replicated state machine (banyan-raft) knows only the hook; the core and the branch
 //! own their feeds, and the services subscribe to them.
@@ -19,13 +20,18 @@ use std::sync::{Arc, Mutex};
 use banyan_domain::{Event, Principal};
 use tokio::sync::broadcast;
 
-/// How many recent events a node keeps for resuming watchers.
-pub const RETAINED_EVENTS: usize = 200_000;
+/// How many bytes of recent events a node keeps in memory for resuming watchers (counted
+/// as their encoded size plus a fixed overhead each); older ones are read from the node's
+/// event log on disk, where it has one.
+pub const RETAINED_BYTES: usize = 64 << 20;
+/// What one retained event costs beyond its encoded size: its `Arc`, its slot and the
+/// boxes of its strings, roughly.
+const RECORD_OVERHEAD: usize = 96;
 /// How far a live watcher may fall behind before it is told it lagged.
 const LIVE_BUFFER: usize = 16_384;
 
 /// One event with its place in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
     /// The log index of the entry whose command produced the event: where a watcher resumes.
     pub index: u64,
@@ -87,7 +93,9 @@ pub struct EventFeed {
 }
 
 struct FeedInner {
-    retained: VecDeque<Arc<EventRecord>>,
+    retained: VecDeque<(Arc<EventRecord>, usize)>,
+    /// What `retained` costs, by [`record_bytes`].
+    bytes: usize,
     /// The first log index whose events the feed holds completely.
     oldest: u64,
     /// Replaced when the feed restarts, which closes every live receiver: a subscriber
@@ -100,6 +108,7 @@ impl Default for EventFeed {
         Self {
             inner: Arc::new(Mutex::new(FeedInner {
                 retained: VecDeque::new(),
+                bytes: 0,
                 oldest: 1,
                 live: broadcast::channel(LIVE_BUFFER).0,
             })),
@@ -117,15 +126,19 @@ impl EventFeed {
         let mut inner = self.lock();
         for record in records {
             let record = Arc::new(record);
-            inner.retained.push_back(record.clone());
+            let bytes = record_bytes(&record);
+            inner.bytes += bytes;
+            inner.retained.push_back((record.clone(), bytes));
             // No receivers is fine: nobody is watching.
             let _ = inner.live.send(record);
         }
-        while inner.retained.len() > RETAINED_EVENTS {
-            if let Some(dropped) = inner.retained.pop_front() {
-                // The dropped entry's events may be partly gone: start after it.
-                inner.oldest = inner.oldest.max(dropped.index + 1);
-            }
+        while inner.bytes > RETAINED_BYTES {
+            let Some((dropped, bytes)) = inner.retained.pop_front() else {
+                break;
+            };
+            inner.bytes -= bytes;
+            // The dropped entry's events may be partly gone: start after it.
+            inner.oldest = inner.oldest.max(dropped.index + 1);
         }
     }
 
@@ -133,6 +146,7 @@ impl EventFeed {
     pub fn reset_after(&self, index: u64) {
         let mut inner = self.lock();
         inner.retained.clear();
+        inner.bytes = 0;
         inner.oldest = index + 1;
         inner.live = broadcast::channel(LIVE_BUFFER).0;
     }
@@ -147,8 +161,12 @@ impl EventFeed {
                 oldest: inner.oldest,
             });
         }
-        let start = inner.retained.partition_point(|r| r.index < from);
-        let backlog = inner.retained.range(start..).cloned().collect();
+        let start = inner.retained.partition_point(|(r, _)| r.index < from);
+        let backlog = inner
+            .retained
+            .range(start..)
+            .map(|(r, _)| r.clone())
+            .collect();
         // Subscribing under the lock: nothing is published between the two.
         Ok((backlog, inner.live.subscribe()))
     }
@@ -156,7 +174,7 @@ impl EventFeed {
     /// Every retained event, and a receiver for what follows.
     pub fn subscribe_retained(&self) -> Subscription {
         let inner = self.lock();
-        let backlog = inner.retained.iter().cloned().collect();
+        let backlog = inner.retained.iter().map(|(r, _)| r.clone()).collect();
         (backlog, inner.live.subscribe())
     }
 
@@ -174,6 +192,19 @@ impl EventFeed {
     /// The first log index whose events this node still holds.
     pub fn oldest(&self) -> u64 {
         self.lock().oldest
+    }
+}
+
+/// What a record costs the in-memory window: its encoded size and a fixed overhead.
+fn record_bytes(record: &EventRecord) -> usize {
+    postcard::experimental::serialized_size(record).unwrap_or(0) + RECORD_OVERHEAD
+}
+
+impl EventFeed {
+    /// The in-memory window's cost in bytes and its number of events.
+    pub fn retained(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.bytes, inner.retained.len())
     }
 }
 
@@ -226,5 +257,32 @@ mod tests {
             Compacted { oldest: 11 }
         );
         assert!(feed.subscribe_from(11).unwrap().0.is_empty());
+    }
+
+    /// Regression: the window was bounded by a count of events, so a run of large events
+    /// (imports with thousands of contacts) held any amount of memory. It holds at most
+    /// RETAINED_BYTES, dropping the oldest whole entries first.
+    #[test]
+    fn the_window_is_bounded_by_bytes_not_count() {
+        let feed = EventFeed::default();
+        let big = |index: u64| EventRecord {
+            event: Event::QueueUpserted {
+                queue_id: "q".repeat(1 << 20),
+            },
+            ..record(index, 0)
+        };
+        for index in 1..=100 {
+            feed.publish(vec![big(index)]);
+        }
+        let (bytes, count) = feed.retained();
+        assert!(bytes <= RETAINED_BYTES, "{bytes} bytes");
+        assert!((60..100).contains(&count), "{count} events of 1 MiB");
+        assert_eq!(feed.oldest(), 101 - count as u64);
+        assert_eq!(
+            feed.subscribe_from(1).unwrap_err(),
+            Compacted {
+                oldest: feed.oldest()
+            }
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! test fails when today's code can no longer read one of them.
 
 use banyan_domain::{Contact, State};
+use banyan_events::EventRecord;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -75,12 +76,21 @@ pub fn decode_snapshot(
 }
 
 /// A node sending its snapshot to another appends the finished contacts of its history
-/// store as a last section, so a node that joins by snapshot can answer for contacts that
-/// finished before it joined. A node keeps only the sections before it: its own history
-/// is in its history store, and a restart does not read it again.
-pub fn append_history(snapshot: &mut Vec<u8>, history: &[Contact]) {
-    if !history.is_empty() {
+/// store and the events of its event log as two last sections, so a node that joins by
+/// snapshot can answer for contacts that finished, and serve events applied, before it
+/// joined. A node keeps only the sections before them: its own are in its stores, and a
+/// restart does not read them again.
+/// `events_from` is the first log index from which the sender's `events` are complete.
+pub fn append_sent(
+    snapshot: &mut Vec<u8>,
+    history: &[Contact],
+    events: &[EventRecord],
+    events_from: u64,
+) {
+    if !history.is_empty() || !events.is_empty() {
         postcard::to_io(history, &mut *snapshot).expect("postcard encoding of Banyan types");
+        postcard::to_io(&(events_from, events), &mut *snapshot)
+            .expect("postcard encoding of Banyan types");
     }
 }
 
@@ -94,12 +104,16 @@ pub struct SentSnapshot {
     pub parts: PartialCommands,
     /// The sender's history (empty if it sent none).
     pub history: Vec<Contact>,
+    /// The sender's event log (empty if it sent none).
+    pub events: Vec<EventRecord>,
+    /// The first log index from which `events` are complete (0 if none were sent).
+    pub events_from: u64,
     /// How many of the bytes are the snapshot itself, without the history: what the
     /// receiver stores.
     pub stored_len: usize,
 }
 
-/// Reads a snapshot with the history a sender may have appended ([`append_history`]).
+/// Reads a snapshot with the history and events a sender may have appended ([`append_sent`]).
 pub fn decode_sent_snapshot(bytes: &[u8]) -> Result<SentSnapshot, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
@@ -108,12 +122,15 @@ pub fn decode_sent_snapshot(bytes: &[u8]) -> Result<SentSnapshot, CodecError> {
             let (cluster, rest) = section(rest)?;
             let (parts, rest) = section(rest)?;
             let stored_len = bytes.len() - rest.len();
-            let (history, _) = section(rest)?;
+            let (history, rest) = section(rest)?;
+            let ((events_from, events), _) = section::<(u64, Vec<EventRecord>)>(rest)?;
             Ok(SentSnapshot {
                 domain,
                 cluster,
                 parts,
                 history,
+                events,
+                events_from,
                 stored_len,
             })
         }

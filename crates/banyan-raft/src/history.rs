@@ -67,6 +67,51 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(10 * 60);
 /// The most records one pruning step removes before it lets others at the disk.
 const PRUNE_BATCH: usize = 10_000;
 
+/// Runs `prune(before_ms, limit)` (removing what is older than `keep` by `clock`, at most
+/// `limit` at a time) now and every [`PRUNE_EVERY`] until `shutdown` begins: the local
+/// retention of the history store and of the event log.
+pub async fn prune_by_age<F>(
+    what: &'static str,
+    keep: Duration,
+    clock: Clock,
+    shutdown: Shutdown,
+    prune: F,
+) where
+    F: Fn(i64, usize) -> Result<usize, HistoryError> + Clone + Send + 'static,
+{
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let before_ms = clock().saturating_sub(keep_ms);
+        let mut total = 0;
+        loop {
+            let step = prune.clone();
+            match tokio::task::spawn_blocking(move || step(before_ms, PRUNE_BATCH)).await {
+                Ok(Ok(n)) => {
+                    total += n;
+                    if n < PRUNE_BATCH {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, what, "pruning failed; trying again later");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, what, "the pruning task failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(pruned = total, before_ms, what, "pruned past the retention");
+        }
+        tokio::select! {
+            () = shutdown.begun() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
 /// An order-preserving key for a time that may be negative.
 fn time_key(ms: i64) -> [u8; 8] {
     ((ms as u64) ^ (1 << 63)).to_be_bytes()
@@ -273,37 +318,8 @@ impl History {
     /// node, like the store: nodes prune on their own clocks, so for a few minutes around
     /// the edge one node may still answer for a contact another has let go.
     pub async fn keep_for(self, keep: Duration, clock: Clock, shutdown: Shutdown) {
-        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-        loop {
-            let before_ms = clock().saturating_sub(keep_ms);
-            loop {
-                let history = self.clone();
-                let pruned = tokio::task::spawn_blocking(move || {
-                    history.prune_before(before_ms, PRUNE_BATCH)
-                })
-                .await;
-                match pruned {
-                    Ok(Ok(n)) if n == PRUNE_BATCH => continue,
-                    Ok(Ok(0)) => break,
-                    Ok(Ok(n)) => {
-                        tracing::info!(pruned = n, before_ms, "pruned the history");
-                        break;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "pruning the history failed; trying again later");
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the history pruning task failed");
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                () = shutdown.begun() => return,
-                () = tokio::time::sleep(PRUNE_EVERY) => {}
-            }
-        }
+        let prune = move |before_ms, limit| self.prune_before(before_ms, limit);
+        prune_by_age("history", keep, clock, shutdown, prune).await
     }
 
     /// How many finished contacts this node holds.

@@ -26,6 +26,7 @@
 //! * [`parts`]: commands too large for one entry, in parts applied once the last is in.
 //! * [`config`]: Raft timers as configuration.
 //! * [`fuzz`]: the checks of the decoder-plus-apply fuzz target.
+//! * [`event_log`]: every applied event on the node's disk, for watchers resuming from far back.
 //! * [`history`]: every finished contact on the node's disk, written as it is applied.
 //! * [`identity`]: the cluster's id and each node's data directory, checked on every Raft call.
 
@@ -38,6 +39,7 @@
 pub mod codec;
 pub mod config;
 pub mod durable;
+pub mod event_log;
 pub mod fuzz;
 pub mod history;
 pub mod identity;
@@ -51,6 +53,7 @@ pub mod store;
 pub mod types;
 
 pub use config::RaftTimers;
+pub use event_log::EventLog;
 pub use history::{History, HistoryCursor, HistoryError};
 pub use identity::{ClusterIdentity, Identity};
 pub use log_store::LogStore;

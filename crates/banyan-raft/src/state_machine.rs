@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::durable::DurableDb;
+use crate::event_log::EventLog;
 use crate::history::History;
 use crate::identity::ClusterIdentity;
 use crate::parts::{PartialCommands, Received};
@@ -212,6 +213,7 @@ pub struct AppliedState {
     state: Arc<RwLock<Applied>>,
     applied_index: watch::Receiver<u64>,
     history: Option<History>,
+    event_log: Option<EventLog>,
 }
 
 impl Default for AppliedState {
@@ -230,6 +232,7 @@ impl AppliedState {
             state,
             applied_index,
             history: None,
+            event_log: None,
         }
     }
 
@@ -237,6 +240,17 @@ impl AppliedState {
     pub fn with_history(mut self, history: History) -> Self {
         self.history = Some(history);
         self
+    }
+
+    /// The same view, reading events older than the in-memory feed from `log`.
+    pub fn with_event_log(mut self, log: EventLog) -> Self {
+        self.event_log = Some(log);
+        self
+    }
+
+    /// The node's event log on disk, `None` for a state with none (a branch's own).
+    pub fn event_log(&self) -> Option<&EventLog> {
+        self.event_log.as_ref()
     }
 
     /// The node's history store: contacts that finished, also those the routing state let
@@ -324,6 +338,8 @@ struct Inner {
     hook: Arc<dyn ApplyHook>,
     /// Every finished contact, on disk.
     history: History,
+    /// Every applied event, on disk.
+    event_log: EventLog,
     /// Set once Raft has started: a snapshot asked for after that is sent to another
     /// node, with the history.
     sending_history: AtomicBool,
@@ -390,6 +406,7 @@ impl StateMachineStore {
                 built: AtomicU64::new(0),
                 hook,
                 history: History::open(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                event_log: EventLog::open(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
                 sending_history: AtomicBool::new(false),
             }),
         };
@@ -403,6 +420,12 @@ impl StateMachineStore {
             // Generations left behind by a crash between switch and cleanup.
             store.delete_generations_except(pointer.generation)?;
         }
+        let first_applied = store.inner.applied_rx.borrow().saturating_add(1);
+        store
+            .inner
+            .event_log
+            .cover_from_if_unset(first_applied)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(store)
     }
 
@@ -410,10 +433,11 @@ impl StateMachineStore {
     pub fn applied_state(&self) -> AppliedState {
         AppliedState::over(self.inner.state.clone(), self.inner.applied_rx.clone())
             .with_history(self.inner.history.clone())
+            .with_event_log(self.inner.event_log.clone())
     }
 
     /// From now on, a snapshot Raft asks for goes to another node and carries this
-    /// node's history ([`codec::append_history`]). Called once Raft has started.
+    /// node's history and events ([`codec::append_sent`]). Called once Raft has started.
     pub fn send_history_with_snapshots(&self) {
         self.inner.sending_history.store(true, Ordering::Relaxed);
     }
@@ -583,18 +607,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 
 /// Applying committed entries, one entry and one command at a time.
 impl Applied {
-    /// Applies one committed entry, handing its commands' events to `hook` in log order.
-    fn apply_entry(&mut self, entry: Entry, hook: &dyn ApplyHook) -> BatchResponse {
+    /// Applies one committed entry; its commands' new events, numbered in log order, are
+    /// added to `records`.
+    fn apply_entry(&mut self, entry: Entry, records: &mut Vec<EventRecord>) -> BatchResponse {
         self.last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => BatchResponse::default(),
             EntryPayload::Normal(Batch(commands)) => {
-                let mut records = Vec::new();
                 let results = commands
                     .iter()
-                    .map(|command| self.apply_command(entry.log_id.index, command, &mut records))
+                    .map(|command| self.apply_command(entry.log_id.index, command, records))
                     .collect();
-                hook.applied(records);
                 BatchResponse(results)
             }
             EntryPayload::Membership(membership) => {
@@ -706,13 +729,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut state = self.write_state();
             for entry in entries {
                 last_index = Some(entry.log_id.index);
-                responses.push(state.apply_entry(entry, self.inner.hook.as_ref()));
+                let mut records = Vec::new();
+                responses.push(state.apply_entry(entry, &mut records));
                 // Written as applied, on every replica alike; a replay rewrites the same.
                 self.inner
                     .history
                     .record(&state.finished)
                     .map_err(|e| sm_err(ErrorVerb::Write, e))?;
                 state.finished.clear();
+                self.inner
+                    .event_log
+                    .append(&records)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                self.inner.hook.applied(records);
             }
         }
         if let Some(index) = last_index {
@@ -743,6 +772,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .history
             .record(&sent.history)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        // The log covers what the sender's did, or (sent none) the entries after this
+        // snapshot.
+        let snapshot_index = meta.last_log_id.map_or(0, |id| id.index);
+        let events_from = match sent.events_from {
+            0 => snapshot_index + 1,
+            from => from,
+        };
+        let log = &self.inner.event_log;
+        log.append(&sent.events)
+            .and_then(|()| log.set_covers_from(events_from))
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let stored = &bytes[..sent.stored_len];
         if self.persist(meta, stored).await? {
             self.load(meta, stored)?;
@@ -764,7 +804,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .history
                 .all()
                 .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            codec::append_history(&mut bytes, &history);
+            let events = self
+                .inner
+                .event_log
+                .all()
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let events_from = self
+                .inner
+                .event_log
+                .covers_from()
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?
+                .unwrap_or_default();
+            codec::append_sent(&mut bytes, &history, &events, events_from);
         }
         Ok(Some(Snapshot {
             meta: pointer.meta,

@@ -1,11 +1,13 @@
 //! `WatchEvents`: the state machine's events, in log order, from any retained index.
 //!
 //! The backlog from the requested index and the live feed are joined without a gap or a
-//! repeat (see `banyan_raft::EventFeed`). A watcher that falls behind the live feed (a
-//! slow reader, or one entry with more events than the live buffer, such as a branch's
-//! import) catches up from the events the node retains; only when those no longer reach
-//! back far enough is it ended with `ABORTED` naming the index to resume from, rather than
-//! silently skipping events.
+//! repeat (see `banyan_events::EventFeed`). An index the in-memory feed no longer holds
+//! (the node restarted, installed a snapshot, or the index is old) is served from the
+//! node's event log on disk first (`banyan_raft::EventLog`), then from the feed. A watcher
+//! that falls behind the live feed (a slow reader, or one entry with more events than the
+//! live buffer, such as a branch's import) catches up the same way; only when neither
+//! reaches back far enough is it ended with `ABORTED` naming the index to resume from,
+//! rather than silently skipping events.
 //!
 //! Watchers are bounded: at most [`MAX_WATCHERS`] on a node (more are refused with
 //! `RESOURCE_EXHAUSTED`), and one that stops reading for [`WATCH_STALL`] while its buffer is
@@ -20,6 +22,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
+
+use banyan_events::{EventFeed, EventRecord, Subscription};
+use banyan_raft::EventLog;
 
 use crate::{convert, ApiError, Backend};
 
@@ -52,15 +57,34 @@ pub fn watch(
     // The feed first, then the state: nothing applied in between goes unseen.
     let feed = node.events();
     let applied = node.applied();
-    let subscribed = if request.from_index == 0 {
-        Ok(feed.subscribe_retained())
+    let log = applied.event_log().cloned();
+    let from_index = request.from_index;
+    let start = if from_index == 0 {
+        Start::Memory(feed.subscribe_retained())
     } else {
-        feed.subscribe_from(request.from_index)
+        match feed.subscribe_from(from_index) {
+            Ok(subscription) => Start::Memory(subscription),
+            Err(compacted) => {
+                let on_disk = log
+                    .as_ref()
+                    .map(|log| log.covers_from())
+                    .transpose()
+                    .map_err(crate::errors::unreadable)?
+                    .flatten();
+                match on_disk {
+                    Some(oldest) if oldest <= from_index => Start::Disk,
+                    _ => {
+                        let oldest = on_disk.map_or(compacted.oldest, |o| o.min(compacted.oldest));
+                        return Err(ApiError::OutOfRange(format!(
+                            "from_index: events before log index {oldest} are not retained on this node"
+                        )));
+                    }
+                }
+            }
+        }
     };
-    let (backlog, mut live) =
-        subscribed.map_err(|e| ApiError::OutOfRange(format!("from_index: {e}")))?;
     let state = applied.clone();
-    let wanted = move |record: &banyan_events::EventRecord| {
+    let wanted = move |record: &EventRecord| {
         contact
             .as_deref()
             .is_none_or(|c| record.event.contact_id() == Some(c))
@@ -71,75 +95,21 @@ pub fn watch(
                 .as_deref()
                 .is_none_or(|site| in_site(&state, &record.event, site))
     };
-    let from_index = request.from_index;
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     // Why the stream was cut, told after the events already buffered.
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<Status>();
     tokio::spawn(async move {
         let _permit = permit;
-        // The last event handled, by (index, ordinal): a catch-up skips up to it.
-        let mut last: Option<(u64, u32)> = None;
-        let mut backlog = backlog;
-        loop {
-            for record in backlog.drain(..) {
-                if record.index < from_index
-                    || last.is_some_and(|l| (record.index, record.ordinal) <= l)
-                {
-                    continue;
-                }
-                last = Some((record.index, record.ordinal));
-                if !wanted(&record) {
-                    continue;
-                }
-                match tx
-                    .send_timeout(Ok(convert::event_to_proto(&record)), WATCH_STALL)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
-                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                        let status = ApiError::Aborted(format!(
-                            "this watcher read nothing for {} s with its buffer full and was cut; resume with from_index {}",
-                            WATCH_STALL.as_secs(),
-                            record.index
-                        ));
-                        let _ = cut_tx.send(status.into());
-                        return;
-                    }
-                }
-            }
-            let next_index = last.map_or(from_index, |(index, _)| index);
-            // A watcher that went away is noticed here too, not only at its next event (a
-            // filtered watcher may see none for a long time): it gives its place back.
-            let received = tokio::select! {
-                received = live.recv() => received,
-                () = tx.closed() => return,
-            };
-            let record = match received {
-                Ok(record) => record,
-                Err(RecvError::Lagged(_)) => match feed.subscribe_from(next_index) {
-                    Ok((retained, resubscribed)) => {
-                        backlog = retained;
-                        live = resubscribed;
-                        continue;
-                    }
-                    Err(_) => {
-                        let status = ApiError::Aborted(format!(
-                            "watcher fell behind; resume with from_index {next_index} (events are numbered by index and ordinal: skip those already seen)"
-                        ));
-                        let _ = cut_tx.send(status.into());
-                        return;
-                    }
-                },
-                Err(RecvError::Closed) => {
-                    let status = ApiError::Aborted(format!(
-                        "this node restarted its event feed from a snapshot after index {next_index}; resume on another node"
-                    ));
-                    let _ = cut_tx.send(status.into());
-                    return;
-                }
-            };
-            backlog.push(record);
+        let mut watcher = Watcher {
+            tx,
+            wanted,
+            from_index,
+            last: None,
+            resume_at: 0,
+        };
+        let stop = watcher.run(start, &feed, log.as_ref()).await;
+        if let Stop::Cut(status) = stop {
+            let _ = cut_tx.send(status);
         }
     });
     let cut = futures::StreamExt::filter_map(futures::stream::once(cut_rx), |cut| async move {
@@ -151,6 +121,154 @@ pub fn watch(
     )))
 }
 
+/// Where a watcher starts: the in-memory feed, or the event log on disk for an index the
+/// feed no longer holds.
+enum Start {
+    Memory(Subscription),
+    Disk,
+}
+
+/// Why a watcher's task ended.
+enum Stop {
+    /// The watcher went away.
+    Gone,
+    /// The stream is cut, with this status after the events already sent.
+    Cut(Status),
+}
+
+/// One watcher's task: sends every wanted event from `from_index` on, in order, once.
+struct Watcher<F> {
+    tx: mpsc::Sender<Result<pb::Event, Status>>,
+    wanted: F,
+    from_index: u64,
+    /// The last event handled, by (index, ordinal): a catch-up skips up to it.
+    last: Option<(u64, u32)>,
+    /// An index below which there is nothing left to send (the disk held no more events
+    /// before the feed's window).
+    resume_at: u64,
+}
+
+/// Events read from the node's disk per step of a catch-up.
+const DISK_CHUNK: usize = 1_000;
+
+impl<F: Fn(&EventRecord) -> bool> Watcher<F> {
+    async fn run(&mut self, start: Start, feed: &EventFeed, log: Option<&EventLog>) -> Stop {
+        let (mut backlog, mut live) = match start {
+            Start::Memory(subscription) => subscription,
+            Start::Disk => match self.catch_up(feed, log).await {
+                Ok(subscription) => subscription,
+                Err(stop) => return stop,
+            },
+        };
+        loop {
+            for record in backlog.drain(..) {
+                if let Err(stop) = self.send(&record).await {
+                    return stop;
+                }
+            }
+            // A watcher that went away is noticed here too, not only at its next event (a
+            // filtered watcher may see none for a long time): it gives its place back.
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = self.tx.closed() => return Stop::Gone,
+            };
+            match received {
+                Ok(record) => backlog.push(record),
+                // Fallen behind the live feed, or the feed started over (this node
+                // installed a snapshot): from the feed's window if it still reaches back,
+                // else from disk.
+                Err(RecvError::Lagged(_) | RecvError::Closed) => {
+                    match self.catch_up(feed, log).await {
+                        Ok((retained, resubscribed)) => {
+                            backlog = retained;
+                            live = resubscribed;
+                        }
+                        Err(stop) => return stop,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The index to go on from: that of the last event handled (its later ordinals are
+    /// not handled yet), where the watcher started, or past indexes known to hold none.
+    fn next_index(&self) -> u64 {
+        let last = self.last.map_or(0, |(index, _)| index);
+        self.from_index.max(last).max(self.resume_at)
+    }
+
+    /// Reads from disk what the feed no longer holds, then subscribes to the feed again.
+    async fn catch_up(
+        &mut self,
+        feed: &EventFeed,
+        log: Option<&EventLog>,
+    ) -> Result<Subscription, Stop> {
+        let unreadable = |e| Stop::Cut(crate::errors::unreadable(e).into());
+        loop {
+            let next = self.next_index();
+            if let Ok(subscription) = feed.subscribe_from(next) {
+                return Ok(subscription);
+            }
+            let oldest_on_disk = match log {
+                Some(log) => log.covers_from().map_err(unreadable)?,
+                None => None,
+            };
+            // Events from `next` on must still be on disk (pruned past the retention, or
+            // a node without a log, cannot serve them).
+            let (Some(log), Some(oldest)) = (log, oldest_on_disk) else {
+                return Err(Stop::Cut(Status::from(ApiError::Aborted(format!(
+                    "watcher fell behind; resume with from_index {next} on another node (events are numbered by index and ordinal: skip those already seen)"
+                )))));
+            };
+            if oldest > next {
+                return Err(Stop::Cut(Status::from(ApiError::Aborted(format!(
+                    "events from index {next} to {oldest} are no longer on this node; resume with from_index {next} on another node"
+                )))));
+            }
+            let upto = feed.oldest();
+            let chunk = log.read(next, upto, DISK_CHUNK).map_err(unreadable)?;
+            if chunk.len() < DISK_CHUNK {
+                // Nothing else on disk below the feed's window: go on from its start.
+                self.resume_at = upto;
+            }
+            for record in &chunk {
+                self.send(record).await?;
+            }
+        }
+    }
+
+    /// Sends `record` unless it was handled already, is before the start, or is not
+    /// wanted.
+    async fn send(&mut self, record: &EventRecord) -> Result<(), Stop> {
+        if record.index < self.from_index
+            || self
+                .last
+                .is_some_and(|l| (record.index, record.ordinal) <= l)
+        {
+            return Ok(());
+        }
+        self.last = Some((record.index, record.ordinal));
+        if !(self.wanted)(record) {
+            return Ok(());
+        }
+        match self
+            .tx
+            .send_timeout(Ok(convert::event_to_proto(record)), WATCH_STALL)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(Stop::Gone),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                Err(Stop::Cut(Status::from(ApiError::Aborted(format!(
+                    "this watcher read nothing for {} s with its buffer full and was cut; resume with from_index {}",
+                    WATCH_STALL.as_secs(),
+                    record.index
+                )))))
+            }
+        }
+    }
+}
+
 /// Whether `event` belongs to `site`: its contact came in there or is held there, its
 /// agent works there, or it is that site's lease. Queue and customer events belong to
 /// every site.
@@ -160,13 +278,22 @@ fn in_site(state: &banyan_raft::AppliedState, event: &banyan_domain::Event, site
     let domain = &applied.domain;
     let agent_here = |id: &str| domain.agent(id).is_some_and(|a| a.input.site == site);
     if let Some(id) = event.contact_id() {
-        return domain.contact(id).is_some_and(|c| {
+        let of_site = |c: &banyan_domain::Contact| {
             c.origin_site == site
                 || agent_here(&c.agent_id)
                 || c.offer
                     .as_ref()
                     .is_some_and(|o| o.agents.iter().any(|a| agent_here(a)))
-        });
+        };
+        return match domain.contact(id) {
+            Some(contact) => of_site(contact),
+            // A finished contact the routing state let go (a watcher resuming from far
+            // back): its record in the history store says where it belonged.
+            None => state
+                .history()
+                .and_then(|h| h.get(id).ok().flatten())
+                .is_some_and(|c| of_site(&c)),
+        };
     }
     match event {
         E::AgentUpserted { site: s, .. } => s == site,
@@ -185,7 +312,7 @@ mod tests {
     use super::*;
     use banyan_domain::{Action, Channel, Command, ContactInput, QueueInput, Stamped};
     use banyan_events::{EventFeed, EventRecord};
-    use banyan_raft::{Applied, AppliedState};
+    use banyan_raft::{Applied, AppliedState, EventLog};
     use futures::StreamExt;
     use std::sync::{Arc, RwLock};
 
@@ -196,6 +323,8 @@ mod tests {
         state: Arc<RwLock<Applied>>,
         applied: Arc<tokio::sync::watch::Sender<u64>>,
         feed: EventFeed,
+        /// The event log on disk, for the tests of watchers resuming from far back.
+        log: Option<(Arc<tempfile::TempDir>, EventLog)>,
     }
 
     impl Backend for Replica {
@@ -203,7 +332,11 @@ mod tests {
             1
         }
         fn applied(&self) -> AppliedState {
-            AppliedState::over(self.state.clone(), self.applied.subscribe())
+            let view = AppliedState::over(self.state.clone(), self.applied.subscribe());
+            match &self.log {
+                Some((_, log)) => view.with_event_log(log.clone()),
+                None => view,
+            }
         }
         fn events(&self) -> EventFeed {
             self.feed.clone()
@@ -242,7 +375,11 @@ mod tests {
                 principal: None,
                 event,
             });
-        replica.feed.publish(records.collect());
+        let records: Vec<EventRecord> = records.collect();
+        if let Some((_, log)) = &replica.log {
+            log.append(&records).unwrap();
+        }
+        replica.feed.publish(records);
         replica.applied.send_replace(index);
     }
 
@@ -254,6 +391,7 @@ mod tests {
             state: Arc::default(),
             applied: Arc::new(tokio::sync::watch::channel(0).0),
             feed: EventFeed::default(),
+            log: None,
         };
         let queue = QueueInput {
             id: "q".into(),
@@ -376,5 +514,112 @@ mod tests {
             contacts,
             "none missing"
         );
+    }
+
+    /// A replica whose events are also on disk.
+    fn logged_state() -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let db = banyan_raft::durable::DurableDb::open(&dir.path().join("sled")).unwrap();
+        let log = EventLog::open(&db).unwrap();
+        log.set_covers_from(1).unwrap();
+        let mut replica = queue_state();
+        log.append(
+            &replica
+                .feed
+                .subscribe_retained()
+                .0
+                .iter()
+                .map(|r| (**r).clone())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        replica.log = Some((Arc::new(dir), log));
+        replica
+    }
+
+    /// Regression: after a restart (the in-memory feed starts after the snapshot) a
+    /// watcher resuming from an earlier index got OUT_OF_RANGE. It is served from the
+    /// event log on disk, then from the feed, with no gap and no repeat.
+    #[tokio::test]
+    async fn a_watcher_resumes_from_before_a_restart_from_the_disk() {
+        let _serial = SERIAL.lock().await;
+        let replica = logged_state();
+        for n in 0..50 {
+            create(&replica, n);
+        }
+        // Everything as an uninterrupted watcher saw it.
+        let mut all = watch(
+            &replica,
+            pb::WatchEventsRequest {
+                from_index: 1,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        let mut uninterrupted = Vec::new();
+        while uninterrupted
+            .last()
+            .is_none_or(|e: &pb::Event| e.index < 51)
+        {
+            uninterrupted.push(all.next().await.unwrap().unwrap());
+        }
+        // The node restarts from a snapshot at index 30: its feed holds nothing before,
+        // and the log after it is applied again.
+        replica.feed.reset_after(30);
+        let log = &replica.log.as_ref().unwrap().1;
+        for index in 31..=51 {
+            replica
+                .feed
+                .publish(log.read(index, index + 1, 10).unwrap());
+        }
+        for n in 50..55 {
+            create(&replica, n);
+        }
+        let request = pb::WatchEventsRequest {
+            from_index: 5,
+            ..Default::default()
+        };
+        let mut resumed = watch(&replica, request, None).unwrap();
+        let mut got = Vec::new();
+        while got.last().is_none_or(|e: &pb::Event| e.index < 56) {
+            got.push(resumed.next().await.unwrap().unwrap());
+        }
+        let key = |e: &pb::Event| (e.index, e.ordinal, e.at_ms, e.kind, e.contact_id.clone());
+        let expected: Vec<_> = uninterrupted
+            .iter()
+            .filter(|e| e.index >= 5)
+            .map(key)
+            .collect();
+        assert_eq!(
+            got.iter()
+                .filter(|e| e.index <= 51)
+                .map(key)
+                .collect::<Vec<_>>(),
+            expected
+        );
+        let later: Vec<u64> = got
+            .iter()
+            .filter(|e| e.index > 51)
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(later, [52, 53, 54, 55, 56], "then the live feed, once each");
+        // Before the oldest event on disk: refused, naming it.
+        let before = pb::WatchEventsRequest {
+            from_index: 1,
+            ..Default::default()
+        };
+        replica
+            .log
+            .as_ref()
+            .unwrap()
+            .1
+            .prune_before(1_002, 100)
+            .unwrap();
+        let err = match watch(&replica, before, None) {
+            Err(err) => err,
+            Ok(_) => panic!("served from before the oldest event on disk"),
+        };
+        assert!(matches!(err, ApiError::OutOfRange(_)), "{err:?}");
     }
 }

@@ -1,0 +1,212 @@
+//! The event log: every applied domain event on this node's disk, numbered by log index
+//! and ordinal, so a watcher resumes from any index within the retention window across
+//! restarts and snapshot installs (the in-memory feed holds only the newest).
+//!
+//! Written by the state machine while applying, beside the history store and in the same
+//! sled database, so one sync covers both and a replay rewrites the same keys. A snapshot
+//! sent to another node carries the sender's log, so the receiver can serve the events
+//! before its snapshot too. Each node prunes its own by age ([`EventLog::prune_before`]).
+
+use std::time::Duration;
+
+use banyan_env::{Clock, Shutdown};
+use banyan_events::EventRecord;
+
+use crate::codec;
+use crate::durable::DurableDb;
+use crate::history::{prune_by_age, HistoryError};
+
+/// The events this node holds on disk. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    tree: sled::Tree,
+    /// `from` → the first log index whose events the log holds completely (entries
+    /// without events included: the log covers every index from there on).
+    meta: sled::Tree,
+}
+
+const KEY_FROM: &[u8] = b"from";
+
+fn key(index: u64, ordinal: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&index.to_be_bytes());
+    key[8..].copy_from_slice(&ordinal.to_be_bytes());
+    key
+}
+
+impl EventLog {
+    /// Opens (or creates) the `events` tree of `db`.
+    pub fn open(db: &DurableDb) -> Result<Self, HistoryError> {
+        Ok(Self {
+            tree: db.db().open_tree("events")?,
+            meta: db.db().open_tree("events_meta")?,
+        })
+    }
+
+    /// The first log index from which the log holds every event, if it was ever set.
+    pub fn covers_from(&self) -> Result<Option<u64>, HistoryError> {
+        Ok(self
+            .meta
+            .get(KEY_FROM)?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Declares that the log holds every event from log index `from` on.
+    pub fn set_covers_from(&self, from: u64) -> Result<(), HistoryError> {
+        self.meta.insert(KEY_FROM, &from.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Where a node's log covers from when it has not said yet: the first entry it will
+    /// apply itself (after the snapshot it starts from). A node of an earlier build has no
+    /// events on disk from before.
+    pub fn cover_from_if_unset(&self, first_applied: u64) -> Result<(), HistoryError> {
+        if self.covers_from()?.is_none() {
+            self.set_covers_from(first_applied)?;
+        }
+        Ok(())
+    }
+
+    /// Writes applied events. Not synced here: the next sync covers them, and the Raft log
+    /// holds their commands until then.
+    pub fn append(&self, records: &[EventRecord]) -> Result<(), HistoryError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for record in records {
+            batch.insert(&key(record.index, record.ordinal), codec::encode(record));
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<EventRecord, HistoryError> {
+        codec::decode(bytes).map_err(|source| HistoryError::Corrupt {
+            id: "event".into(),
+            source,
+        })
+    }
+
+    /// Up to `limit` events from log index `from` on and before index `before`, in order.
+    pub fn read(
+        &self,
+        from: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, HistoryError> {
+        let mut out = Vec::new();
+        if from >= before {
+            return Ok(out);
+        }
+        for item in self.tree.range(key(from, 0)..key(before, 0)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = item?;
+            out.push(self.decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The log index of the oldest event held, if any.
+    pub fn oldest_index(&self) -> Result<Option<u64>, HistoryError> {
+        Ok(self
+            .tree
+            .first()?
+            .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_be_bytes))
+    }
+
+    /// Every event held, oldest first: what a snapshot sent to another node carries.
+    pub fn all(&self) -> Result<Vec<EventRecord>, HistoryError> {
+        self.read(0, u64::MAX, usize::MAX)
+    }
+
+    /// Removes events stamped before `before_ms`, oldest first, at most `limit` per call;
+    /// returns how many went. Events are in log order, which is stamp order. The log
+    /// covers from past the last one removed.
+    pub fn prune_before(&self, before_ms: i64, limit: usize) -> Result<usize, HistoryError> {
+        let mut n = 0;
+        let mut past = None;
+        for item in self.tree.iter() {
+            if n >= limit {
+                break;
+            }
+            let (k, value) = item?;
+            let record = self.decode(&value)?;
+            if record.at_ms >= before_ms {
+                break;
+            }
+            self.tree.remove(k)?;
+            past = Some(record.index + 1);
+            n += 1;
+        }
+        if let Some(past) = past {
+            let from = self.covers_from()?.unwrap_or(0).max(past);
+            self.set_covers_from(from)?;
+        }
+        Ok(n)
+    }
+
+    /// Keeps the events stamped within `keep` of `clock`, pruning the rest now and every
+    /// [`PRUNE_EVERY`](crate::history::PRUNE_EVERY) until `shutdown` begins.
+    pub async fn keep_for(self, keep: Duration, clock: Clock, shutdown: Shutdown) {
+        let prune = move |before_ms, limit| self.prune_before(before_ms, limit);
+        prune_by_age("event log", keep, clock, shutdown, prune).await
+    }
+
+    /// How many events this node holds.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banyan_domain::Event;
+
+    fn record(index: u64, ordinal: u32, at_ms: i64) -> EventRecord {
+        EventRecord {
+            index,
+            ordinal,
+            at_ms,
+            principal: None,
+            event: Event::QueueUpserted {
+                queue_id: format!("q{index}.{ordinal}"),
+            },
+        }
+    }
+
+    #[test]
+    fn events_are_read_back_in_log_order_and_pruned_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DurableDb::open(&dir.path().join("sled")).unwrap();
+        let log = EventLog::open(&db).unwrap();
+        log.append(&[record(2, 0, 20), record(2, 1, 20)]).unwrap();
+        log.append(&[record(10, 0, 30), record(300, 0, 40)])
+            .unwrap();
+        // Written again on a replay: the same keys.
+        log.append(&[record(2, 0, 20)]).unwrap();
+        assert_eq!(log.len(), 4);
+        let got = log.read(2, 300, 10).unwrap();
+        assert_eq!(
+            got.iter().map(|r| (r.index, r.ordinal)).collect::<Vec<_>>(),
+            [(2, 0), (2, 1), (10, 0)]
+        );
+        assert_eq!(log.read(3, 300, 10).unwrap()[0], record(10, 0, 30));
+        assert_eq!(log.read(2, 300, 1).unwrap().len(), 1);
+        assert_eq!(log.oldest_index().unwrap(), Some(2));
+        log.set_covers_from(1).unwrap();
+        assert_eq!(log.prune_before(30, 100).unwrap(), 2);
+        assert_eq!(log.oldest_index().unwrap(), Some(10));
+        assert_eq!(log.covers_from().unwrap(), Some(3), "past what went");
+        assert_eq!(log.all().unwrap().len(), 2);
+    }
+}
