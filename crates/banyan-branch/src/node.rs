@@ -156,6 +156,7 @@ impl BranchNode {
         tokio::spawn(crate::ship::ship_forever(
             node.inner.self_service.outbox.clone(),
             node.inner.core.clone(),
+            node.inner.clock.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(join_core(node.inner.clone()));

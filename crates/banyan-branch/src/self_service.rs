@@ -69,6 +69,7 @@ impl SelfService {
                 &key,
                 &banyan_raft::codec::encode(&contact),
                 &banyan_raft::codec::encode(&command),
+                (self.clock)(),
             )
             .await
             .map_err(|e| {
