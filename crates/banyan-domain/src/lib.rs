@@ -13,7 +13,8 @@
 //! * [`command`] and [`event`]: what can be asked of the state machine, and what it answers.
 //! * [`principal`]: who caused a command, for the audit trail.
 //! * [`error`]: why a command was refused; the service edge maps it to a gRPC status.
-//! * [`requests`]: idempotency keys and the first result of each.
+//! * [`requests`]: idempotency keys and the first result of each, bounded by time and bytes.
+//! * [`size`]: a value's encoded size, computed without encoding it.
 //! * [`routing`]: the ordered indexes that keep a routing decision flat in the queue size.
 //! * [`stats`]: queue counters and customer history.
 //! * [`cdr`]: the contact detail record of a finished contact, for data warehouses.
@@ -34,6 +35,7 @@ pub mod queue;
 pub mod requests;
 mod routing;
 pub mod site;
+pub mod size;
 pub mod state;
 pub mod stats;
 pub mod validate;

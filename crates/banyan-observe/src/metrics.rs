@@ -212,6 +212,23 @@ fn raft<N: Observed>(page: &mut Page, node: &N, snap: &Snapshot) {
          (an object its checks found was gone); zero in a healthy cluster.",
         c.apply_inconsistencies,
     );
+    page.gauge(
+        "banyan_finished_contacts_in_state",
+        "Finished contacts still in the routing state; they leave after --retain-finished \
+         and are read from the history store then.",
+        c.finished_in_state as f64,
+    );
+    page.gauge(
+        "banyan_request_log_bytes",
+        "Encoded size of the idempotency keys and first answers the state remembers.",
+        c.request_log.0 as f64,
+    );
+    page.counter(
+        "banyan_request_log_evicted_early_total",
+        "Idempotency records let go before their two minutes because the request log was \
+         at its byte bound; a retry of one would apply anew.",
+        c.request_log.1,
+    );
     if let Some(purges) = node.log_purges() {
         page.counter(
             "banyan_raft_log_purges_total",

@@ -134,6 +134,10 @@ pub struct ClusterFigures {
     pub snapshots_built: u64,
     /// Steps `apply` skipped because the state was inconsistent (zero when healthy).
     pub apply_inconsistencies: u64,
+    /// Finished contacts still in the routing state (they leave after the retention window).
+    pub finished_in_state: u64,
+    /// The request log's encoded size, and the records it let go early being full.
+    pub request_log: (u64, u64),
     /// Every member of the current membership, voters and learners.
     pub members: Vec<Member>,
 }
@@ -274,6 +278,11 @@ impl Snapshot {
             purged_index: raft.purged.map(|l| l.index),
             snapshots_built: node.snapshots_built(),
             apply_inconsistencies: state.inconsistencies().0,
+            finished_in_state: state.finished_count() as u64,
+            request_log: {
+                let (bytes, evicted) = state.request_log_bytes();
+                (bytes as u64, evicted)
+            },
             members,
         };
 

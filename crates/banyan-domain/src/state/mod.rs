@@ -373,6 +373,15 @@ impl State {
         self.data.requests.len()
     }
 
+    /// The request log's size in bytes, and how many of its records it let go before
+    /// their time because it was full (since this state was loaded).
+    pub fn request_log_bytes(&self) -> (usize, u64) {
+        (
+            self.data.requests.bytes(),
+            self.data.requests.evicted_early(),
+        )
+    }
+
     /// Rebuilds every derived index from the source of truth (after loading a snapshot).
     fn rebuild_indexes(&mut self) {
         self.idx = Indexes::default();
