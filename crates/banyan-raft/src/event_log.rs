@@ -118,9 +118,31 @@ impl EventLog {
             .map(u64::from_be_bytes))
     }
 
-    /// Every event held, oldest first: what a snapshot sent to another node carries.
-    pub fn all(&self) -> Result<Vec<EventRecord>, HistoryError> {
-        self.read(0, u64::MAX, usize::MAX)
+    /// The newest events, oldest first, up to `max_bytes` of them encoded, and the index
+    /// from which they are complete: what a snapshot sent to another node carries.
+    pub fn newest(&self, max_bytes: usize) -> Result<(Vec<EventRecord>, u64), HistoryError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut cut = false;
+        for item in self.tree.iter().rev() {
+            let (_, value) = item?;
+            bytes += value.len();
+            if bytes > max_bytes {
+                cut = true;
+                break;
+            }
+            out.push(self.decode(&value)?);
+        }
+        out.reverse();
+        // Cut short, the events are complete from the entry after the one cut (its other
+        // events may be missing).
+        let from = match (cut, out.first()) {
+            (true, Some(first)) => first.index + 1,
+            (true, None) => u64::MAX,
+            (false, _) => self.covers_from()?.unwrap_or(0),
+        };
+        let out = out.into_iter().filter(|r| r.index >= from).collect();
+        Ok((out, from))
     }
 
     /// Removes events stamped before `before_ms`, oldest first, at most `limit` per call;
@@ -207,6 +229,17 @@ mod tests {
         assert_eq!(log.prune_before(30, 100).unwrap(), 2);
         assert_eq!(log.oldest_index().unwrap(), Some(10));
         assert_eq!(log.covers_from().unwrap(), Some(3), "past what went");
-        assert_eq!(log.all().unwrap().len(), 2);
+        assert_eq!(
+            log.newest(usize::MAX).unwrap(),
+            (log.read(0, 400, 10).unwrap(), 3)
+        );
+        let one = log.read(300, 301, 1).unwrap()[0].clone();
+        let fits_one = crate::codec::encode(&one).len();
+        let (newest, from) = log.newest(fits_one).unwrap();
+        assert_eq!(
+            (newest, from),
+            (vec![], 301),
+            "cut inside the entry before: from the next"
+        );
     }
 }

@@ -273,9 +273,29 @@ impl History {
         Ok(out)
     }
 
-    /// Every record, oldest first: what a snapshot sent to another node carries.
-    pub fn all(&self) -> Result<Vec<Contact>, HistoryError> {
-        self.finished_between(i64::MIN, i64::MAX, None, usize::MAX)
+    /// The newest records, oldest first, up to `max_bytes` of them encoded: what a
+    /// snapshot sent to another node carries.
+    pub fn newest(&self, max_bytes: usize) -> Result<Vec<Contact>, HistoryError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self.by_time.iter().rev() {
+            let (key, _) = item?;
+            let (Some(at), Ok(id)) = (time_of(&key), std::str::from_utf8(&key[8..])) else {
+                continue;
+            };
+            let Some(record) = self.records.get(id.as_bytes())? else {
+                continue;
+            };
+            bytes += record.len();
+            if bytes > max_bytes {
+                break;
+            }
+            if let Some(contact) = self.current(id, at)? {
+                out.push(contact);
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Removes contacts that finished before `before_ms` (the history's own retention, in
@@ -430,7 +450,21 @@ mod tests {
         // Recording again changes nothing (a replay after a restart).
         history.record(&contacts).unwrap();
         assert_eq!(history.len(), 6);
-        assert_eq!(history.all().unwrap().len(), 6);
+        assert_eq!(
+            history.newest(usize::MAX).unwrap(),
+            history.finished_between(0, i64::MAX, None, 10).unwrap()
+        );
+        let fit = history.records.get("c-5").unwrap().unwrap().len() + 1;
+        assert_eq!(
+            history
+                .newest(fit)
+                .unwrap()
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["c-5"],
+            "the newest that fit"
+        );
     }
 
     #[test]

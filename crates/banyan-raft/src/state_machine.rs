@@ -36,6 +36,12 @@ use crate::types::{
 };
 
 const KEY_CURRENT: &[u8] = b"current";
+/// The most history a snapshot sent to another node carries (the newest): a snapshot is
+/// held whole in memory on both sides, so what it carries must be bounded. A node that
+/// joins by snapshot answers for older finished contacts only once they are streamed.
+const SENT_HISTORY_BYTES: usize = 256 << 20;
+/// The most events a snapshot sent to another node carries (the newest).
+const SENT_EVENT_BYTES: usize = 128 << 20;
 /// Snapshot chunk size: moderate values keep sled's pages small; large pages become blob
 /// files, which [`DurableDb::sync`] syncs as well.
 const CHUNK_SIZE: usize = 64 * 1024;
@@ -772,12 +778,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .history
             .record(&sent.history)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        // The log covers what the sender's did, or (sent none) the entries after this
-        // snapshot.
         let snapshot_index = meta.last_log_id.map_or(0, |id| id.index);
+        // The entries after the snapshot this node applies itself; the sender's events
+        // cover from `events_from` on (0: unknown).
         let events_from = match sent.events_from {
             0 => snapshot_index + 1,
-            from => from,
+            from => from.min(snapshot_index + 1),
         };
         let log = &self.inner.event_log;
         log.append(&sent.events)
@@ -802,19 +808,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let history = self
                 .inner
                 .history
-                .all()
+                .newest(SENT_HISTORY_BYTES)
                 .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let events = self
+            let (events, events_from) = self
                 .inner
                 .event_log
-                .all()
+                .newest(SENT_EVENT_BYTES)
                 .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let events_from = self
-                .inner
-                .event_log
-                .covers_from()
-                .map_err(|e| snap_err(ErrorVerb::Read, e))?
-                .unwrap_or_default();
             codec::append_sent(&mut bytes, &history, &events, events_from);
         }
         Ok(Some(Snapshot {
