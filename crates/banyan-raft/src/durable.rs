@@ -53,6 +53,11 @@ impl DurableDb {
         &self.db
     }
 
+    /// The directory the database lives in.
+    pub fn dir(&self) -> &Path {
+        self.blob_dir.parent().unwrap_or(&self.blob_dir)
+    }
+
     /// Makes everything written so far durable. Blocking: call from a blocking thread.
     pub fn sync(&self) -> io::Result<()> {
         // List blobs before the flush: a blob file is being written until the flush that

@@ -2,11 +2,17 @@
 //! and ordinal, so a watcher resumes from any index within the retention window across
 //! restarts and snapshot installs (the in-memory feed holds only the newest).
 //!
-//! Written by the state machine while applying, beside the history store and in the same
-//! sled database, so one sync covers both and a replay rewrites the same keys. A snapshot
-//! sent to another node carries the sender's log, so the receiver can serve the events
-//! before its snapshot too. Each node prunes its own by age ([`EventLog::prune_before`]).
+//! Written by the state machine while applying, into a sled database of its own beside the
+//! node's main one (`events/` next to `sled/`). It is not synced with every Raft append:
+//! every event would otherwise add its pages to each commit's `fdatasync`, which cost the
+//! write path about 15 % (docs/benchmarks.md). sled flushes it in the background every
+//! second, and the state machine flushes it before it stores a snapshot, so every event
+//! up to a stored snapshot is on disk; those after it are written again when the Raft log
+//! after the snapshot is applied again at restart. A snapshot sent to another node carries
+//! the sender's log, so the receiver can serve the events before its snapshot too. Each
+//! node prunes its own by age ([`EventLog::prune_before`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use banyan_env::{Clock, Shutdown};
@@ -19,6 +25,7 @@ use crate::history::{prune_by_age, HistoryError};
 /// The events this node holds on disk. Cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
+    db: sled::Db,
     tree: sled::Tree,
     /// `from` → the first log index whose events the log holds completely (entries
     /// without events included: the log covers every index from there on).
@@ -35,12 +42,28 @@ fn key(index: u64, ordinal: u32) -> [u8; 12] {
 }
 
 impl EventLog {
-    /// Opens (or creates) the `events` tree of `db`.
-    pub fn open(db: &DurableDb) -> Result<Self, HistoryError> {
+    /// Opens (or creates) the event log in directory `dir`.
+    pub fn open(dir: &Path) -> Result<Self, HistoryError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(1_000))
+            .open()?;
         Ok(Self {
-            tree: db.db().open_tree("events")?,
-            meta: db.db().open_tree("events_meta")?,
+            tree: db.open_tree("events")?,
+            meta: db.open_tree("events_meta")?,
+            db,
         })
+    }
+
+    /// Opens the event log that belongs beside the node's main database `db`.
+    pub fn beside(db: &DurableDb) -> Result<Self, HistoryError> {
+        Self::open(&db.dir().with_file_name("events"))
+    }
+
+    /// Writes what was appended to disk.
+    pub async fn flush(&self) -> Result<(), HistoryError> {
+        self.db.flush_async().await?;
+        Ok(())
     }
 
     /// The first log index from which the log holds every event, if it was ever set.
@@ -209,8 +232,7 @@ mod tests {
     #[test]
     fn events_are_read_back_in_log_order_and_pruned_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let db = DurableDb::open(&dir.path().join("sled")).unwrap();
-        let log = EventLog::open(&db).unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
         log.append(&[record(2, 0, 20), record(2, 1, 20)]).unwrap();
         log.append(&[record(10, 0, 30), record(300, 0, 40)])
             .unwrap();

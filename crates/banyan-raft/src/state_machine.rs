@@ -412,7 +412,7 @@ impl StateMachineStore {
                 built: AtomicU64::new(0),
                 hook,
                 history: History::open(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
-                event_log: EventLog::open(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                event_log: EventLog::beside(durable).map_err(|e| sm_err(ErrorVerb::Read, e))?,
                 sending_history: AtomicBool::new(false),
             }),
         };
@@ -531,6 +531,13 @@ impl StateMachineStore {
                 return Ok(false);
             }
         }
+        // Every event up to the snapshot on disk before the snapshot is: the log before it
+        // is never applied here again.
+        self.inner
+            .event_log
+            .flush()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut batch = sled::Batch::default();
         let mut chunks = 0u64;

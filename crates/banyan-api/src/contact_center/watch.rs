@@ -519,8 +519,7 @@ mod tests {
     /// A replica whose events are also on disk.
     fn logged_state() -> Replica {
         let dir = tempfile::tempdir().unwrap();
-        let db = banyan_raft::durable::DurableDb::open(&dir.path().join("sled")).unwrap();
-        let log = EventLog::open(&db).unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
         log.set_covers_from(1).unwrap();
         let mut replica = queue_state();
         log.append(
