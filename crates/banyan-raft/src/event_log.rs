@@ -118,11 +118,29 @@ impl EventLog {
         before: u64,
         limit: usize,
     ) -> Result<Vec<EventRecord>, HistoryError> {
+        self.read_after(from, None, before, limit)
+    }
+
+    /// Up to `limit` events of index `from` after ordinal `after` (all of them for `None`)
+    /// and of later indexes before `before`, in order: where a reader that stopped in the
+    /// middle of an entry goes on.
+    pub fn read_after(
+        &self,
+        from: u64,
+        after: Option<u32>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, HistoryError> {
         let mut out = Vec::new();
-        if from >= before {
+        let start = match after {
+            None => key(from, 0),
+            Some(u32::MAX) => key(from.saturating_add(1), 0),
+            Some(ordinal) => key(from, ordinal + 1),
+        };
+        if start >= key(before, 0) {
             return Ok(out);
         }
-        for item in self.tree.range(key(from, 0)..key(before, 0)) {
+        for item in self.tree.range(start..key(before, 0)) {
             if out.len() >= limit {
                 break;
             }
@@ -159,10 +177,11 @@ impl EventLog {
         out.reverse();
         // Cut short, the events are complete from the entry after the one cut (its other
         // events may be missing).
+        let covers = self.covers_from()?.unwrap_or(0);
         let from = match (cut, out.first()) {
-            (true, Some(first)) => first.index + 1,
+            (true, Some(first)) => (first.index + 1).max(covers),
             (true, None) => u64::MAX,
-            (false, _) => self.covers_from()?.unwrap_or(0),
+            (false, _) => covers,
         };
         let out = out.into_iter().filter(|r| r.index >= from).collect();
         Ok((out, from))

@@ -226,13 +226,25 @@ impl<F: Fn(&EventRecord) -> bool> Watcher<F> {
                 )))));
             }
             let upto = feed.oldest();
-            let chunk = log.read(next, upto, DISK_CHUNK).map_err(unreadable)?;
+            // Within an entry already begun, after its last event handled.
+            let after = self
+                .last
+                .filter(|(index, _)| *index == next)
+                .map(|(_, o)| o);
+            let chunk = log
+                .read_after(next, after, upto, DISK_CHUNK)
+                .map_err(unreadable)?;
             if chunk.len() < DISK_CHUNK {
                 // Nothing else on disk below the feed's window: go on from its start.
                 self.resume_at = upto;
             }
             for record in &chunk {
                 self.send(record).await?;
+            }
+            // Reading the disk does not wait on anything: let the node's other work run.
+            tokio::task::yield_now().await;
+            if self.tx.is_closed() {
+                return Err(Stop::Gone);
             }
         }
     }
@@ -620,5 +632,50 @@ mod tests {
             Ok(_) => panic!("served from before the oldest event on disk"),
         };
         assert!(matches!(err, ApiError::OutOfRange(_)), "{err:?}");
+    }
+
+    /// Regression: a catch-up from disk started each chunk again at the first event of the
+    /// last entry it had reached, so an entry with more events than one chunk (a branch's
+    /// import, a big batch) made it read the same chunk for ever, spinning a worker.
+    #[tokio::test]
+    async fn a_catch_up_from_disk_goes_through_an_entry_larger_than_a_chunk() {
+        let _serial = SERIAL.lock().await;
+        let replica = logged_state();
+        let big: Vec<EventRecord> = (0..(2 * DISK_CHUNK as u32 + 500))
+            .map(|ordinal| EventRecord {
+                index: 2,
+                ordinal,
+                at_ms: 2_000,
+                principal: None,
+                event: banyan_domain::Event::QueueUpserted {
+                    queue_id: format!("q{ordinal}"),
+                },
+            })
+            .collect();
+        replica.log.as_ref().unwrap().1.append(&big).unwrap();
+        replica.feed.publish(big.clone());
+        // A restart after index 2: the feed holds nothing of it.
+        replica.feed.reset_after(2);
+        // Entry 3, applied after the restart.
+        create(&replica, 1);
+        let request = pb::WatchEventsRequest {
+            from_index: 2,
+            ..Default::default()
+        };
+        let mut stream = watch(&replica, request, None).unwrap();
+        let read = async {
+            let mut got = Vec::new();
+            while got.len() < big.len() + 1 {
+                let event = stream.next().await.unwrap().unwrap();
+                got.push((event.index, event.ordinal));
+            }
+            got
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the catch-up goes on past the first chunk");
+        let mut expected: Vec<(u64, u32)> = big.iter().map(|r| (r.index, r.ordinal)).collect();
+        expected.push((3, 0));
+        assert_eq!(got, expected);
     }
 }
