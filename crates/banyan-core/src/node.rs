@@ -485,13 +485,14 @@ async fn run_ticker(node: CoreNode, retain: Duration, shutdown: Shutdown) {
         let mut nap = None;
         if leading {
             let retain_ms = i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+            // Finished contacts leave in batches, a tenth of the window (at most a minute)
+            // past their time, not one entry per contact.
+            let slack_ms = (retain_ms / 10).min(60_000);
             let (timer, forget) = {
                 let applied = node.inner.applied.read();
                 let forget = applied.domain.oldest_finished_ms();
-                (
-                    applied.domain.next_due_ms(),
-                    forget.map(|at| at.saturating_add(retain_ms)),
-                )
+                let due = |at: i64| at.saturating_add(retain_ms).saturating_add(slack_ms);
+                (applied.domain.next_due_ms(), forget.map(due))
             };
             let due = match (timer, forget) {
                 (Some(a), Some(b)) => Some(a.min(b)),

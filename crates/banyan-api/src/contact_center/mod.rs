@@ -89,11 +89,23 @@ impl<B: Backend> ContactCenterService<B> {
         let index = applied.applied_index();
         let state = applied.read();
         let message = read(&state.domain, applied.history(), index)?;
-        let mut response = Response::new(message);
-        response
-            .metadata_mut()
-            .insert(APPLIED_INDEX_KEY, MetadataValue::from(index));
-        Ok(response)
+        Ok(with_index(message, index))
+    }
+
+    /// Runs `read` on this node's history store alone, without the applied state's lock
+    /// (a long scan of history must not hold up applying).
+    fn read_history<T>(
+        &self,
+        read: impl FnOnce(&History, u64) -> Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        let applied = self.node.applied();
+        let index = applied.applied_index();
+        let history = applied.history().ok_or_else(|| {
+            ApiError::unavailable(
+                "this node serves its site alone and reads no history now; ask the core",
+            )
+        })?;
+        Ok(with_index(read(history, index)?, index))
     }
 
     /// Commits a command through the leader.
@@ -285,12 +297,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             return leader.list_contacts(relay(request)).await;
         }
         if let Some((from_ms, to_ms)) = range {
-            return self.read_with_history(|_, history, index| {
-                let history = history.ok_or_else(|| {
-                    ApiError::unavailable(
-                        "this node serves its site alone and reads no history now; ask the core",
-                    )
-                })?;
+            return self.read_history(|history, index| {
                 let (found, next_page_token) =
                     finished_page(history, &query, from_ms, to_ms, cursor, limit)?;
                 Ok(pb::ListContactsResponse {
@@ -325,12 +332,7 @@ impl<B: Backend> ContactCenter for ContactCenterService<B> {
             origin_site: principal_of(&request)?.site_scope().map(str::to_owned),
             ..Default::default()
         };
-        self.read_with_history(|_, history, _| {
-            let history = history.ok_or_else(|| {
-                ApiError::unavailable(
-                    "this node serves its site alone and reads no history now; ask the core",
-                )
-            })?;
+        self.read_history(|history, _| {
             let (found, next_page_token) =
                 finished_page(history, &query, from_ms, to_ms, cursor, limit)?;
             let records = found
@@ -737,4 +739,13 @@ fn finished_page(
     }
     let token = cursor.map(|(ms, id)| format!("{ms}:{id}"));
     Ok((found, token.unwrap_or_default()))
+}
+
+/// A reply tagged with the applied index it was read at.
+fn with_index<T>(message: T, index: u64) -> Response<T> {
+    let mut response = Response::new(message);
+    response
+        .metadata_mut()
+        .insert(APPLIED_INDEX_KEY, MetadataValue::from(index));
+    response
 }
