@@ -81,6 +81,10 @@ pub fn decode_snapshot(
 /// joined. A node keeps only the sections before them: its own are in its stores, and a
 /// restart does not read them again.
 /// `events_from` is the first log index from which the sender's `events` are complete.
+///
+/// The appended part ends with its length and [`SENT_MARK`], so the receiver finds it from
+/// the end: a stored snapshot written before its identity or parts sections existed keeps
+/// reading as it did, without the history being taken for those sections.
 pub fn append_sent(
     snapshot: &mut Vec<u8>,
     history: &[Contact],
@@ -88,10 +92,30 @@ pub fn append_sent(
     events_from: u64,
 ) {
     if !history.is_empty() || !events.is_empty() {
-        postcard::to_io(history, &mut *snapshot).expect("postcard encoding of Banyan types");
-        postcard::to_io(&(events_from, events), &mut *snapshot)
+        let start = snapshot.len();
+        postcard::to_io(&(history, events_from, events), &mut *snapshot)
             .expect("postcard encoding of Banyan types");
+        let appended = (snapshot.len() - start) as u64;
+        snapshot.extend_from_slice(&appended.to_be_bytes());
+        snapshot.extend_from_slice(SENT_MARK);
     }
+}
+
+/// What ends the part a sender appends to a snapshot ([`append_sent`]).
+pub const SENT_MARK: &[u8; 8] = b"BNYSENT1";
+
+/// The appended part of a sent snapshot, if it ends with one: its bytes, and where the
+/// stored snapshot before it ends.
+fn sent_part(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let body_end = bytes.len().checked_sub(SENT_MARK.len() + 8)?;
+    if &bytes[body_end + 8..] != SENT_MARK {
+        return None;
+    }
+    let len: [u8; 8] = bytes[body_end..body_end + 8].try_into().ok()?;
+    let len = usize::try_from(u64::from_be_bytes(len)).ok()?;
+    let start = body_end.checked_sub(len)?;
+    // The stored snapshot keeps at least its version byte.
+    (start >= 1).then(|| (&bytes[start..body_end], start))
 }
 
 /// A snapshot as another node sent it: its sections and the history appended to them.
@@ -117,13 +141,18 @@ pub struct SentSnapshot {
 pub fn decode_sent_snapshot(bytes: &[u8]) -> Result<SentSnapshot, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&FORMAT_VERSION, body)) => {
-            let (domain, rest) = postcard::take_from_bytes::<State>(body)?;
+        Some((&FORMAT_VERSION, _)) => {
+            type Sent = (Vec<Contact>, u64, Vec<EventRecord>);
+            // The appended part, if its mark is there and it decodes whole.
+            let appended = sent_part(bytes).and_then(|(part, start)| {
+                let (sent, rest) = postcard::take_from_bytes::<Sent>(part).ok()?;
+                rest.is_empty().then_some((sent, start))
+            });
+            let ((history, events_from, events), stored_len) =
+                appended.unwrap_or_else(|| (Sent::default(), bytes.len()));
+            let (domain, rest) = postcard::take_from_bytes::<State>(&bytes[1..stored_len])?;
             let (cluster, rest) = section(rest)?;
-            let (parts, rest) = section(rest)?;
-            let stored_len = bytes.len() - rest.len();
-            let (history, rest) = section(rest)?;
-            let ((events_from, events), _) = section::<(u64, Vec<EventRecord>)>(rest)?;
+            let (parts, _) = section(rest)?;
             Ok(SentSnapshot {
                 domain,
                 cluster,
@@ -149,6 +178,45 @@ fn section<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<(T, &[u8]), Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the sent history followed the stored sections by position, so a stored
+    /// snapshot written before its identity and parts sections existed had the history
+    /// read as its identity when sent. The appended part is found from its end mark.
+    #[test]
+    fn a_sent_snapshot_of_an_older_stored_one_keeps_its_sections_apart() {
+        let contact = {
+            let mut state = State::default();
+            let input = banyan_domain::ContactInput {
+                id: "c-1".into(),
+                channel: banyan_domain::Channel::Chat,
+                self_served: true,
+                ..Default::default()
+            };
+            let command = banyan_domain::Command::new(banyan_domain::Action::CreateContact(input));
+            state
+                .apply(&banyan_domain::Stamped { at_ms: 5, command })
+                .unwrap();
+            state.contact("c-1").unwrap().clone()
+        };
+        // Stored before the identity existed: the domain state alone.
+        let older = encode(&State::default());
+        let whole = encode_snapshot(
+            &State::default(),
+            &ClusterIdentity::default(),
+            &PartialCommands::default(),
+        );
+        for stored in [older, whole] {
+            let mut sent = stored.clone();
+            append_sent(&mut sent, std::slice::from_ref(&contact), &[], 7);
+            let read = decode_sent_snapshot(&sent).unwrap();
+            assert_eq!(read.stored_len, stored.len());
+            assert_eq!(read.history, std::slice::from_ref(&contact));
+            assert_eq!(read.events_from, 7);
+            assert_eq!(read.cluster, ClusterIdentity::default());
+            // And unsent, the stored one reads as it always did.
+            assert!(decode_sent_snapshot(&stored).unwrap().history.is_empty());
+        }
+    }
 
     #[test]
     fn round_trips_and_rejects_unknown_versions() {

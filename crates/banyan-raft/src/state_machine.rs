@@ -39,9 +39,9 @@ const KEY_CURRENT: &[u8] = b"current";
 /// The most history a snapshot sent to another node carries (the newest): a snapshot is
 /// held whole in memory on both sides, so what it carries must be bounded. A node that
 /// joins by snapshot answers for older finished contacts only once they are streamed.
-const SENT_HISTORY_BYTES: usize = 256 << 20;
+const SENT_HISTORY_BYTES: usize = 64 << 20;
 /// The most events a snapshot sent to another node carries (the newest).
-const SENT_EVENT_BYTES: usize = 128 << 20;
+const SENT_EVENT_BYTES: usize = 32 << 20;
 /// Snapshot chunk size: moderate values keep sled's pages small; large pages become blob
 /// files, which [`DurableDb::sync`] syncs as well.
 const CHUNK_SIZE: usize = 64 * 1024;
@@ -794,10 +794,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let log = &self.inner.event_log;
         log.append(&sent.events)
-            .and_then(|()| log.set_covers_from(events_from))
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let stored = &bytes[..sent.stored_len];
         if self.persist(meta, stored).await? {
+            // Only a snapshot that replaces the state moves where the log is complete.
+            log.set_covers_from(events_from)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             self.load(meta, stored)?;
         }
         tracing::info!(snapshot = %meta.snapshot_id, bytes = bytes.len(), "installed snapshot");
