@@ -201,6 +201,11 @@ fn record_bytes(record: &EventRecord) -> usize {
 }
 
 impl EventFeed {
+    /// Whether `other` is this same feed (a clone of it), not another with the same events.
+    pub fn is(&self, other: &EventFeed) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The in-memory window's cost in bytes and its number of events.
     pub fn retained(&self) -> (usize, usize) {
         let inner = self.lock();

@@ -98,6 +98,7 @@ pub fn watch(
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     // Why the stream was cut, told after the events already buffered.
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<Status>();
+    let node = node.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let mut watcher = Watcher {
@@ -107,7 +108,10 @@ pub fn watch(
             last: None,
             resume_at: 0,
         };
-        let stop = watcher.run(start, &feed, log.as_ref()).await;
+        // Whether the node still serves this feed (a branch switching between routing
+        // alone and through the core serves another one from then on).
+        let serving = move |feed: &EventFeed| node.events().is(feed);
+        let stop = watcher.run(start, &feed, log.as_ref(), serving).await;
         if let Stop::Cut(status) = stop {
             let _ = cut_tx.send(status);
         }
@@ -152,7 +156,13 @@ struct Watcher<F> {
 const DISK_CHUNK: usize = 1_000;
 
 impl<F: Fn(&EventRecord) -> bool> Watcher<F> {
-    async fn run(&mut self, start: Start, feed: &EventFeed, log: Option<&EventLog>) -> Stop {
+    async fn run(
+        &mut self,
+        start: Start,
+        feed: &EventFeed,
+        log: Option<&EventLog>,
+        serving: impl Fn(&EventFeed) -> bool,
+    ) -> Stop {
         let (mut backlog, mut live) = match start {
             Start::Memory(subscription) => subscription,
             Start::Disk => match self.catch_up(feed, log).await {
@@ -174,6 +184,14 @@ impl<F: Fn(&EventRecord) -> bool> Watcher<F> {
             };
             match received {
                 Ok(record) => backlog.push(record),
+                // The node serves another state now (a branch went alone or back through
+                // the core): this stream of events has ended.
+                Err(RecvError::Closed) if !serving(feed) => {
+                    let next = self.next_index();
+                    return Stop::Cut(Status::from(ApiError::Aborted(format!(
+                        "this node now serves another state (a branch switched between routing alone and through the core); resume with from_index {next} on the node that serves what you follow"
+                    ))));
+                }
                 // Fallen behind the live feed, or the feed started over (this node
                 // installed a snapshot): from the feed's window if it still reaches back,
                 // else from disk.
