@@ -125,5 +125,21 @@ pub struct HistoryEntry {
     pub ended_ms: i64,
 }
 
+impl HistoryEntry {
+    /// The entry of a finished contact, ended at `ended_ms`.
+    pub fn of(contact: &crate::contact::Contact, ended_ms: i64) -> Self {
+        Self {
+            contact_id: contact.id.clone(),
+            channel: contact.channel,
+            queue_id: contact.queue_id.clone(),
+            state: contact.state,
+            agent_id: contact.agent_id.clone(),
+            disposition: contact.disposition.clone(),
+            notes: contact.notes.clone(),
+            ended_ms,
+        }
+    }
+}
+
 /// How many finished contacts a customer's history keeps.
 pub const HISTORY_LEN: usize = 50;

@@ -1197,15 +1197,12 @@ fn replay(
     Ok(state)
 }
 
-/// Runs the setup and `ops`, checking every step; snapshots the state after the op at
-/// `snapshot_after` (an index into `ops`) and replays from there and from scratch.
-fn run(ops: &[(i64, Op)], snapshot_after: usize) -> Result<(), TestCaseError> {
+/// Runs the setup and `ops`, checking every step, and calls `after_op` after each op.
+fn drive(ops: &[(i64, Op)], mut after_op: impl FnMut(&Run)) -> Result<Run, TestCaseError> {
     let mut run = Run::new();
     for action in setup() {
         run.step(Command::new(action))?;
     }
-    let snapshot_step = run.log.len() + snapshot_after;
-    let mut snapshot = None;
     for (gap_ms, op) in ops {
         run.now += gap_ms;
         if let Op::Tick { advance_ms } = op {
@@ -1213,13 +1210,24 @@ fn run(ops: &[(i64, Op)], snapshot_after: usize) -> Result<(), TestCaseError> {
         }
         let command = command_for(&run.state, op, &run.with_request_id);
         run.step(command)?;
+        after_op(&run);
+    }
+    Ok(run)
+}
+
+/// Runs the setup and `ops`, checking every step; snapshots the state after the op at
+/// `snapshot_after` (an index into `ops`) and replays from there and from scratch.
+fn run(ops: &[(i64, Op)], snapshot_after: usize) -> Result<(), TestCaseError> {
+    let snapshot_step = setup().len() + snapshot_after;
+    let mut snapshot = None;
+    let run = drive(ops, |run| {
         if run.log.len() == snapshot_step + 1 {
             snapshot = Some((
                 run.log.len(),
                 postcard::to_allocvec(&run.state).expect("serialize"),
             ));
         }
-    }
+    })?;
     // Replay from scratch.
     let replayed = replay(State::default(), &run.log, 0)?;
     prop_assert!(replayed == run.state, "replay from scratch ends elsewhere");
@@ -1378,18 +1386,7 @@ fn rounds_of_every_operation() -> Vec<(i64, Op)> {
 /// every contact finished so far leave (the most eager retention there is).
 /// Returns how many finished contacts left the second state.
 fn run_with_and_without_retention(ops: &[(i64, Op)]) -> Result<usize, TestCaseError> {
-    let mut run = Run::new();
-    for action in setup() {
-        run.step(Command::new(action))?;
-    }
-    for (gap_ms, op) in ops {
-        run.now += gap_ms;
-        if let Op::Tick { advance_ms } = op {
-            run.now += advance_ms;
-        }
-        let command = command_for(&run.state, op, &run.with_request_id);
-        run.step(command)?;
-    }
+    let run = drive(ops, |_| {})?;
     let mut lean = State::default();
     let mut forgotten = 0;
     for (i, (stamped, expected)) in run.log.iter().enumerate() {

@@ -150,15 +150,6 @@ impl EventLog {
         Ok(out)
     }
 
-    /// The log index of the oldest event held, if any.
-    pub fn oldest_index(&self) -> Result<Option<u64>, HistoryError> {
-        Ok(self
-            .tree
-            .first()?
-            .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()))
-            .map(u64::from_be_bytes))
-    }
-
     /// The newest events, oldest first, up to `max_bytes` of them encoded, and the index
     /// from which they are complete: what a snapshot sent to another node carries.
     pub fn newest(&self, max_bytes: usize) -> Result<(Vec<EventRecord>, u64), HistoryError> {
@@ -265,10 +256,10 @@ mod tests {
         );
         assert_eq!(log.read(3, 300, 10).unwrap()[0], record(10, 0, 30));
         assert_eq!(log.read(2, 300, 1).unwrap().len(), 1);
-        assert_eq!(log.oldest_index().unwrap(), Some(2));
+        assert_eq!(log.read(0, 400, 1).unwrap()[0].index, 2, "the oldest held");
         log.set_covers_from(1).unwrap();
         assert_eq!(log.prune_before(30, 100).unwrap(), 2);
-        assert_eq!(log.oldest_index().unwrap(), Some(10));
+        assert_eq!(log.read(0, 400, 1).unwrap()[0].index, 10, "the oldest left");
         assert_eq!(log.covers_from().unwrap(), Some(3), "past what went");
         assert_eq!(
             log.newest(usize::MAX).unwrap(),

@@ -101,19 +101,11 @@ pub fn history_to_proto(entry: &banyan_domain::stats::HistoryEntry) -> v1::Histo
 
 /// A finished contact from the history store as an entry of its customer's history.
 pub fn finished_to_history(contact: &banyan_domain::Contact) -> v1::HistoryEntry {
-    v1::HistoryEntry {
-        contact_id: contact.id.clone(),
-        channel: contact.channel.name().to_owned(),
-        queue_id: contact.queue_id.clone(),
-        state: contact.state.name().to_owned(),
-        agent_id: contact.agent_id.clone(),
-        disposition: contact.disposition.clone(),
-        notes: contact.notes.clone(),
-        ended_ms: contact
-            .ended_ms
-            .or(contact.finished_ms())
-            .unwrap_or_default(),
-    }
+    let ended_ms = contact
+        .ended_ms
+        .or(contact.finished_ms())
+        .unwrap_or_default();
+    history_to_proto(&banyan_domain::stats::HistoryEntry::of(contact, ended_ms))
 }
 
 /// An optional id field: empty means unset; otherwise it must be a valid id.

@@ -215,16 +215,7 @@ impl State {
         if contact.customer_id.is_empty() {
             return;
         }
-        let entry = HistoryEntry {
-            contact_id: contact.id.clone(),
-            channel: contact.channel,
-            queue_id: contact.queue_id.clone(),
-            state: contact.state,
-            agent_id: contact.agent_id.clone(),
-            disposition: contact.disposition.clone(),
-            notes: contact.notes.clone(),
-            ended_ms: contact.ended_ms.unwrap_or(self.data.clock_ms),
-        };
+        let entry = HistoryEntry::of(contact, contact.ended_ms.unwrap_or(self.data.clock_ms));
         let history = self
             .data
             .history
